@@ -1,0 +1,78 @@
+//! The `fairrec` command line.
+
+mod data_cmd;
+mod quickstart;
+mod runfile;
+
+use anyhow::Result;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Audit LLM-based recommenders for unfairness across sensitive attributes, and fine-tune
+/// them to be fairer (CL-MoE and MoS).
+///
+/// Every command also takes `--config FILE.toml`: a run file whose keys are the command's
+/// long flags (flags on the command line win).
+#[derive(Parser, Debug)]
+#[command(name = "fairrec", version, args_override_self = true)]
+struct Cli {
+    /// More log output (-v debug, -vv trace); logs go to stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Read flags from a TOML run file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Datasets: synthesize, prepare under a paper's protocol, show prompts, statistics.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
+    /// The embedded default: synthetic stereotype world -> paper A protocol -> prompts.
+    Quickstart(quickstart::QuickstartArgs),
+}
+
+/// The git revision this binary was built from, if known.
+pub fn git_revision() -> Option<String> {
+    let r = env!("FAIRREC_GIT_REV");
+    (!r.is_empty()).then(|| r.to_string())
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cmd = Cli::command();
+    let args = runfile::expand(&cmd, std::env::args_os().collect())?;
+    let matches = cmd.try_get_matches_from(args).unwrap_or_else(|e| e.exit());
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match cli.command {
+        Command::Data(c) => data_cmd::run(c),
+        Command::Quickstart(a) => quickstart::run(a),
+    }
+}

@@ -1,0 +1,137 @@
+//! Counterfactual augmentation of training samples (paper A, Sec. 4.1-4.2).
+//!
+//! For each training sample and a scenario (the sensitive attributes studied):
+//! * `original`: the sample as it is (true values stated);
+//! * `counterfactual`: one copy per other joint value of the scenario's attributes
+//!   (`G \ A` of Eq. 4: the other gender; for gender x age the 5 other combinations);
+//! * `neutral`: the contrastive copy with no sensitive attribute (`h^B` of Eq. 4-6);
+//! * `aux-<attribute>`: single-attribute auxiliary samples for CL-MoE, which state only
+//!   that attribute (made only when the scenario has two or more attributes). By default
+//!   one per value of the attribute (our choice; `AuxValues::True` keeps only the true
+//!   value). The ablations -A, -G and -GA of Table 3 drop `aux-age`, `aux-gender` or both.
+//!
+//! Every copy keeps the label: the premise of the counterfactual is that the sensitive
+//! attribute does not change the preference.
+
+use crate::error::Result;
+use crate::prompt::{domain, joint_values};
+use crate::protocol::Protocol;
+use crate::sample::Sample;
+use fairrec_core::Variant;
+use std::collections::BTreeMap;
+
+/// What an augmented copy is, so that trainers can select copies.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AugmentKind {
+    Original,
+    Counterfactual,
+    Neutral,
+    /// A single-attribute auxiliary sample stating only this attribute.
+    Auxiliary(String),
+}
+
+impl std::fmt::Display for AugmentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AugmentKind::Original => f.write_str("original"),
+            AugmentKind::Counterfactual => f.write_str("counterfactual"),
+            AugmentKind::Neutral => f.write_str("neutral"),
+            AugmentKind::Auxiliary(a) => write!(f, "aux-{a}"),
+        }
+    }
+}
+
+/// Which auxiliary values to make.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuxValues {
+    /// Every value of the attribute.
+    #[default]
+    All,
+    /// Only the user's true value.
+    True,
+}
+
+/// Which copies to make.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AugmentConfig {
+    pub protocol: Protocol,
+    /// The scenario's sensitive attributes.
+    pub attributes: Vec<String>,
+    pub counterfactual: bool,
+    pub neutral: bool,
+    /// Attributes that get single-attribute auxiliary samples (ignored with fewer than two
+    /// scenario attributes).
+    pub auxiliary: Vec<String>,
+    pub aux_values: AuxValues,
+}
+
+impl AugmentConfig {
+    /// Everything on: CL-MoE's augmentation for `attributes`.
+    pub fn full(protocol: Protocol, attributes: &[String]) -> Self {
+        AugmentConfig {
+            protocol,
+            attributes: attributes.to_vec(),
+            counterfactual: true,
+            neutral: true,
+            auxiliary: attributes.to_vec(),
+            aux_values: AuxValues::All,
+        }
+    }
+}
+
+/// One augmented copy of a sample: the base sample is the caller's; this says how to
+/// prompt it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Augmented {
+    /// `<base sample id>#<kind>#<variant>`.
+    pub id: String,
+    pub kind: AugmentKind,
+    pub variant: Variant,
+}
+
+/// The copies of `sample` that `cfg` asks for, in a fixed order.
+pub fn augment(sample: &Sample, cfg: &AugmentConfig) -> Result<Vec<Augmented>> {
+    let mut out = Vec::new();
+    let mut push = |kind: AugmentKind, variant: Variant| {
+        out.push(Augmented {
+            id: format!("{}#{kind}#{variant}", sample.sample_id),
+            kind,
+            variant,
+        });
+    };
+    push(AugmentKind::Original, Variant::Original);
+    let truth: BTreeMap<String, String> = cfg
+        .attributes
+        .iter()
+        .filter_map(|a| sample.attributes.get(a).map(|v| (a.clone(), v.clone())))
+        .collect();
+    if cfg.counterfactual {
+        for joint in joint_values(cfg.protocol, &cfg.attributes)? {
+            if joint != truth {
+                push(AugmentKind::Counterfactual, Variant::Stated(joint));
+            }
+        }
+    }
+    if cfg.neutral {
+        push(AugmentKind::Neutral, Variant::Neutral);
+    }
+    if cfg.attributes.len() >= 2 {
+        for a in cfg.auxiliary.iter().filter(|a| cfg.attributes.contains(a)) {
+            let values: Vec<String> = match cfg.aux_values {
+                AuxValues::All => domain(cfg.protocol, a)?
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect(),
+                AuxValues::True => truth.get(a).cloned().into_iter().collect(),
+            };
+            for v in values {
+                push(
+                    AugmentKind::Auxiliary(a.clone()),
+                    Variant::stated([(a.clone(), v)]),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
