@@ -209,7 +209,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         DataCommand::Synth(a) => {
             let cfg = a.config();
             write_world(&cfg, &a.out)?;
-            println!(
+            say!(
                 "wrote the synthetic world ({} users, {} items, seed {}) to {}",
                 cfg.users,
                 cfg.items,
@@ -235,7 +235,7 @@ pub fn prepare(a: &PrepareArgs) -> Result<Manifest> {
     let t0 = std::time::Instant::now();
     let (m, _) = prepare_dir(a.dataset, &a.raw, &cfg, &a.out, crate::git_revision())?;
     let sp = |k: &str| m.splits.get(k).map_or(0, |s| s.samples);
-    println!(
+    say!(
         "prepared {} under {} in {:.2}s: train {} / valid {} / test {} samples -> {}",
         a.dataset.name(),
         a.protocol.name(),
@@ -246,7 +246,7 @@ pub fn prepare(a: &PrepareArgs) -> Result<Manifest> {
         a.out.display()
     );
     for (reason, n) in &m.dropped {
-        println!("  left out: {reason} = {n}");
+        say!("  left out: {reason} = {n}");
     }
     Ok(m)
 }
@@ -281,7 +281,7 @@ fn show(a: &ShowArgs) -> Result<()> {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        println!(
+        say!(
             "== {} (user {}, {}; label {})",
             s.sample_id,
             s.user_id,
@@ -299,31 +299,35 @@ fn show(a: &ShowArgs) -> Result<()> {
         for (kind, v) in copies {
             let text = render(template, s, &v, &scenario)?;
             if kind.is_empty() {
-                println!("[{template} / {v}]", template = template.name());
+                say!("[{template} / {v}]", template = template.name());
             } else {
-                println!("[{kind} / {v}]");
+                say!("[{kind} / {v}]");
             }
-            println!("Input: {text}\nOutput: {}\n", answer(s.label));
+            say!("Input: {text}\nOutput: {}\n", answer(s.label));
         }
     }
     if samples.is_empty() {
-        println!("(split {} is empty)", a.split);
+        say!("(split {} is empty)", a.split);
     }
     Ok(())
 }
 
 fn stats(dir: &Path) -> Result<()> {
     let m = read_manifest(dir)?;
-    println!(
+    say!(
         "{} under {} (seed {}), item type `{}`",
         m.dataset.name(),
         m.protocol.name(),
         m.seed,
         m.item_type
     );
-    println!(
+    say!(
         "{:<6} {:>8} {:>7} {:>10} {:>9}",
-        "split", "samples", "users", "positive", "history"
+        "split",
+        "samples",
+        "users",
+        "positive",
+        "history"
     );
     let mut per_split = Vec::new();
     for split in ["train", "valid", "test"] {
@@ -344,14 +348,17 @@ fn stats(dir: &Path) -> Result<()> {
         } else {
             100.0 * s.positives as f64 / s.samples as f64
         };
-        println!(
+        say!(
             "{split:<6} {:>8} {:>7} {:>9.1}% {:>9.2}",
-            s.samples, s.users, pct, s.mean_history
+            s.samples,
+            s.users,
+            pct,
+            s.mean_history
         );
         per_split.push((split, s));
     }
     for attr in m.attributes() {
-        println!("\n{attr}: samples (positive %) per split");
+        say!("\n{attr}: samples (positive %) per split");
         for value in m.attribute_values.get(&attr).into_iter().flatten() {
             let cells: Vec<String> = per_split
                 .iter()
@@ -370,13 +377,13 @@ fn stats(dir: &Path) -> Result<()> {
                     format!("{split} {n:>6} ({pct:>5.1}%)")
                 })
                 .collect();
-            println!("  {value:<12} {}", cells.join("  "));
+            say!("  {value:<12} {}", cells.join("  "));
         }
     }
     if !m.dropped.is_empty() {
-        println!("\nleft out:");
+        say!("\nleft out:");
         for (k, v) in &m.dropped {
-            println!("  {k:<32} {v}");
+            say!("  {k:<32} {v}");
         }
     }
     Ok(())

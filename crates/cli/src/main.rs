@@ -1,5 +1,10 @@
 //! The `fairrec` command line.
 
+/// `println!` that ends the process quietly when stdout is closed (`fairrec ... | head`).
+macro_rules! say {
+    ($($t:tt)*) => { $crate::say_line(&format!($($t)*)) };
+}
+
 mod data_cmd;
 mod quickstart;
 mod runfile;
@@ -38,6 +43,22 @@ enum Command {
     Data(data_cmd::DataCommand),
     /// The embedded default: synthetic stereotype world -> paper A protocol -> prompts.
     Quickstart(quickstart::QuickstartArgs),
+}
+
+/// Write one line to stdout; a closed pipe ends the process with success.
+pub fn say_line(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out
+        .write_all(line.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// The git revision this binary was built from, if known.

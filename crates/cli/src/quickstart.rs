@@ -50,7 +50,7 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
     };
     let synth_cfg = synth.config();
     write_world(&synth_cfg, &world)?;
-    println!("1/3 synthetic world -> {}", world.display());
+    say!("1/3 synthetic world -> {}", world.display());
     let data = a.out.join("data");
     let prep = PrepareArgs {
         dataset: DatasetKind::Ml100k,
@@ -73,7 +73,7 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
         bx_max_age: None,
         force: true,
     };
-    print!("2/3 ");
+    say!("2/3 data prepare");
     let manifest = prepare(&prep)?;
     let run = serde_json::json!({
         "command": "quickstart",
@@ -87,11 +87,11 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
         &a.out.join("run.json"),
         (serde_json::to_string_pretty(&run)? + "\n").as_bytes(),
     )?;
-    println!("3/3 label balance of the planted stereotype (train split):");
+    say!("3/3 label balance of the planted stereotype (train split):");
     let train = &manifest.splits["train"];
     for (attr, values) in &train.attributes {
         for (v, (n, p)) in values {
-            println!(
+            say!(
                 "    {attr:<7} {v:<12} {n:>5} samples, {:>5.1}% liked",
                 100.0 * *p as f64 / (*n).max(1) as f64
             );
@@ -112,10 +112,10 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
             ),
         ]);
         for v in [Variant::Original, Variant::Neutral, cf] {
-            println!("\n[{v}] {}", render(Template::LlmRec, s, &v, &scenario)?);
+            say!("\n[{v}] {}", render(Template::LlmRec, s, &v, &scenario)?);
         }
     }
-    println!(
+    say!(
         "\nquickstart data side done in {:.1}s; prepared data in {} (inspect with `fairrec data stats {1}` / `fairrec data show {1}`)",
         t0.elapsed().as_secs_f64(),
         data.display()
