@@ -160,11 +160,15 @@ pub struct SynthArgs {
 impl SynthArgs {
     pub fn config(&self) -> SynthConfig {
         let d = SynthConfig::default();
+        let items = self.items.unwrap_or(d.items);
+        // Unset bounds adapt to a small catalogue; bounds given explicitly are checked as given.
+        let max_ratings = self.max_ratings.unwrap_or(d.max_ratings.min(items));
+        let min_ratings = self.min_ratings.unwrap_or(d.min_ratings.min(max_ratings));
         SynthConfig {
             users: self.users.unwrap_or(d.users),
-            items: self.items.unwrap_or(d.items),
-            min_ratings: self.min_ratings.unwrap_or(d.min_ratings),
-            max_ratings: self.max_ratings.unwrap_or(d.max_ratings),
+            items,
+            min_ratings,
+            max_ratings,
             seed: self.seed,
             female_share: self.female_share.unwrap_or(d.female_share),
             group_effect: self.group_effect.unwrap_or(d.group_effect),

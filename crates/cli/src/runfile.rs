@@ -90,7 +90,7 @@ fn flags_from_file(file: &Path, sub: &clap::Command, cmd_name: &str) -> Result<V
                 file.display()
             );
         };
-        let takes_value = arg.get_num_args().is_none_or(|n| n.takes_values());
+        let takes_value = arg.get_action().takes_values();
         match value {
             toml::Value::Boolean(b) if !takes_value => {
                 if *b {

@@ -28,23 +28,12 @@ fn write_ml1m(dir: &std::path::Path) {
         )
         .unwrap();
     }
-    let mut movies = Vec::new();
+    // ISO-8859-1 like the original: `é` is the single byte 0xE9.
+    let mut movies: Vec<u8> = Vec::new();
     for m in 1..=MOVIES {
-        movies.extend_from_slice(
-            format!("{m}::Mis\u{e9}rable Movie {m} (1995)::Drama|Comedy\n")
-                .as_bytes()
-                .iter()
-                .map(|&b| b)
-                .collect::<Vec<_>>()
-                .as_slice(),
-        );
+        let line = format!("{m}::Mis\u{e9}rable Movie {m} (1995)::Drama|Comedy\n");
+        movies.extend(line.chars().map(|c| c as u32 as u8));
     }
-    // ISO-8859-1 like the original: replace the UTF-8 `é` by byte 0xE9.
-    let movies: Vec<u8> = String::from_utf8(movies)
-        .unwrap()
-        .chars()
-        .map(|c| c as u32 as u8)
-        .collect();
     let mut ratings = String::with_capacity(RATINGS * 24);
     // Every user gets at least 20 ratings, the rest spread at random (as in ML-1M).
     let mut left = RATINGS;

@@ -238,8 +238,7 @@ fn check_order_file(
         None => return Err(of.format_err(1, "empty order file")),
         _ => {}
     }
-    let mut row = 0;
-    for (line, text) in lines {
+    for (row, (line, text)) in lines.enumerate() {
         let f: Vec<&str> = text.split_whitespace().collect();
         let n: usize = match f.get(1) {
             Some(s) => of.parse(line, "order length", "a number", s)?,
@@ -268,7 +267,6 @@ fn check_order_file(
             }
             None => return Err(of.format_err(line, "more order rows than score rows")),
         }
-        row += 1;
     }
     Ok(())
 }

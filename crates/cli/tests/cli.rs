@@ -1,0 +1,220 @@
+//! The `fairrec` binary end to end: commands, run files, errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn fairrec(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fairrec"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = fairrec(args);
+    assert!(
+        o.status.success(),
+        "fairrec {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let o = fairrec(args);
+    assert!(!o.status.success(), "fairrec {args:?} should fail");
+    String::from_utf8(o.stderr).unwrap()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn quickstart_runs_on_a_small_world() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("qs");
+    let s = ok(&[
+        "quickstart",
+        "--out",
+        p(&out),
+        "--users",
+        "150",
+        "--items",
+        "80",
+    ]);
+    assert!(s.contains("label balance"), "{s}");
+    assert!(s.contains("[neutral] Given a/an user's preference"), "{s}");
+    for f in [
+        "world/u.data",
+        "data/train.jsonl",
+        "data/test.jsonl",
+        "data/manifest.json",
+        "run.json",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["seed"], 0);
+    assert_eq!(run["data_hash"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn synth_prepare_show_stats() {
+    let t = tempfile::tempdir().unwrap();
+    let raw = t.path().join("raw");
+    let data = t.path().join("data");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        p(&raw),
+        "--users",
+        "120",
+        "--items",
+        "60",
+        "--seed",
+        "5",
+    ]);
+    let s = ok(&[
+        "data",
+        "prepare",
+        "--dataset",
+        "ml-100k",
+        "--raw",
+        p(&raw),
+        "--protocol",
+        "mos",
+        "--out",
+        p(&data),
+        "--sequences",
+        "500",
+    ]);
+    assert!(s.contains("prepared ml-100k under mos"), "{s}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["config"]["sequences"], 500);
+    assert_eq!(
+        m["sources"].as_array().unwrap().len(),
+        4,
+        "u.genre, u.user, u.item, u.data"
+    );
+    let show = ok(&[
+        "data",
+        "show",
+        p(&data),
+        "--n",
+        "2",
+        "--variant",
+        "gender=female",
+    ]);
+    assert_eq!(show.matches("User Profile: female.").count(), 2, "{show}");
+    let neutral = ok(&["data", "show", p(&data), "--n", "1", "--variant", "neutral"]);
+    assert!(!neutral.contains("User Profile"), "{neutral}");
+    let stats = ok(&["data", "stats", p(&data)]);
+    assert!(
+        stats.contains("train") && stats.contains("female"),
+        "{stats}"
+    );
+    let e = fails(&["data", "show", p(&data), "--variant", "gender=robot"]);
+    assert!(e.contains("`robot` is not a value of `gender`"), "{e}");
+    let e = fails(&["data", "show", p(&data), "--variant", "gender=male,age=old"]);
+    assert!(e.contains("age=old,gender=male"), "{e}");
+    let e = fails(&["data", "show", p(&data), "--template", "llm-rec"]);
+    assert!(e.contains("does not fit"), "{e}");
+}
+
+#[test]
+fn run_file_sets_flags_and_command_line_wins() {
+    let t = tempfile::tempdir().unwrap();
+    let raw = t.path().join("raw");
+    let data = t.path().join("data");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        p(&raw),
+        "--users",
+        "100",
+        "--items",
+        "50",
+    ]);
+    let run = t.path().join("run.toml");
+    std::fs::write(
+        &run,
+        format!(
+            "dataset = \"ml-100k\"\nraw = \"{}\"\nprotocol = \"cl-moe\"\nout = \"{}\"\nseed = 3\nmax_liked = 4\nattributes = [\"gender\"]\nforce = true\n",
+            p(&raw),
+            p(&data)
+        ),
+    )
+    .unwrap();
+    ok(&["data", "prepare", "--config", p(&run), "--seed", "9"]);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["seed"], 9, "command line wins over the run file");
+    assert_eq!(m["config"]["max_liked"], 4, "run file sets flags");
+    assert_eq!(m["config"]["attributes"], serde_json::json!(["gender"]));
+    std::fs::write(&run, "dataset = \"ml-100k\"\nbogus_flag = 1\n").unwrap();
+    let e = fails(&["data", "prepare", "--config", p(&run)]);
+    assert!(e.contains("bogus_flag") && e.contains("run.toml"), "{e}");
+}
+
+#[test]
+fn prepare_refuses_to_overwrite_and_reports_bad_input() {
+    let t = tempfile::tempdir().unwrap();
+    let raw = t.path().join("raw");
+    let data = t.path().join("data");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        p(&raw),
+        "--users",
+        "60",
+        "--items",
+        "40",
+    ]);
+    let args = [
+        "data",
+        "prepare",
+        "--dataset",
+        "ml-100k",
+        "--raw",
+        p(&raw),
+        "--protocol",
+        "cl-moe",
+        "--out",
+        p(&data),
+    ];
+    ok(&args);
+    let before = std::fs::read(data.join("train.jsonl")).unwrap();
+    let e = fails(&args);
+    assert!(e.contains("--force"), "{e}");
+    // A malformed raw file: error names file and line; the prepared data is untouched.
+    let u_data = std::fs::read_to_string(raw.join("u.data")).unwrap();
+    std::fs::write(raw.join("u.data"), u_data.replacen('\t', " ", 1)).unwrap();
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    let e = fails(&forced);
+    assert!(
+        e.contains("u.data:1:") && e.contains("expected 4 fields"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(data.join("train.jsonl")).unwrap(), before);
+    let e = fails(&[
+        "data",
+        "prepare",
+        "--dataset",
+        "ml-10m",
+        "--raw",
+        "x",
+        "--protocol",
+        "mos",
+        "--out",
+        "y",
+    ]);
+    assert!(e.contains("unknown dataset `ml-10m`"), "{e}");
+}
