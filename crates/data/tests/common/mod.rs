@@ -1,7 +1,14 @@
 //! Helpers shared by the data crate's integration tests.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
+
+/// Say that a test was skipped, visibly: writing to the stderr handle bypasses libtest's
+/// output capture, so the line shows in a normal `cargo test` run.
+pub fn skipped(why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
 
 /// The committed fixtures (formats of the originals, made-up content).
 pub fn fixture(name: &str) -> PathBuf {
@@ -15,12 +22,12 @@ pub fn fixture(name: &str) -> PathBuf {
 /// copying them into the repository, so tests read them in place.
 pub fn real_data(name: &str) -> Option<PathBuf> {
     let Some(root) = std::env::var_os("FAIRREC_DATA") else {
-        eprintln!("SKIPPED: FAIRREC_DATA is not set, so the real `{name}` files cannot be read (CI sets it to ../shared/data)");
+        skipped(&format!("FAIRREC_DATA is not set, so the real `{name}` files cannot be read (CI sets it to ../shared/data)"));
         return None;
     };
     let dir = PathBuf::from(root).join(name);
     if !dir.is_dir() {
-        eprintln!("SKIPPED: {} does not exist", dir.display());
+        skipped(&format!("{} does not exist", dir.display()));
         return None;
     }
     Some(dir)
