@@ -1,0 +1,31 @@
+//! The metrics crate's error type.
+
+use std::path::PathBuf;
+
+/// Errors of the metrics crate.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// A file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A predictions line that is not valid.
+    #[error("{}:{line}: {message}", path.display())]
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A variant every report needs is absent.
+    #[error("no predictions for variant `{variant}`: {why}")]
+    MissingVariant { variant: String, why: String },
+    /// Anything else that makes the input unusable, said plainly.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result alias of the metrics crate.
+pub type Result<T, E = MetricsError> = std::result::Result<T, E>;

@@ -1,0 +1,18 @@
+//! Model-agnostic metrics of fairrec: anything that writes a predictions JSONL file can be
+//! audited. No tensor code.
+//!
+//! * [`classification`]: F1, precision, recall at a threshold, AUC (Mann-Whitney).
+//! * [`fairness`]: paper A's GD (Eq. 2), Rate (Eq. 3) and the squared Rate of its tables.
+//! * [`stereotype`]: paper B's stereotype-aware fairness (our precise reading of its prose).
+//! * [`audit`]: all of it over a predictions file, with bootstrap confidence intervals.
+
+pub mod audit;
+pub mod classification;
+pub mod error;
+pub mod fairness;
+pub mod predictions;
+pub mod stereotype;
+
+pub use audit::{audit, AuditConfig, Context, Metrics, StereotypeInput};
+pub use error::{MetricsError, Result};
+pub use predictions::{parse_predictions, read_predictions, Prediction};
