@@ -6,7 +6,9 @@ macro_rules! say {
 }
 
 mod data_cmd;
+mod metrics_cmd;
 mod quickstart;
+mod report;
 mod runfile;
 
 use anyhow::Result;
@@ -41,6 +43,9 @@ enum Command {
     /// Datasets: synthesize, prepare under a paper's protocol, show prompts, statistics.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// Audit a predictions file: F1/P/R/AUC, GD and Rate (paper A), stereotype-aware fairness
+    /// (paper B), bootstrap intervals; writes metrics.json, report.md and report.html.
+    Metrics(metrics_cmd::MetricsArgs),
     /// The embedded default: synthetic stereotype world -> paper A protocol -> prompts.
     Quickstart(quickstart::QuickstartArgs),
 }
@@ -94,6 +99,7 @@ fn run() -> Result<()> {
         .init();
     match cli.command {
         Command::Data(c) => data_cmd::run(c),
+        Command::Metrics(a) => metrics_cmd::run(&a),
         Command::Quickstart(a) => quickstart::run(a),
     }
 }

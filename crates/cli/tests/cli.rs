@@ -218,3 +218,129 @@ fn prepare_refuses_to_overwrite_and_reports_bad_input() {
     ]);
     assert!(e.contains("unknown dataset `ml-10m`"), "{e}");
 }
+
+/// Predictions of a scorer that leans on the stated gender, for every audit variant of the
+/// test split of a prepared cl-moe dataset.
+fn biased_predictions(data: &Path, out: &Path) {
+    let text = std::fs::read_to_string(data.join("test.jsonl")).unwrap();
+    let variants = [
+        "original",
+        "neutral",
+        "gender=male",
+        "gender=female",
+        "age=young",
+        "age=middle aged",
+        "age=old",
+    ];
+    let mut lines = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let s: serde_json::Value = serde_json::from_str(line).unwrap();
+        let label = s["label"].as_bool().unwrap();
+        let base = if label { 0.6 } else { 0.4 } + 0.25 * (((i * 7919) % 100) as f64 / 100.0 - 0.5);
+        for v in variants {
+            let stated_gender = match v {
+                "original" => s["attributes"]["gender"].as_str().unwrap().to_string(),
+                v if v.starts_with("gender=") => v[7..].to_string(),
+                _ => String::new(),
+            };
+            let p: f64 = base + if stated_gender == "female" { 0.2 } else { 0.0 };
+            lines += &serde_json::json!({"sample_id": s["sample_id"], "variant": v, "label": label, "p_yes": p.clamp(0.0, 1.0)}).to_string();
+            lines.push('\n');
+        }
+    }
+    std::fs::write(out, lines).unwrap();
+}
+
+#[test]
+fn metrics_writes_json_markdown_and_self_contained_html() {
+    let t = tempfile::tempdir().unwrap();
+    let (raw, data, audit) = (
+        t.path().join("raw"),
+        t.path().join("data"),
+        t.path().join("audit"),
+    );
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        p(&raw),
+        "--users",
+        "300",
+        "--items",
+        "100",
+    ]);
+    ok(&[
+        "data",
+        "prepare",
+        "--dataset",
+        "ml-100k",
+        "--raw",
+        p(&raw),
+        "--protocol",
+        "cl-moe",
+        "--out",
+        p(&data),
+    ]);
+    let preds = t.path().join("preds.jsonl");
+    biased_predictions(&data, &preds);
+    let s = ok(&[
+        "metrics",
+        "--predictions",
+        p(&preds),
+        "--data",
+        p(&data),
+        "--bootstrap",
+        "50",
+        "--out",
+        p(&audit),
+    ]);
+    assert!(s.contains("gender") && s.contains("report.html"), "{s}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(audit.join("metrics.json")).unwrap()).unwrap();
+    for block in ["original", "neutral"] {
+        for k in ["f1", "precision", "recall", "auc", "n"] {
+            assert!(m[block].get(k).is_some(), "{block}.{k}");
+        }
+    }
+    for set in ["gender", "age"] {
+        for k in ["gd", "rate", "rate_sq", "groups"] {
+            assert!(m["fairness"][set].get(k).is_some(), "fairness.{set}.{k}");
+        }
+    }
+    assert!(
+        m["fairness"]["gender"]["gd"].as_f64().unwrap() > 0.01,
+        "the planted gender lean shows"
+    );
+    assert!(m["fairness"]["gender"]["groups"]["female"]["f1"].is_number());
+    assert!(m["stereotype"]["gender"]["settings"]["explicit"]["total"].is_number());
+    assert_eq!(m["bootstrap"]["unit"], "user");
+    let html = std::fs::read_to_string(audit.join("report.html")).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("neutral F1"),
+        "charts are inline"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("src=") && !html.contains("<link"),
+        "no external resources"
+    );
+    assert!(!html.contains("NaN"));
+    let md = std::fs::read_to_string(audit.join("report.md")).unwrap();
+    assert!(md.contains("| gender |") && md.contains("Rate²"), "{md}");
+    // Missing neutral: a clear error, no output written.
+    let only: String = std::fs::read_to_string(&preds)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("\"neutral\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&preds, only).unwrap();
+    let e = fails(&[
+        "metrics",
+        "--predictions",
+        p(&preds),
+        "--out",
+        p(&t.path().join("audit2")),
+    ]);
+    assert!(e.contains("no predictions for variant `neutral`"), "{e}");
+    assert!(!t.path().join("audit2").exists());
+}

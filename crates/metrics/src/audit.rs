@@ -75,7 +75,8 @@ pub struct ClassBlock {
 pub struct FairnessEntry {
     #[serde(flatten)]
     pub point: SetFairness,
-    /// `gd`, `rate`, `rate_sq`, `groups.<key>.f1` -> [low, high].
+    /// `gd`, `rate`, `rate_sq`, `groups.<key>.f1`, `groups.<key>.diff` (F1 minus the neutral
+    /// F1, paired) -> [low, high].
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub ci: BTreeMap<String, [f64; 2]>,
 }
@@ -160,6 +161,13 @@ fn fairness_figures(f: &SetFairness, prefix: &str, out: &mut BTreeMap<String, Ve
     record(out, format!("{prefix}rate_sq"), f.rate_sq);
     for (k, g) in &f.groups {
         record(out, format!("{prefix}groups.{k}.f1"), g.f1);
+        // Paired difference to the neutral prompt: signed, so its interval says whether the
+        // group differs (GD and the Rates are never negative and resampling inflates them).
+        record(
+            out,
+            format!("{prefix}groups.{k}.diff"),
+            g.f1.zip(f.neutral_f1).map(|(a, b)| a - b),
+        );
     }
 }
 
@@ -182,9 +190,9 @@ fn stereo_figures(
 /// Run the audit. `context` maps `sample_id` to what the prepared data knows; predictions
 /// may carry the same fields themselves (`attributes`, `user_id`, `target`, `history`),
 /// which are used where the context does not know the sample.
-pub fn audit(
-    preds: &[Prediction],
-    context: &HashMap<String, Context>,
+pub fn audit<'a>(
+    preds: &'a [Prediction],
+    context: &'a HashMap<String, Context>,
     stereo: &[StereotypeInput<'_>],
     cfg: &AuditConfig,
 ) -> Result<Metrics> {
@@ -196,7 +204,7 @@ pub fn audit(
     }
     let mut notes = Vec::new();
     // Variants and per-variant (label, p) pairs.
-    let mut vidx: BTreeMap<&Variant, usize> = BTreeMap::new();
+    let mut vidx: HashMap<&Variant, usize> = HashMap::new();
     for p in preds {
         let n = vidx.len();
         vidx.entry(&p.variant).or_insert(n);
@@ -230,26 +238,27 @@ pub fn audit(
         .collect();
 
     // Resampling units and their sufficient statistics.
-    let empty = Context::default();
-    let ctx = |p: &Prediction| context.get(&p.sample_id).unwrap_or(&empty);
+    static EMPTY: std::sync::OnceLock<Context> = std::sync::OnceLock::new();
+    let empty: &'a Context = EMPTY.get_or_init(Context::default);
+    let ctx = |p: &Prediction| -> &'a Context { context.get(&p.sample_id).unwrap_or(empty) };
     let user_known = preds
         .iter()
         .all(|p| p.user_id.is_some() || ctx(p).user.is_some());
-    let unit_of = |p: &Prediction| -> String {
+    let unit_of = |p: &'a Prediction| -> &'a str {
         if user_known {
             p.user_id
-                .clone()
-                .or_else(|| ctx(p).user.clone())
+                .as_deref()
+                .or(ctx(p).user.as_deref())
                 .unwrap_or_default()
         } else {
-            p.sample_id.clone()
+            &p.sample_id
         }
     };
     let groups: Vec<(String, ItemGroups)> = stereo
         .iter()
         .map(|s| (s.attribute.clone(), item_groups(&s.train, &cfg.stereotype)))
         .collect();
-    let mut uidx: HashMap<String, usize> = HashMap::new();
+    let mut uidx: HashMap<&str, usize> = HashMap::new();
     let mut units: Vec<Unit> = Vec::new();
     let mut missing_ctx = 0usize;
     for p in preds {
@@ -344,21 +353,57 @@ pub fn audit(
     };
     let (fair, st) = evaluate(&vec![1.0; units.len()]);
 
-    // Bootstrap.
+    // Bootstrap: resample b draws from its own stream, so the result does not depend on
+    // how many threads share the work.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let per_thread: Vec<BTreeMap<String, Vec<(usize, f64)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let evaluate = &evaluate;
+                let (groups, n_units) = (&groups, units.len());
+                scope.spawn(move || {
+                    let mut found: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+                    let mut tagged: BTreeMap<String, Vec<(usize, f64)>> = BTreeMap::new();
+                    let mut w = vec![0.0; n_units];
+                    for b in (t..cfg.bootstrap).step_by(threads) {
+                        let mut rng = Rng::derive(cfg.seed, &format!("bootstrap-{b}"));
+                        w.iter_mut().for_each(|x| *x = 0.0);
+                        for _ in 0..n_units {
+                            w[rng.below(n_units as u64) as usize] += 1.0;
+                        }
+                        let (f, s) = evaluate(&w);
+                        found.clear();
+                        for (k, sf) in &f {
+                            fairness_figures(sf, &format!("fairness.{k}."), &mut found);
+                        }
+                        for ((attr, _), s) in groups.iter().zip(&s) {
+                            stereo_figures(s, &format!("stereotype.{attr}."), &mut found);
+                        }
+                        for (k, v) in &found {
+                            tagged
+                                .entry(k.clone())
+                                .or_default()
+                                .extend(v.iter().map(|x| (b, *x)));
+                        }
+                    }
+                    tagged
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bootstrap thread"))
+            .collect()
+    });
     let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut rng = Rng::derive(cfg.seed, "bootstrap");
-    let mut w = vec![0.0; units.len()];
-    for _ in 0..cfg.bootstrap {
-        w.iter_mut().for_each(|x| *x = 0.0);
-        for _ in 0..units.len() {
-            w[rng.below(units.len() as u64) as usize] += 1.0;
-        }
-        let (f, s) = evaluate(&w);
-        for (k, sf) in &f {
-            fairness_figures(sf, &format!("fairness.{k}."), &mut samples);
-        }
-        for ((attr, _), s) in groups.iter().zip(&s) {
-            stereo_figures(s, &format!("stereotype.{attr}."), &mut samples);
+    for part in per_thread {
+        for (k, v) in part {
+            samples
+                .entry(k)
+                .or_default()
+                .extend(v.into_iter().map(|(_, x)| x));
         }
     }
     let lo_q = (1.0 - cfg.confidence) / 2.0;

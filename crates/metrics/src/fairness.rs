@@ -30,6 +30,8 @@ pub struct GroupScore {
 /// GD and Rates of one attribute set.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SetFairness {
+    /// F1 of the `neutral` predictions, `g(B)`.
+    pub neutral_f1: Option<f64>,
     pub gd: Option<f64>,
     pub rate: Option<f64>,
     pub rate_sq: Option<f64>,
@@ -124,6 +126,7 @@ pub fn set_fairness(
         undefined.insert("rate_sq".into(), undefined["rate"].clone());
     }
     SetFairness {
+        neutral_f1: g_b,
         gd,
         rate,
         rate_sq,

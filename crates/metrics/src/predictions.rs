@@ -25,27 +25,103 @@ pub struct Prediction {
     pub history: Option<Vec<String>>,
 }
 
-/// Parse predictions from JSONL text; `path` names the source in errors.
-pub fn parse_predictions(path: &Path, text: &str) -> Result<Vec<Prediction>> {
+/// A line as read, borrowing from the text (the variant is parsed once per distinct name).
+#[derive(serde::Deserialize)]
+struct RawLine<'a> {
+    #[serde(borrow)]
+    sample_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    variant: std::borrow::Cow<'a, str>,
+    label: bool,
+    p_yes: f64,
+    #[serde(default)]
+    attributes: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    history: Option<Vec<String>>,
+}
+
+fn parse_chunk(path: &Path, text: &str, first_line: usize) -> Result<Vec<Prediction>> {
     let mut out = Vec::new();
+    let mut names: std::collections::HashMap<String, Variant> = std::collections::HashMap::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let err = |message: String| MetricsError::Line {
             path: path.to_path_buf(),
-            line: i + 1,
+            line: first_line + i,
             message,
         };
-        let p: Prediction =
+        let r: RawLine =
             serde_json::from_str(line).map_err(|e| err(format!("invalid prediction: {e}")))?;
-        if !p.p_yes.is_finite() || !(0.0..=1.0).contains(&p.p_yes) {
+        let variant = match names.get(r.variant.as_ref()) {
+            Some(v) => v.clone(),
+            None => {
+                let v: Variant = r
+                    .variant
+                    .parse()
+                    .map_err(|e| err(format!("invalid prediction: {e}")))?;
+                names.insert(r.variant.to_string(), v.clone());
+                v
+            }
+        };
+        if !r.p_yes.is_finite() || !(0.0..=1.0).contains(&r.p_yes) {
             return Err(err(format!(
                 "p_yes must be a probability in [0, 1], got {}",
-                p.p_yes
+                r.p_yes
             )));
         }
-        out.push(p);
+        out.push(Prediction {
+            sample_id: r.sample_id.into_owned(),
+            variant,
+            label: r.label,
+            p_yes: r.p_yes,
+            attributes: r.attributes,
+            user_id: r.user_id,
+            target: r.target,
+            history: r.history,
+        });
+    }
+    Ok(out)
+}
+
+/// Parse predictions from JSONL text; `path` names the source in errors. Large inputs are
+/// parsed on all cores, in line order.
+pub fn parse_predictions(path: &Path, text: &str) -> Result<Vec<Prediction>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    // Cut the text at line boundaries into `threads` chunks, remembering each one's first line.
+    let mut chunks: Vec<(&str, usize)> = Vec::new();
+    let (mut start, mut line) = (0, 1);
+    let target = text.len() / threads + 1;
+    while start < text.len() {
+        let mut end = (start + target).min(text.len());
+        end = match text[end..].find('\n') {
+            Some(k) if end < text.len() => end + k + 1,
+            _ => text.len(),
+        };
+        chunks.push((&text[start..end], line));
+        line += text[start..end].matches('\n').count();
+        start = end;
+    }
+    let parts: Vec<Result<Vec<Prediction>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|(c, l)| s.spawn(move || parse_chunk(path, c, *l)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("parser thread"))
+            .collect()
+    });
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend(p?);
     }
     if out.is_empty() {
         return Err(MetricsError::Invalid(format!(

@@ -1,0 +1,465 @@
+//! Audit reports for people: `report.md` and a self-contained `report.html` (inline CSS and
+//! SVG, no scripts, readable offline). Both render the same list of blocks.
+
+pub mod svg;
+
+use fairrec_metrics::audit::{ClassBlock, FairnessEntry, StereotypeEntry};
+use fairrec_metrics::Metrics;
+use svg::Bar;
+
+/// One piece of a report.
+pub enum Block {
+    Heading(u8, String),
+    Para(String),
+    Note(String),
+    Table(Vec<String>, Vec<Vec<String>>),
+    /// HTML only (the Markdown report has the same numbers in tables).
+    Chart(String),
+}
+
+/// Where the audited numbers came from.
+pub struct Provenance {
+    pub predictions: String,
+    pub predictions_sha256: String,
+    pub data: Option<String>,
+    pub git_revision: Option<String>,
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("undefined".into(), |v| format!("{:.2}", 100.0 * v))
+}
+
+fn sci(v: Option<f64>) -> String {
+    v.map_or("undefined".into(), |v| {
+        if v == 0.0 {
+            "0".into()
+        } else {
+            format!("{v:.3e}")
+        }
+    })
+}
+
+fn with_ci(v: String, ci: Option<&[f64; 2]>, f: &dyn Fn(f64) -> String) -> String {
+    match ci {
+        Some([a, b]) => format!("{v} [{}, {}]", f(*a), f(*b)),
+        None => v,
+    }
+}
+
+fn class_row(name: &str, c: &ClassBlock) -> Vec<String> {
+    vec![
+        name.into(),
+        pct(c.f1),
+        pct(c.precision),
+        pct(c.recall),
+        pct(c.auc),
+        c.n.to_string(),
+        c.positives.to_string(),
+    ]
+}
+
+/// Plain-words summary of one attribute set.
+fn summary(set: &str, f: &FairnessEntry) -> String {
+    let (Some(b), Some(gd)) = (f.point.neutral_f1, f.point.gd) else {
+        return format!("For `{set}`, GD is undefined (see the notes).");
+    };
+    let worst = f
+        .point
+        .groups
+        .iter()
+        .filter_map(|(k, g)| g.f1.map(|v| (k, v - b)))
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+    let mut s = format!(
+        "Stating `{set}` moves F1 away from the neutral prompt by {:.2} points on average (GD)",
+        100.0 * gd
+    );
+    if let Some((k, d)) = worst {
+        s += &format!(
+            "; the largest change is for `{k}` ({:+.2} points)",
+            100.0 * d
+        );
+    }
+    s += ".";
+    let with_ci: Vec<(&String, [f64; 2])> = f
+        .point
+        .groups
+        .keys()
+        .filter_map(|k| f.ci.get(&format!("groups.{k}.diff")).map(|c| (k, *c)))
+        .collect();
+    if !with_ci.is_empty() {
+        let apart: Vec<String> = with_ci
+            .iter()
+            .filter(|(_, c)| c[0] > 0.0 || c[1] < 0.0)
+            .map(|(k, c)| format!("`{k}` [{:+.2}, {:+.2}]", 100.0 * c[0], 100.0 * c[1]))
+            .collect();
+        s += &if apart.is_empty() {
+            " No group's paired interval of F1 minus the neutral F1 excludes 0: the difference is within resampling noise.".to_string()
+        } else {
+            format!(
+                " Groups whose paired interval of F1 minus the neutral F1 excludes 0: {}.",
+                apart.join(", ")
+            )
+        };
+    }
+    s
+}
+
+fn fairness_blocks(m: &Metrics, out: &mut Vec<Block>) {
+    out.push(Block::Heading(
+        2,
+        "Fairness across sensitive attributes (paper A)".into(),
+    ));
+    out.push(Block::Para(
+        "g = F1. Each group's F1 is computed over all test samples prompted with that value stated; `neutral` states no sensitive attribute. \
+         GD (Eq. 2) is the root-mean-square difference to the neutral F1, shown ×100 (F1 points). \
+         Rate is Eq. 3 as printed, the mean of |1 − g_i/g(B)|; Rate² is the mean of (1 − g_i/g(B))², which is what the paper's tables report. \
+         Lower is fairer. Brackets are bootstrap intervals."
+            .into(),
+    ));
+    if m.fairness.is_empty() {
+        out.push(Block::Note(
+            "No prediction states a sensitive attribute, so GD and Rate cannot be computed.".into(),
+        ));
+        return;
+    }
+    let rows = m
+        .fairness
+        .iter()
+        .map(|(k, f)| {
+            vec![
+                k.clone(),
+                with_ci(pct(f.point.gd), f.ci.get("gd"), &|v| {
+                    format!("{:.2}", 100.0 * v)
+                }),
+                with_ci(sci(f.point.rate), f.ci.get("rate"), &|v| format!("{v:.2e}")),
+                with_ci(sci(f.point.rate_sq), f.ci.get("rate_sq"), &|v| {
+                    format!("{v:.2e}")
+                }),
+            ]
+        })
+        .collect();
+    out.push(Block::Table(
+        vec![
+            "attribute set".into(),
+            "GD ×100".into(),
+            "Rate".into(),
+            "Rate²".into(),
+        ],
+        rows,
+    ));
+    let max_gd = m
+        .fairness
+        .values()
+        .flat_map(|f| f.point.gd.into_iter().chain(f.ci.get("gd").map(|c| c[1])))
+        .fold(0.0_f64, f64::max);
+    let bars: Vec<Bar> = m
+        .fairness
+        .iter()
+        .map(|(k, f)| Bar {
+            label: k.clone(),
+            value: f.point.gd,
+            ci: f.ci.get("gd").copied(),
+        })
+        .collect();
+    out.push(Block::Chart(svg::hbars(
+        "GD per attribute set (×100, lower is fairer)",
+        &bars,
+        None,
+        0.0,
+        (max_gd * 1.15).max(0.01),
+        &|v| format!("{:.2}", 100.0 * v),
+    )));
+    for (k, f) in &m.fairness {
+        out.push(Block::Heading(3, format!("{k}: F1 per group")));
+        out.push(Block::Para(summary(k, f)));
+        let mut rows = vec![vec![
+            "neutral".into(),
+            pct(m.neutral.f1),
+            String::new(),
+            String::new(),
+            m.neutral.n.to_string(),
+        ]];
+        let mut bars = Vec::new();
+        for (g, s) in &f.point.groups {
+            let ci = f.ci.get(&format!("groups.{g}.f1"));
+            let diff = s.f1.zip(m.neutral.f1).map(|(a, b)| a - b);
+            let dci = f.ci.get(&format!("groups.{g}.diff"));
+            let cell = |c: Option<&[f64; 2]>| {
+                c.map_or(String::new(), |c| {
+                    format!(" [{:+.2}, {:+.2}]", 100.0 * c[0], 100.0 * c[1])
+                })
+            };
+            rows.push(vec![
+                g.clone(),
+                format!("{}{}", pct(s.f1), cell(ci).replace('+', "")),
+                diff.map_or("undefined".into(), |d| format!("{:+.2}", 100.0 * d)) + &cell(dci),
+                String::new(),
+                format!("{}", s.n),
+            ]);
+            bars.push(Bar {
+                label: g.clone(),
+                value: s.f1,
+                ci: ci.copied(),
+            });
+        }
+        for r in &mut rows {
+            r.remove(3);
+        }
+        out.push(Block::Table(
+            vec![
+                "group".into(),
+                "F1 % [interval]".into(),
+                "F1 − neutral [paired interval]".into(),
+                "n".into(),
+            ],
+            rows,
+        ));
+        let vals: Vec<f64> = bars
+            .iter()
+            .flat_map(|b| b.value.into_iter().chain(b.ci.into_iter().flatten()))
+            .chain(m.neutral.f1)
+            .collect();
+        let lo = (vals.iter().copied().fold(1.0_f64, f64::min) - 0.05).max(0.0);
+        let hi = (vals.iter().copied().fold(0.0_f64, f64::max) + 0.05).min(1.0);
+        let reference = m.neutral.f1.map(|v| ("neutral F1", v));
+        out.push(Block::Chart(svg::hbars(
+            &format!("{k}: F1 per stated value vs the neutral prompt (%)"),
+            &bars,
+            reference,
+            lo,
+            hi.max(lo + 0.01),
+            &|v| format!("{:.1}", 100.0 * v),
+        )));
+        for (fig, why) in &f.point.undefined {
+            out.push(Block::Note(format!("`{k}` {fig} is undefined: {why}.")));
+        }
+    }
+}
+
+fn stereotype_blocks(attr: &str, s: &StereotypeEntry, out: &mut Vec<Block>) {
+    let sizes: Vec<String> = s
+        .item_groups
+        .iter()
+        .map(|(g, n)| format!("{n} `{g}` items"))
+        .collect();
+    out.push(Block::Heading(3, attr.to_string()));
+    out.push(Block::Para(format!(
+        "Item stereotype groups from the training interactions (z* = {}, {}): {} of {} items; the rest are neutral.",
+        s.z_threshold,
+        if s.normalize { "interaction rates normalised by group size" } else { "raw interaction counts" },
+        sizes.join(", "),
+        s.n_items
+    )));
+    let rows = s
+        .settings
+        .iter()
+        .map(|(setting, f)| {
+            let c = |k: &str| s.ci.get(&format!("{setting}.{k}"));
+            let f2 = |v: f64| format!("{v:.2}");
+            vec![
+                setting.clone(),
+                with_ci(f.total.map_or("undefined".into(), f2), c("total"), &f2),
+                with_ci(
+                    f.same_group.map_or("undefined".into(), f2),
+                    c("same_group"),
+                    &f2,
+                ),
+                with_ci(
+                    f.other_group.map_or("undefined".into(), f2),
+                    c("other_group"),
+                    &f2,
+                ),
+            ]
+        })
+        .collect();
+    out.push(Block::Table(
+        vec![
+            "setting".into(),
+            "total".into(),
+            "same-group".into(),
+            "other-group".into(),
+        ],
+        rows,
+    ));
+    for (setting, f) in &s.settings {
+        let bars: Vec<Bar> = f
+            .pairs
+            .iter()
+            .map(|(k, d)| Bar {
+                label: k.clone(),
+                value: d.map(|v| 100.0 * v),
+                ci: s
+                    .ci
+                    .get(&format!("{setting}.{k}"))
+                    .map(|c| [100.0 * c[0], 100.0 * c[1]]),
+            })
+            .collect();
+        out.push(Block::Chart(svg::diverging(
+            &format!("{attr}, {setting}: recommended share minus history share (points)"),
+            &bars,
+            &|v| format!("{v:+.1}"),
+        )));
+        let rows = f
+            .pairs
+            .iter()
+            .map(|(k, d)| {
+                vec![
+                    k.clone(),
+                    d.map_or("undefined".into(), |v| format!("{:+.2}", 100.0 * v)),
+                ]
+            })
+            .collect();
+        out.push(Block::Table(
+            vec![format!("{setting}: users, items"), "Δ (points)".into()],
+            rows,
+        ));
+        for (k, why) in &f.undefined {
+            out.push(Block::Note(format!("{setting} {k} is undefined: {why}.")));
+        }
+    }
+}
+
+/// The report's blocks.
+pub fn blocks(m: &Metrics, p: &Provenance) -> Vec<Block> {
+    let mut out = vec![Block::Heading(1, "fairrec audit report".into())];
+    out.push(Block::Para(format!(
+        "Predictions `{}` (sha256 {}…, {} lines){}. Threshold P(Yes) ≥ {}. Intervals: {} bootstrap resamples over {} {}s, {:.0}% percentile, seed {}.{}",
+        p.predictions,
+        &p.predictions_sha256[..12.min(p.predictions_sha256.len())],
+        m.n_predictions,
+        p.data.as_ref().map_or(String::new(), |d| format!(", prepared data `{d}`")),
+        m.threshold,
+        m.bootstrap.resamples,
+        m.bootstrap.units,
+        m.bootstrap.unit,
+        100.0 * m.bootstrap.confidence,
+        m.bootstrap.seed,
+        p.git_revision.as_ref().map_or(String::new(), |g| format!(" fairrec {g}.")),
+    )));
+    out.push(Block::Heading(2, "Recommendation quality".into()));
+    let mut rows = vec![
+        class_row("original (true attributes)", &m.original),
+        class_row("neutral (no attribute)", &m.neutral),
+    ];
+    rows.extend(
+        m.variants
+            .iter()
+            .filter(|(k, _)| *k != "original" && *k != "neutral")
+            .map(|(k, c)| class_row(k, c)),
+    );
+    out.push(Block::Table(
+        [
+            "prompts",
+            "F1 %",
+            "precision %",
+            "recall %",
+            "AUC %",
+            "n",
+            "positives",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    ));
+    fairness_blocks(m, &mut out);
+    if let Some(st) = &m.stereotype {
+        out.push(Block::Heading(
+            2,
+            "Stereotype-aware fairness (paper B)".into(),
+        ));
+        out.push(Block::Para(
+            "For users of group s′ and items of stereotype group s: Δ = share of s-items among the targets predicted Yes minus their share in those users' histories (> 0: over-recommended). \
+             Totals are 100 × Σ|Δ| over same-group pairs (s′ = s), other-group pairs, and both. Settings: implicit = no profile, explicit = true profile, counterfactual = the other value. \
+             These definitions are fairrec's reading of the paper's prose."
+                .into(),
+        ));
+        for (attr, s) in st {
+            stereotype_blocks(attr, s, &mut out);
+        }
+    }
+    if !m.notes.is_empty() {
+        out.push(Block::Heading(2, "Notes".into()));
+        for n in &m.notes {
+            out.push(Block::Note(n.clone()));
+        }
+    }
+    out
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// Markdown rendering.
+pub fn markdown(blocks: &[Block]) -> String {
+    let mut s = String::new();
+    for b in blocks {
+        match b {
+            Block::Heading(l, t) => s += &format!("{} {t}\n\n", "#".repeat(*l as usize)),
+            Block::Para(t) => s += &format!("{t}\n\n"),
+            Block::Note(t) => s += &format!("> **Note.** {t}\n\n"),
+            Block::Table(h, rows) => {
+                s += &format!(
+                    "| {} |\n|{}|\n",
+                    h.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | "),
+                    h.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+                );
+                for r in rows {
+                    s += &format!(
+                        "| {} |\n",
+                        r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
+                    );
+                }
+                s += "\n";
+            }
+            Block::Chart(_) => {}
+        }
+    }
+    s
+}
+
+fn html_text(t: &str) -> String {
+    // escape, then turn `code` spans into <code>
+    let e = t
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let mut out = String::new();
+    for (i, part) in e.split('`').enumerate() {
+        if i % 2 == 1 {
+            out += &format!("<code>{part}</code>");
+        } else {
+            out += part;
+        }
+    }
+    out
+}
+
+/// Self-contained HTML rendering.
+pub fn html(blocks: &[Block], title: &str) -> String {
+    let mut s = format!("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{}</style></head><body>\n", html_text(title), svg::CSS);
+    for b in blocks {
+        match b {
+            Block::Heading(l, t) => s += &format!("<h{l}>{}</h{l}>\n", html_text(t)),
+            Block::Para(t) => s += &format!("<p>{}</p>\n", html_text(t)),
+            Block::Note(t) => s += &format!("<div class=\"note\">{}</div>\n", html_text(t)),
+            Block::Table(h, rows) => {
+                s += "<table><thead><tr>";
+                for c in h {
+                    s += &format!("<th>{}</th>", html_text(c));
+                }
+                s += "</tr></thead><tbody>";
+                for r in rows {
+                    s += "<tr>";
+                    for c in r {
+                        s += &format!("<td>{}</td>", html_text(c));
+                    }
+                    s += "</tr>";
+                }
+                s += "</tbody></table>\n";
+            }
+            Block::Chart(svg) => s += &format!("{svg}\n"),
+        }
+    }
+    s + "<p class=\"muted\">Written by fairrec. Numbers are also in metrics.json.</p>\n</body></html>\n"
+}

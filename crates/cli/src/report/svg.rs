@@ -1,0 +1,213 @@
+//! Small inline-SVG charts for the HTML reports (no scripts, no external files).
+
+use std::fmt::Write as _;
+
+/// One bar: label, value, optional interval.
+pub struct Bar {
+    pub label: String,
+    pub value: Option<f64>,
+    pub ci: Option<[f64; 2]>,
+}
+
+/// Left margin that fits the longest label (about 7 px a character at 12 px).
+fn label_width(bars: &[Bar], min: f64) -> f64 {
+    bars.iter()
+        .map(|b| b.label.chars().count() as f64 * 7.0 + 14.0)
+        .fold(min, f64::max)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Horizontal bars from `lo` to each value, with CI whiskers and an optional dashed
+/// reference line (e.g. the neutral F1). Values are drawn on `[lo, hi]`; `fmt` prints them.
+pub fn hbars(
+    title: &str,
+    bars: &[Bar],
+    reference: Option<(&str, f64)>,
+    lo: f64,
+    hi: f64,
+    fmt: &dyn Fn(f64) -> String,
+) -> String {
+    let (left, width, row) = (label_width(bars, 110.0), 420.0, 26.0);
+    let height = 40.0 + row * bars.len() as f64 + if reference.is_some() { 22.0 } else { 0.0 };
+    let x = |v: f64| left + width * ((v - lo) / (hi - lo)).clamp(0.0, 1.0);
+    let mut s = String::new();
+    write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" role="img" aria-label="{t}"><title>{t}</title>"#, w = left + width + 90.0, t = esc(title)).unwrap();
+    write!(
+        s,
+        r##"<text x="4" y="16" class="ct">{}</text>"##,
+        esc(title)
+    )
+    .unwrap();
+    for k in 0..=4 {
+        let v = lo + (hi - lo) * k as f64 / 4.0;
+        write!(s, r##"<line x1="{0}" x2="{0}" y1="26" y2="{1}" class="grid"/><text x="{0}" y="{2}" class="tick" text-anchor="middle">{3}</text>"##, x(v), height - 14.0, height - 2.0, esc(&fmt(v))).unwrap();
+    }
+    for (i, b) in bars.iter().enumerate() {
+        let y = 30.0 + row * i as f64;
+        write!(
+            s,
+            r##"<text x="{}" y="{}" class="lbl" text-anchor="end">{}</text>"##,
+            left - 6.0,
+            y + 15.0,
+            esc(&b.label)
+        )
+        .unwrap();
+        match b.value {
+            Some(v) => {
+                write!(
+                    s,
+                    r##"<rect x="{}" y="{}" width="{}" height="18" class="bar"/>"##,
+                    x(lo.max(0.0_f64.min(v))),
+                    y + 2.0,
+                    (x(v) - x(lo.max(0.0_f64.min(v)))).max(1.0)
+                )
+                .unwrap();
+                if let Some([a, c]) = b.ci {
+                    let ym = y + 11.0;
+                    write!(
+                        s,
+                        r##"<path d="M{0} {1}H{2}M{0} {3}V{4}M{2} {3}V{4}" class="ci"/>"##,
+                        x(a),
+                        ym,
+                        x(c),
+                        ym - 5.0,
+                        ym + 5.0
+                    )
+                    .unwrap();
+                }
+                write!(
+                    s,
+                    r##"<text x="{}" y="{}" class="val">{}</text>"##,
+                    x(b.ci.map_or(v, |c| c[1]).max(v)) + 6.0,
+                    y + 15.0,
+                    esc(&fmt(v))
+                )
+                .unwrap();
+            }
+            None => write!(
+                s,
+                r##"<text x="{}" y="{}" class="val">undefined</text>"##,
+                left + 4.0,
+                y + 15.0
+            )
+            .unwrap(),
+        }
+    }
+    if let Some((name, v)) = reference {
+        let bottom = 30.0 + row * bars.len() as f64;
+        write!(s, r##"<line x1="{0}" x2="{0}" y1="26" y2="{1}" class="ref"/><text x="{0}" y="{2}" class="reflbl" text-anchor="middle">{3} = {4}</text>"##, x(v), bottom, bottom + 14.0, esc(name), esc(&fmt(v))).unwrap();
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Bars diverging from zero (positive right, negative left), for over-/under-recommendation.
+pub fn diverging(title: &str, bars: &[Bar], fmt: &dyn Fn(f64) -> String) -> String {
+    let m = bars
+        .iter()
+        .flat_map(|b| b.value.into_iter().chain(b.ci.into_iter().flatten()))
+        .fold(0.0_f64, |a, v| a.max(v.abs()))
+        .max(1e-6);
+    let (left, width, row) = (label_width(bars, 150.0), 400.0, 26.0);
+    let height = 50.0 + row * bars.len() as f64;
+    let x = |v: f64| left + width * (0.5 + 0.5 * v / m);
+    let mut s = String::new();
+    write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" role="img" aria-label="{t}"><title>{t}</title>"#, w = left + width + 70.0, t = esc(title)).unwrap();
+    write!(
+        s,
+        r##"<text x="4" y="16" class="ct">{}</text>"##,
+        esc(title)
+    )
+    .unwrap();
+    write!(
+        s,
+        r##"<line x1="{0}" x2="{0}" y1="26" y2="{1}" class="ref"/>"##,
+        x(0.0),
+        height - 18.0
+    )
+    .unwrap();
+    for (v, anchor) in [(-m, "start"), (0.0, "middle"), (m, "end")] {
+        write!(
+            s,
+            r##"<text x="{}" y="{}" class="tick" text-anchor="{anchor}">{}</text>"##,
+            x(v),
+            height - 4.0,
+            esc(&fmt(v))
+        )
+        .unwrap();
+    }
+    write!(s, r##"<text x="{}" y="{}" class="tick" text-anchor="end">under-recommended</text><text x="{}" y="{}" class="tick">over-recommended</text>"##, x(0.0) - 8.0, height - 18.0, x(0.0) + 8.0, height - 18.0).unwrap();
+    for (i, b) in bars.iter().enumerate() {
+        let y = 30.0 + row * i as f64;
+        write!(
+            s,
+            r##"<text x="{}" y="{}" class="lbl" text-anchor="end">{}</text>"##,
+            left - 6.0,
+            y + 15.0,
+            esc(&b.label)
+        )
+        .unwrap();
+        match b.value {
+            Some(v) => {
+                let (a, c) = (x(0.0).min(x(v)), x(0.0).max(x(v)));
+                let class = if v >= 0.0 { "bar" } else { "neg" };
+                write!(
+                    s,
+                    r##"<rect x="{a}" y="{}" width="{}" height="18" class="{class}"/>"##,
+                    y + 2.0,
+                    (c - a).max(1.0)
+                )
+                .unwrap();
+                if let Some([l, h]) = b.ci {
+                    let ym = y + 11.0;
+                    write!(
+                        s,
+                        r##"<path d="M{0} {1}H{2}M{0} {3}V{4}M{2} {3}V{4}" class="ci"/>"##,
+                        x(l),
+                        ym,
+                        x(h),
+                        ym - 5.0,
+                        ym + 5.0
+                    )
+                    .unwrap();
+                }
+                write!(
+                    s,
+                    r##"<text x="{}" y="{}" class="val">{}</text>"##,
+                    left + width + 4.0,
+                    y + 15.0,
+                    esc(&fmt(v))
+                )
+                .unwrap();
+            }
+            None => write!(
+                s,
+                r##"<text x="{}" y="{}" class="val">undefined</text>"##,
+                left + width + 4.0,
+                y + 15.0
+            )
+            .unwrap(),
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// The CSS the charts use (inlined in every report).
+pub const CSS: &str = r#"
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:980px;color:#1d232a;line-height:1.45;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #d8dee4;padding-bottom:.3rem}h3{font-size:1.05rem}
+table{border-collapse:collapse;margin:.6rem 0 1rem}th,td{border:1px solid #d8dee4;padding:.3rem .6rem;text-align:right}th{background:#f3f5f7}td:first-child,th:first-child{text-align:left}
+.muted{color:#5b6570;font-size:.9rem}.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5rem .8rem;margin:.8rem 0}
+code{background:#f3f5f7;padding:0 .25rem;border-radius:3px}
+svg{display:block;margin:.5rem 0 1.2rem;font-size:12px}
+svg .ct{font-weight:600;font-size:13px}svg .grid{stroke:#e4e8ec}svg .tick{fill:#5b6570;font-size:11px}
+svg .bar{fill:#3b7dd8}svg .neg{fill:#d8693b}svg .ci{stroke:#1d232a;stroke-width:1.4;fill:none}
+svg .ref{stroke:#c0392b;stroke-width:1.5;stroke-dasharray:4 3}svg .reflbl{fill:#c0392b;font-size:11px}svg .val{fill:#1d232a}svg .lbl{fill:#1d232a}
+"#;

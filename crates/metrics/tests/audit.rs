@@ -1,0 +1,315 @@
+//! The audit over whole prediction sets, checked against arithmetic written out here.
+
+use fairrec_core::Rng;
+use fairrec_metrics::stereotype::Interactions;
+use fairrec_metrics::{
+    audit, parse_predictions, AuditConfig, Context, MetricsError, Prediction, StereotypeInput,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+fn pred(id: &str, variant: &str, label: bool, p: f64) -> Prediction {
+    Prediction {
+        sample_id: id.into(),
+        variant: variant.parse().unwrap(),
+        label,
+        p_yes: p,
+        attributes: None,
+        user_id: None,
+        target: None,
+        history: None,
+    }
+}
+
+/// F1 written out: 2TP / (2TP + FP + FN).
+fn f1(rows: &[(bool, f64)]) -> f64 {
+    let tp = rows.iter().filter(|(l, p)| *l && *p >= 0.5).count() as f64;
+    let fp = rows.iter().filter(|(l, p)| !*l && *p >= 0.5).count() as f64;
+    let fn_ = rows.iter().filter(|(l, p)| *l && *p < 0.5).count() as f64;
+    2.0 * tp / (2.0 * tp + fp + fn_)
+}
+
+fn biased_world(n: usize, seed: u64) -> Vec<Prediction> {
+    let mut r = Rng::new(seed);
+    let bias = [
+        ("gender=female", 0.15),
+        ("gender=male", -0.1),
+        ("original", 0.05),
+        ("neutral", 0.0),
+    ];
+    let mut out = Vec::new();
+    for i in 0..n {
+        let label = r.below(2) == 1;
+        let base = if label { 0.62 } else { 0.38 } + 0.3 * (r.f64() - 0.5);
+        for (v, b) in bias {
+            out.push(pred(&format!("s{i}"), v, label, (base + b).clamp(0.0, 1.0)));
+        }
+    }
+    out
+}
+
+#[test]
+fn paper_a_figures_match_arithmetic() {
+    let preds = biased_world(400, 1);
+    let m = audit(
+        &preds,
+        &HashMap::new(),
+        &[],
+        &AuditConfig {
+            bootstrap: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let rows = |v: &str| {
+        preds
+            .iter()
+            .filter(|p| p.variant.to_string() == v)
+            .map(|p| (p.label, p.p_yes))
+            .collect::<Vec<_>>()
+    };
+    let (b, f, mm) = (
+        f1(&rows("neutral")),
+        f1(&rows("gender=female")),
+        f1(&rows("gender=male")),
+    );
+    let g = &m.fairness["gender"].point;
+    assert!((m.neutral.f1.unwrap() - b).abs() < 1e-12);
+    assert!((g.groups["female"].f1.unwrap() - f).abs() < 1e-12);
+    assert!((g.gd.unwrap() - (((f - b).powi(2) + (mm - b).powi(2)) / 2.0).sqrt()).abs() < 1e-12);
+    assert!((g.rate.unwrap() - ((1.0 - f / b).abs() + (1.0 - mm / b).abs()) / 2.0).abs() < 1e-12);
+    assert!(
+        (g.rate_sq.unwrap() - ((1.0 - f / b).powi(2) + (1.0 - mm / b).powi(2)) / 2.0).abs() < 1e-12
+    );
+    assert_eq!(g.groups["male"].n, 400.0);
+    assert!(
+        m.fairness["gender"].ci.is_empty(),
+        "no resamples, no intervals"
+    );
+}
+
+#[test]
+fn bootstrap_is_seeded_and_paired() {
+    let preds = biased_world(300, 2);
+    let cfg = AuditConfig {
+        bootstrap: 100,
+        seed: 7,
+        ..Default::default()
+    };
+    let a = audit(&preds, &HashMap::new(), &[], &cfg).unwrap();
+    let b = audit(&preds, &HashMap::new(), &[], &cfg).unwrap();
+    assert_eq!(a, b, "same seed, same intervals");
+    let c = audit(
+        &preds,
+        &HashMap::new(),
+        &[],
+        &AuditConfig {
+            seed: 8,
+            ..cfg.clone()
+        },
+    )
+    .unwrap();
+    assert_ne!(a.fairness["gender"].ci, c.fairness["gender"].ci);
+    let ci = &a.fairness["gender"].ci;
+    for (k, [lo, hi]) in ci {
+        assert!(lo <= hi, "{k}");
+    }
+    let [lo, hi] = ci["groups.female.f1"];
+    let point = a.fairness["gender"].point.groups["female"].f1.unwrap();
+    assert!(lo < point && point < hi, "{lo} {point} {hi}");
+    assert_eq!(a.bootstrap.unit, "sample");
+    assert_eq!(a.bootstrap.units, 300);
+    // Every variant equal to neutral: GD is 0 in every resample, and so is each difference.
+    let same: Vec<Prediction> = biased_world(100, 3)
+        .into_iter()
+        .filter(|p| p.variant.to_string() == "neutral")
+        .flat_map(|p| {
+            ["neutral", "gender=female", "gender=male", "original"].map(|v| Prediction {
+                variant: v.parse().unwrap(),
+                ..p.clone()
+            })
+        })
+        .collect();
+    let z = audit(&same, &HashMap::new(), &[], &cfg).unwrap();
+    assert_eq!(z.fairness["gender"].point.gd, Some(0.0));
+    assert_eq!(z.fairness["gender"].ci["gd"], [0.0, 0.0]);
+    assert_eq!(z.fairness["gender"].ci["groups.male.diff"], [0.0, 0.0]);
+}
+
+#[test]
+fn users_are_the_resampling_unit_when_known() {
+    let mut preds = biased_world(50, 4);
+    let ctx: HashMap<String, Context> = (0..50)
+        .map(|i| {
+            (
+                format!("s{i}"),
+                Context {
+                    user: Some(format!("u{}", i / 5)),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    let m = audit(
+        &preds,
+        &ctx,
+        &[],
+        &AuditConfig {
+            bootstrap: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((m.bootstrap.unit.as_str(), m.bootstrap.units), ("user", 10));
+    preds
+        .iter_mut()
+        .for_each(|p| p.user_id = Some("same".into()));
+    let m = audit(
+        &preds,
+        &HashMap::new(),
+        &[],
+        &AuditConfig {
+            bootstrap: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(m.bootstrap.units, 1);
+}
+
+#[test]
+fn bad_input_is_named() {
+    let path = Path::new("preds.jsonl");
+    let e = parse_predictions(
+        path,
+        "{\"sample_id\":\"a\",\"variant\":\"neutral\",\"label\":true,\"p_yes\":0.4}\n{oops}\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().starts_with("preds.jsonl:2:"), "{e}");
+    let e = parse_predictions(
+        path,
+        "{\"sample_id\":\"a\",\"variant\":\"neutral\",\"label\":true,\"p_yes\":1.4}\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("p_yes must be a probability"), "{e}");
+    let e = parse_predictions(
+        path,
+        "{\"sample_id\":\"a\",\"variant\":\"gender=x,age=y\",\"label\":true,\"p_yes\":0.4}\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("age=y,gender=x"), "{e}");
+    assert!(parse_predictions(path, "\n")
+        .unwrap_err()
+        .to_string()
+        .contains("no predictions"));
+    let no_neutral = vec![
+        pred("a", "original", true, 0.9),
+        pred("a", "gender=male", true, 0.9),
+    ];
+    match audit(&no_neutral, &HashMap::new(), &[], &AuditConfig::default()) {
+        Err(MetricsError::MissingVariant { variant, why }) => {
+            assert!(variant == "neutral" && why.contains("GD"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // A group without positives is undefined and named; the JSON has null, never NaN.
+    let preds = vec![
+        pred("a", "original", true, 0.9),
+        pred("a", "neutral", true, 0.9),
+        pred("b", "neutral", false, 0.1),
+        pred("b", "gender=male", false, 0.1),
+        pred("a", "gender=female", true, 0.8),
+    ];
+    let m = audit(
+        &preds,
+        &HashMap::new(),
+        &[],
+        &AuditConfig {
+            bootstrap: 20,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let g = &m.fairness["gender"].point;
+    assert_eq!(g.groups["male"].f1, None);
+    assert!(g.undefined["groups.male.f1"].contains("gender=male"));
+    let json = serde_json::to_string(&m).unwrap();
+    assert!(
+        !json.contains("NaN") && json.contains("\"gd\":null"),
+        "{json}"
+    );
+}
+
+#[test]
+fn stereotype_through_the_audit() {
+    // Training: women interact with item a, men with b; c is everyone's.
+    let train_rows = [
+        ("1", "female", vec!["a", "c"]),
+        ("2", "female", vec!["a", "c"]),
+        ("3", "male", vec!["b", "c"]),
+        ("4", "male", vec!["b", "c"]),
+    ];
+    let train: Vec<Interactions> = train_rows
+        .iter()
+        .map(|(u, g, i)| Interactions {
+            user: u,
+            group: g,
+            items: i.clone(),
+        })
+        .collect();
+    let st = [StereotypeInput {
+        attribute: "gender".into(),
+        train,
+    }];
+    // Test: user 5 (female) has history [c, c]; her targets a (Yes) and c (Yes) in explicit;
+    // implicit: a is No. User 6 (male) history [b], target b Yes.
+    let ctx = |user: &str, g: &str, target: &str, hist: &[&str]| Context {
+        user: Some(user.into()),
+        attributes: BTreeMap::from([("gender".to_string(), g.to_string())]),
+        target: Some(target.into()),
+        history: hist.iter().map(|s| s.to_string()).collect(),
+    };
+    let context: HashMap<String, Context> = HashMap::from([
+        ("t1".to_string(), ctx("5", "female", "a", &["c", "c"])),
+        ("t2".to_string(), ctx("5", "female", "c", &["c", "c"])),
+        ("t3".to_string(), ctx("6", "male", "b", &["b"])),
+    ]);
+    let preds = vec![
+        pred("t1", "original", true, 0.9),
+        pred("t2", "original", true, 0.9),
+        pred("t3", "original", true, 0.9),
+        pred("t1", "neutral", true, 0.1),
+        pred("t2", "neutral", true, 0.9),
+        pred("t3", "neutral", true, 0.9),
+        pred("t1", "gender=male", true, 0.2),
+        pred("t2", "gender=male", true, 0.7),
+        pred("t3", "gender=female", true, 0.2),
+    ];
+    let m = audit(
+        &preds,
+        &context,
+        &st,
+        &AuditConfig {
+            bootstrap: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let s = &m.stereotype.as_ref().unwrap()["gender"];
+    assert_eq!(s.item_groups["female"], 1);
+    assert_eq!(s.item_groups["male"], 1);
+    // explicit: women recommended {a, c}: p_f = 1/2; history {c, c, c, c}: 0 -> +0.5.
+    let ex = &s.settings["explicit"];
+    assert_eq!(ex.pairs["users=female,items=female"], Some(0.5));
+    assert_eq!(ex.pairs["users=male,items=male"], Some(0.0));
+    assert_eq!(ex.same_group, Some(50.0));
+    // implicit: women recommended {c}: 0 - 0 = 0.
+    assert_eq!(
+        s.settings["implicit"].pairs["users=female,items=female"],
+        Some(0.0)
+    );
+    // counterfactual: the male user has no Yes -> undefined, named.
+    let cf = &s.settings["counterfactual"];
+    assert_eq!(cf.pairs["users=male,items=male"], None);
+    assert!(cf.undefined.contains_key("users=male,items=male"));
+}
