@@ -6,6 +6,7 @@ use clap::Args;
 use fairrec_data::pipeline::{read_manifest, read_split};
 use fairrec_data::raw::sha256_hex;
 use fairrec_data::sample::{write_atomic, Sample};
+use fairrec_metrics::lists::{list_fairness, parse_lists};
 use fairrec_metrics::stereotype::{Interactions, StereotypeConfig};
 use fairrec_metrics::{audit, parse_predictions, AuditConfig, Context, StereotypeInput};
 use std::collections::HashMap;
@@ -14,8 +15,14 @@ use std::path::PathBuf;
 #[derive(Args, Debug)]
 pub struct MetricsArgs {
     /// Predictions JSONL: {"sample_id", "variant", "label", "p_yes"} per scored prompt.
+    #[arg(long, required_unless_present = "lists")]
+    pub predictions: Option<PathBuf>,
+    /// Ranked lists JSONL for FaiRLLM's metrics: {"instruction_id", "variant", "items"}.
     #[arg(long)]
-    pub predictions: PathBuf,
+    pub lists: Option<PathBuf>,
+    /// Cut-off K of FaiRLLM's list metrics.
+    #[arg(long, default_value_t = 20)]
+    pub k: usize,
     /// Prepared dataset the predictions are of (joins users, attributes, items; enables the
     /// stereotype section).
     #[arg(long)]
@@ -45,18 +52,113 @@ pub struct MetricsArgs {
 
 pub fn run(a: &MetricsArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
-    let bytes = std::fs::read(&a.predictions)
-        .with_context(|| format!("reading {}", a.predictions.display()))?;
-    let text = std::str::from_utf8(&bytes)
-        .with_context(|| format!("{} is not UTF-8", a.predictions.display()))?;
-    let preds = parse_predictions(&a.predictions, text)?;
+    let audit = match &a.predictions {
+        Some(path) => Some(audit_predictions(a, path)?),
+        None => None,
+    };
+    let lists = match &a.lists {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::str::from_utf8(&bytes)
+                .with_context(|| format!("{} is not UTF-8", path.display()))?;
+            let l = parse_lists(path, text)?;
+            Some((
+                list_fairness(&l, a.k, a.bootstrap, a.seed, a.confidence)?,
+                path.display().to_string(),
+                sha256_hex(&bytes),
+            ))
+        }
+        None => None,
+    };
+    let mut json = match &audit {
+        Some((m, _)) => serde_json::to_value(m)?,
+        None => serde_json::json!({}),
+    };
+    let mut doc = match &audit {
+        Some((m, prov)) => blocks(m, prov),
+        None => vec![crate::report::Block::Heading(
+            1,
+            "fairrec audit report".into(),
+        )],
+    };
+    json["inputs"] = serde_json::json!({
+        "predictions": audit.as_ref().map(|(_, p)| &p.predictions),
+        "predictions_sha256": audit.as_ref().map(|(_, p)| &p.predictions_sha256),
+        "data": a.data.as_ref().map(|d| d.display().to_string()),
+        "lists": lists.as_ref().map(|l| &l.1),
+        "lists_sha256": lists.as_ref().map(|l| &l.2),
+        "git_revision": crate::git_revision(),
+    });
+    if let Some((lf, path, _)) = &lists {
+        json["fairllm"] = serde_json::to_value(lf)?;
+        crate::report::list_blocks(lf, path, &mut doc);
+    }
+    write_atomic(
+        &a.out.join("metrics.json"),
+        (serde_json::to_string_pretty(&json)? + "\n").as_bytes(),
+    )?;
+    write_atomic(&a.out.join("report.md"), markdown(&doc).as_bytes())?;
+    write_atomic(
+        &a.out.join("report.html"),
+        html(&doc, "fairrec audit report").as_bytes(),
+    )?;
+    if let Some((m, _)) = &audit {
+        say!("audited {} predictions", m.n_predictions);
+        say!(
+            "  original F1 {} / neutral F1 {}",
+            fmt(m.original.f1),
+            fmt(m.neutral.f1)
+        );
+        for (k, f) in &m.fairness {
+            say!(
+                "  {k:<11} GD {}  Rate {}  Rate^2 {}",
+                fmt(f.point.gd),
+                sci(f.point.rate),
+                sci(f.point.rate_sq)
+            );
+        }
+    }
+    if let Some((lf, _, _)) = &lists {
+        say!("FaiRLLM @{} over {} instructions", lf.k, lf.instructions);
+        for (set, ms) in &lf.attributes {
+            for (name, f) in ms.iter().filter(|(n, _)| *n != "serp_star_notebook") {
+                say!(
+                    "  {set:<11} {name:<10} SNSR {:.4}  SNSV {:.4}",
+                    f.snsr,
+                    f.snsv
+                );
+            }
+        }
+    }
+    say!(
+        "done in {:.2}s; report: {}",
+        t0.elapsed().as_secs_f64(),
+        a.out.join("report.html").display()
+    );
+    Ok(())
+}
+
+fn audit_predictions(
+    a: &MetricsArgs,
+    path: &std::path::Path,
+) -> Result<(fairrec_metrics::Metrics, Provenance)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::str::from_utf8(&bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+    let preds = parse_predictions(path, text)?;
     let mut samples: Vec<Sample> = Vec::new();
     let mut attributes = Vec::new();
+    let mut train_ids = std::collections::HashSet::new();
     if let Some(dir) = &a.data {
         let m = read_manifest(dir)?;
         attributes = m.attributes();
         for split in ["train", "valid", "test"] {
-            samples.extend(read_split(dir, split)?);
+            let s = read_split(dir, split)?;
+            if split == "train" {
+                train_ids = s.iter().map(|x| x.sample_id.clone()).collect();
+            }
+            samples.extend(s);
         }
         tracing::info!(
             samples = samples.len(),
@@ -76,13 +178,6 @@ pub fn run(a: &MetricsArgs) -> Result<()> {
             (s.sample_id.clone(), c)
         })
         .collect();
-    let train_ids: std::collections::HashSet<String> = match &a.data {
-        Some(dir) => read_split(dir, "train")?
-            .into_iter()
-            .map(|s| s.sample_id)
-            .collect(),
-        None => Default::default(),
-    };
     let stereo: Vec<StereotypeInput> = attributes
         .iter()
         .map(|attr| StereotypeInput {
@@ -115,46 +210,12 @@ pub fn run(a: &MetricsArgs) -> Result<()> {
     };
     let m = audit(&preds, &context, &stereo, &cfg)?;
     let prov = Provenance {
-        predictions: a.predictions.display().to_string(),
+        predictions: path.display().to_string(),
         predictions_sha256: sha256_hex(&bytes),
         data: a.data.as_ref().map(|d| d.display().to_string()),
         git_revision: crate::git_revision(),
     };
-    let mut json = serde_json::to_value(&m)?;
-    json["inputs"] = serde_json::json!({
-        "predictions": prov.predictions, "predictions_sha256": prov.predictions_sha256,
-        "data": prov.data, "git_revision": prov.git_revision,
-    });
-    let doc = blocks(&m, &prov);
-    write_atomic(
-        &a.out.join("metrics.json"),
-        (serde_json::to_string_pretty(&json)? + "\n").as_bytes(),
-    )?;
-    write_atomic(&a.out.join("report.md"), markdown(&doc).as_bytes())?;
-    write_atomic(
-        &a.out.join("report.html"),
-        html(&doc, "fairrec audit report").as_bytes(),
-    )?;
-    say!(
-        "audited {} predictions in {:.2}s",
-        m.n_predictions,
-        t0.elapsed().as_secs_f64()
-    );
-    say!(
-        "  original F1 {} / neutral F1 {}",
-        fmt(m.original.f1),
-        fmt(m.neutral.f1)
-    );
-    for (k, f) in &m.fairness {
-        say!(
-            "  {k:<11} GD {}  Rate {}  Rate^2 {}",
-            fmt(f.point.gd),
-            sci(f.point.rate),
-            sci(f.point.rate_sq)
-        );
-    }
-    say!("report: {}", a.out.join("report.html").display());
-    Ok(())
+    Ok((m, prov))
 }
 
 fn fmt(v: Option<f64>) -> String {

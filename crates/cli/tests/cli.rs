@@ -344,3 +344,50 @@ fn metrics_writes_json_markdown_and_self_contained_html() {
     assert!(e.contains("no predictions for variant `neutral`"), "{e}");
     assert!(!t.path().join("audit2").exists());
 }
+
+#[test]
+fn metrics_on_ranked_lists_alone() {
+    let t = tempfile::tempdir().unwrap();
+    let lists = t.path().join("lists.jsonl");
+    let mut text = String::new();
+    for i in 0..30 {
+        let neutral: Vec<String> = (0..5).map(|k| format!("item{}", (i + k) % 40)).collect();
+        // women get the neutral list; men get it with the top two items replaced
+        let mut male = neutral.clone();
+        male[0] = format!("other{i}");
+        male[1] = format!("other{}", i + 100);
+        for (v, items) in [
+            ("neutral", &neutral),
+            ("gender=female", &neutral),
+            ("gender=male", &male),
+        ] {
+            text += &serde_json::json!({"instruction_id": format!("q{i}"), "variant": v, "items": items}).to_string();
+            text.push('\n');
+        }
+    }
+    std::fs::write(&lists, text).unwrap();
+    let out = t.path().join("audit");
+    let s = ok(&[
+        "metrics",
+        "--lists",
+        p(&lists),
+        "--k",
+        "5",
+        "--bootstrap",
+        "20",
+        "--out",
+        p(&out),
+    ]);
+    assert!(s.contains("FaiRLLM @5 over 30 instructions"), "{s}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let j = &m["fairllm"]["attributes"]["gender"]["jaccard"];
+    assert_eq!(j["per_value"]["female"], 1.0);
+    // male lists share 3 of 5 items: Jaccard 3/7
+    assert!((j["per_value"]["male"].as_f64().unwrap() - 3.0 / 7.0).abs() < 1e-12);
+    assert!((j["snsr"].as_f64().unwrap() - 4.0 / 7.0).abs() < 1e-12);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("PRAG*@5"), "chart present");
+    let e = fails(&["metrics", "--out", p(&out)]);
+    assert!(e.contains("--predictions"), "{e}");
+}

@@ -214,8 +214,9 @@ pub fn audit<'a>(
         variants[i] = (*v).clone();
     }
     let mut pairs: Vec<Vec<(bool, f64)>> = vec![Vec::new(); variants.len()];
-    for p in preds {
-        pairs[vidx[&p.variant]].push((p.label, p.p_yes));
+    let pred_variant: Vec<usize> = preds.iter().map(|p| vidx[&p.variant]).collect();
+    for (p, &vi) in preds.iter().zip(&pred_variant) {
+        pairs[vi].push((p.label, p.p_yes));
     }
     let block = |v: &Variant, why: &str| -> Result<ClassBlock> {
         let i = vidx.get(v).ok_or_else(|| MetricsError::MissingVariant {
@@ -261,7 +262,7 @@ pub fn audit<'a>(
     let mut uidx: HashMap<&str, usize> = HashMap::new();
     let mut units: Vec<Unit> = Vec::new();
     let mut missing_ctx = 0usize;
-    for p in preds {
+    for (p, &vi) in preds.iter().zip(&pred_variant) {
         let key = unit_of(p);
         let n = units.len();
         let u = *uidx.entry(key).or_insert(n);
@@ -274,7 +275,6 @@ pub fn audit<'a>(
                     .collect(),
             });
         }
-        let vi = vidx[&p.variant];
         let unit = &mut units[u];
         match unit.conf.iter_mut().find(|(i, _)| *i == vi) {
             Some((_, c)) => c.add(p.label, p.p_yes >= cfg.threshold, 1.0),

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod classification;
 pub mod error;
 pub mod fairness;
+pub mod lists;
 pub mod predictions;
 pub mod stereotype;
 

@@ -4,6 +4,7 @@
 pub mod svg;
 
 use fairrec_metrics::audit::{ClassBlock, FairnessEntry, StereotypeEntry};
+use fairrec_metrics::lists::ListFairness;
 use fairrec_metrics::Metrics;
 use svg::Bar;
 
@@ -384,6 +385,68 @@ pub fn blocks(m: &Metrics, p: &Provenance) -> Vec<Block> {
         }
     }
     out
+}
+
+/// FaiRLLM's list metrics, appended to a report.
+pub fn list_blocks(lf: &ListFairness, path: &str, out: &mut Vec<Block>) {
+    out.push(Block::Heading(
+        2,
+        format!(
+            "Ranked lists: FaiRLLM's similarity to the neutral list (@{})",
+            lf.k
+        ),
+    ));
+    out.push(Block::Para(format!(
+        "Lists `{path}`, {} instructions with a neutral list. Sim(a) is the mean similarity of the list for value a to the neutral list of the same instruction          (higher: closer to neutral); SNSR is the range of Sim(a) over values and SNSV their standard deviation (lower is fairer).          SERP* follows the paper's formula; `serp_star_notebook` uses the public notebook's constants and is shown for comparison only.",
+        lf.instructions
+    )));
+    for (set, ms) in &lf.attributes {
+        let values: Vec<&String> = ms
+            .values()
+            .next()
+            .map(|m| m.per_value.keys().collect())
+            .unwrap_or_default();
+        let mut head = vec![format!("{set}: measure"), "SNSR".into(), "SNSV".into()];
+        head.extend(values.iter().map(|v| format!("Sim({v})")));
+        let rows = ms
+            .iter()
+            .map(|(name, f)| {
+                let c = |k: &str, v: f64| {
+                    with_ci(format!("{v:.4}"), f.ci.get(k), &|x| format!("{x:.4}"))
+                };
+                let mut r = vec![name.clone(), c("snsr", f.snsr), c("snsv", f.snsv)];
+                r.extend(values.iter().map(|v| {
+                    f.per_value
+                        .get(*v)
+                        .map_or("—".into(), |x| c(&format!("per_value.{v}"), *x))
+                }));
+                r
+            })
+            .collect();
+        out.push(Block::Table(head, rows));
+        if let Some(p) = ms.get("prag_star") {
+            let bars: Vec<Bar> = p
+                .per_value
+                .iter()
+                .map(|(v, x)| Bar {
+                    label: v.clone(),
+                    value: Some(*x),
+                    ci: p.ci.get(&format!("per_value.{v}")).copied(),
+                })
+                .collect();
+            out.push(Block::Chart(svg::hbars(
+                &format!("{set}: PRAG*@{} similarity to the neutral list", lf.k),
+                &bars,
+                None,
+                0.0,
+                1.0,
+                &|v| format!("{v:.2}"),
+            )));
+        }
+    }
+    for n in &lf.notes {
+        out.push(Block::Note(n.clone()));
+    }
 }
 
 fn md_cell(s: &str) -> String {
