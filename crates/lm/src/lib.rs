@@ -1,0 +1,14 @@
+//! fairrec's LM engine on candle: Llama-family decoders (Llama, Qwen2, SmolLM/SmolLM2)
+//! loaded from HF directories or GGUF files, tokenizers, and Yes/No scoring.
+
+pub mod config;
+pub mod error;
+pub mod gguf;
+pub mod load;
+pub mod model;
+pub mod random;
+pub mod tokenizer;
+
+pub use config::LlamaConfig;
+pub use error::{LmError, Result};
+pub use model::Llama;

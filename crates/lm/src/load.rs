@@ -1,0 +1,110 @@
+//! Load a model and its tokenizer from a GGUF file or an HF directory.
+
+use crate::config::LlamaConfig;
+use crate::error::{LmError, Result};
+use crate::model::Llama;
+use crate::tokenizer::Tok;
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use std::path::{Path, PathBuf};
+
+/// A model ready to score, with where it came from.
+pub struct Loaded {
+    pub model: Llama,
+    pub tokenizer: Tok,
+    pub path: PathBuf,
+}
+
+/// Load a GGUF file (`*.gguf`) or an HF directory (`config.json`, `*.safetensors` with or
+/// without `model.safetensors.index.json`, `tokenizer.json`, `tokenizer_config.json`).
+pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
+    if path.is_dir() {
+        load_hf_dir(path, device)
+    } else {
+        load_gguf(path, device)
+    }
+}
+
+/// Load a GGUF file, dequantized to f32.
+pub fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
+    let g = crate::gguf::load(path, device)?;
+    let tokenizer = Tok::from_gguf(&g.metadata)?;
+    let vb = VarBuilder::from_tensors(g.tensors, DType::F32, device);
+    let model = Llama::new(&g.config, vb).map_err(|e| LmError::Model {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(Loaded {
+        model,
+        tokenizer,
+        path: path.to_path_buf(),
+    })
+}
+
+fn shards(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let text = std::fs::read_to_string(&index).map_err(|source| LmError::Io {
+            path: index.clone(),
+            source,
+        })?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| LmError::Model {
+            path: index.clone(),
+            message: e.to_string(),
+        })?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| LmError::Model {
+                path: index.clone(),
+                message: "no `weight_map`".into(),
+            })?;
+        let mut files: Vec<String> = map
+            .values()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect();
+        files.sort();
+        files.dedup();
+        let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
+        if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+            return Err(LmError::Model {
+                path: missing.clone(),
+                message: "shard named in model.safetensors.index.json is missing".into(),
+            });
+        }
+        return Ok(paths);
+    }
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    Err(LmError::Model {
+        path: dir.to_path_buf(),
+        message: "no model.safetensors or model.safetensors.index.json".into(),
+    })
+}
+
+/// Load an HF directory.
+pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<Loaded> {
+    let cfg_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|source| LmError::Io {
+        path: cfg_path.clone(),
+        source,
+    })?;
+    let cfg: LlamaConfig = serde_json::from_str(&text).map_err(|e| LmError::Model {
+        path: cfg_path.clone(),
+        message: e.to_string(),
+    })?;
+    let files = shards(dir)?;
+    // SAFETY: the files are memory-mapped read-only; fairrec never writes to them while loaded.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
+    let model = Llama::new(&cfg, vb).map_err(|e| LmError::Model {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(Loaded {
+        model,
+        tokenizer: Tok::from_hf_dir(dir)?,
+        path: dir.to_path_buf(),
+    })
+}

@@ -1,0 +1,364 @@
+//! Llama-family decoder (Llama, Qwen2, SmolLM/SmolLM2) in candle's style: one struct per
+//! checkpoint submodule, `new(cfg, vb)` with `vb.pp(..)` paths equal to the HF checkpoint
+//! keys. Every op is differentiable: RMSNorm is composed (candle's fused `rms_norm` drops
+//! gradients), rotary embeddings use `rope_slow`, attention uses the composed `softmax`.
+//!
+//! Batches are right-padded: real tokens sit at positions `0..len`, so with the causal
+//! mask no real token ever attends to padding and a prompt's hidden states do not depend
+//! on what else is in its batch.
+
+use crate::config::LlamaConfig;
+use crate::error::Result;
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+
+/// A linear projection `y = x W^T (+ b)` with its checkpoint name, so that adapters can
+/// be attached by target-module name (`q_proj`, `up_proj`, ...).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    /// Module name (the last path component, e.g. `q_proj`).
+    pub name: String,
+}
+
+impl Linear {
+    pub fn new(
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        vb: VarBuilder,
+        name: &str,
+    ) -> Result<Self> {
+        let vb = vb.pp(name);
+        let weight = vb.get((out_dim, in_dim), "weight")?;
+        let bias = if bias {
+            Some(vb.get(out_dim, "bias")?)
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight,
+            bias,
+            name: name.to_string(),
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.broadcast_matmul(&self.weight.t()?)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+/// RMSNorm, composed from differentiable ops: `x / sqrt(mean(x^2) + eps) * w`.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    pub weight: Tensor,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(RmsNorm {
+            weight: vb.get(size, "weight")?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+        Ok(x.broadcast_div(&(ms + self.eps)?.sqrt()?)?
+            .broadcast_mul(&self.weight)?)
+    }
+}
+
+/// Rotary tables `cos`, `sin` of shape `[max_len, head_dim / 2]` (half-split layout).
+#[derive(Debug, Clone)]
+pub struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    pub fn new(cfg: &LlamaConfig, max_len: usize, device: &Device) -> Result<Self> {
+        let hd = cfg.head_dim();
+        let inv: Vec<f32> = (0..hd / 2)
+            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64) as f32)
+            .collect();
+        let inv = Tensor::from_vec(inv, (1, hd / 2), device)?;
+        let t = Tensor::arange(0u32, max_len as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((max_len, 1))?;
+        let freqs = t.broadcast_mul(&inv)?;
+        Ok(Rotary {
+            cos: freqs.cos()?,
+            sin: freqs.sin()?,
+        })
+    }
+
+    /// Rotate `x` of shape `[B, H, T, D]` for positions `0..T`.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let t = x.dim(2)?;
+        Ok(candle_nn::rotary_emb::rope_slow(
+            &x.contiguous()?,
+            &self.cos.narrow(0, 0, t)?,
+            &self.sin.narrow(0, 0, t)?,
+        )?)
+    }
+}
+
+/// Self-attention with grouped-query heads.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    n_heads: usize,
+    n_kv: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, hd, nh, nkv) = (
+            cfg.hidden_size,
+            cfg.head_dim(),
+            cfg.num_attention_heads,
+            cfg.kv_heads(),
+        );
+        let bias = cfg.qkv_bias();
+        Ok(Attention {
+            q_proj: Linear::new(h, nh * hd, bias, vb.clone(), "q_proj")?,
+            k_proj: Linear::new(h, nkv * hd, bias, vb.clone(), "k_proj")?,
+            v_proj: Linear::new(h, nkv * hd, bias, vb.clone(), "v_proj")?,
+            o_proj: Linear::new(nh * hd, h, false, vb, "o_proj")?,
+            n_heads: nh,
+            n_kv: nkv,
+            head_dim: hd,
+        })
+    }
+
+    fn heads(&self, x: Tensor, n: usize) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        Ok(x.reshape((b, t, n, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    }
+
+    pub fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let q = rotary.apply(&self.heads(self.q_proj.forward(x)?, self.n_heads)?)?;
+        let k = rotary.apply(&self.heads(self.k_proj.forward(x)?, self.n_kv)?)?;
+        let v = self.heads(self.v_proj.forward(x)?, self.n_kv)?;
+        let rep = self.n_heads / self.n_kv;
+        let (k, v) = if rep == 1 {
+            (k, v)
+        } else {
+            let expand = |x: Tensor| -> Result<Tensor> {
+                Ok(x.unsqueeze(2)?
+                    .expand((b, self.n_kv, rep, t, self.head_dim))?
+                    .reshape((b, self.n_heads, t, self.head_dim))?)
+            };
+            (expand(k)?, expand(v)?)
+        };
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+        let y = att
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, self.n_heads * self.head_dim))?;
+        self.o_proj.forward(&y)
+    }
+}
+
+/// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Mlp {
+            gate_proj: Linear::new(h, i, false, vb.clone(), "gate_proj")?,
+            up_proj: Linear::new(h, i, false, vb.clone(), "up_proj")?,
+            down_proj: Linear::new(i, h, false, vb, "down_proj")?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let g = self.gate_proj.forward(x)?.silu()?;
+        self.down_proj.forward(&(g * self.up_proj.forward(x)?)?)
+    }
+}
+
+/// One transformer block (`model.layers.N`).
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    pub self_attn: Attention,
+    pub mlp: Mlp,
+    pub input_layernorm: RmsNorm,
+    pub post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(DecoderLayer {
+            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            input_layernorm: RmsNorm::new(
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+                vb.pp("input_layernorm"),
+            )?,
+            post_attention_layernorm: RmsNorm::new(
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+                vb.pp("post_attention_layernorm"),
+            )?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &Tensor) -> Result<Tensor> {
+        let h = (x + self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x)?, rotary, mask)?)?;
+        Ok((&h
+            + self
+                .mlp
+                .forward(&self.post_attention_layernorm.forward(&h)?)?)?)
+    }
+}
+
+/// The whole decoder.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    pub cfg: LlamaConfig,
+    /// `model.embed_tokens.weight`, `[vocab, hidden]`.
+    pub embed_tokens: Tensor,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// `lm_head.weight`, or `None` when tied to the embedding.
+    pub lm_head: Option<Tensor>,
+    rotary: Rotary,
+    device: Device,
+}
+
+/// What [`Llama::forward`] returns.
+pub struct Forward {
+    /// Final hidden states after the last norm, `[B, T, H]`.
+    pub last: Tensor,
+    /// Output of block `capture_layer` (before the final norm), when asked for.
+    pub captured: Option<Tensor>,
+}
+
+impl Llama {
+    pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        let m = vb.pp("model");
+        let embed_tokens = m
+            .pp("embed_tokens")
+            .get((cfg.vocab_size, cfg.hidden_size), "weight")?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::new(cfg, m.pp("layers").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
+        let lm_head = if cfg.tie_word_embeddings {
+            None
+        } else {
+            Some(
+                vb.pp("lm_head")
+                    .get((cfg.vocab_size, cfg.hidden_size), "weight")?,
+            )
+        };
+        let device = vb.device().clone();
+        let rotary = Rotary::new(cfg, cfg.max_position_embeddings.clamp(1, 32_768), &device)?;
+        Ok(Llama {
+            cfg: cfg.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary,
+            device,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The output projection (`lm_head`, or the tied embedding).
+    pub fn head(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
+    }
+
+    fn causal_mask(&self, t: usize) -> Result<Tensor> {
+        let m: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        Ok(Tensor::from_vec(m, (t, t), &self.device)?)
+    }
+
+    /// Embed `ids` (`[B, T]`, right-padded) and run every block. `capture_layer` (0-based)
+    /// also returns that block's output.
+    pub fn forward(&self, ids: &Tensor, capture_layer: Option<usize>) -> Result<Forward> {
+        let (b, t) = ids.dims2()?;
+        let mut x = self
+            .embed_tokens
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, self.cfg.hidden_size))?;
+        let mask = self.causal_mask(t)?;
+        let mut captured = None;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x, &self.rotary, &mask)?;
+            if capture_layer == Some(i) {
+                captured = Some(x.clone());
+            }
+        }
+        Ok(Forward {
+            last: self.norm.forward(&x)?,
+            captured,
+        })
+    }
+
+    /// Logits over the whole vocabulary at one position per row: `hidden` `[B, T, H]`,
+    /// `positions[b]` the position to read -> `[B, vocab]`.
+    pub fn logits_at(&self, hidden: &Tensor, positions: &[usize]) -> Result<Tensor> {
+        let h = gather_positions(hidden, positions)?;
+        Ok(h.matmul(&self.head().t()?)?)
+    }
+
+    /// Logits of the given tokens only (the LM head restricted to their rows), at one
+    /// position per row -> `[B, tokens.len()]`.
+    pub fn token_logits_at(
+        &self,
+        hidden: &Tensor,
+        positions: &[usize],
+        tokens: &[u32],
+    ) -> Result<Tensor> {
+        let h = gather_positions(hidden, positions)?;
+        let idx = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
+        let rows = self.head().index_select(&idx, 0)?;
+        Ok(h.matmul(&rows.t()?)?)
+    }
+}
+
+/// Rows `hidden[b, positions[b], :]` -> `[B, H]`.
+pub fn gather_positions(hidden: &Tensor, positions: &[usize]) -> Result<Tensor> {
+    let (b, t, h) = hidden.dims3()?;
+    let flat: Vec<u32> = positions
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| (i * t + p) as u32)
+        .collect();
+    let idx = Tensor::from_vec(flat, b, hidden.device())?;
+    Ok(hidden.reshape((b * t, h))?.index_select(&idx, 0)?)
+}

@@ -1,0 +1,161 @@
+//! Tokenizers: HF `tokenizer.json` files, or rebuilt from GGUF metadata (byte-level BPE of
+//! the `gpt2` tokenizer model, with llama.cpp's pre-tokenizer named in
+//! `tokenizer.ggml.pre`).
+
+use crate::error::{LmError, Result};
+use crate::gguf::{meta_str, meta_usize};
+use candle_core::quantized::gguf_file::Value;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A tokenizer with the ids and chat template the model came with.
+pub struct Tok {
+    pub inner: tokenizers::Tokenizer,
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    /// Jinja chat template, if the model has one.
+    pub chat_template: Option<String>,
+}
+
+fn tok_err(e: impl std::fmt::Display) -> LmError {
+    LmError::Tokenizer(e.to_string())
+}
+
+/// The pre-tokenizer JSON for llama.cpp's pre-tokenizer name.
+fn pre_tokenizer(pre: &str) -> Result<serde_json::Value> {
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    Ok(match pre {
+        // llama.cpp: "\p{N}" then the GPT-2 regex = HF Digits(individual) + ByteLevel.
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" => {
+            json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]})
+        }
+        "gpt-2" | "gpt2" | "default" | "mpt" | "olmo" => byte_level(true),
+        "qwen2" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false},
+            byte_level(false)
+        ]}),
+        other => {
+            return Err(LmError::Tokenizer(format!(
+                "GGUF pre-tokenizer `{other}` is not supported (smollm, gpt2, qwen2, ...)"
+            )))
+        }
+    })
+}
+
+impl Tok {
+    /// Load an HF `tokenizer.json` (and `tokenizer_config.json` beside it, for the chat
+    /// template and special tokens, when present).
+    pub fn from_hf_dir(dir: &Path) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
+            .map_err(|e| tok_err(format!("{}: {e}", dir.join("tokenizer.json").display())))?;
+        let mut tok = Tok {
+            inner,
+            bos: None,
+            eos: None,
+            chat_template: None,
+        };
+        if let Ok(text) = std::fs::read_to_string(dir.join("tokenizer_config.json")) {
+            let cfg: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                tok_err(format!(
+                    "{}: {e}",
+                    dir.join("tokenizer_config.json").display()
+                ))
+            })?;
+            tok.chat_template = cfg
+                .get("chat_template")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            let id = |k: &str| {
+                let t = cfg.get(k)?;
+                let s = t
+                    .as_str()
+                    .or_else(|| t.get("content").and_then(|c| c.as_str()))?;
+                tok.inner.token_to_id(s)
+            };
+            tok.bos = id("bos_token");
+            tok.eos = id("eos_token");
+        }
+        Ok(tok)
+    }
+
+    /// Rebuild the tokenizer stored in GGUF metadata.
+    pub fn from_gguf(md: &HashMap<String, Value>) -> Result<Self> {
+        let model = meta_str(md, "tokenizer.ggml.model").unwrap_or("");
+        if model != "gpt2" {
+            return Err(LmError::Tokenizer(format!(
+                "GGUF tokenizer model `{model}` is not supported (gpt2 byte-level BPE)"
+            )));
+        }
+        let strings = |key: &str| -> Result<Vec<String>> {
+            match md.get(key) {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s.clone()),
+                        _ => Err(tok_err(format!("{key}: not strings"))),
+                    })
+                    .collect(),
+                _ => Err(tok_err(format!("GGUF metadata `{key}` missing"))),
+            }
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let merges = strings("tokenizer.ggml.merges")?;
+        let types: Vec<i64> = match md.get("tokenizer.ggml.token_type") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| match v {
+                    Value::I32(x) => i64::from(*x),
+                    Value::U32(x) => i64::from(*x),
+                    _ => 1,
+                })
+                .collect(),
+            _ => vec![1; tokens.len()],
+        };
+        let vocab: serde_json::Map<String, serde_json::Value> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), json!(i)))
+            .collect();
+        let added: Vec<serde_json::Value> = tokens
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| matches!(types.get(*i), Some(3) | Some(4)))
+            .map(|(i, t)| json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": types[i] == 3}))
+            .collect();
+        let doc = json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
+            "pre_tokenizer": pre_tokenizer(meta_str(md, "tokenizer.ggml.pre").unwrap_or("default"))?,
+            "post_processor": null,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                      "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": merges},
+        });
+        let inner: tokenizers::Tokenizer = doc.to_string().parse().map_err(tok_err)?;
+        Ok(Tok {
+            inner,
+            bos: meta_usize(md, "tokenizer.ggml.bos_token_id").map(|v| v as u32),
+            eos: meta_usize(md, "tokenizer.ggml.eos_token_id").map(|v| v as u32),
+            chat_template: meta_str(md, "tokenizer.chat_template").map(str::to_string),
+        })
+    }
+
+    /// Token ids of `text` (special tokens written in the text are recognised; no BOS added).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
+            .inner
+            .encode(text, false)
+            .map_err(tok_err)?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// Text of `ids`.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(tok_err)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+}

@@ -1,0 +1,66 @@
+//! The real SmolLM2-135M-Instruct GGUF (read from `FAIRREC_MODELS`): the tokenizer rebuilt
+//! from its metadata and the dequantized, un-permuted weights must make a model that knows
+//! facts.
+
+use candle_core::{Device, Tensor};
+use fairrec_lm::load::load_gguf;
+use std::io::Write;
+use std::path::PathBuf;
+
+fn model_path() -> Option<PathBuf> {
+    let Some(root) = std::env::var_os("FAIRREC_MODELS") else {
+        let _ = writeln!(std::io::stderr(), "SKIPPED: FAIRREC_MODELS is not set, so the real SmolLM2 GGUF cannot be read (CI sets it to ../shared/models)");
+        return None;
+    };
+    let p = PathBuf::from(root).join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !p.exists() {
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {} does not exist", p.display());
+        return None;
+    }
+    Some(p)
+}
+
+#[test]
+fn smollm2_gguf_knows_capitals() {
+    let Some(path) = model_path() else { return };
+    let m = load_gguf(&path, &Device::Cpu).unwrap();
+    let cfg = &m.model.cfg;
+    assert_eq!(
+        (
+            cfg.num_hidden_layers,
+            cfg.hidden_size,
+            cfg.num_attention_heads,
+            cfg.kv_heads(),
+            cfg.vocab_size
+        ),
+        (30, 576, 9, 3, 49152)
+    );
+    assert!(cfg.tie_word_embeddings);
+    let tok = &m.tokenizer;
+    assert_eq!(
+        tok.encode("<|im_start|>").unwrap().len(),
+        1,
+        "control tokens are single tokens"
+    );
+    // digits split one by one (llama.cpp's `smollm` pre-tokenizer)
+    assert_eq!(tok.encode("2024").unwrap().len(), 4);
+    assert_eq!(
+        tok.decode(&tok.encode("Hello, world! Misérables").unwrap())
+            .unwrap(),
+        "Hello, world! Misérables"
+    );
+    for (prompt, want) in [
+        ("The capital of France is", " Paris"),
+        ("The capital of Germany is", " Berlin"),
+    ] {
+        let ids = tok.encode(prompt).unwrap();
+        let t = Tensor::new(ids.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let f = m.model.forward(&t, None).unwrap();
+        let logits = m.model.logits_at(&f.last, &[ids.len() - 1]).unwrap();
+        let best = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap()[0];
+        assert_eq!(tok.decode(&[best]).unwrap(), want, "{prompt}");
+    }
+}
