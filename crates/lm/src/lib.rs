@@ -7,6 +7,7 @@ pub mod gguf;
 pub mod load;
 pub mod model;
 pub mod random;
+pub mod score;
 pub mod tokenizer;
 
 pub use config::LlamaConfig;

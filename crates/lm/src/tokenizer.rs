@@ -43,7 +43,57 @@ fn pre_tokenizer(pre: &str) -> Result<serde_json::Value> {
     })
 }
 
+/// GPT-2's reversible byte -> printable-char map used by byte-level BPE.
+pub fn bytes_to_unicode() -> Vec<char> {
+    let mut table = vec!['\0'; 256];
+    let mut n = 0u32;
+    for b in 0..256u32 {
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        table[b as usize] = if printable {
+            char::from_u32(b).unwrap_or('?')
+        } else {
+            n += 1;
+            char::from_u32(255 + n).unwrap_or('?')
+        };
+    }
+    table
+}
+
 impl Tok {
+    /// A byte-level tokenizer without merges (one token per byte) plus `specials`, for tiny
+    /// test models: ids 0..256 are the bytes, then the specials in order.
+    pub fn bytes_only(specials: &[&str], chat_template: Option<String>) -> Result<Self> {
+        let mut vocab: serde_json::Map<String, serde_json::Value> = bytes_to_unicode()
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (c.to_string(), json!(i)))
+            .collect();
+        let added: Vec<serde_json::Value> = specials
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                vocab.insert(t.to_string(), json!(256 + k));
+                json!({"id": 256 + k, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true})
+            })
+            .collect();
+        let doc = json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
+            "pre_tokenizer": pre_tokenizer("gpt2")?, "post_processor": null,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                      "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": []},
+        });
+        let inner: tokenizers::Tokenizer = doc.to_string().parse().map_err(tok_err)?;
+        let eos = specials.first().map(|_| 256);
+        Ok(Tok {
+            inner,
+            bos: None,
+            eos,
+            chat_template,
+        })
+    }
+
     /// Load an HF `tokenizer.json` (and `tokenizer_config.json` beside it, for the chat
     /// template and special tokens, when present).
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {

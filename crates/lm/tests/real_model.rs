@@ -64,3 +64,79 @@ fn smollm2_gguf_knows_capitals() {
         assert_eq!(tok.decode(&[best]).unwrap(), want, "{prompt}");
     }
 }
+
+#[test]
+fn smollm2_scores_yes_no_with_its_chat_template() {
+    use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
+    let Some(path) = model_path() else { return };
+    let m = load_gguf(&path, &Device::Cpu).unwrap();
+    let s = Scorer::new(
+        &m.model,
+        &m.tokenizer,
+        PromptFormat::Chat,
+        AnswerSpace::Auto,
+    )
+    .unwrap();
+    assert!(
+        s.render("x").unwrap().ends_with("<|im_start|>assistant\n"),
+        "{}",
+        s.render("x").unwrap()
+    );
+    assert_eq!(m.tokenizer.decode(&[s.yes, s.no]).unwrap(), "YesNo");
+    // SmolLM2-135M (4-bit) has little Yes/No factual signal of its own, so the checks here
+    // are independent recomputations, not the model's judgement.
+    let prompts: Vec<String> = [
+        "Is Paris the capital of France? Answer \"Yes\" or \"No\".",
+        "Do cats bark?",
+    ]
+    .map(String::from)
+    .to_vec();
+    let p = s.p_yes(&prompts, 2).unwrap();
+    let ids = s.encode(&prompts).unwrap();
+    for (i, row) in ids.iter().enumerate() {
+        // Full-vocabulary logits of the prompt alone, softmax over the two answer ids.
+        let x = Tensor::new(row.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let f = m.model.forward(&x, None).unwrap();
+        let full = m
+            .model
+            .logits_at(&f.last, &[row.len() - 1])
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let (y, n) = (
+            f64::from(full[s.yes as usize]),
+            f64::from(full[s.no as usize]),
+        );
+        let want = 1.0 / (1.0 + (n - y).exp());
+        assert!((p[i] - want).abs() < 1e-4, "{i}: {} vs {want}", p[i]);
+    }
+    // Greedy decoding through the chat template answers a factual question.
+    let mut ids = m
+        .tokenizer
+        .encode(&s.render("What is the capital of France?").unwrap())
+        .unwrap();
+    let start = ids.len();
+    for _ in 0..7 {
+        let x = Tensor::new(ids.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let f = m.model.forward(&x, None).unwrap();
+        ids.push(
+            m.model
+                .logits_at(&f.last, &[ids.len() - 1])
+                .unwrap()
+                .argmax(1)
+                .unwrap()
+                .to_vec1::<u32>()
+                .unwrap()[0],
+        );
+    }
+    let text = m.tokenizer.decode(&ids[start..]).unwrap();
+    assert!(text.starts_with("The capital of France is Paris"), "{text}");
+}

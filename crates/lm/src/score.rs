@@ -1,0 +1,180 @@
+//! Yes/No scoring: P(Yes) = softmax over the logits of the answer tokens "Yes" and "No" at
+//! the answer position (the position right after the prompt).
+//!
+//! **Answer tokens**: the first token of "Yes" and of "No". After a chat template the
+//! assistant turn starts on a new line, so the answer has no leading space; after a raw
+//! prompt ending in `Output:` it does (" Yes"). [`AnswerSpace::Auto`] picks accordingly;
+//! `Leading` / `None` force one form.
+//!
+//! Batches are right-padded and the LM head is computed only for the two answer rows at
+//! each prompt's last position. A prompt's score does not depend on the rest of its batch.
+
+use crate::error::{LmError, Result};
+use crate::model::Llama;
+use crate::tokenizer::Tok;
+use candle_core::Tensor;
+
+/// How a prompt text becomes model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromptFormat {
+    /// The model's chat template with the prompt as the user message and the generation
+    /// prompt appended (raw, when the model has no template).
+    Chat,
+    /// `Input: {prompt}\nOutput:` (paper A's templates).
+    Raw,
+}
+
+/// Whether the answer tokens carry a leading space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnswerSpace {
+    Auto,
+    Leading,
+    None,
+}
+
+/// Renders prompts and scores them.
+pub struct Scorer<'a> {
+    pub model: &'a Llama,
+    pub tok: &'a Tok,
+    pub format: PromptFormat,
+    /// Token ids of the answers "Yes" and "No" as used.
+    pub yes: u32,
+    pub no: u32,
+    template: Option<minijinja::Environment<'static>>,
+}
+
+fn first_token(tok: &Tok, text: &str) -> Result<u32> {
+    tok.encode(text)?
+        .first()
+        .copied()
+        .ok_or_else(|| LmError::Tokenizer(format!("`{text}` encodes to no token")))
+}
+
+impl<'a> Scorer<'a> {
+    pub fn new(
+        model: &'a Llama,
+        tok: &'a Tok,
+        format: PromptFormat,
+        space: AnswerSpace,
+    ) -> Result<Self> {
+        let template = match (format, &tok.chat_template) {
+            (PromptFormat::Chat, Some(t)) => {
+                let mut env = minijinja::Environment::new();
+                env.add_template_owned("chat", t.clone())
+                    .map_err(|e| LmError::Tokenizer(format!("chat template: {e}")))?;
+                Some(env)
+            }
+            _ => None,
+        };
+        let leading = match space {
+            AnswerSpace::Leading => true,
+            AnswerSpace::None => false,
+            AnswerSpace::Auto => template.is_none(),
+        };
+        let (y, n) = if leading {
+            (" Yes", " No")
+        } else {
+            ("Yes", "No")
+        };
+        let (yes, no) = (first_token(tok, y)?, first_token(tok, n)?);
+        if yes == no {
+            return Err(LmError::Tokenizer(
+                "\"Yes\" and \"No\" start with the same token".into(),
+            ));
+        }
+        Ok(Scorer {
+            model,
+            tok,
+            format,
+            yes,
+            no,
+            template,
+        })
+    }
+
+    /// The exact text fed to the model for a prompt.
+    pub fn render(&self, prompt: &str) -> Result<String> {
+        match &self.template {
+            Some(env) => {
+                let t = env
+                    .get_template("chat")
+                    .map_err(|e| LmError::Tokenizer(e.to_string()))?;
+                t.render(minijinja::context! {
+                    messages => vec![minijinja::context! { role => "user", content => prompt }],
+                    add_generation_prompt => true,
+                    bos_token => "", eos_token => "",
+                })
+                .map_err(|e| LmError::Tokenizer(format!("chat template: {e}")))
+            }
+            None => Ok(format!("Input: {prompt}\nOutput:")),
+        }
+    }
+
+    /// Token ids of each prompt as fed to the model.
+    pub fn encode(&self, prompts: &[String]) -> Result<Vec<Vec<u32>>> {
+        prompts
+            .iter()
+            .map(|p| {
+                let ids = self.tok.encode(&self.render(p)?)?;
+                if ids.is_empty() {
+                    return Err(LmError::Invalid("empty prompt".into()));
+                }
+                if ids.len() > self.model.cfg.max_position_embeddings {
+                    return Err(LmError::Invalid(format!(
+                        "prompt of {} tokens exceeds the model's context of {}",
+                        ids.len(),
+                        self.model.cfg.max_position_embeddings
+                    )));
+                }
+                Ok(ids)
+            })
+            .collect()
+    }
+
+    /// Right-padded `[B, T]` ids and each row's last real position.
+    pub fn batch(&self, ids: &[Vec<u32>]) -> Result<(Tensor, Vec<usize>)> {
+        let t = ids.iter().map(Vec::len).max().unwrap_or(1);
+        let pad = self.tok.eos.unwrap_or(0);
+        let flat: Vec<u32> = ids
+            .iter()
+            .flat_map(|r| {
+                r.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(pad, t - r.len()))
+            })
+            .collect();
+        let tensor = Tensor::from_vec(flat, (ids.len(), t), self.model.device())?;
+        Ok((tensor, ids.iter().map(|r| r.len() - 1).collect()))
+    }
+
+    /// Logits `[B, 2]` of (Yes, No) for already-encoded prompts, and the forward pass.
+    pub fn answer_logits(
+        &self,
+        ids: &[Vec<u32>],
+        capture_layer: Option<usize>,
+    ) -> Result<(Tensor, crate::model::Forward)> {
+        let (x, last) = self.batch(ids)?;
+        let f = self.model.forward(&x, capture_layer)?;
+        let logits = self
+            .model
+            .token_logits_at(&f.last, &last, &[self.yes, self.no])?;
+        Ok((logits, f))
+    }
+
+    /// P(Yes) of each prompt, scored in batches of `batch_size`.
+    pub fn p_yes(&self, prompts: &[String], batch_size: usize) -> Result<Vec<f64>> {
+        let ids = self.encode(prompts)?;
+        let mut out = Vec::with_capacity(prompts.len());
+        for chunk in ids.chunks(batch_size.max(1)) {
+            let (logits, _) = self.answer_logits(chunk, None)?;
+            let p = candle_nn::ops::softmax(&logits, 1)?
+                .narrow(1, 0, 1)?
+                .squeeze(1)?
+                .to_vec1::<f32>()?;
+            out.extend(p.into_iter().map(f64::from));
+        }
+        Ok(out)
+    }
+}
