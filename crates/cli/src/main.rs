@@ -5,6 +5,7 @@ macro_rules! say {
     ($($t:tt)*) => { $crate::say_line(&format!($($t)*)) };
 }
 
+mod audit_cmd;
 mod data_cmd;
 mod metrics_cmd;
 mod quickstart;
@@ -43,6 +44,8 @@ enum Command {
     /// Datasets: synthesize, prepare under a paper's protocol, show prompts, statistics.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// Score a prepared split with a model in every prompt variant, then audit it.
+    Audit(audit_cmd::AuditArgs),
     /// Audit a predictions file: F1/P/R/AUC, GD and Rate (paper A), stereotype-aware fairness
     /// (paper B), bootstrap intervals; writes metrics.json, report.md and report.html.
     Metrics(metrics_cmd::MetricsArgs),
@@ -99,6 +102,7 @@ fn run() -> Result<()> {
         .init();
     match cli.command {
         Command::Data(c) => data_cmd::run(c),
+        Command::Audit(a) => audit_cmd::run(&a),
         Command::Metrics(a) => metrics_cmd::run(&a),
         Command::Quickstart(a) => quickstart::run(a),
     }

@@ -391,3 +391,139 @@ fn metrics_on_ranked_lists_alone() {
     let e = fails(&["metrics", "--out", p(&out)]);
     assert!(e.contains("--predictions"), "{e}");
 }
+
+/// A tiny random Llama saved as an HF directory (config, safetensors, tokenizer, chat template).
+fn tiny_hf_model(dir: &Path) {
+    use fairrec_lm::{random::random_weights, tokenizer::Tok, LlamaConfig};
+    let chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    let tok = Tok::bytes_only(&["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None).unwrap();
+    let cfg = LlamaConfig::tiny(tok.vocab_size());
+    let w = random_weights(&cfg, 3, 0.2, &candle_core::Device::Cpu).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&cfg).unwrap(),
+    )
+    .unwrap();
+    candle_core::safetensors::save(&w, dir.join("model.safetensors")).unwrap();
+    tok.inner.save(dir.join("tokenizer.json"), false).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        serde_json::json!({"chat_template": chatml, "eos_token": "<|endoftext|>"}).to_string(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn audit_scores_every_variant_and_reports() {
+    let t = tempfile::tempdir().unwrap();
+    let (raw, data, model, out) = (
+        t.path().join("raw"),
+        t.path().join("data"),
+        t.path().join("model"),
+        t.path().join("audit"),
+    );
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        p(&raw),
+        "--users",
+        "80",
+        "--items",
+        "50",
+    ]);
+    ok(&[
+        "data",
+        "prepare",
+        "--dataset",
+        "ml-100k",
+        "--raw",
+        p(&raw),
+        "--protocol",
+        "cl-moe",
+        "--out",
+        p(&data),
+        "--max-liked",
+        "3",
+        "--max-disliked",
+        "3",
+    ]);
+    tiny_hf_model(&model);
+    let s = ok(&[
+        "audit",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--limit",
+        "6",
+        "--bootstrap",
+        "20",
+        "--out",
+        p(&out),
+    ]);
+    assert!(
+        s.contains("scored 78 prompts"),
+        "6 samples x 13 variants: {s}"
+    );
+    let preds = std::fs::read_to_string(out.join("predictions.jsonl")).unwrap();
+    assert_eq!(preds.lines().count(), 78);
+    let variants: std::collections::BTreeSet<String> = preds
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["variant"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(variants.len(), 13);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert!(
+        m["fairness"]["age,gender"]["groups"]
+            .as_object()
+            .unwrap()
+            .len()
+            == 6
+    );
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        run["answer_tokens"],
+        serde_json::json!(["Y", "N"]),
+        "chat answers: first token of Yes / No"
+    );
+    assert!(out.join("report.html").exists());
+    // Only some variants, raw prompts; ' Yes'/' No' share a byte token here, so --answer-space none.
+    let s = ok(&[
+        "audit",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--limit",
+        "4",
+        "--variants",
+        "original;neutral;gender=male;gender=female",
+        "--no-chat",
+        "--answer-space",
+        "none",
+        "--bootstrap",
+        "0",
+        "--out",
+        p(&out),
+    ]);
+    assert!(s.contains("scored 16 prompts"), "{s}");
+    let e = fails(&[
+        "audit",
+        "--model",
+        p(&t.path().join("nope")),
+        "--data",
+        p(&data),
+        "--out",
+        p(&out),
+    ]);
+    assert!(e.contains("loading the model") && e.contains("nope"), "{e}");
+}

@@ -1,0 +1,192 @@
+//! `fairrec audit`: score every prompt variant of a prepared split with a model, write the
+//! predictions, and audit them (the same report as `fairrec metrics`).
+
+use crate::metrics_cmd::{self, MetricsArgs};
+use anyhow::{bail, Context as _, Result};
+use candle_core::Device;
+use clap::Args;
+use fairrec_core::Variant;
+use fairrec_data::pipeline::{read_manifest, read_split};
+use fairrec_data::prompt::{audit_variants, render, Template};
+use fairrec_data::sample::write_atomic;
+use fairrec_lm::load::load;
+use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
+use std::io::Write as _;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// A GGUF file or an HF model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A prepared dataset (`fairrec data prepare`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Prompt template [default: llm-rec for cl-moe, sequential for mos].
+    #[arg(long)]
+    pub template: Option<Template>,
+    /// Split to score.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Score only the first N samples of the split.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Variants to score, separated by `;` [default: original, neutral, every value and joint value].
+    #[arg(long)]
+    pub variants: Option<String>,
+    /// Prompts per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Feed `Input: ...\nOutput:` instead of the model's chat template.
+    #[arg(long)]
+    pub no_chat: bool,
+    /// Answer tokens: auto (no space after a chat template, " Yes" after a raw prompt), leading or none.
+    #[arg(long, default_value = "auto")]
+    pub answer_space: String,
+    /// P(Yes) at or above this is a Yes.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f64,
+    /// Bootstrap resamples for the intervals.
+    #[arg(long, default_value_t = 200)]
+    pub bootstrap: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output directory (predictions.jsonl, run.json, metrics.json, report.md, report.html).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(a: &AuditArgs) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let manifest = read_manifest(&a.data)?;
+    let mut samples = read_split(&a.data, &a.split)?;
+    if let Some(n) = a.limit {
+        samples.truncate(n);
+    }
+    if samples.is_empty() {
+        bail!("split `{}` of {} has no samples", a.split, a.data.display());
+    }
+    let scenario = manifest.attributes();
+    let template = a
+        .template
+        .unwrap_or(Template::default_for(manifest.protocol));
+    let variants: Vec<Variant> = match &a.variants {
+        Some(v) => v
+            .split(';')
+            .map(|s| {
+                s.trim()
+                    .parse()
+                    .with_context(|| format!("--variants: `{s}`"))
+            })
+            .collect::<Result<_>>()?,
+        None => audit_variants(manifest.protocol, &scenario)?,
+    };
+    let space = match a.answer_space.as_str() {
+        "auto" => AnswerSpace::Auto,
+        "leading" => AnswerSpace::Leading,
+        "none" => AnswerSpace::None,
+        other => bail!("--answer-space `{other}`: expected auto, leading or none"),
+    };
+    let device = Device::Cpu;
+    let loaded = load(&a.model, &device)
+        .with_context(|| format!("loading the model {}", a.model.display()))?;
+    let format = if a.no_chat {
+        PromptFormat::Raw
+    } else {
+        PromptFormat::Chat
+    };
+    let scorer = Scorer::new(&loaded.model, &loaded.tokenizer, format, space)?;
+    let mut jobs: Vec<(usize, &Variant, String)> = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        for v in &variants {
+            jobs.push((i, v, render(template, s, v, &scenario)?));
+        }
+    }
+    let ids = scorer.encode(&jobs.iter().map(|j| j.2.clone()).collect::<Vec<_>>())?;
+    // Length bucketing: score prompts of similar length together to cut padding.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&k| ids[k].len());
+    let total_tokens: usize = ids.iter().map(Vec::len).sum();
+    tracing::info!(
+        prompts = jobs.len(),
+        tokens = total_tokens,
+        "scoring {} samples x {} variants with {}",
+        samples.len(),
+        variants.len(),
+        a.model.display()
+    );
+    let bar = indicatif::ProgressBar::new(jobs.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} prompts {msg} [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
+    );
+    let mut p_yes = vec![0.0; jobs.len()];
+    let (mut done_tokens, t_score) = (0usize, std::time::Instant::now());
+    for chunk in order.chunks(a.batch_size.max(1)) {
+        let batch: Vec<Vec<u32>> = chunk.iter().map(|&k| ids[k].clone()).collect();
+        let (logits, _) = scorer.answer_logits(&batch, None)?;
+        let p = candle_nn_softmax_first(&logits)?;
+        for (&k, v) in chunk.iter().zip(p) {
+            p_yes[k] = v;
+        }
+        done_tokens += batch.iter().map(Vec::len).sum::<usize>();
+        bar.inc(chunk.len() as u64);
+        bar.set_message(format!(
+            "{:.0} tokens/s",
+            done_tokens as f64 / t_score.elapsed().as_secs_f64()
+        ));
+    }
+    bar.finish_and_clear();
+    let mut lines = Vec::new();
+    for ((i, v, _), p) in jobs.iter().zip(&p_yes) {
+        let s = &samples[*i];
+        let line = serde_json::json!({"sample_id": s.sample_id, "user_id": s.user_id, "variant": v.to_string(), "label": s.label, "p_yes": p, "attributes": s.attributes});
+        writeln!(lines, "{line}")?;
+    }
+    let pred_path = a.out.join("predictions.jsonl");
+    write_atomic(&pred_path, &lines)?;
+    let run = serde_json::json!({
+        "command": "audit", "model": a.model, "data": a.data, "data_hash": manifest.data_hash(), "split": a.split,
+        "limit": a.limit, "template": template.name(), "format": format, "answer_tokens": [loaded.tokenizer.decode(&[scorer.yes])?, loaded.tokenizer.decode(&[scorer.no])?],
+        "variants": variants.iter().map(|v| v.to_string()).collect::<Vec<_>>(), "batch_size": a.batch_size, "seed": a.seed,
+        "prompts": jobs.len(), "tokens": total_tokens, "scoring_seconds": t_score.elapsed().as_secs_f64(),
+        "git_revision": crate::git_revision(),
+    });
+    write_atomic(
+        &a.out.join("run.json"),
+        (serde_json::to_string_pretty(&run)? + "\n").as_bytes(),
+    )?;
+    say!(
+        "scored {} prompts ({} tokens) in {:.1}s ({:.0} tokens/s)",
+        jobs.len(),
+        total_tokens,
+        t_score.elapsed().as_secs_f64(),
+        total_tokens as f64 / t_score.elapsed().as_secs_f64()
+    );
+    metrics_cmd::run(&MetricsArgs {
+        predictions: Some(pred_path),
+        lists: None,
+        k: 20,
+        data: Some(a.data.clone()),
+        threshold: a.threshold,
+        bootstrap: a.bootstrap,
+        seed: a.seed,
+        confidence: 0.95,
+        z_threshold: 1.0,
+        raw_counts: false,
+        out: a.out.clone(),
+    })?;
+    tracing::info!("audit done in {:.1}s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// P(Yes) per row of `[B, 2]` (Yes, No) logits.
+fn candle_nn_softmax_first(logits: &candle_core::Tensor) -> Result<Vec<f64>> {
+    let rows = logits.to_vec2::<f32>()?;
+    Ok(rows
+        .iter()
+        .map(|r| 1.0 / (1.0 + f64::from(r[1] - r[0]).exp()))
+        .collect())
+}
