@@ -1,6 +1,7 @@
 //! fairrec's LM engine on candle: Llama-family decoders (Llama, Qwen2, SmolLM/SmolLM2)
 //! loaded from HF directories or GGUF files, tokenizers, and Yes/No scoring.
 
+pub mod adapter;
 pub mod config;
 pub mod error;
 pub mod gguf;

@@ -7,10 +7,12 @@
 //! mask no real token ever attends to padding and a prompt's hidden states do not depend
 //! on what else is in its batch.
 
+use crate::adapter::{Adapter, AdapterConfig};
 use crate::config::LlamaConfig;
-use crate::error::Result;
+use crate::error::{LmError, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
+use std::sync::Arc;
 
 /// A linear projection `y = x W^T (+ b)` with its checkpoint name, so that adapters can
 /// be attached by target-module name (`q_proj`, `up_proj`, ...).
@@ -20,6 +22,8 @@ pub struct Linear {
     pub bias: Option<Tensor>,
     /// Module name (the last path component, e.g. `q_proj`).
     pub name: String,
+    /// Trainable adapter added to the frozen projection, if attached.
+    pub adapter: Option<Arc<Adapter>>,
 }
 
 impl Linear {
@@ -41,13 +45,18 @@ impl Linear {
             weight,
             bias,
             name: name.to_string(),
+            adapter: None,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = x.broadcast_matmul(&self.weight.t()?)?;
-        Ok(match &self.bias {
+        let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        Ok(match &self.adapter {
+            Some(a) => (y + a.forward(x)?)?,
             None => y,
         })
     }
@@ -348,6 +357,104 @@ impl Llama {
         let idx = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
         let rows = self.head().index_select(&idx, 0)?;
         Ok(h.matmul(&rows.t()?)?)
+    }
+}
+
+/// The adapters attached to a model, by module path.
+#[derive(Debug, Clone)]
+pub struct AdapterSet {
+    pub cfg: AdapterConfig,
+    /// `(module path, adapter)`, e.g. `model.layers.0.self_attn.q_proj`.
+    pub modules: Vec<(String, Arc<Adapter>)>,
+}
+
+impl AdapterSet {
+    /// Every trainable variable under PEFT's key names
+    /// (`base_model.model.<module path>.lora_A.weight`, ...).
+    pub fn named_vars(&self) -> Vec<(String, candle_core::Var)> {
+        self.modules
+            .iter()
+            .flat_map(|(path, a)| {
+                a.vars().into_iter().map(move |(suffix, v)| {
+                    (format!("base_model.model.{path}.{suffix}"), v.clone())
+                })
+            })
+            .collect()
+    }
+
+    /// Dropout on (training) or off.
+    pub fn set_training(&self, on: bool) {
+        for (_, a) in &self.modules {
+            a.set_training(on);
+        }
+    }
+
+    /// Number of trainable parameters.
+    pub fn parameters(&self) -> usize {
+        self.named_vars().iter().map(|(_, v)| v.elem_count()).sum()
+    }
+}
+
+impl Llama {
+    /// Every linear module with its checkpoint path.
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &mut l.self_attn;
+            for lin in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj] {
+                out.push((format!("{p}.self_attn.{}", lin.name), lin));
+            }
+            let m = &mut l.mlp;
+            for lin in [&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj] {
+                out.push((format!("{p}.mlp.{}", lin.name), lin));
+            }
+        }
+        out
+    }
+
+    /// Attach a fresh adapter (seeded) to every linear module named in `cfg.targets`.
+    pub fn attach_adapters(&mut self, cfg: &AdapterConfig, seed: u64) -> Result<AdapterSet> {
+        let device = self.device.clone();
+        let mut rng = fairrec_core::Rng::derive(seed, "adapter-init");
+        let known = [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ];
+        if let Some(bad) = cfg.targets.iter().find(|t| !known.contains(&t.as_str())) {
+            return Err(LmError::Invalid(format!(
+                "unknown target module `{bad}` (one of {})",
+                known.join(", ")
+            )));
+        }
+        let mut modules = Vec::new();
+        for (path, lin) in self.linears_mut() {
+            if cfg.targets.contains(&lin.name) {
+                let (out_dim, in_dim) = lin.weight.dims2()?;
+                let a = Arc::new(Adapter::new(cfg, in_dim, out_dim, &mut rng, &device)?);
+                lin.adapter = Some(a.clone());
+                modules.push((path, a));
+            }
+        }
+        Ok(AdapterSet {
+            cfg: cfg.clone(),
+            modules,
+        })
+    }
+
+    /// Fold every plain-LoRA adapter into its base weight (`W0 + s B A`) and detach it.
+    pub fn merge_adapters(&mut self) -> Result<()> {
+        for (_, lin) in self.linears_mut() {
+            if let Some(a) = lin.adapter.take() {
+                lin.weight = (&lin.weight + a.delta_weight()?)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,213 @@
+//! One adapter layer for every parameter-efficient method: a frozen base projection plus
+//! LoRA experts and an optional router, attached to the model's linear modules by name.
+//!
+//! * LoRA (Hu et al.): `f(x) = W0 x + s B A x`, `A: [r, in]`, `B: [out, r]`, with
+//!   `s = alpha / r` (or `alpha / sqrt(r)` with rsLoRA), dropout on the adapter's input.
+//!   `A` starts Kaiming-uniform, `B` at zero (PEFT's initialisation), so a new adapter is
+//!   the identity.
+//! * LoRA-MoE (paper A, Eq. 10-12): `f(x) = W0 x + sum_j R(x)_j s B_j A_j x` with the router
+//!   `R(x) = softmax(x W_R)` (Eq. 11), per token; optional top-k keeps the k largest router
+//!   weights (renormalised).
+
+use crate::error::{LmError, Result};
+use candle_core::{DType, Device, Tensor, Var, D};
+use fairrec_core::Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What to attach.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdapterConfig {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    /// Scale by `alpha / sqrt(r)` instead of `alpha / r`.
+    pub rslora: bool,
+    /// Module names to adapt (`q_proj`, `v_proj`, `gate_proj`, ...).
+    pub targets: Vec<String>,
+    /// Number of LoRA experts (1: plain LoRA).
+    pub experts: usize,
+    /// Keep only the k largest router weights (MoE only).
+    pub top_k: Option<usize>,
+}
+
+impl AdapterConfig {
+    /// Plain LoRA on `targets`.
+    pub fn lora(r: usize, alpha: f64, targets: &[&str]) -> Self {
+        AdapterConfig {
+            r,
+            alpha,
+            dropout: 0.0,
+            rslora: false,
+            targets: targets.iter().map(|s| s.to_string()).collect(),
+            experts: 1,
+            top_k: None,
+        }
+    }
+
+    /// The scale `s` of the update.
+    pub fn scale(&self) -> f64 {
+        if self.rslora {
+            self.alpha / (self.r as f64).sqrt()
+        } else {
+            self.alpha / self.r as f64
+        }
+    }
+}
+
+/// One LoRA expert.
+#[derive(Debug)]
+pub struct LoraExpert {
+    /// `[r, in]`
+    pub a: Var,
+    /// `[out, r]`
+    pub b: Var,
+}
+
+/// The trainable part attached to one linear module.
+#[derive(Debug)]
+pub struct Adapter {
+    pub experts: Vec<LoraExpert>,
+    /// `W_R` stored as `[experts, in]` (MoE only).
+    pub router: Option<Var>,
+    pub scale: f64,
+    pub dropout: f64,
+    pub top_k: Option<usize>,
+    training: AtomicBool,
+}
+
+fn kaiming_uniform(rng: &mut Rng, rows: usize, cols: usize, device: &Device) -> Result<Tensor> {
+    // PEFT: kaiming_uniform_(a = sqrt(5)) -> bound = sqrt(6 / ((1 + a^2) fan_in)) = 1 / sqrt(fan_in)
+    let bound = 1.0 / (cols as f64).sqrt();
+    let v: Vec<f32> = (0..rows * cols)
+        .map(|_| ((rng.f64() * 2.0 - 1.0) * bound) as f32)
+        .collect();
+    Ok(Tensor::from_vec(v, (rows, cols), device)?)
+}
+
+impl Adapter {
+    /// A fresh adapter for a `[out, in]` projection.
+    pub fn new(
+        cfg: &AdapterConfig,
+        in_dim: usize,
+        out_dim: usize,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self> {
+        if cfg.r == 0 || cfg.experts == 0 {
+            return Err(LmError::Invalid(
+                "LoRA rank and expert count must be at least 1".into(),
+            ));
+        }
+        let experts = (0..cfg.experts)
+            .map(|_| {
+                Ok(LoraExpert {
+                    a: Var::from_tensor(&kaiming_uniform(rng, cfg.r, in_dim, device)?)?,
+                    b: Var::from_tensor(&Tensor::zeros((out_dim, cfg.r), DType::F32, device)?)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let router = if cfg.experts > 1 {
+            Some(Var::from_tensor(&kaiming_uniform(
+                rng,
+                cfg.experts,
+                in_dim,
+                device,
+            )?)?)
+        } else {
+            None
+        };
+        Ok(Adapter {
+            experts,
+            router,
+            scale: cfg.scale(),
+            dropout: cfg.dropout,
+            top_k: cfg.top_k,
+            training: AtomicBool::new(false),
+        })
+    }
+
+    /// Switch dropout on (training) or off (evaluation).
+    pub fn set_training(&self, on: bool) {
+        self.training.store(on, Ordering::Relaxed);
+    }
+
+    /// Router weights `softmax(x W_R)` (Eq. 11), `[.., experts]`, top-k masked if asked.
+    pub fn route(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let Some(r) = &self.router else {
+            return Ok(None);
+        };
+        let w = candle_nn::ops::softmax(&x.broadcast_matmul(&r.as_tensor().t()?)?, D::Minus1)?;
+        let w = match self.top_k {
+            Some(k) if k < self.experts.len() => {
+                // mask = w >= k-th largest weight of the row; renormalise
+                let sorted = w.detach().sort_last_dim(false)?.0;
+                let kth = sorted.narrow(D::Minus1, k - 1, 1)?;
+                let mask = w.broadcast_ge(&kth)?.to_dtype(DType::F32)?;
+                let kept = (w * mask)?;
+                kept.broadcast_div(&kept.sum_keepdim(D::Minus1)?)?
+            }
+            _ => w,
+        };
+        Ok(Some(w))
+    }
+
+    /// The adapter's contribution `sum_j R_j s B_j A_j x` for `x` `[.., in]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let xd = if self.training.load(Ordering::Relaxed) && self.dropout > 0.0 {
+            candle_nn::ops::dropout(x, self.dropout as f32)?
+        } else {
+            x.clone()
+        };
+        let expert = |e: &LoraExpert| -> Result<Tensor> {
+            Ok((xd
+                .broadcast_matmul(&e.a.as_tensor().t()?)?
+                .broadcast_matmul(&e.b.as_tensor().t()?)?
+                * self.scale)?)
+        };
+        match self.route(x)? {
+            None => expert(&self.experts[0]),
+            Some(w) => {
+                let mut acc: Option<Tensor> = None;
+                for (j, e) in self.experts.iter().enumerate() {
+                    let term = expert(e)?.broadcast_mul(&w.narrow(D::Minus1, j, 1)?)?;
+                    acc = Some(match acc {
+                        None => term,
+                        Some(a) => (a + term)?,
+                    });
+                }
+                Ok(acc.expect("at least one expert"))
+            }
+        }
+    }
+
+    /// `s B A` (plain LoRA only), the update merged into the base weight.
+    pub fn delta_weight(&self) -> Result<Tensor> {
+        if self.router.is_some() {
+            return Err(LmError::Invalid(
+                "a routed mixture of experts cannot be merged into one weight".into(),
+            ));
+        }
+        let e = &self.experts[0];
+        Ok((e.b.as_tensor().matmul(e.a.as_tensor())? * self.scale)?)
+    }
+
+    /// Every trainable variable with its suffix (`lora_A.weight`, `lora_B.weight`, or
+    /// `lora_A.{j}.weight` ... for experts, `router.weight`).
+    pub fn vars(&self) -> Vec<(String, &Var)> {
+        let mut out = Vec::new();
+        let multi = self.experts.len() > 1;
+        for (j, e) in self.experts.iter().enumerate() {
+            let (a, b) = if multi {
+                (format!("lora_A.{j}.weight"), format!("lora_B.{j}.weight"))
+            } else {
+                ("lora_A.weight".into(), "lora_B.weight".into())
+            };
+            out.push((a, &e.a));
+            out.push((b, &e.b));
+        }
+        if let Some(r) = &self.router {
+            out.push(("router.weight".into(), r));
+        }
+        out
+    }
+}
