@@ -1,6 +1,6 @@
 //! Greedy generation through the chat template (a smoke check of a model and its template):
 //! `cargo run --release -p fairrec-lm --example generate -- MODEL "question"`.
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use fairrec_lm::load::load;
 use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
 
@@ -18,26 +18,14 @@ fn main() {
         AnswerSpace::Auto,
     )
     .unwrap();
-    let mut ids = m.tokenizer.encode(&s.render(&q).unwrap()).unwrap();
-    for _ in 0..24 {
-        let x = Tensor::new(ids.as_slice(), &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let f = m.model.forward(&x, None).unwrap();
-        let next = m
-            .model
-            .logits_at(&f.last, &[ids.len() - 1])
-            .unwrap()
-            .argmax(1)
-            .unwrap()
-            .to_vec1::<u32>()
-            .unwrap()[0];
-        if Some(next) == m.tokenizer.eos || m.tokenizer.decode(&[next]).unwrap() == "<|im_end|>" {
-            break;
-        }
-        ids.push(next);
-    }
-    let prompt_len = m.tokenizer.encode(&s.render(&q).unwrap()).unwrap().len();
-    println!("{}", m.tokenizer.decode(&ids[prompt_len..]).unwrap());
+    let ids = m.tokenizer.encode(&s.render(&q).unwrap()).unwrap();
+    let stop: Vec<u32> = m
+        .tokenizer
+        .eos
+        .into_iter()
+        .chain(m.tokenizer.encode("<|im_end|>").unwrap())
+        .collect();
+    let mut out = m.model.greedy(&ids, 40, &stop).unwrap();
+    out.retain(|t| !stop.contains(t));
+    println!("{}", m.tokenizer.decode(&out).unwrap());
 }

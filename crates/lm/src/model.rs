@@ -345,6 +345,25 @@ impl Llama {
         Ok(h.matmul(&self.head().t()?)?)
     }
 
+    /// Greedy continuation of `ids` by up to `n` tokens, stopping after any of `stop`.
+    pub fn greedy(&self, ids: &[u32], n: usize, stop: &[u32]) -> Result<Vec<u32>> {
+        let mut ids = ids.to_vec();
+        let start = ids.len();
+        for _ in 0..n {
+            let x = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;
+            let f = self.forward(&x, None)?;
+            let next = self
+                .logits_at(&f.last, &[ids.len() - 1])?
+                .argmax(1)?
+                .to_vec1::<u32>()?[0];
+            ids.push(next);
+            if stop.contains(&next) {
+                break;
+            }
+        }
+        Ok(ids.split_off(start))
+    }
+
     /// Logits of the given tokens only (the LM head restricted to their rows), at one
     /// position per row -> `[B, tokens.len()]`.
     pub fn token_logits_at(

@@ -48,57 +48,16 @@ pub fn hbars(
         let v = lo + (hi - lo) * k as f64 / 4.0;
         write!(s, r##"<line x1="{0}" x2="{0}" y1="26" y2="{1}" class="grid"/><text x="{0}" y="{2}" class="tick" text-anchor="middle">{3}</text>"##, x(v), height - 14.0, height - 2.0, esc(&fmt(v))).unwrap();
     }
-    for (i, b) in bars.iter().enumerate() {
-        let y = 30.0 + row * i as f64;
-        write!(
-            s,
-            r##"<text x="{}" y="{}" class="lbl" text-anchor="end">{}</text>"##,
-            left - 6.0,
-            y + 15.0,
-            esc(&b.label)
-        )
-        .unwrap();
-        match b.value {
-            Some(v) => {
-                write!(
-                    s,
-                    r##"<rect x="{}" y="{}" width="{}" height="18" class="bar"/>"##,
-                    x(lo.max(0.0_f64.min(v))),
-                    y + 2.0,
-                    (x(v) - x(lo.max(0.0_f64.min(v)))).max(1.0)
-                )
-                .unwrap();
-                if let Some([a, c]) = b.ci {
-                    let ym = y + 11.0;
-                    write!(
-                        s,
-                        r##"<path d="M{0} {1}H{2}M{0} {3}V{4}M{2} {3}V{4}" class="ci"/>"##,
-                        x(a),
-                        ym,
-                        x(c),
-                        ym - 5.0,
-                        ym + 5.0
-                    )
-                    .unwrap();
-                }
-                write!(
-                    s,
-                    r##"<text x="{}" y="{}" class="val">{}</text>"##,
-                    x(b.ci.map_or(v, |c| c[1]).max(v)) + 6.0,
-                    y + 15.0,
-                    esc(&fmt(v))
-                )
-                .unwrap();
-            }
-            None => write!(
-                s,
-                r##"<text x="{}" y="{}" class="val">undefined</text>"##,
-                left + 4.0,
-                y + 15.0
-            )
-            .unwrap(),
-        }
-    }
+    draw_rows(
+        &mut s,
+        bars,
+        left,
+        row,
+        &x,
+        lo,
+        &|b, v| x(b.ci.map_or(v, |c| c[1]).max(v)) + 6.0,
+        fmt,
+    );
     if let Some((name, v)) = reference {
         let bottom = 30.0 + row * bars.len() as f64;
         write!(s, r##"<line x1="{0}" x2="{0}" y1="26" y2="{1}" class="ref"/><text x="{0}" y="{2}" class="reflbl" text-anchor="middle">{3} = {4}</text>"##, x(v), bottom, bottom + 14.0, esc(name), esc(&fmt(v))).unwrap();
@@ -143,6 +102,33 @@ pub fn diverging(title: &str, bars: &[Bar], fmt: &dyn Fn(f64) -> String) -> Stri
         .unwrap();
     }
     write!(s, r##"<text x="{}" y="{}" class="tick" text-anchor="end">under-recommended</text><text x="{}" y="{}" class="tick">over-recommended</text>"##, x(0.0) - 8.0, height - 18.0, x(0.0) + 8.0, height - 18.0).unwrap();
+    draw_rows(
+        &mut s,
+        bars,
+        left,
+        row,
+        &x,
+        0.0,
+        &|_, _| left + width + 4.0,
+        fmt,
+    );
+    s.push_str("</svg>");
+    s
+}
+
+/// One row per bar: its label, a bar from `origin` to the value (`neg` class below the
+/// origin), the interval whisker, and the value printed at `value_x`.
+#[allow(clippy::too_many_arguments)]
+fn draw_rows(
+    s: &mut String,
+    bars: &[Bar],
+    left: f64,
+    row: f64,
+    x: &dyn Fn(f64) -> f64,
+    origin: f64,
+    value_x: &dyn Fn(&Bar, f64) -> f64,
+    fmt: &dyn Fn(f64) -> String,
+) {
     for (i, b) in bars.iter().enumerate() {
         let y = 30.0 + row * i as f64;
         write!(
@@ -153,50 +139,47 @@ pub fn diverging(title: &str, bars: &[Bar], fmt: &dyn Fn(f64) -> String) -> Stri
             esc(&b.label)
         )
         .unwrap();
-        match b.value {
-            Some(v) => {
-                let (a, c) = (x(0.0).min(x(v)), x(0.0).max(x(v)));
-                let class = if v >= 0.0 { "bar" } else { "neg" };
-                write!(
-                    s,
-                    r##"<rect x="{a}" y="{}" width="{}" height="18" class="{class}"/>"##,
-                    y + 2.0,
-                    (c - a).max(1.0)
-                )
-                .unwrap();
-                if let Some([l, h]) = b.ci {
-                    let ym = y + 11.0;
-                    write!(
-                        s,
-                        r##"<path d="M{0} {1}H{2}M{0} {3}V{4}M{2} {3}V{4}" class="ci"/>"##,
-                        x(l),
-                        ym,
-                        x(h),
-                        ym - 5.0,
-                        ym + 5.0
-                    )
-                    .unwrap();
-                }
-                write!(
-                    s,
-                    r##"<text x="{}" y="{}" class="val">{}</text>"##,
-                    left + width + 4.0,
-                    y + 15.0,
-                    esc(&fmt(v))
-                )
-                .unwrap();
-            }
-            None => write!(
+        let Some(v) = b.value else {
+            write!(
                 s,
                 r##"<text x="{}" y="{}" class="val">undefined</text>"##,
-                left + width + 4.0,
+                left + 4.0,
                 y + 15.0
             )
-            .unwrap(),
+            .unwrap();
+            continue;
+        };
+        let (a, c) = (x(origin).min(x(v)), x(origin).max(x(v)));
+        let class = if v >= origin { "bar" } else { "neg" };
+        write!(
+            s,
+            r##"<rect x="{a}" y="{}" width="{}" height="18" class="{class}"/>"##,
+            y + 2.0,
+            (c - a).max(1.0)
+        )
+        .unwrap();
+        if let Some([l, h]) = b.ci {
+            let ym = y + 11.0;
+            write!(
+                s,
+                r##"<path d="M{0} {1}H{2}M{0} {3}V{4}M{2} {3}V{4}" class="ci"/>"##,
+                x(l),
+                ym,
+                x(h),
+                ym - 5.0,
+                ym + 5.0
+            )
+            .unwrap();
         }
+        write!(
+            s,
+            r##"<text x="{}" y="{}" class="val">{}</text>"##,
+            value_x(b, v),
+            y + 15.0,
+            esc(&fmt(v))
+        )
+        .unwrap();
     }
-    s.push_str("</svg>");
-    s
 }
 
 /// The CSS the charts use (inlined in every report).
