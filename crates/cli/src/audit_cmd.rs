@@ -126,9 +126,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     let (mut done_tokens, t_score) = (0usize, std::time::Instant::now());
     for chunk in order.chunks(a.batch_size.max(1)) {
         let batch: Vec<Vec<u32>> = chunk.iter().map(|&k| ids[k].clone()).collect();
-        let (logits, _) = scorer.answer_logits(&batch, None)?;
-        let p = candle_nn_softmax_first(&logits)?;
-        for (&k, v) in chunk.iter().zip(p) {
+        for (&k, v) in chunk.iter().zip(scorer.p_yes_encoded(&batch)?) {
             p_yes[k] = v;
         }
         done_tokens += batch.iter().map(Vec::len).sum::<usize>();
@@ -180,13 +178,4 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     })?;
     tracing::info!("audit done in {:.1}s", t0.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// P(Yes) per row of `[B, 2]` (Yes, No) logits.
-fn candle_nn_softmax_first(logits: &candle_core::Tensor) -> Result<Vec<f64>> {
-    let rows = logits.to_vec2::<f32>()?;
-    Ok(rows
-        .iter()
-        .map(|r| 1.0 / (1.0 + f64::from(r[1] - r[0]).exp()))
-        .collect())
 }

@@ -9,6 +9,7 @@ use fairrec_data::pipeline::{prepare_dir, read_manifest, read_split, summarize, 
 use fairrec_data::prompt::{answer, render, Template};
 use fairrec_data::protocol::{Protocol, ProtocolConfig};
 use fairrec_data::raw::{sha256_hex, DatasetKind};
+use fairrec_data::sample::parse_samples;
 use fairrec_data::synth::{write_world, SynthConfig};
 use std::path::{Path, PathBuf};
 
@@ -346,7 +347,7 @@ fn stats(dir: &Path) -> Result<()> {
                 path.display()
             );
         }
-        let s = summarize(&read_split(dir, split)?);
+        let s = summarize(&parse_samples(&path, &bytes)?);
         let pct = if s.samples == 0 {
             0.0
         } else {

@@ -8,7 +8,7 @@ use fairrec_data::raw::sha256_hex;
 use fairrec_data::sample::{write_atomic, Sample};
 use fairrec_metrics::lists::{list_fairness, parse_lists};
 use fairrec_metrics::stereotype::{Interactions, StereotypeConfig};
-use fairrec_metrics::{audit, parse_predictions, AuditConfig, Context, StereotypeInput};
+use fairrec_metrics::{audit, parse_predictions_bytes, AuditConfig, Context, StereotypeInput};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -144,9 +144,7 @@ fn audit_predictions(
     path: &std::path::Path,
 ) -> Result<(fairrec_metrics::Metrics, Provenance)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let text =
-        std::str::from_utf8(&bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
-    let preds = parse_predictions(path, text)?;
+    let preds = parse_predictions_bytes(path, &bytes)?;
     let mut samples: Vec<Sample> = Vec::new();
     let mut attributes = Vec::new();
     let mut train_ids = std::collections::HashSet::new();

@@ -83,7 +83,12 @@ pub fn to_jsonl(samples: &[Sample]) -> Vec<u8> {
 /// Read a JSONL file of samples; an invalid line is an error naming file and line.
 pub fn read_samples(path: &Path) -> Result<Vec<Sample>> {
     let bytes = crate::text::read_bytes(path, "prepared samples (run `fairrec data prepare`)")?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
+    parse_samples(path, &bytes)
+}
+
+/// Parse JSONL sample bytes read from `path` (named in errors).
+pub fn parse_samples(path: &Path, bytes: &[u8]) -> Result<Vec<Sample>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
         let line = bytes[..e.valid_up_to()]
             .iter()
             .filter(|&&b| b == b'\n')

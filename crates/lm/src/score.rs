@@ -163,17 +163,22 @@ impl<'a> Scorer<'a> {
         Ok((logits, f))
     }
 
+    /// P(Yes) of one batch of already-encoded prompts: softmax over the (Yes, No) logits.
+    pub fn p_yes_encoded(&self, ids: &[Vec<u32>]) -> Result<Vec<f64>> {
+        let (logits, _) = self.answer_logits(ids, None)?;
+        let p = candle_nn::ops::softmax(&logits, 1)?
+            .narrow(1, 0, 1)?
+            .squeeze(1)?
+            .to_vec1::<f32>()?;
+        Ok(p.into_iter().map(f64::from).collect())
+    }
+
     /// P(Yes) of each prompt, scored in batches of `batch_size`.
     pub fn p_yes(&self, prompts: &[String], batch_size: usize) -> Result<Vec<f64>> {
         let ids = self.encode(prompts)?;
         let mut out = Vec::with_capacity(prompts.len());
         for chunk in ids.chunks(batch_size.max(1)) {
-            let (logits, _) = self.answer_logits(chunk, None)?;
-            let p = candle_nn::ops::softmax(&logits, 1)?
-                .narrow(1, 0, 1)?
-                .squeeze(1)?
-                .to_vec1::<f32>()?;
-            out.extend(p.into_iter().map(f64::from));
+            out.extend(self.p_yes_encoded(chunk)?);
         }
         Ok(out)
     }

@@ -16,4 +16,4 @@ pub mod stereotype;
 
 pub use audit::{audit, AuditConfig, Context, Metrics, StereotypeInput};
 pub use error::{MetricsError, Result};
-pub use predictions::{parse_predictions, read_predictions, Prediction};
+pub use predictions::{parse_predictions, parse_predictions_bytes, read_predictions, Prediction};

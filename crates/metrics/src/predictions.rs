@@ -132,13 +132,9 @@ pub fn parse_predictions(path: &Path, text: &str) -> Result<Vec<Prediction>> {
     Ok(out)
 }
 
-/// Read a predictions JSONL file.
-pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
-    let bytes = std::fs::read(path).map_err(|source| MetricsError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
+/// Parse predictions from raw bytes read from `path`; invalid UTF-8 names the line.
+pub fn parse_predictions_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<Prediction>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
         let line = bytes[..e.valid_up_to()]
             .iter()
             .filter(|&&b| b == b'\n')
@@ -151,4 +147,13 @@ pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
         }
     })?;
     parse_predictions(path, text)
+}
+
+/// Read a predictions JSONL file.
+pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
+    let bytes = std::fs::read(path).map_err(|source| MetricsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_predictions_bytes(path, &bytes)
 }
