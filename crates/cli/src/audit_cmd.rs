@@ -2,23 +2,24 @@
 //! predictions, and audit them (the same report as `fairrec metrics`).
 
 use crate::metrics_cmd::{self, MetricsArgs};
+use crate::model_args::{load_with_adapter, ModelArgs};
 use anyhow::{bail, Context as _, Result};
-use candle_core::Device;
 use clap::Args;
 use fairrec_core::Variant;
 use fairrec_data::pipeline::{read_manifest, read_split};
 use fairrec_data::prompt::{audit_variants, render, Template};
 use fairrec_data::sample::write_atomic;
-use fairrec_lm::load::load;
-use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
+use fairrec_lm::score::Scorer;
 use std::io::Write as _;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct AuditArgs {
-    /// A GGUF file or an HF model directory.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A PEFT adapter directory (LoRA or prompt tuning, e.g. a training run's `adapter/`).
     #[arg(long)]
-    pub model: PathBuf,
+    pub adapter: Option<PathBuf>,
     /// A prepared dataset (`fairrec data prepare`).
     #[arg(long)]
     pub data: PathBuf,
@@ -37,12 +38,6 @@ pub struct AuditArgs {
     /// Prompts per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
-    /// Feed `Input: ...\nOutput:` instead of the model's chat template.
-    #[arg(long)]
-    pub no_chat: bool,
-    /// Answer tokens: auto (no space after a chat template, " Yes" after a raw prompt), leading or none.
-    #[arg(long, default_value = "auto")]
-    pub answer_space: String,
     /// P(Yes) at or above this is a Yes.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f64,
@@ -81,21 +76,9 @@ pub fn run(a: &AuditArgs) -> Result<()> {
             .collect::<Result<_>>()?,
         None => audit_variants(manifest.protocol, &scenario)?,
     };
-    let space = match a.answer_space.as_str() {
-        "auto" => AnswerSpace::Auto,
-        "leading" => AnswerSpace::Leading,
-        "none" => AnswerSpace::None,
-        other => bail!("--answer-space `{other}`: expected auto, leading or none"),
-    };
-    let device = Device::Cpu;
-    let loaded = load(&a.model, &device)
-        .with_context(|| format!("loading the model {}", a.model.display()))?;
-    let format = if a.no_chat {
-        PromptFormat::Raw
-    } else {
-        PromptFormat::Chat
-    };
-    let scorer = Scorer::new(&loaded.model, &loaded.tokenizer, format, space)?;
+    let (loaded, _tuning) = load_with_adapter(&a.model, a.adapter.as_deref())?;
+    let format = a.model.format();
+    let scorer = Scorer::new(&loaded.model, &loaded.tokenizer, format, a.model.space()?)?;
     let mut jobs: Vec<(usize, &Variant, String)> = Vec::new();
     for (i, s) in samples.iter().enumerate() {
         for v in &variants {
@@ -113,7 +96,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         "scoring {} samples x {} variants with {}",
         samples.len(),
         variants.len(),
-        a.model.display()
+        a.model.model.display()
     );
     let bar = indicatif::ProgressBar::new(jobs.len() as u64);
     bar.set_style(
@@ -146,7 +129,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     let pred_path = a.out.join("predictions.jsonl");
     write_atomic(&pred_path, &lines)?;
     let run = serde_json::json!({
-        "command": "audit", "model": a.model, "data": a.data, "data_hash": manifest.data_hash(), "split": a.split,
+        "command": "audit", "model": a.model.model, "adapter": a.adapter, "data": a.data, "data_hash": manifest.data_hash(), "split": a.split,
         "limit": a.limit, "template": template.name(), "format": format, "answer_tokens": [loaded.tokenizer.decode(&[scorer.yes])?, loaded.tokenizer.decode(&[scorer.no])?],
         "variants": variants.iter().map(|v| v.to_string()).collect::<Vec<_>>(), "batch_size": a.batch_size, "seed": a.seed,
         "prompts": jobs.len(), "tokens": total_tokens, "scoring_seconds": t_score.elapsed().as_secs_f64(),

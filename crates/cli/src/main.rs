@@ -6,11 +6,15 @@ macro_rules! say {
 }
 
 mod audit_cmd;
+mod bench_cmd;
 mod data_cmd;
 mod metrics_cmd;
+mod model_args;
 mod quickstart;
 mod report;
 mod runfile;
+mod score_cmd;
+mod train_cmd;
 
 use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -49,6 +53,12 @@ enum Command {
     /// Audit a predictions file: F1/P/R/AUC, GD and Rate (paper A), stereotype-aware fairness
     /// (paper B), bootstrap intervals; writes metrics.json, report.md and report.html.
     Metrics(metrics_cmd::MetricsArgs),
+    /// P(Yes) of one prompt: prints `{"p_yes", "logit_yes", "logit_no", "n_tokens"}` last.
+    Score(score_cmd::ScoreArgs),
+    /// Fine-tune a model on a prepared dataset (LoRA, full fine-tuning, prompt tuning).
+    Train(Box<train_cmd::TrainArgs>),
+    /// Time scoring or LoRA training on synthetic token batches of a fixed shape.
+    Bench(bench_cmd::BenchArgs),
     /// The embedded default: synthetic stereotype world -> paper A protocol -> prompts.
     Quickstart(quickstart::QuickstartArgs),
 }
@@ -105,5 +115,8 @@ fn run() -> Result<()> {
         Command::Audit(a) => audit_cmd::run(&a),
         Command::Metrics(a) => metrics_cmd::run(&a),
         Command::Quickstart(a) => quickstart::run(a),
+        Command::Score(a) => score_cmd::run(&a),
+        Command::Train(a) => train_cmd::run(&a),
+        Command::Bench(a) => bench_cmd::run(&a),
     }
 }

@@ -6,7 +6,9 @@
 //! * [`Rng`]: a small seeded generator (xoshiro256** seeded through SplitMix64) whose
 //!   streams are fixed by this crate, not by a dependency's version, so that a seed
 //!   gives the same split, synthetic world and bootstrap on every machine and release.
+//! * [`fs`]: crash-safe writes of files and directories.
 
+pub mod fs;
 mod rng;
 mod variant;
 

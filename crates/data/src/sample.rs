@@ -3,7 +3,6 @@
 
 use crate::error::{DataError, Result};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 /// A user's history in one of the two papers' forms.
@@ -118,28 +117,8 @@ pub fn parse_samples(path: &Path, bytes: &[u8]) -> Result<Vec<Sample>> {
 /// Write `bytes` to `path` atomically: a temporary file beside it, then a rename, so a
 /// failure never leaves a half-written file in place of a good one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let err = |source| DataError::Write {
+    fairrec_core::fs::write_atomic(path, bytes).map_err(|source| DataError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
     })
 }

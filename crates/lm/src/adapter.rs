@@ -13,6 +13,7 @@ use crate::error::{LmError, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use fairrec_core::Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// What to attach.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -73,6 +74,9 @@ pub struct Adapter {
     pub dropout: f64,
     pub top_k: Option<usize>,
     training: AtomicBool,
+    /// Source of dropout masks; reseeded per step by the trainer so that a run (and a
+    /// resumed run) is reproducible.
+    dropout_rng: Mutex<Rng>,
 }
 
 fn kaiming_uniform(rng: &mut Rng, rows: usize, cols: usize, device: &Device) -> Result<Tensor> {
@@ -123,12 +127,37 @@ impl Adapter {
             dropout: cfg.dropout,
             top_k: cfg.top_k,
             training: AtomicBool::new(false),
+            dropout_rng: Mutex::new(Rng::new(0)),
         })
     }
 
     /// Switch dropout on (training) or off (evaluation).
     pub fn set_training(&self, on: bool) {
         self.training.store(on, Ordering::Relaxed);
+    }
+
+    /// Restart the dropout masks from `rng`.
+    pub fn reseed(&self, rng: Rng) {
+        *self.dropout_rng.lock().unwrap_or_else(|e| e.into_inner()) = rng;
+    }
+
+    /// Inverted dropout with a mask drawn from the adapter's own seeded stream.
+    fn dropout(&self, x: &Tensor) -> Result<Tensor> {
+        let p = self.dropout;
+        let keep = 1.0 - p;
+        let n = x.elem_count();
+        let mut rng = self.dropout_rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mask: Vec<f32> = (0..n)
+            .map(|_| {
+                if rng.f64() < keep {
+                    (1.0 / keep) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        Ok((x * mask)?)
     }
 
     /// Router weights `softmax(x W_R)` (Eq. 11), `[.., experts]`, top-k masked if asked.
@@ -154,7 +183,7 @@ impl Adapter {
     /// The adapter's contribution `sum_j R_j s B_j A_j x` for `x` `[.., in]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let xd = if self.training.load(Ordering::Relaxed) && self.dropout > 0.0 {
-            candle_nn::ops::dropout(x, self.dropout as f32)?
+            self.dropout(x)?
         } else {
             x.clone()
         };

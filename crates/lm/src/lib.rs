@@ -7,9 +7,13 @@ pub mod error;
 pub mod gguf;
 pub mod load;
 pub mod model;
+pub mod peft;
+pub mod pool;
+pub mod prompt;
 pub mod random;
 pub mod score;
 pub mod tokenizer;
+pub mod tuning;
 
 pub use config::LlamaConfig;
 pub use error::{LmError, Result};

@@ -108,3 +108,49 @@ pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<Loaded> {
         path: dir.to_path_buf(),
     })
 }
+
+/// Save a model of `cfg` with weights `tensors` (HF checkpoint keys) and `tok` as an HF
+/// directory (`config.json`, `model.safetensors`, `tokenizer.json`,
+/// `tokenizer_config.json`) that [`load_hf_dir`] and transformers read; `dir` is replaced
+/// as a whole, crash-safe.
+pub fn save_hf_dir(
+    cfg: &LlamaConfig,
+    tensors: &[(String, candle_core::Tensor)],
+    tok: &Tok,
+    dir: &Path,
+) -> Result<()> {
+    let mut cfg_json = serde_json::to_value(cfg).map_err(|e| LmError::Invalid(e.to_string()))?;
+    cfg_json["architectures"] = serde_json::json!([if cfg.qkv_bias() {
+        "Qwen2ForCausalLM"
+    } else {
+        "LlamaForCausalLM"
+    }]);
+    let name = |id: Option<u32>| id.and_then(|i| tok.inner.id_to_token(i));
+    let tok_cfg = serde_json::json!({
+        "chat_template": tok.chat_template,
+        "bos_token": name(tok.bos),
+        "eos_token": name(tok.eos),
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    });
+    let json = |v: &serde_json::Value| {
+        serde_json::to_vec_pretty(v).map_err(|e| LmError::Invalid(e.to_string()))
+    };
+    let tok_json = tok
+        .inner
+        .to_string(false)
+        .map_err(|e| LmError::Tokenizer(e.to_string()))?;
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("config.json", json(&cfg_json)?),
+        (
+            "model.safetensors",
+            crate::peft::safetensors_bytes(tensors)?,
+        ),
+        ("tokenizer.json", tok_json.into_bytes()),
+        ("tokenizer_config.json", json(&tok_cfg)?),
+    ];
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    fairrec_core::fs::replace_dir(dir, &refs).map_err(|source| LmError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}

@@ -7,9 +7,10 @@
 //! mask no real token ever attends to padding and a prompt's hidden states do not depend
 //! on what else is in its batch.
 
-use crate::adapter::{Adapter, AdapterConfig};
+use crate::adapter::Adapter;
 use crate::config::LlamaConfig;
-use crate::error::{LmError, Result};
+use crate::error::Result;
+use crate::prompt::SoftPrompt;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use std::sync::Arc;
@@ -106,6 +107,11 @@ impl Rotary {
             cos: freqs.cos()?,
             sin: freqs.sin()?,
         })
+    }
+
+    /// Longest sequence the tables cover.
+    pub fn max_len(&self) -> usize {
+        self.cos.dim(0).unwrap_or(0)
     }
 
     /// Rotate `x` of shape `[B, H, T, D]` for positions `0..T`.
@@ -257,15 +263,19 @@ pub struct Llama {
     pub norm: RmsNorm,
     /// `lm_head.weight`, or `None` when tied to the embedding.
     pub lm_head: Option<Tensor>,
+    /// Trainable virtual tokens prepended to every input (prompt tuning), if attached.
+    pub soft_prompt: Option<Arc<SoftPrompt>>,
     rotary: Rotary,
     device: Device,
 }
 
 /// What [`Llama::forward`] returns.
 pub struct Forward {
-    /// Final hidden states after the last norm, `[B, T, H]`.
+    /// Final hidden states after the last norm, `[B, T, H]`, at the token positions (the
+    /// virtual tokens of a soft prompt, if any, are cut off).
     pub last: Tensor,
-    /// Output of block `capture_layer` (before the final norm), when asked for.
+    /// Output of block `capture_layer` (before the final norm), when asked for, at the
+    /// token positions.
     pub captured: Option<Tensor>,
 }
 
@@ -295,6 +305,7 @@ impl Llama {
             layers,
             norm,
             lm_head,
+            soft_prompt: None,
             rotary,
             device,
         })
@@ -316,24 +327,51 @@ impl Llama {
         Ok(Tensor::from_vec(m, (t, t), &self.device)?)
     }
 
-    /// Embed `ids` (`[B, T]`, right-padded) and run every block. `capture_layer` (0-based)
-    /// also returns that block's output.
-    pub fn forward(&self, ids: &Tensor, capture_layer: Option<usize>) -> Result<Forward> {
+    /// Token embeddings of `ids` (`[B, T]`) -> `[B, T, H]`.
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let mut x = self
+        Ok(self
             .embed_tokens
             .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, self.cfg.hidden_size))?;
+            .reshape((b, t, self.cfg.hidden_size))?)
+    }
+
+    /// Embed `ids` (`[B, T]`, right-padded), prepend the soft prompt if one is attached,
+    /// and run every block. `capture_layer` (0-based) also returns that block's output.
+    pub fn forward(&self, ids: &Tensor, capture_layer: Option<usize>) -> Result<Forward> {
+        let x = self.embed(ids)?;
+        match &self.soft_prompt {
+            Some(p) => self.forward_embeds(&p.prepend(&x)?, p.len(), capture_layer),
+            None => self.forward_embeds(&x, 0, capture_layer),
+        }
+    }
+
+    /// Run every block on input embeddings `[B, P + T, H]` whose first `prefix` positions
+    /// are virtual tokens; the outputs are cut to the `T` token positions.
+    pub fn forward_embeds(
+        &self,
+        x: &Tensor,
+        prefix: usize,
+        capture_layer: Option<usize>,
+    ) -> Result<Forward> {
+        let t = x.dim(1)?;
+        if t > self.rotary.max_len() {
+            return Err(crate::error::LmError::Invalid(format!(
+                "input of {t} positions exceeds the model's context of {}",
+                self.rotary.max_len()
+            )));
+        }
         let mask = self.causal_mask(t)?;
+        let mut x = x.clone();
         let mut captured = None;
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(&x, &self.rotary, &mask)?;
             if capture_layer == Some(i) {
-                captured = Some(x.clone());
+                captured = Some(x.narrow(1, prefix, t - prefix)?);
             }
         }
         Ok(Forward {
-            last: self.norm.forward(&x)?,
+            last: self.norm.forward(&x)?.narrow(1, prefix, t - prefix)?,
             captured,
         })
     }
@@ -376,104 +414,6 @@ impl Llama {
         let idx = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
         let rows = self.head().index_select(&idx, 0)?;
         Ok(h.matmul(&rows.t()?)?)
-    }
-}
-
-/// The adapters attached to a model, by module path.
-#[derive(Debug, Clone)]
-pub struct AdapterSet {
-    pub cfg: AdapterConfig,
-    /// `(module path, adapter)`, e.g. `model.layers.0.self_attn.q_proj`.
-    pub modules: Vec<(String, Arc<Adapter>)>,
-}
-
-impl AdapterSet {
-    /// Every trainable variable under PEFT's key names
-    /// (`base_model.model.<module path>.lora_A.weight`, ...).
-    pub fn named_vars(&self) -> Vec<(String, candle_core::Var)> {
-        self.modules
-            .iter()
-            .flat_map(|(path, a)| {
-                a.vars().into_iter().map(move |(suffix, v)| {
-                    (format!("base_model.model.{path}.{suffix}"), v.clone())
-                })
-            })
-            .collect()
-    }
-
-    /// Dropout on (training) or off.
-    pub fn set_training(&self, on: bool) {
-        for (_, a) in &self.modules {
-            a.set_training(on);
-        }
-    }
-
-    /// Number of trainable parameters.
-    pub fn parameters(&self) -> usize {
-        self.named_vars().iter().map(|(_, v)| v.elem_count()).sum()
-    }
-}
-
-impl Llama {
-    /// Every linear module with its checkpoint path.
-    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
-        let mut out = Vec::new();
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            let p = format!("model.layers.{i}");
-            let a = &mut l.self_attn;
-            for lin in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj] {
-                out.push((format!("{p}.self_attn.{}", lin.name), lin));
-            }
-            let m = &mut l.mlp;
-            for lin in [&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj] {
-                out.push((format!("{p}.mlp.{}", lin.name), lin));
-            }
-        }
-        out
-    }
-
-    /// Attach a fresh adapter (seeded) to every linear module named in `cfg.targets`.
-    pub fn attach_adapters(&mut self, cfg: &AdapterConfig, seed: u64) -> Result<AdapterSet> {
-        let device = self.device.clone();
-        let mut rng = fairrec_core::Rng::derive(seed, "adapter-init");
-        let known = [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ];
-        if let Some(bad) = cfg.targets.iter().find(|t| !known.contains(&t.as_str())) {
-            return Err(LmError::Invalid(format!(
-                "unknown target module `{bad}` (one of {})",
-                known.join(", ")
-            )));
-        }
-        let mut modules = Vec::new();
-        for (path, lin) in self.linears_mut() {
-            if cfg.targets.contains(&lin.name) {
-                let (out_dim, in_dim) = lin.weight.dims2()?;
-                let a = Arc::new(Adapter::new(cfg, in_dim, out_dim, &mut rng, &device)?);
-                lin.adapter = Some(a.clone());
-                modules.push((path, a));
-            }
-        }
-        Ok(AdapterSet {
-            cfg: cfg.clone(),
-            modules,
-        })
-    }
-
-    /// Fold every plain-LoRA adapter into its base weight (`W0 + s B A`) and detach it.
-    pub fn merge_adapters(&mut self) -> Result<()> {
-        for (_, lin) in self.linears_mut() {
-            if let Some(a) = lin.adapter.take() {
-                lin.weight = (&lin.weight + a.delta_weight()?)?;
-            }
-        }
-        Ok(())
     }
 }
 

@@ -64,3 +64,17 @@ pub fn random_weights(
     }
     Ok(out)
 }
+
+/// A model of `cfg` with [`random_weights`].
+pub fn random_model(
+    cfg: &LlamaConfig,
+    seed: u64,
+    std: f64,
+    device: &Device,
+) -> Result<crate::model::Llama> {
+    let w = random_weights(cfg, seed, std, device)?;
+    crate::model::Llama::new(
+        cfg,
+        candle_nn::VarBuilder::from_tensors(w, candle_core::DType::F32, device),
+    )
+}

@@ -1,0 +1,136 @@
+//! `fairrec bench`: time scoring or LoRA training on synthetic token batches of exactly the
+//! shape asked (batch x seq), for a real model or a named architecture with random weights.
+//! Train mode is LoRA r 8 (alpha 16) on q_proj/v_proj with the answer-token loss at the
+//! last position and an AdamW step, as `bench/torch_bench.py` does in PyTorch + peft.
+
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor};
+use clap::Args;
+use fairrec_core::Rng;
+use fairrec_lm::adapter::AdapterConfig;
+use fairrec_lm::config::LlamaConfig;
+use fairrec_train::objective::answer_nll;
+use fairrec_train::optim::{AdamW, AdamWConfig};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A GGUF file or HF directory; or use --shape for random weights.
+    #[arg(long, conflicts_with = "shape", required_unless_present = "shape")]
+    pub model: Option<PathBuf>,
+    /// A named architecture with random weights: smollm2-135m, qwen2-0.5b, qwen2-1.5b, qwen2-7b.
+    #[arg(long)]
+    pub shape: Option<String>,
+    /// score or train.
+    #[arg(long, default_value = "score")]
+    pub mode: String,
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 256)]
+    pub seq: usize,
+    /// Timed steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+}
+
+/// The configuration of a named architecture (the HF `config.json` values).
+pub fn shape(name: &str) -> Result<LlamaConfig> {
+    let mut c = LlamaConfig::tiny(49152);
+    let (h, i, l, nh, nkv, v, theta, tied, qwen) = match name {
+        "smollm2-135m" => (576, 1536, 30, 9, 3, 49152, 100_000.0, true, false),
+        "qwen2-0.5b" => (896, 4864, 24, 14, 2, 151_936, 1_000_000.0, true, true),
+        "qwen2-1.5b" => (1536, 8960, 28, 12, 2, 151_936, 1_000_000.0, true, true),
+        "qwen2-7b" => (3584, 18944, 28, 28, 4, 152_064, 1_000_000.0, false, true),
+        o => bail!("--shape `{o}`: expected smollm2-135m, qwen2-0.5b, qwen2-1.5b or qwen2-7b"),
+    };
+    c.hidden_size = h;
+    c.intermediate_size = i;
+    c.num_hidden_layers = l;
+    c.num_attention_heads = nh;
+    c.num_key_value_heads = Some(nkv);
+    c.vocab_size = v;
+    c.rope_theta = theta;
+    c.tie_word_embeddings = tied;
+    c.rms_norm_eps = if qwen { 1e-6 } else { 1e-5 };
+    c.model_type = Some(if qwen { "qwen2" } else { "llama" }.into());
+    c.max_position_embeddings = 8192;
+    Ok(c)
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes.
+pub fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let t_load = Instant::now();
+    let mut model = match (&a.model, &a.shape) {
+        (Some(p), _) => fairrec_lm::load::load(p, &device)?.model,
+        (None, Some(s)) => {
+            let cfg = shape(s)?;
+            fairrec_lm::random::random_model(&cfg, 0, 0.02, &device)?
+        }
+        (None, None) => bail!("give --model or --shape"),
+    };
+    let load_s = t_load.elapsed().as_secs_f64();
+    let mut rng = Rng::derive(0, "bench-tokens");
+    let v = model.cfg.vocab_size as u64;
+    let ids: Vec<u32> = (0..a.batch * a.seq).map(|_| rng.below(v) as u32).collect();
+    let x = Tensor::from_vec(ids, (a.batch, a.seq), &device)?;
+    let last = vec![a.seq - 1; a.batch];
+    let targets: Vec<u32> = (0..a.batch).map(|_| rng.below(v) as u32).collect();
+    let mut times = Vec::new();
+    match a.mode.as_str() {
+        "score" => {
+            for _ in 0..=a.steps {
+                let t = Instant::now();
+                let f = model.forward(&x, None)?;
+                let l = model.token_logits_at(&f.last, &last, &targets[..2.min(targets.len())])?;
+                l.to_vec2::<f32>()?;
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        "train" => {
+            let set =
+                model.attach_adapters(&AdapterConfig::lora(8, 16.0, &["q_proj", "v_proj"]), 0)?;
+            let mut opt = AdamW::new(set.named_vars(), AdamWConfig::default())?;
+            for _ in 0..=a.steps {
+                let t = Instant::now();
+                let f = model.forward(&x, None)?;
+                let logits = model.logits_at(&f.last, &last)?;
+                let loss = answer_nll(&logits, &targets)?.mean_all()?;
+                let g = loss.backward()?;
+                let grads = opt
+                    .params
+                    .iter()
+                    .map(|p| {
+                        g.get(p.1.as_tensor())
+                            .cloned()
+                            .ok_or_else(|| anyhow::anyhow!("no gradient for {}", p.0))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                opt.step(&grads, 1e-4)?;
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        o => bail!("--mode `{o}`: expected score or train"),
+    }
+    let timed = &times[1..];
+    let mean = timed.iter().sum::<f64>() / timed.len().max(1) as f64;
+    let tokens = (a.batch * a.seq) as f64;
+    say!(
+        "{}",
+        serde_json::json!({
+            "program": "fairrec", "mode": a.mode, "model": a.model.as_ref().map(|p| p.display().to_string()).or(a.shape.clone()),
+            "batch": a.batch, "seq": a.seq, "steps": timed.len(), "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "load_s": load_s, "step_s": mean, "tokens_per_s": tokens / mean, "step_times_s": timed,
+            "peak_rss_bytes": peak_rss(), "peak_rss_gib": peak_rss().map(|b| b as f64 / (1u64 << 30) as f64),
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Model flags shared by `score`, `audit` and `train`, and loading a model (with a trained
+//! adapter, if given) ready to score.
+
+use anyhow::{bail, Context as _, Result};
+use candle_core::Device;
+use clap::Args;
+use fairrec_lm::load::{load, Loaded};
+use fairrec_lm::score::{AnswerSpace, PromptFormat};
+use fairrec_lm::tuning::Tuning;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A GGUF file or an HF model directory (a full fine-tune's `adapter/` directory too).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Feed `Input: ...\nOutput:` instead of the model's chat template.
+    #[arg(long)]
+    pub no_chat: bool,
+    /// Answer tokens: auto (no space after a chat template, " Yes" after a raw prompt), leading or none.
+    #[arg(long, default_value = "auto")]
+    pub answer_space: String,
+}
+
+impl ModelArgs {
+    pub fn format(&self) -> PromptFormat {
+        if self.no_chat {
+            PromptFormat::Raw
+        } else {
+            PromptFormat::Chat
+        }
+    }
+
+    pub fn space(&self) -> Result<AnswerSpace> {
+        Ok(match self.answer_space.as_str() {
+            "auto" => AnswerSpace::Auto,
+            "leading" => AnswerSpace::Leading,
+            "none" => AnswerSpace::None,
+            other => bail!("--answer-space `{other}`: expected auto, leading or none"),
+        })
+    }
+
+    /// Load the model on the CPU.
+    pub fn load(&self) -> Result<Loaded> {
+        load(&self.model, &Device::Cpu)
+            .with_context(|| format!("loading the model {}", self.model.display()))
+    }
+}
+
+/// Load `m` and attach the PEFT adapter directory `adapter` (LoRA or prompt tuning).
+pub fn load_with_adapter(
+    m: &ModelArgs,
+    adapter: Option<&std::path::Path>,
+) -> Result<(Loaded, Option<Tuning>)> {
+    let mut loaded = m.load()?;
+    let tuning = match adapter {
+        Some(dir) => Some(
+            fairrec_lm::peft::load(dir, &mut loaded.model, &loaded.tokenizer)
+                .with_context(|| format!("loading the adapter {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    Ok((loaded, tuning))
+}

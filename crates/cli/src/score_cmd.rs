@@ -1,0 +1,46 @@
+//! `fairrec score`: P(Yes) of one prompt.
+
+use crate::model_args::{load_with_adapter, ModelArgs};
+use anyhow::Result;
+use clap::Args;
+use fairrec_lm::score::Scorer;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A PEFT adapter directory (LoRA or prompt tuning) to apply.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// The prompt (the user message of the chat template, or the `Input:` of a raw prompt).
+    #[arg(long)]
+    pub prompt: String,
+}
+
+/// Prints the rendered input's size, then as the last line one JSON object
+/// `{"p_yes", "logit_yes", "logit_no", "n_tokens"}`.
+pub fn run(a: &ScoreArgs) -> Result<()> {
+    let (loaded, _tuning) = load_with_adapter(&a.model, a.adapter.as_deref())?;
+    let scorer = Scorer::new(
+        &loaded.model,
+        &loaded.tokenizer,
+        a.model.format(),
+        a.model.space()?,
+    )?;
+    let ids = scorer.encode(std::slice::from_ref(&a.prompt))?;
+    let (logits, _) = scorer.answer_logits(&ids, None)?;
+    let l = logits.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?[0].clone();
+    // softmax over the two logits, computed stably in f64
+    let p_yes = 1.0 / (1.0 + (l[1] - l[0]).exp());
+    tracing::info!(
+        "answer tokens {:?} / {:?}",
+        loaded.tokenizer.decode(&[scorer.yes])?,
+        loaded.tokenizer.decode(&[scorer.no])?
+    );
+    say!(
+        "{}",
+        serde_json::json!({"p_yes": p_yes, "logit_yes": l[0], "logit_no": l[1], "n_tokens": ids[0].len()})
+    );
+    Ok(())
+}

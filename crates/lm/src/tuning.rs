@@ -1,0 +1,247 @@
+//! What a training method makes trainable on a frozen model, in one place: LoRA / LoRA-MoE
+//! adapters attached by target-module name ([`AdapterSet`]), a soft prompt (prompt
+//! tuning), or every weight (full fine-tuning). [`Tuning`] is what the trainer sees.
+
+use crate::adapter::{Adapter, AdapterConfig};
+use crate::error::{LmError, Result};
+use crate::model::{Linear, Llama};
+use crate::prompt::{PromptInit, SoftPrompt};
+use crate::tokenizer::Tok;
+use candle_core::{Tensor, Var};
+use fairrec_core::Rng;
+use std::sync::Arc;
+
+/// The adapters attached to a model, by module path.
+#[derive(Debug, Clone)]
+pub struct AdapterSet {
+    pub cfg: AdapterConfig,
+    /// `(module path, adapter)`, e.g. `model.layers.0.self_attn.q_proj`.
+    pub modules: Vec<(String, Arc<Adapter>)>,
+}
+
+impl AdapterSet {
+    /// Every trainable variable under PEFT's key names
+    /// (`base_model.model.<module path>.lora_A.weight`, ...).
+    pub fn named_vars(&self) -> Vec<(String, candle_core::Var)> {
+        self.modules
+            .iter()
+            .flat_map(|(path, a)| {
+                a.vars().into_iter().map(move |(suffix, v)| {
+                    (format!("base_model.model.{path}.{suffix}"), v.clone())
+                })
+            })
+            .collect()
+    }
+
+    /// Dropout on (training) or off.
+    pub fn set_training(&self, on: bool) {
+        for (_, a) in &self.modules {
+            a.set_training(on);
+        }
+    }
+
+    /// Restart every module's dropout stream for optimizer step `step` of a run seeded
+    /// with `seed`.
+    pub fn reseed(&self, seed: u64, step: u64) {
+        for (path, a) in &self.modules {
+            a.reseed(Rng::derive(seed, &format!("dropout/{step}/{path}")));
+        }
+    }
+
+    /// Number of trainable parameters.
+    pub fn parameters(&self) -> usize {
+        self.named_vars().iter().map(|(_, v)| v.elem_count()).sum()
+    }
+}
+
+impl Llama {
+    /// Every linear module with its checkpoint path.
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &mut l.self_attn;
+            for lin in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj] {
+                out.push((format!("{p}.self_attn.{}", lin.name), lin));
+            }
+            let m = &mut l.mlp;
+            for lin in [&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj] {
+                out.push((format!("{p}.mlp.{}", lin.name), lin));
+            }
+        }
+        out
+    }
+
+    /// Attach a fresh adapter (seeded) to every linear module named in `cfg.targets`.
+    pub fn attach_adapters(&mut self, cfg: &AdapterConfig, seed: u64) -> Result<AdapterSet> {
+        let device = self.device().clone();
+        let mut rng = fairrec_core::Rng::derive(seed, "adapter-init");
+        let known = [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ];
+        if let Some(bad) = cfg.targets.iter().find(|t| !known.contains(&t.as_str())) {
+            return Err(LmError::Invalid(format!(
+                "unknown target module `{bad}` (one of {})",
+                known.join(", ")
+            )));
+        }
+        let mut modules = Vec::new();
+        for (path, lin) in self.linears_mut() {
+            if cfg.targets.contains(&lin.name) {
+                let (out_dim, in_dim) = lin.weight.dims2()?;
+                let a = Arc::new(Adapter::new(cfg, in_dim, out_dim, &mut rng, &device)?);
+                lin.adapter = Some(a.clone());
+                modules.push((path, a));
+            }
+        }
+        Ok(AdapterSet {
+            cfg: cfg.clone(),
+            modules,
+        })
+    }
+
+    /// Fold every plain-LoRA adapter into its base weight (`W0 + s B A`) and detach it.
+    pub fn merge_adapters(&mut self) -> Result<()> {
+        for (_, lin) in self.linears_mut() {
+            if let Some(a) = lin.adapter.take() {
+                lin.weight = (&lin.weight + a.delta_weight()?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Llama {
+    /// Every weight with its HF checkpoint key, mutable (full fine-tuning, saving).
+    pub fn named_tensors_mut(&mut self) -> Vec<(String, &mut Tensor)> {
+        let mut out: Vec<(String, &mut Tensor)> = Vec::new();
+        out.push(("model.embed_tokens.weight".into(), &mut self.embed_tokens));
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let p = format!("model.layers.{i}");
+            out.push((
+                format!("{p}.input_layernorm.weight"),
+                &mut l.input_layernorm.weight,
+            ));
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                &mut l.post_attention_layernorm.weight,
+            ));
+            let a = &mut l.self_attn;
+            for lin in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj] {
+                push_linear(&mut out, format!("{p}.self_attn.{}", lin.name), lin);
+            }
+            let m = &mut l.mlp;
+            for lin in [&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj] {
+                push_linear(&mut out, format!("{p}.mlp.{}", lin.name), lin);
+            }
+        }
+        out.push(("model.norm.weight".into(), &mut self.norm.weight));
+        if let Some(h) = &mut self.lm_head {
+            out.push(("lm_head.weight".into(), h));
+        }
+        out
+    }
+
+    /// Turn every weight into a trainable variable (full fine-tuning).
+    pub fn make_trainable(&mut self) -> Result<Vec<(String, Var)>> {
+        let mut vars = Vec::new();
+        for (key, t) in self.named_tensors_mut() {
+            let v = Var::from_tensor(&t.detach().copy()?)?;
+            *t = v.as_tensor().clone();
+            vars.push((key, v));
+        }
+        Ok(vars)
+    }
+
+    /// Attach a fresh soft prompt of `n` virtual tokens.
+    pub fn attach_soft_prompt(
+        &mut self,
+        tok: &Tok,
+        n: usize,
+        init: &PromptInit,
+        seed: u64,
+    ) -> Result<Arc<SoftPrompt>> {
+        let p = Arc::new(SoftPrompt::new(self, tok, n, init, seed)?);
+        self.soft_prompt = Some(p.clone());
+        Ok(p)
+    }
+}
+
+fn push_linear<'a>(out: &mut Vec<(String, &'a mut Tensor)>, path: String, lin: &'a mut Linear) {
+    out.push((format!("{path}.weight"), &mut lin.weight));
+    if let Some(b) = &mut lin.bias {
+        out.push((format!("{path}.bias"), b));
+    }
+}
+
+/// What a method trains.
+#[derive(Debug, Clone)]
+pub enum Tuning {
+    /// LoRA or LoRA-MoE adapters.
+    Adapters(AdapterSet),
+    /// Prompt tuning.
+    Prompt {
+        prompt: Arc<SoftPrompt>,
+        init: PromptInit,
+    },
+    /// Every weight, under its checkpoint key.
+    Full(Vec<(String, Var)>),
+}
+
+impl Tuning {
+    /// Every trainable variable with a stable name (PEFT's key names for adapters and
+    /// prompts, checkpoint keys for full fine-tuning), in a fixed order.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        match self {
+            Tuning::Adapters(set) => set.named_vars(),
+            Tuning::Prompt { prompt, .. } => {
+                vec![("prompt_embeddings".into(), prompt.embeddings.clone())]
+            }
+            Tuning::Full(v) => v.clone(),
+        }
+    }
+
+    /// Dropout on or off.
+    pub fn set_training(&self, on: bool) {
+        if let Tuning::Adapters(set) = self {
+            set.set_training(on);
+        }
+    }
+
+    /// Reseed the dropout streams for one optimizer step.
+    pub fn reseed(&self, seed: u64, step: u64) {
+        if let Tuning::Adapters(set) = self {
+            set.reseed(seed, step);
+        }
+    }
+
+    /// Number of trainable parameters.
+    pub fn parameters(&self) -> usize {
+        self.named_vars().iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// Overwrite the variables with `values` (by name); every variable must be present
+    /// with its shape.
+    pub fn load_values(&self, values: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        for (name, var) in self.named_vars() {
+            let t = values
+                .get(&name)
+                .ok_or_else(|| LmError::Invalid(format!("no tensor `{name}`")))?;
+            if t.dims() != var.dims() {
+                return Err(LmError::Invalid(format!(
+                    "tensor `{name}` has shape {:?}, expected {:?}",
+                    t.dims(),
+                    var.dims()
+                )));
+            }
+            var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
+        }
+        Ok(())
+    }
+}

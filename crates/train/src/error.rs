@@ -1,0 +1,46 @@
+//! The train crate's error type.
+
+use std::path::PathBuf;
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Lm(#[from] fairrec_lm::LmError),
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// A file of the run directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint is missing, damaged, or belongs to another configuration.
+    #[error("{}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    /// The loss or the gradient norm became NaN or infinite.
+    #[error(
+        "non-finite {what} ({value}) at step {step} (epoch {epoch}); training stopped. {kept}"
+    )]
+    NonFinite {
+        what: &'static str,
+        value: f64,
+        step: u64,
+        epoch: usize,
+        kept: String,
+    },
+    /// A configuration value out of range.
+    #[error("invalid training configuration: {0}")]
+    Config(String),
+}
+
+/// Result alias of the train crate.
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

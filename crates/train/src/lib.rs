@@ -1,0 +1,16 @@
+//! fairrec's trainer on the LM engine: AdamW with warmup and linear or cosine decay,
+//! gradient accumulation and clipping, seeded determinism, per-epoch validation with early
+//! stopping, crash-safe checkpoints with exact resume, a NaN/inf guard, and the engine's
+//! methods (LoRA, full fine-tuning, prompt tuning).
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod method;
+pub mod objective;
+pub mod optim;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::{Method, TrainConfig};
+pub use error::{Result, TrainError};

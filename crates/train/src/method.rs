@@ -1,0 +1,44 @@
+//! Methods of the engine: what each makes trainable on a loaded model, and how its result
+//! is saved (PEFT adapter files, or a whole HF model directory for full fine-tuning).
+
+use crate::config::{Method, TrainConfig};
+use crate::error::Result;
+use fairrec_lm::load::save_hf_dir;
+use fairrec_lm::tokenizer::Tok;
+use fairrec_lm::tuning::Tuning;
+use fairrec_lm::Llama;
+use std::path::Path;
+
+/// Make `model` trainable as `cfg.method` asks (adapters seeded with `cfg.seed`).
+pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+    Ok(match cfg.method {
+        Method::Lora => Tuning::Adapters(model.attach_adapters(&cfg.lora, cfg.seed)?),
+        Method::Full => Tuning::Full(model.make_trainable()?),
+        Method::PromptTuning => Tuning::Prompt {
+            prompt: model.attach_soft_prompt(
+                tok,
+                cfg.virtual_tokens,
+                &cfg.prompt_init,
+                cfg.seed,
+            )?,
+            init: cfg.prompt_init.clone(),
+        },
+    })
+}
+
+/// Save what `tuning` trained into `dir`: PEFT files (`adapter_config.json`,
+/// `adapter_model.safetensors`) for adapters and prompts; `config.json`,
+/// `model.safetensors` and the tokenizer for full fine-tuning.
+pub fn save(tuning: &Tuning, model: &Llama, tok: &Tok, base: &str, dir: &Path) -> Result<()> {
+    match tuning {
+        Tuning::Full(vars) => {
+            let tensors: Vec<_> = vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+                .collect();
+            save_hf_dir(&model.cfg, &tensors, tok, dir)?
+        }
+        _ => fairrec_lm::peft::save(tuning, model, base, dir)?,
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! Training objectives. The recommendation loss of both papers is next-token prediction of
+//! the answer: cross-entropy over the whole vocabulary at the answer position, the target
+//! being the first token of "Yes" or "No" (paper A's `L_LLM`, Eq. 4).
+
+use crate::error::Result;
+use candle_core::Tensor;
+use fairrec_lm::score::Scorer;
+
+/// One encoded training example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// Prompt token ids (template rendered, chat template applied).
+    pub ids: Vec<u32>,
+    /// Does the user like the item?
+    pub label: bool,
+}
+
+/// What the trainer minimises over a micro-batch.
+pub trait Objective {
+    type Item;
+    /// Mean loss over `items` (a scalar tensor) and the number of real tokens fed.
+    fn loss(&self, items: &[&Self::Item]) -> Result<(Tensor, usize)>;
+}
+
+/// Per-example negative log-likelihood of the answer token, `[B]`:
+/// `-log softmax(logits)[target]` with `logits` `[B, V]`.
+pub fn answer_nll(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    let lsm = candle_nn::ops::log_softmax(logits, 1)?;
+    let idx = Tensor::from_vec(targets.to_vec(), (targets.len(), 1), logits.device())?;
+    Ok(lsm.gather(&idx, 1)?.squeeze(1)?.neg()?)
+}
+
+/// `L_LLM`: the answer token's cross-entropy, averaged over the batch.
+pub struct AnswerLoss<'a> {
+    pub scorer: &'a Scorer<'a>,
+}
+
+impl AnswerLoss<'_> {
+    /// Per-example answer NLL `[B]` of a batch.
+    pub fn per_example(&self, items: &[&Example]) -> Result<Tensor> {
+        let ids: Vec<Vec<u32>> = items.iter().map(|e| e.ids.clone()).collect();
+        let (x, last) = self.scorer.batch(&ids)?;
+        let f = self.scorer.model.forward(&x, None)?;
+        let logits = self.scorer.model.logits_at(&f.last, &last)?;
+        let targets: Vec<u32> = items
+            .iter()
+            .map(|e| {
+                if e.label {
+                    self.scorer.yes
+                } else {
+                    self.scorer.no
+                }
+            })
+            .collect();
+        answer_nll(&logits, &targets)
+    }
+}
+
+impl Objective for AnswerLoss<'_> {
+    type Item = Example;
+    fn loss(&self, items: &[&Example]) -> Result<(Tensor, usize)> {
+        let tokens = items.iter().map(|e| e.ids.len()).sum();
+        Ok((self.per_example(items)?.mean_all()?, tokens))
+    }
+}
