@@ -10,6 +10,7 @@ mod bench_cmd;
 mod data_cmd;
 mod metrics_cmd;
 mod model_args;
+mod model_cmd;
 mod quickstart;
 mod report;
 mod runfile;
@@ -53,6 +54,9 @@ enum Command {
     /// Audit a predictions file: F1/P/R/AUC, GD and Rate (paper A), stereotype-aware fairness
     /// (paper B), bootstrap intervals; writes metrics.json, report.md and report.html.
     Metrics(metrics_cmd::MetricsArgs),
+    /// The built-in tiny model (tokenizer trained on a dataset's prompts, random weights).
+    #[command(subcommand)]
+    Model(model_cmd::ModelCommand),
     /// P(Yes) of one prompt: prints `{"p_yes", "logit_yes", "logit_no", "n_tokens"}` last.
     Score(score_cmd::ScoreArgs),
     /// Fine-tune a model on a prepared dataset (LoRA, full fine-tuning, prompt tuning).
@@ -116,6 +120,7 @@ fn run() -> Result<()> {
         Command::Metrics(a) => metrics_cmd::run(&a),
         Command::Quickstart(a) => quickstart::run(a),
         Command::Score(a) => score_cmd::run(&a),
+        Command::Model(c) => model_cmd::run(c),
         Command::Train(a) => train_cmd::run(&a),
         Command::Bench(a) => bench_cmd::run(&a),
     }

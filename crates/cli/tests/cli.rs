@@ -1,35 +1,8 @@
 //! The `fairrec` binary end to end: commands, run files, errors.
 
+mod common;
+use common::*;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn fairrec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fairrec"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = fairrec(args);
-    assert!(
-        o.status.success(),
-        "fairrec {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let o = fairrec(args);
-    assert!(!o.status.success(), "fairrec {args:?} should fail");
-    String::from_utf8(o.stderr).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 #[test]
 fn quickstart_runs_on_a_small_world() {
@@ -392,63 +365,11 @@ fn metrics_on_ranked_lists_alone() {
     assert!(e.contains("--predictions"), "{e}");
 }
 
-/// A tiny random Llama saved as an HF directory (config, safetensors, tokenizer, chat template).
-fn tiny_hf_model(dir: &Path) {
-    use fairrec_lm::{random::random_weights, tokenizer::Tok, LlamaConfig};
-    let chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-    let tok = Tok::bytes_only(&["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None).unwrap();
-    let cfg = LlamaConfig::tiny(tok.vocab_size());
-    let w = random_weights(&cfg, 3, 0.2, &candle_core::Device::Cpu).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_string(&cfg).unwrap(),
-    )
-    .unwrap();
-    candle_core::safetensors::save(&w, dir.join("model.safetensors")).unwrap();
-    tok.inner.save(dir.join("tokenizer.json"), false).unwrap();
-    std::fs::write(
-        dir.join("tokenizer_config.json"),
-        serde_json::json!({"chat_template": chatml, "eos_token": "<|endoftext|>"}).to_string(),
-    )
-    .unwrap();
-}
-
 #[test]
 fn audit_scores_every_variant_and_reports() {
     let t = tempfile::tempdir().unwrap();
-    let (raw, data, model, out) = (
-        t.path().join("raw"),
-        t.path().join("data"),
-        t.path().join("model"),
-        t.path().join("audit"),
-    );
-    ok(&[
-        "data",
-        "synth",
-        "--out",
-        p(&raw),
-        "--users",
-        "80",
-        "--items",
-        "50",
-    ]);
-    ok(&[
-        "data",
-        "prepare",
-        "--dataset",
-        "ml-100k",
-        "--raw",
-        p(&raw),
-        "--protocol",
-        "cl-moe",
-        "--out",
-        p(&data),
-        "--max-liked",
-        "3",
-        "--max-disliked",
-        "3",
-    ]);
+    let data = small_dataset(t.path(), "80");
+    let (model, out) = (t.path().join("model"), t.path().join("audit"));
     tiny_hf_model(&model);
     let s = ok(&[
         "audit",

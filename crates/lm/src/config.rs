@@ -39,6 +39,34 @@ fn default_max_pos() -> usize {
 }
 
 impl LlamaConfig {
+    /// Parse an HF `config.json`. transformers >= 5 writes the rotary base inside
+    /// `rope_parameters`; older versions write `rope_theta` at the top. Rotary scaling
+    /// (`llama3`, `yarn`, `linear`, ...) is not implemented and is refused rather than
+    /// silently ignored.
+    pub fn from_hf_json(text: &str) -> std::result::Result<Self, String> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let mut cfg: LlamaConfig = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+        for key in ["rope_parameters", "rope_scaling"] {
+            let Some(p) = v.get(key).filter(|p| !p.is_null()) else {
+                continue;
+            };
+            let kind = p
+                .get("rope_type")
+                .or_else(|| p.get("type"))
+                .and_then(|t| t.as_str())
+                .unwrap_or("default");
+            if kind != "default" {
+                return Err(format!(
+                    "`{key}` asks for rotary scaling `{kind}`, which fairrec does not implement"
+                ));
+            }
+            if let Some(t) = p.get("rope_theta").and_then(|t| t.as_f64()) {
+                cfg.rope_theta = t;
+            }
+        }
+        Ok(cfg)
+    }
+
     /// Key/value heads (grouped-query attention); defaults to the attention heads.
     pub fn kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)

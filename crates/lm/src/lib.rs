@@ -2,6 +2,7 @@
 //! loaded from HF directories or GGUF files, tokenizers, and Yes/No scoring.
 
 pub mod adapter;
+pub mod builtin;
 pub mod config;
 pub mod error;
 pub mod gguf;

@@ -91,9 +91,9 @@ pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<Loaded> {
         path: cfg_path.clone(),
         source,
     })?;
-    let cfg: LlamaConfig = serde_json::from_str(&text).map_err(|e| LmError::Model {
+    let cfg = LlamaConfig::from_hf_json(&text).map_err(|message| LmError::Model {
         path: cfg_path.clone(),
-        message: e.to_string(),
+        message,
     })?;
     let files = shards(dir)?;
     // SAFETY: the files are memory-mapped read-only; fairrec never writes to them while loaded.

@@ -266,3 +266,40 @@ fn qwen2_style_biases_load_and_matter() {
         w.values().map(|t| t.elem_count()).sum::<usize>()
     );
 }
+
+/// Mean pooling covers a prompt's real tokens only: a padded row pools like the prompt
+/// scored alone; last pooling reads the last real token.
+#[test]
+fn pooling_ignores_padding() {
+    use fairrec_lm::pool::{pool, Pooling};
+    let cfg = LlamaConfig::tiny(64);
+    let w = random_weights(&cfg, 4, 0.1, &Device::Cpu).unwrap();
+    let m = Llama::new(&cfg, VarBuilder::from_tensors(w, DType::F32, &Device::Cpu)).unwrap();
+    let short = Tensor::new(&[[3u32, 9, 4]], &Device::Cpu).unwrap();
+    let both = Tensor::new(&[[3u32, 9, 4, 0, 0], [1, 2, 3, 4, 5]], &Device::Cpu).unwrap();
+    let hs = m.forward(&short, None).unwrap().last;
+    let hb = m.forward(&both, None).unwrap().last;
+    for (pooling, lasts) in [(Pooling::Mean, [2usize, 4]), (Pooling::Last, [2, 4])] {
+        let a = pool(&hs, &lasts[..1], pooling)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let b = pool(&hb, &lasts, pooling)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (x, y) in a[0].iter().zip(&b[0]) {
+            assert!((x - y).abs() < 1e-5, "{pooling:?}");
+        }
+    }
+    // mean pooling by hand for the short row
+    let rows = hs.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+    let got = pool(&hs, &[2], Pooling::Mean)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    for j in 0..cfg.hidden_size {
+        let want = (rows[0][j] + rows[1][j] + rows[2][j]) / 3.0;
+        assert!((got[0][j] - want).abs() < 1e-5);
+    }
+}

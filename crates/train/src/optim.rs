@@ -102,3 +102,55 @@ pub fn clip(grads: &mut [Tensor], max_norm: f64) -> Result<f64> {
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Two AdamW steps against the update written out in scalar arithmetic.
+    #[test]
+    fn adamw_matches_hand_arithmetic() {
+        let cfg = AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        };
+        let x0 = [1.0f64, -2.0];
+        let gs = [[0.5f64, 0.1], [-0.3, 0.2]];
+        let var = Var::from_slice(&[1.0f32, -2.0], 2, &Device::Cpu).unwrap();
+        let mut opt = AdamW::new(vec![("w".into(), var.clone())], cfg).unwrap();
+        let lr = 0.05;
+        for g in &gs {
+            let t = Tensor::new(&[g[0] as f32, g[1] as f32], &Device::Cpu).unwrap();
+            opt.step(&[t], lr).unwrap();
+        }
+        for i in 0..2 {
+            let (mut x, mut m, mut v) = (x0[i], 0.0, 0.0);
+            for (t, g) in gs.iter().enumerate() {
+                let t = (t + 1) as i32;
+                x *= 1.0 - lr * cfg.weight_decay;
+                m = cfg.beta1 * m + (1.0 - cfg.beta1) * g[i];
+                v = cfg.beta2 * v + (1.0 - cfg.beta2) * g[i] * g[i];
+                let mh = m / (1.0 - cfg.beta1.powi(t));
+                let vh = v / (1.0 - cfg.beta2.powi(t));
+                x -= lr * mh / (vh.sqrt() + cfg.eps);
+            }
+            let got = var.as_tensor().to_vec1::<f32>().unwrap()[i] as f64;
+            assert!((got - x).abs() < 1e-6, "{i}: {got} vs {x}");
+        }
+    }
+
+    #[test]
+    fn clipping_scales_to_the_max_norm() {
+        let d = Device::Cpu;
+        let mut g = vec![
+            Tensor::new(&[3.0f32], &d).unwrap(),
+            Tensor::new(&[4.0f32], &d).unwrap(),
+        ];
+        assert!((clip(&mut g, 1.0).unwrap() - 5.0).abs() < 1e-9);
+        assert!((global_norm(&g).unwrap() - 1.0).abs() < 1e-5);
+        assert!((clip(&mut g, 10.0).unwrap() - 1.0).abs() < 1e-5);
+    }
+}

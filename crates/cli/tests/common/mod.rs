@@ -1,0 +1,87 @@
+//! Helpers of the CLI tests: run the binary, a tiny HF model, a small prepared dataset.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub fn fairrec(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fairrec"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let o = fairrec(args);
+    assert!(
+        o.status.success(),
+        "fairrec {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+pub fn fails(args: &[&str]) -> String {
+    let o = fairrec(args);
+    assert!(!o.status.success(), "fairrec {args:?} should fail");
+    String::from_utf8(o.stderr).unwrap()
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A tiny random Llama saved as an HF directory (config, safetensors, tokenizer, chat template).
+pub fn tiny_hf_model(dir: &Path) {
+    use fairrec_lm::{random::random_weights, tokenizer::Tok, LlamaConfig};
+    let chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    let tok = Tok::bytes_only(&["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None).unwrap();
+    let cfg = LlamaConfig::tiny(tok.vocab_size());
+    let w = random_weights(&cfg, 3, 0.2, &candle_core::Device::Cpu).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&cfg).unwrap(),
+    )
+    .unwrap();
+    candle_core::safetensors::save(&w, dir.join("model.safetensors")).unwrap();
+    tok.inner.save(dir.join("tokenizer.json"), false).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        serde_json::json!({"chat_template": chatml, "eos_token": "<|endoftext|>"}).to_string(),
+    )
+    .unwrap();
+}
+
+/// A synthetic world prepared under paper A's protocol in `dir/data` (short histories).
+pub fn small_dataset(dir: &Path, users: &str) -> std::path::PathBuf {
+    let (raw, data) = (dir.join("raw"), dir.join("data"));
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        p(&raw),
+        "--users",
+        users,
+        "--items",
+        "50",
+    ]);
+    ok(&[
+        "data",
+        "prepare",
+        "--dataset",
+        "ml-100k",
+        "--raw",
+        p(&raw),
+        "--protocol",
+        "cl-moe",
+        "--out",
+        p(&data),
+        "--max-liked",
+        "3",
+        "--max-disliked",
+        "3",
+    ]);
+    data
+}

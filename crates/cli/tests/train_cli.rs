@@ -1,0 +1,356 @@
+//! `fairrec train`, `score` and `bench` end to end: the run directory, adapters used by
+//! `audit` and `score`, SIGKILL + `--resume`, and P(Yes) against transformers.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn train_args<'a>(
+    model: &'a Path,
+    data: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut a = vec![
+        "train",
+        "--method",
+        "lora",
+        "--model",
+        p(model),
+        "--data",
+        p(data),
+        "--out",
+        p(out),
+        "--answer-space",
+        "none",
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "3",
+        "--seed",
+        "4",
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+#[test]
+fn train_writes_a_run_directory_and_audit_and_score_use_the_adapter() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_dataset(t.path(), "80");
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let out = t.path().join("run");
+    let s = ok(&train_args(
+        &model,
+        &data,
+        &out,
+        &["--max-steps", "5", "--limit-valid", "8"],
+    ));
+    assert!(s.contains("valid before training: AUC"), "{s}");
+    assert!(s.contains("trained 5 steps"), "{s}");
+    let run = json(&out.join("run.json"));
+    assert_eq!(run["method"], "lora");
+    assert_eq!(run["seed"], 4);
+    assert_eq!(run["data_hash"].as_str().unwrap().len(), 64);
+    assert!(run.get("git_revision").is_some());
+    assert_eq!(json(&out.join("train_config.json"))["train"]["lr"], 0.01);
+    let log = std::fs::read_to_string(out.join("train_log.jsonl")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("\"loss\"")).count(), 5);
+    assert!(json(&out.join("summary.json"))["before"]["auc"].is_number());
+    let cfg = json(&out.join("adapter/adapter_config.json"));
+    assert_eq!(cfg["peft_type"], "LORA");
+    assert_eq!(
+        cfg["target_modules"],
+        serde_json::json!(["q_proj", "v_proj"])
+    );
+    // The audit loads the adapter and scores with it.
+    let audit = t.path().join("audit");
+    let adapter = out.join("adapter");
+    ok(&[
+        "audit",
+        "--model",
+        p(&model),
+        "--adapter",
+        p(&adapter),
+        "--data",
+        p(&data),
+        "--limit",
+        "3",
+        "--variants",
+        "original;neutral",
+        "--answer-space",
+        "none",
+        "--bootstrap",
+        "0",
+        "--out",
+        p(&audit),
+    ]);
+    assert_eq!(json(&audit.join("run.json"))["adapter"], p(&adapter));
+    // score with and without the adapter differ (the adapter was trained)
+    let last = |s: String| -> f64 {
+        let v: serde_json::Value = serde_json::from_str(s.lines().last().unwrap()).unwrap();
+        v["p_yes"].as_f64().unwrap()
+    };
+    let base = last(ok(&[
+        "score",
+        "--model",
+        p(&model),
+        "--answer-space",
+        "none",
+        "--prompt",
+        "hello",
+    ]));
+    let tuned = last(ok(&[
+        "score",
+        "--model",
+        p(&model),
+        "--adapter",
+        p(&adapter),
+        "--answer-space",
+        "none",
+        "--prompt",
+        "hello",
+    ]));
+    assert!((base - tuned).abs() > 1e-6, "{base} vs {tuned}");
+    // a second run into the same directory must not silently overwrite the checkpoint
+    let e = fails(&train_args(&model, &data, &out, &["--max-steps", "5"]));
+    assert!(
+        e.contains("checkpoint exists") && e.contains("resume"),
+        "{e}"
+    );
+    let e = fails(&train_args(
+        &model,
+        &data,
+        &t.path().join("fresh"),
+        &["--resume"],
+    ));
+    assert!(e.contains("train_config.json"), "{e}");
+}
+
+fn log_steps(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().filter(|l| l.contains("\"loss\"")).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_run_killed_with_sigkill_and_resumed_ends_with_the_same_adapter() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_dataset(t.path(), "150");
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let extra = ["--epochs", "2", "--limit-valid", "10", "--no-eval-before"];
+    let (a, b): (PathBuf, PathBuf) = (t.path().join("a"), t.path().join("b"));
+    ok(&train_args(&model, &data, &a, &extra));
+    let total = log_steps(&a.join("train_log.jsonl"));
+    assert!(total > 40, "need a long enough run to kill: {total} steps");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fairrec"))
+        .args(train_args(&model, &data, &b, &extra))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while log_steps(&b.join("train_log.jsonl")) < total / 3 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(300));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let done = log_steps(&b.join("train_log.jsonl"));
+    assert!(done < total, "killed after {done} of {total} steps");
+    assert!(!b.join("adapter").exists());
+    let s = ok(&train_args(
+        &model,
+        &data,
+        &b,
+        &[&extra[..], &["--resume"]].concat(),
+    ));
+    assert!(s.contains(&format!("trained {total} steps")), "{s}");
+    let bytes = |d: &Path| std::fs::read(d.join("adapter/adapter_model.safetensors")).unwrap();
+    assert_eq!(
+        bytes(&a),
+        bytes(&b),
+        "resumed adapter differs from the uninterrupted one"
+    );
+    // the log of the resumed run has each step once
+    assert_eq!(log_steps(&b.join("train_log.jsonl")), total);
+    assert_eq!(
+        std::fs::read_to_string(a.join("train_log.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        std::fs::read_to_string(b.join("train_log.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    );
+}
+
+#[test]
+fn bench_reports_throughput_and_memory() {
+    let t = tempfile::tempdir().unwrap();
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    for mode in ["score", "train"] {
+        let s = ok(&[
+            "bench",
+            "--model",
+            p(&model),
+            "--mode",
+            mode,
+            "--batch",
+            "2",
+            "--seq",
+            "16",
+            "--steps",
+            "2",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(s.lines().last().unwrap()).unwrap();
+        assert_eq!(v["mode"], mode);
+        assert_eq!(v["steps"], 2);
+        assert!(v["tokens_per_s"].as_f64().unwrap() > 0.0);
+        assert!(v["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
+    }
+    let e = fails(&["bench", "--shape", "gpt5", "--mode", "score"]);
+    assert!(e.contains("--shape `gpt5`"), "{e}");
+}
+
+/// `fairrec score` against transformers on the same GGUF (reference made by
+/// `tests/reference/make_score_reference.py`): P(Yes) within 1e-3, with and without the
+/// chat template.
+#[test]
+fn score_matches_transformers_on_smollm2() {
+    let Some(models) = std::env::var_os("FAIRREC_MODELS") else {
+        eprintln!("SKIPPED score_matches_transformers_on_smollm2: FAIRREC_MODELS is not set (point it at ../shared/models)");
+        return;
+    };
+    let gguf = Path::new(&models).join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !gguf.exists() {
+        eprintln!(
+            "SKIPPED score_matches_transformers_on_smollm2: {} is missing",
+            gguf.display()
+        );
+        return;
+    }
+    let r =
+        json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/score_reference.json"));
+    let cases = r["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 8);
+    for c in cases {
+        let mut args = vec![
+            "score",
+            "--model",
+            p(&gguf),
+            "--prompt",
+            c["prompt"].as_str().unwrap(),
+        ];
+        if !c["chat"].as_bool().unwrap() {
+            args.push("--no-chat");
+        }
+        let s = ok(&args);
+        let v: serde_json::Value = serde_json::from_str(s.lines().last().unwrap()).unwrap();
+        assert_eq!(v["n_tokens"], c["n_tokens"], "{c}");
+        let (a, b) = (v["p_yes"].as_f64().unwrap(), c["p_yes"].as_f64().unwrap());
+        assert!(
+            (a - b).abs() < 1e-3,
+            "P(Yes) {a} vs transformers {b} for {c}"
+        );
+        let (a, b) = (
+            v["logit_yes"].as_f64().unwrap(),
+            c["logit_yes"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-2, "logit {a} vs transformers {b}");
+    }
+}
+
+#[test]
+fn builtin_model_trains_in_full_and_with_prompt_tuning() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_dataset(t.path(), "80");
+    let model = t.path().join("builtin");
+    let s = ok(&[
+        "model",
+        "init",
+        "--data",
+        p(&data),
+        "--out",
+        p(&model),
+        "--vocab-size",
+        "600",
+        "--hidden",
+        "32",
+        "--layers",
+        "2",
+    ]);
+    assert!(s.contains("built-in model"), "{s}");
+    let e = fails(&["model", "init", "--data", p(&data), "--out", p(&model)]);
+    assert!(e.contains("--force"), "{e}");
+    // full fine-tuning writes a whole model directory that audit takes as --model
+    let full = t.path().join("full");
+    let mut a = train_args(
+        &model,
+        &data,
+        &full,
+        &["--max-steps", "3", "--limit-valid", "6"],
+    );
+    a[2] = "full";
+    ok(&a);
+    let tuned = full.join("adapter");
+    assert!(tuned.join("model.safetensors").exists() && tuned.join("tokenizer.json").exists());
+    ok(&[
+        "audit",
+        "--model",
+        p(&tuned),
+        "--data",
+        p(&data),
+        "--limit",
+        "2",
+        "--variants",
+        "original;neutral",
+        "--bootstrap",
+        "0",
+        "--out",
+        p(&t.path().join("audit")),
+    ]);
+    // prompt tuning writes PEFT's PROMPT_TUNING files that score takes as --adapter
+    let pt = t.path().join("pt");
+    let mut a = train_args(
+        &model,
+        &data,
+        &pt,
+        &["--max-steps", "3", "--no-eval", "--virtual-tokens", "4"],
+    );
+    a[2] = "prompt-tuning";
+    ok(&a);
+    let cfg = json(&pt.join("adapter/adapter_config.json"));
+    assert_eq!(cfg["peft_type"], "PROMPT_TUNING");
+    assert_eq!(cfg["num_virtual_tokens"], 4);
+    let adapter = pt.join("adapter");
+    ok(&[
+        "score",
+        "--model",
+        p(&model),
+        "--adapter",
+        p(&adapter),
+        "--prompt",
+        "hello",
+    ]);
+}

@@ -1,0 +1,329 @@
+//! The trainer on a tiny random model: learning, frozen base, determinism, gradient
+//! accumulation, the NaN guard, and the methods' gradients against finite differences.
+
+use candle_core::{Device, Tensor, Var};
+use fairrec_core::Rng;
+use fairrec_lm::random::random_model;
+use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
+use fairrec_lm::tokenizer::Tok;
+use fairrec_lm::tuning::Tuning;
+use fairrec_lm::{Llama, LlamaConfig};
+use fairrec_train::objective::{AnswerLoss, Example, Objective};
+use fairrec_train::trainer::{evaluate, predict, train, Run, Summary};
+use fairrec_train::{method, Method, TrainConfig, TrainError};
+use std::path::Path;
+
+fn tok() -> Tok {
+    Tok::bytes_only(&["<|eos|>"], None).unwrap()
+}
+
+fn model(tok: &Tok) -> Llama {
+    random_model(&LlamaConfig::tiny(tok.vocab_size()), 5, 0.2, &Device::Cpu).unwrap()
+}
+
+/// Prompts of random letters ending in `a` (Yes) or `b` (No).
+fn examples(scorer: &Scorer, n: usize, seed: u64) -> Vec<Example> {
+    let mut rng = Rng::new(seed);
+    let prompts: Vec<(String, bool)> = (0..n)
+        .map(|_| {
+            let len = 3 + rng.below(6) as usize;
+            let mut s: String = (0..len)
+                .map(|_| (b'c' + rng.below(20) as u8) as char)
+                .collect();
+            let label = rng.below(2) == 0;
+            s.push(if label { 'a' } else { 'b' });
+            (s, label)
+        })
+        .collect();
+    let ids = scorer
+        .encode(&prompts.iter().map(|p| p.0.clone()).collect::<Vec<_>>())
+        .unwrap();
+    ids.into_iter()
+        .zip(prompts)
+        .map(|(ids, (_, label))| Example { ids, label })
+        .collect()
+}
+
+fn cfg(method: Method) -> TrainConfig {
+    let mut c = TrainConfig {
+        method,
+        lr: 1e-2,
+        epochs: 3,
+        batch_size: 8,
+        warmup_ratio: 0.1,
+        checkpoint_every: 2,
+        ..TrainConfig::default()
+    };
+    c.lora.targets = [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
+    .map(String::from)
+    .to_vec();
+    c
+}
+
+/// Train `cfg` into `dir`; returns the summary, the model (after training) and its
+/// base-weight snapshot from before.
+fn run(c: &TrainConfig, dir: &Path) -> Result<(Summary, Vec<f32>, Vec<f32>), TrainError> {
+    let tok = tok();
+    let mut m = model(&tok);
+    let snapshot = |m: &mut Llama| -> Vec<f32> {
+        m.named_tensors_mut()
+            .into_iter()
+            .flat_map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect()
+    };
+    let before = snapshot(&mut m);
+    let tuning = method::setup(&mut m, &tok, c)?;
+    let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None)?;
+    let tr = examples(&scorer, 96, 1);
+    let va = examples(&scorer, 48, 2);
+    let objective = AnswerLoss { scorer: &scorer };
+    let save = |d: &Path| method::save(&tuning, &m, &tok, "tiny", d);
+    let s = train(
+        Run {
+            cfg: c,
+            dir,
+            tuning: &tuning,
+            objective: &objective,
+            train: &tr,
+            valid: &va,
+            scorer: &scorer,
+            save: &save,
+            resume: false,
+        },
+        &mut |_| {},
+    )?;
+    drop(scorer);
+    let after = snapshot(&mut m);
+    Ok((s, before, after))
+}
+
+fn adapter_bytes(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("adapter/adapter_model.safetensors")).unwrap()
+}
+
+#[test]
+fn lora_learns_the_task_and_leaves_the_base_bit_identical() {
+    let d = tempfile::tempdir().unwrap();
+    let c = cfg(Method::Lora);
+    let (s, before, after) = run(&c, d.path()).unwrap();
+    assert_eq!(before, after, "a frozen base weight changed");
+    let aucs: Vec<f64> = s.evals.iter().map(|e| e.auc.unwrap()).collect();
+    assert_eq!(aucs.len(), 3);
+    assert!(aucs[2] > 0.9, "valid AUC per epoch {aucs:?}");
+    // the log has one line per step and one per epoch's validation
+    let log = std::fs::read_to_string(d.path().join("train_log.jsonl")).unwrap();
+    assert_eq!(log.lines().count() as u64, s.steps + 3);
+    let losses: Vec<f64> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64())
+        .collect();
+    let k = losses.len() / 3;
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    assert!(
+        mean(&losses[2 * k..]) < 0.5 * mean(&losses[..k]),
+        "{losses:?}"
+    );
+    assert!(d.path().join("best/adapter_config.json").exists());
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_bytes() {
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let mut k = cfg(Method::Lora);
+    k.epochs = 1;
+    k.eval = false;
+    run(&k, a.path()).unwrap();
+    run(&k, b.path()).unwrap();
+    assert_eq!(adapter_bytes(a.path()), adapter_bytes(b.path()));
+    k.seed = 1;
+    run(&k, c.path()).unwrap();
+    assert_ne!(adapter_bytes(a.path()), adapter_bytes(c.path()));
+}
+
+fn load_adapter(dir: &Path) -> Vec<f32> {
+    let t =
+        candle_core::safetensors::load(dir.join("adapter/adapter_model.safetensors"), &Device::Cpu)
+            .unwrap();
+    let mut keys: Vec<_> = t.keys().cloned().collect();
+    keys.sort();
+    keys.iter()
+        .flat_map(|k| t[k].flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect()
+}
+
+#[test]
+fn gradient_accumulation_equals_the_big_batch() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut k = cfg(Method::Lora);
+    k.epochs = 1;
+    k.eval = false;
+    k.lora.dropout = 0.0;
+    run(&k, a.path()).unwrap();
+    k.batch_size = 4;
+    k.grad_accum = 2;
+    run(&k, b.path()).unwrap();
+    let (x, y) = (load_adapter(a.path()), load_adapter(b.path()));
+    let d = x
+        .iter()
+        .zip(&y)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max);
+    assert!(d < 1e-4, "max diff {d}");
+    assert!(x.iter().any(|v| v.abs() > 1e-3));
+}
+
+#[test]
+fn non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let mut k = cfg(Method::Lora);
+    k.lr = 1e30;
+    k.max_grad_norm = 0.0;
+    k.warmup_ratio = 0.0;
+    k.checkpoint_every = 1;
+    let e = run(&k, d.path()).unwrap_err();
+    assert!(matches!(e, TrainError::NonFinite { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("non-finite") && msg.contains("step"), "{msg}");
+    // whatever checkpoint exists holds finite values only
+    let ck = d.path().join("checkpoint/trainable.safetensors");
+    if ck.exists() {
+        for (k, t) in candle_core::safetensors::load(&ck, &Device::Cpu).unwrap() {
+            let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(
+                v.iter().all(|x| x.is_finite()),
+                "{k} in the checkpoint is not finite"
+            );
+        }
+    }
+    assert!(!d.path().join("adapter").exists());
+}
+
+#[test]
+fn prompt_tuning_and_full_fine_tuning_learn() {
+    for m in [Method::PromptTuning, Method::Full] {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = cfg(m);
+        c.lr = if m == Method::Full { 3e-3 } else { 3e-2 };
+        c.prompt_init = fairrec_lm::prompt::PromptInit::SampleVocab;
+        let (s, before, after) = run(&c, d.path()).unwrap();
+        let aucs: Vec<f64> = s.evals.iter().map(|e| e.auc.unwrap()).collect();
+        assert!(aucs[2] > 0.75, "{m:?}: valid AUC per epoch {aucs:?}");
+        if m == Method::PromptTuning {
+            assert_eq!(before, after, "prompt tuning changed a base weight");
+            assert!(d.path().join("adapter/adapter_model.safetensors").exists());
+        } else {
+            assert_ne!(before, after);
+            // the saved model directory loads and scores like the trained model
+            let loaded =
+                fairrec_lm::load::load_hf_dir(&d.path().join("adapter"), &Device::Cpu).unwrap();
+            assert_eq!(loaded.model.cfg, model(&tok()).cfg);
+        }
+    }
+}
+
+/// Central finite differences of the answer loss against the analytic gradient, for a few
+/// entries of each trainable tensor.
+fn check_gradients(m: &Method) {
+    let tok = tok();
+    let mut model = model(&tok);
+    let mut c = cfg(*m);
+    c.lora.dropout = 0.0;
+    c.prompt_init = fairrec_lm::prompt::PromptInit::Random;
+    let tuning = method::setup(&mut model, &tok, &c).unwrap();
+    if let Tuning::Adapters(set) = &tuning {
+        // move B away from zero so that A's gradient is not zero
+        for (k, v) in set.named_vars() {
+            if k.contains("lora_B") {
+                v.set(&(v.as_tensor().randn_like(0.0, 0.1).unwrap()))
+                    .unwrap();
+            }
+        }
+    }
+    let scorer = Scorer::new(&model, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
+    let xs = examples(&scorer, 3, 9);
+    let items: Vec<&Example> = xs.iter().collect();
+    let obj = AnswerLoss { scorer: &scorer };
+    let loss = |obj: &AnswerLoss| -> f64 {
+        obj.loss(&items)
+            .unwrap()
+            .0
+            .to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    let (l, _) = obj.loss(&items).unwrap();
+    let grads = l.backward().unwrap();
+    let vars = tuning.named_vars();
+    let picks: Vec<&(String, Var)> = vars.iter().step_by((vars.len() / 4).max(1)).collect();
+    for (name, v) in picks {
+        let g = grads
+            .get(v.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient reached {name}"))
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let base = v
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for idx in [0, base.len() / 2, base.len() - 1] {
+            let eps = 1e-2f32;
+            let set = |delta: f32| {
+                let mut w = base.clone();
+                w[idx] += delta;
+                v.set(&Tensor::from_vec(w, v.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+            };
+            set(eps);
+            let up = loss(&obj);
+            set(-eps);
+            let down = loss(&obj);
+            set(0.0);
+            let fd = (up - down) / (2.0 * eps as f64);
+            let an = g[idx] as f64;
+            assert!(
+                (fd - an).abs() < 2e-3 + 0.03 * an.abs().max(fd.abs()),
+                "{m:?} {name}[{idx}]: finite difference {fd} vs gradient {an}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences_for_every_method() {
+    for m in [Method::Lora, Method::PromptTuning, Method::Full] {
+        check_gradients(&m);
+    }
+}
+
+#[test]
+fn evaluation_is_independent_of_batching() {
+    let tok = tok();
+    let m = model(&tok);
+    let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
+    let xs = examples(&scorer, 20, 3);
+    let p1 = predict(&scorer, None, &xs, 1).unwrap();
+    let p7 = predict(&scorer, None, &xs, 7).unwrap();
+    for (a, b) in p1.iter().zip(&p7) {
+        assert!((a - b).abs() < 1e-5);
+    }
+    let e = evaluate(&p1, &xs, None);
+    assert_eq!(e.n, 20);
+    assert!(e.auc.is_some());
+}
