@@ -10,6 +10,7 @@
 //!   weights (renormalised).
 
 use crate::error::{LmError, Result};
+use crate::grad::weight;
 use candle_core::{DType, Device, Tensor, Var, D};
 use fairrec_core::Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -165,7 +166,7 @@ impl Adapter {
         let Some(r) = &self.router else {
             return Ok(None);
         };
-        let w = candle_nn::ops::softmax(&x.broadcast_matmul(&r.as_tensor().t()?)?, D::Minus1)?;
+        let w = candle_nn::ops::softmax(&x.broadcast_matmul(&weight(r).t()?)?, D::Minus1)?;
         let w = match self.top_k {
             Some(k) if k < self.experts.len() => {
                 // mask = w >= k-th largest weight of the row; renormalise
@@ -189,8 +190,8 @@ impl Adapter {
         };
         let expert = |e: &LoraExpert| -> Result<Tensor> {
             Ok((xd
-                .broadcast_matmul(&e.a.as_tensor().t()?)?
-                .broadcast_matmul(&e.b.as_tensor().t()?)?
+                .broadcast_matmul(&weight(&e.a).t()?)?
+                .broadcast_matmul(&weight(&e.b).t()?)?
                 * self.scale)?)
         };
         match self.route(x)? {

@@ -67,7 +67,7 @@ pub fn write(
     layers: usize,
     seed: u64,
 ) -> Result<LlamaConfig> {
-    if hidden % 4 != 0 || hidden == 0 || layers == 0 {
+    if !hidden.is_multiple_of(4) || hidden == 0 || layers == 0 {
         return Err(LmError::Invalid(
             "the built-in model needs a hidden size divisible by 4 and at least one layer".into(),
         ));

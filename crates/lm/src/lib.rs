@@ -6,6 +6,7 @@ pub mod builtin;
 pub mod config;
 pub mod error;
 pub mod gguf;
+pub mod grad;
 pub mod load;
 pub mod model;
 pub mod peft;

@@ -10,6 +10,7 @@
 use crate::adapter::Adapter;
 use crate::config::LlamaConfig;
 use crate::error::Result;
+use crate::grad::weight;
 use crate::prompt::SoftPrompt;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
@@ -51,9 +52,9 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.broadcast_matmul(&self.weight.t()?)?;
+        let y = x.broadcast_matmul(&weight(&self.weight).t()?)?;
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) => y.broadcast_add(&weight(b))?,
             None => y,
         };
         Ok(match &self.adapter {
@@ -81,7 +82,7 @@ impl RmsNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
         Ok(x.broadcast_div(&(ms + self.eps)?.sqrt()?)?
-            .broadcast_mul(&self.weight)?)
+            .broadcast_mul(&weight(&self.weight))?)
     }
 }
 
@@ -330,8 +331,7 @@ impl Llama {
     /// Token embeddings of `ids` (`[B, T]`) -> `[B, T, H]`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        Ok(self
-            .embed_tokens
+        Ok(weight(&self.embed_tokens)
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((b, t, self.cfg.hidden_size))?)
     }
@@ -380,7 +380,7 @@ impl Llama {
     /// `positions[b]` the position to read -> `[B, vocab]`.
     pub fn logits_at(&self, hidden: &Tensor, positions: &[usize]) -> Result<Tensor> {
         let h = gather_positions(hidden, positions)?;
-        Ok(h.matmul(&self.head().t()?)?)
+        Ok(h.matmul(&weight(self.head()).t()?)?)
     }
 
     /// Greedy continuation of `ids` by up to `n` tokens, stopping after any of `stop`.
@@ -412,7 +412,7 @@ impl Llama {
     ) -> Result<Tensor> {
         let h = gather_positions(hidden, positions)?;
         let idx = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
-        let rows = self.head().index_select(&idx, 0)?;
+        let rows = weight(self.head()).index_select(&idx, 0)?;
         Ok(h.matmul(&rows.t()?)?)
     }
 }

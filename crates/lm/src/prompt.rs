@@ -90,9 +90,7 @@ impl SoftPrompt {
     /// `[B, T, H]` token embeddings -> `[B, N + T, H]` with the prompt in front.
     pub fn prepend(&self, x: &Tensor) -> Result<Tensor> {
         let (b, _, h) = x.dims3()?;
-        let p = self
-            .embeddings
-            .as_tensor()
+        let p = crate::grad::weight(&self.embeddings)
             .unsqueeze(0)?
             .expand((b, self.len(), h))?;
         Ok(Tensor::cat(&[&p, x], 1)?)

@@ -164,8 +164,9 @@ impl<'a> Scorer<'a> {
     }
 
     /// P(Yes) of one batch of already-encoded prompts: softmax over the (Yes, No) logits.
+    /// No graph is built (see [`crate::grad`]).
     pub fn p_yes_encoded(&self, ids: &[Vec<u32>]) -> Result<Vec<f64>> {
-        let (logits, _) = self.answer_logits(ids, None)?;
+        let (logits, _) = crate::grad::no_grad(|| self.answer_logits(ids, None))?;
         let p = candle_nn::ops::softmax(&logits, 1)?
             .narrow(1, 0, 1)?
             .squeeze(1)?

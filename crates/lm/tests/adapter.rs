@@ -290,3 +290,33 @@ fn router_weights_sum_to_one_and_top_k_masks() {
         "a routed mixture cannot be merged"
     );
 }
+
+/// Scoring with an adapter attached builds no graph (the memory of an audit), and scores
+/// the same as the tracked forward pass.
+#[test]
+fn no_grad_scores_the_same_without_a_graph() {
+    let mut m = tiny();
+    let set = m
+        .attach_adapters(&AdapterConfig::lora(4, 8.0, &["q_proj", "up_proj"]), 1)
+        .unwrap();
+    for (k, v) in set.named_vars() {
+        if k.contains("lora_B") {
+            v.set(&v.as_tensor().randn_like(0.0, 0.1).unwrap()).unwrap();
+        }
+    }
+    let x = ids();
+    let tracked = m.forward(&x, None).unwrap().last;
+    assert!(tracked.track_op());
+    let free = fairrec_lm::grad::no_grad(|| m.forward(&x, None).unwrap().last);
+    assert!(!free.track_op(), "a graph was built inside no_grad");
+    assert!(fairrec_lm::grad::enabled());
+    let d = (tracked - free)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(d, 0.0);
+}
