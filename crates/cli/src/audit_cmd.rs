@@ -32,7 +32,7 @@ pub struct AuditArgs {
     /// Score only the first N samples of the split.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Variants to score, separated by `;` [default: original, neutral, every value and joint value].
+    /// Variants to score, separated by `;`, or `all` [default: all = original, neutral, every value and joint value].
     #[arg(long)]
     pub variants: Option<String>,
     /// Prompts per forward pass.
@@ -65,7 +65,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     let template = a
         .template
         .unwrap_or(Template::default_for(manifest.protocol));
-    let variants: Vec<Variant> = match &a.variants {
+    let variants: Vec<Variant> = match a.variants.as_deref().filter(|v| v.trim() != "all") {
         Some(v) => v
             .split(';')
             .map(|s| {

@@ -379,6 +379,8 @@ fn audit_scores_every_variant_and_reports() {
         p(&data),
         "--limit",
         "6",
+        "--variants",
+        "all",
         "--bootstrap",
         "20",
         "--out",
