@@ -208,13 +208,13 @@ fn encode(
 pub fn run(a: &TrainArgs) -> Result<()> {
     let spec_path = a.out.join("train_config.json");
     if a.force && !a.resume {
+        let ck = fairrec_train::trainer::checkpoint_dir(&a.out);
         for p in [
-            "checkpoint",
-            ".checkpoint.old",
-            "train_log.jsonl",
-            "summary.json",
+            fairrec_core::fs::previous_dir(&ck),
+            ck,
+            fairrec_train::trainer::log_path(&a.out),
+            a.out.join("summary.json"),
         ] {
-            let p = a.out.join(p);
             if p.is_dir() {
                 std::fs::remove_dir_all(&p)?;
             } else if p.exists() {

@@ -130,6 +130,15 @@ fn train_writes_a_run_directory_and_audit_and_score_use_the_adapter() {
         e.contains("checkpoint exists") && e.contains("resume"),
         "{e}"
     );
+    // --force starts over: the old checkpoint and log are gone, the new log has 2 steps
+    let s = ok(&train_args(
+        &model,
+        &data,
+        &out,
+        &["--max-steps", "2", "--no-eval", "--force"],
+    ));
+    assert!(s.contains("trained 2 steps"), "{s}");
+    assert_eq!(log_steps(&out.join("train_log.jsonl")), 2);
     let e = fails(&train_args(
         &model,
         &data,

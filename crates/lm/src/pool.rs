@@ -37,11 +37,6 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// The layer to ask [`crate::Llama::forward`] for.
-    pub fn forward_layer(&self) -> Option<usize> {
-        self.layer
-    }
-
     /// Pool the captured states of a forward pass over right-padded prompts whose last
     /// real positions are `last` -> `[B, H]`.
     pub fn pool(&self, f: &Forward, last: &[usize]) -> Result<Tensor> {

@@ -2,7 +2,7 @@
 //! adapters attached by target-module name ([`AdapterSet`]), a soft prompt (prompt
 //! tuning), or every weight (full fine-tuning). [`Tuning`] is what the trainer sees.
 
-use crate::adapter::{Adapter, AdapterConfig};
+use crate::adapter::{Adapter, AdapterConfig, TARGET_MODULES};
 use crate::error::{LmError, Result};
 use crate::model::{Linear, Llama};
 use crate::prompt::{PromptInit, SoftPrompt};
@@ -76,19 +76,14 @@ impl Llama {
     pub fn attach_adapters(&mut self, cfg: &AdapterConfig, seed: u64) -> Result<AdapterSet> {
         let device = self.device().clone();
         let mut rng = fairrec_core::Rng::derive(seed, "adapter-init");
-        let known = [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ];
-        if let Some(bad) = cfg.targets.iter().find(|t| !known.contains(&t.as_str())) {
+        if let Some(bad) = cfg
+            .targets
+            .iter()
+            .find(|t| !TARGET_MODULES.contains(&t.as_str()))
+        {
             return Err(LmError::Invalid(format!(
                 "unknown target module `{bad}` (one of {})",
-                known.join(", ")
+                TARGET_MODULES.join(", ")
             )));
         }
         let mut modules = Vec::new();

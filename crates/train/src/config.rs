@@ -125,8 +125,8 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// A fingerprint of everything that decides the result (hex SHA-free FNV-1a of the
-    /// JSON form); a checkpoint only resumes a run of the same fingerprint.
+    /// A fingerprint of everything that decides the result (64-bit FNV-1a of the JSON
+    /// form, in hex); a checkpoint only resumes a run of the same fingerprint.
     pub fn fingerprint(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default();
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;

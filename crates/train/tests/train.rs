@@ -54,17 +54,9 @@ fn cfg(method: Method) -> TrainConfig {
         checkpoint_every: 2,
         ..TrainConfig::default()
     };
-    c.lora.targets = [
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    ]
-    .map(String::from)
-    .to_vec();
+    c.lora.targets = fairrec_lm::adapter::TARGET_MODULES
+        .map(String::from)
+        .to_vec();
     c
 }
 
