@@ -15,6 +15,7 @@ mod quickstart;
 mod report;
 mod runfile;
 mod score_cmd;
+mod train_args;
 mod train_cmd;
 
 use anyhow::Result;

@@ -1,5 +1,10 @@
-//! `fairrec train`: fine-tune a model on a prepared dataset's train split (prompts of the
-//! chosen template with the users' true attributes), validating on the valid split.
+//! `fairrec train`: fine-tune a model on a prepared dataset's train split, validating on
+//! the valid split (original prompts of the run's template).
+//!
+//! The engine's methods (`lora`, `full`, `prompt-tuning`) train on the original prompts;
+//! paper A's methods train on each sample with the augmented copies their method asks for
+//! (`fairrec_train::Method::copies`, `fairrec_data::augment`), in the scenario of
+//! `--attributes`.
 //!
 //! The run directory holds `run.json` (model, data and its manifest hash, seed, git
 //! revision), `train_config.json` (the resolved training configuration; `--resume` reads
@@ -8,164 +13,20 @@
 //! `summary.json`.
 
 use crate::model_args::ModelArgs;
+pub use crate::train_args::TrainArgs;
 use anyhow::{bail, Context as _, Result};
-use clap::Args;
 use fairrec_core::Variant;
-use fairrec_data::pipeline::{read_manifest, read_split};
+use fairrec_data::augment::{augment, AugmentConfig};
+use fairrec_data::pipeline::{read_manifest, read_split, Manifest};
 use fairrec_data::prompt::{render, Template};
-use fairrec_data::sample::write_atomic;
-use fairrec_lm::prompt::PromptInit;
+use fairrec_data::sample::{write_atomic, Sample};
 use fairrec_lm::score::Scorer;
-use fairrec_train::objective::{AnswerLoss, Example};
-use fairrec_train::schedule::Decay;
-use fairrec_train::trainer::{evaluate, predict, train, Event, Run};
+use fairrec_lm::tuning::Tuning;
+use fairrec_train::fair::{Copy, FairLoss, Group};
+use fairrec_train::objective::{AnswerLoss, Example, Objective};
+use fairrec_train::trainer::{evaluate, predict, train, Event, Run, Summary};
 use fairrec_train::{method, Method, TrainConfig};
-use std::path::{Path, PathBuf};
-
-#[derive(Args, Debug)]
-pub struct TrainArgs {
-    /// lora, full or prompt-tuning.
-    #[arg(long, default_value = "lora")]
-    pub method: Method,
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// A prepared dataset (`fairrec data prepare`).
-    #[arg(long)]
-    pub data: PathBuf,
-    /// The run directory.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Continue the run in --out from its last checkpoint (its own saved configuration is used).
-    #[arg(long)]
-    pub resume: bool,
-    /// Start over in --out, deleting its checkpoint and log.
-    #[arg(long)]
-    pub force: bool,
-    /// Prompt template [default: llm-rec for cl-moe, sequential for mos].
-    #[arg(long)]
-    pub template: Option<Template>,
-    /// Train on the first N samples of the train split only.
-    #[arg(long)]
-    pub limit_train: Option<usize>,
-    /// Validate on the first N samples of the valid split only.
-    #[arg(long)]
-    pub limit_valid: Option<usize>,
-    /// Skip scoring the valid split before training.
-    #[arg(long)]
-    pub no_eval_before: bool,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 3e-4)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 1)]
-    pub epochs: usize,
-    /// Stop after N optimizer steps.
-    #[arg(long)]
-    pub max_steps: Option<u64>,
-    /// Examples per forward pass.
-    #[arg(long, default_value_t = 4)]
-    pub batch_size: usize,
-    /// Forward passes per optimizer step.
-    #[arg(long, default_value_t = 1)]
-    pub grad_accum: usize,
-    /// Global gradient-norm clip (0: none).
-    #[arg(long, default_value_t = 1.0)]
-    pub max_grad_norm: f64,
-    /// Fraction of the steps spent in linear warmup.
-    #[arg(long, default_value_t = 0.05)]
-    pub warmup_ratio: f64,
-    /// Decay after warmup: constant, linear or cosine.
-    #[arg(long, default_value = "linear")]
-    pub schedule: Decay,
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    #[arg(long, default_value_t = 0.9)]
-    pub beta1: f64,
-    #[arg(long, default_value_t = 0.999)]
-    pub beta2: f64,
-    #[arg(long, default_value_t = 1e-8)]
-    pub adam_eps: f64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Stop when the valid AUC has not improved for N epochs.
-    #[arg(long)]
-    pub early_stopping: Option<usize>,
-    /// Checkpoint every N optimizer steps (and at every epoch end).
-    #[arg(long, default_value_t = 50)]
-    pub checkpoint_every: u64,
-    /// Do not score the valid split after each epoch.
-    #[arg(long)]
-    pub no_eval: bool,
-    /// LoRA rank.
-    #[arg(long, default_value_t = 8)]
-    pub lora_r: usize,
-    #[arg(long, default_value_t = 16.0)]
-    pub lora_alpha: f64,
-    #[arg(long, default_value_t = 0.05)]
-    pub lora_dropout: f64,
-    /// Target modules, comma-separated (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj).
-    #[arg(long, default_value = "q_proj,v_proj", value_delimiter = ',')]
-    pub lora_targets: Vec<String>,
-    /// Scale LoRA by alpha / sqrt(r).
-    #[arg(long)]
-    pub rslora: bool,
-    /// Virtual tokens of prompt tuning.
-    #[arg(long, default_value_t = 20)]
-    pub virtual_tokens: usize,
-    /// Prompt-tuning initialisation: text, sample-vocab or random.
-    #[arg(long, default_value = "text")]
-    pub prompt_init: String,
-    /// The text whose token embeddings start the prompt (--prompt-init text).
-    #[arg(
-        long,
-        default_value = "Predict whether the user will like the item. Answer Yes or No."
-    )]
-    pub prompt_init_text: String,
-}
-
-impl TrainArgs {
-    fn config(&self) -> Result<TrainConfig> {
-        let d = TrainConfig::default();
-        let prompt_init = match self.prompt_init.as_str() {
-            "text" => PromptInit::Text(self.prompt_init_text.clone()),
-            "sample-vocab" => PromptInit::SampleVocab,
-            "random" => PromptInit::Random,
-            o => bail!("--prompt-init `{o}`: expected text, sample-vocab or random"),
-        };
-        let c = TrainConfig {
-            method: self.method,
-            lr: self.lr,
-            schedule: self.schedule,
-            warmup_ratio: self.warmup_ratio,
-            epochs: self.epochs,
-            max_steps: self.max_steps,
-            batch_size: self.batch_size,
-            grad_accum: self.grad_accum,
-            max_grad_norm: self.max_grad_norm,
-            adamw: fairrec_train::optim::AdamWConfig {
-                beta1: self.beta1,
-                beta2: self.beta2,
-                eps: self.adam_eps,
-                weight_decay: self.weight_decay,
-            },
-            seed: self.seed,
-            early_stopping: self.early_stopping,
-            checkpoint_every: self.checkpoint_every,
-            eval: !self.no_eval,
-            lora: fairrec_lm::adapter::AdapterConfig {
-                r: self.lora_r,
-                alpha: self.lora_alpha,
-                dropout: self.lora_dropout,
-                rslora: self.rslora,
-                targets: self.lora_targets.clone(),
-                ..d.lora
-            },
-            virtual_tokens: self.virtual_tokens,
-            prompt_init,
-        };
-        c.validate()?;
-        Ok(c)
-    }
-}
+use std::path::Path;
 
 /// What `--resume` needs besides the training configuration.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -176,20 +37,29 @@ struct RunSpec {
     answer_space: String,
     limit_train: Option<usize>,
     limit_valid: Option<usize>,
+    /// The scenario's sensitive attributes.
+    #[serde(default)]
+    attributes: Vec<String>,
+    /// The augmentation of paper A's methods (`None` for the engine's methods).
+    #[serde(default)]
+    augment: Option<AugmentConfig>,
 }
 
+fn samples(data: &Path, split: &str, limit: Option<usize>) -> Result<Vec<Sample>> {
+    let mut s = read_split(data, split)?;
+    if let Some(n) = limit {
+        s.truncate(n);
+    }
+    Ok(s)
+}
+
+/// Original prompts (the scenario's attributes stated with their true values).
 fn encode(
     scorer: &Scorer,
     template: Template,
-    data: &Path,
-    split: &str,
+    samples: &[Sample],
     scenario: &[String],
-    limit: Option<usize>,
 ) -> Result<Vec<Example>> {
-    let mut samples = read_split(data, split)?;
-    if let Some(n) = limit {
-        samples.truncate(n);
-    }
     let prompts = samples
         .iter()
         .map(|s| render(template, s, &Variant::Original, scenario))
@@ -197,7 +67,7 @@ fn encode(
     let ids = scorer.encode(&prompts)?;
     Ok(ids
         .into_iter()
-        .zip(&samples)
+        .zip(samples)
         .map(|(ids, s)| Example {
             ids,
             label: s.label,
@@ -205,22 +75,121 @@ fn encode(
         .collect())
 }
 
+/// Every sample with its augmented copies, encoded.
+fn encode_groups(
+    scorer: &Scorer,
+    template: Template,
+    samples: &[Sample],
+    cfg: &AugmentConfig,
+) -> Result<Vec<Group>> {
+    let mut prompts = Vec::new();
+    let mut plan = Vec::new();
+    for s in samples {
+        let copies = augment(s, cfg)?;
+        for c in &copies {
+            prompts.push(render(template, s, &c.variant, &cfg.attributes)?);
+        }
+        plan.push(copies);
+    }
+    let mut ids = scorer.encode(&prompts)?.into_iter();
+    let mut out = Vec::with_capacity(samples.len());
+    for (s, copies) in samples.iter().zip(plan) {
+        let mut g = Group {
+            stated: Vec::new(),
+            neutral: None,
+            label: s.label,
+        };
+        for c in copies {
+            let x = ids.next().context("one encoding per prompt")?;
+            if c.variant == Variant::Neutral {
+                g.neutral = Some(x);
+            } else {
+                g.stated.push(Copy {
+                    ids: x,
+                    kind: c.kind.to_string(),
+                });
+            }
+        }
+        out.push(g);
+    }
+    Ok(out)
+}
+
+fn new_spec(a: &TrainArgs, manifest: &Manifest) -> Result<RunSpec> {
+    let available = manifest.attributes();
+    let attributes = match &a.attributes {
+        Some(v) => {
+            if let Some(bad) = v.iter().find(|x| !available.contains(x)) {
+                bail!(
+                    "--attributes: `{bad}` is not an attribute of {} (it has {})",
+                    a.data.display(),
+                    available.join(", ")
+                );
+            }
+            let mut v = v.clone();
+            v.sort();
+            v.dedup();
+            v
+        }
+        None => available,
+    };
+    let train = a.config(attributes.len())?;
+    let copies = train.method.copies();
+    let augment = train.method.is_paper_a().then(|| AugmentConfig {
+        protocol: manifest.protocol,
+        attributes: attributes.clone(),
+        counterfactual: copies.counterfactual,
+        neutral: copies.neutral,
+        auxiliary: if copies.auxiliary {
+            a.auxiliary(&attributes)
+        } else {
+            Vec::new()
+        },
+        aux_values: a.aux_values,
+    });
+    if train.method.is_paper_a() && attributes.is_empty() {
+        bail!(
+            "--method {} needs a sensitive attribute",
+            train.method.name()
+        );
+    }
+    let default_template = match train.method {
+        Method::InsTuning => Template::InsTuning,
+        _ => Template::default_for(manifest.protocol),
+    };
+    Ok(RunSpec {
+        train,
+        template: a.template.unwrap_or(default_template),
+        chat: !a.model.no_chat,
+        answer_space: a.model.answer_space.clone(),
+        limit_train: a.limit_train,
+        limit_valid: a.limit_valid,
+        attributes,
+        augment,
+    })
+}
+
+fn remove_previous(out: &Path) -> Result<()> {
+    let ck = fairrec_train::trainer::checkpoint_dir(out);
+    for p in [
+        fairrec_core::fs::previous_dir(&ck),
+        ck,
+        fairrec_train::trainer::log_path(out),
+        out.join("summary.json"),
+    ] {
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p)?;
+        } else if p.exists() {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn run(a: &TrainArgs) -> Result<()> {
     let spec_path = a.out.join("train_config.json");
     if a.force && !a.resume {
-        let ck = fairrec_train::trainer::checkpoint_dir(&a.out);
-        for p in [
-            fairrec_core::fs::previous_dir(&ck),
-            ck,
-            fairrec_train::trainer::log_path(&a.out),
-            a.out.join("summary.json"),
-        ] {
-            if p.is_dir() {
-                std::fs::remove_dir_all(&p)?;
-            } else if p.exists() {
-                std::fs::remove_file(&p)?;
-            }
-        }
+        remove_previous(&a.out)?;
     }
     let manifest = read_manifest(&a.data)?;
     let spec = if a.resume {
@@ -228,7 +197,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             .with_context(|| format!("--resume: reading {}", spec_path.display()))?;
         let spec: RunSpec = serde_json::from_str(&text)
             .with_context(|| format!("--resume: {}", spec_path.display()))?;
-        if spec.train != a.config()? {
+        if spec.train != a.config(spec.attributes.len())? {
             tracing::warn!(
                 "--resume continues with the configuration saved in {}, not the flags given",
                 spec_path.display()
@@ -236,16 +205,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         }
         spec
     } else {
-        RunSpec {
-            train: a.config()?,
-            template: a
-                .template
-                .unwrap_or(Template::default_for(manifest.protocol)),
-            chat: !a.model.no_chat,
-            answer_space: a.model.answer_space.clone(),
-            limit_train: a.limit_train,
-            limit_valid: a.limit_valid,
-        }
+        new_spec(a, &manifest)?
     };
     let cfg = &spec.train;
     let margs = ModelArgs {
@@ -261,36 +221,81 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         margs.format(),
         margs.space()?,
     )?;
-    let scenario = manifest.attributes();
-    let train_set = encode(
-        &scorer,
-        spec.template,
-        &a.data,
-        "train",
-        &scenario,
-        spec.limit_train,
-    )?;
+    let train_samples = samples(&a.data, "train", spec.limit_train)?;
     let valid = encode(
         &scorer,
         spec.template,
-        &a.data,
-        "valid",
-        &scenario,
-        spec.limit_valid,
+        &samples(&a.data, "valid", spec.limit_valid)?,
+        &spec.attributes,
     )?;
+    let answer = AnswerLoss { scorer: &scorer };
+    let ctx = Ctx {
+        a,
+        spec: &spec,
+        manifest: &manifest,
+        tuning: &tuning,
+        scorer: &scorer,
+        valid: &valid,
+        save: &|dir: &Path| {
+            method::save(
+                &tuning,
+                &loaded.model,
+                &loaded.tokenizer,
+                &a.model.model.display().to_string(),
+                dir,
+            )
+        },
+    };
+    match &spec.augment {
+        Some(aug) => {
+            let groups = encode_groups(&scorer, spec.template, &train_samples, aug)?;
+            let adapters = match &tuning {
+                Tuning::Adapters(s) => Some(s),
+                _ => None,
+            };
+            let objective = FairLoss::new(answer, cfg.objective.clone(), adapters);
+            let copies = groups.iter().map(|g| g.stated.len()).sum::<usize>();
+            fit(&ctx, &objective, &groups, copies)
+        }
+        None => {
+            let train_set = encode(&scorer, spec.template, &train_samples, &spec.attributes)?;
+            let n = train_set.len();
+            fit(&ctx, &answer, &train_set, n)
+        }
+    }
+}
+
+/// What [`fit`] needs from `run`.
+struct Ctx<'a> {
+    a: &'a TrainArgs,
+    spec: &'a RunSpec,
+    manifest: &'a Manifest,
+    tuning: &'a Tuning,
+    scorer: &'a Scorer<'a>,
+    valid: &'a [Example],
+    save: &'a dyn Fn(&Path) -> fairrec_train::Result<()>,
+}
+
+/// Write the run's records, validate before training, train with a progress bar, write
+/// `summary.json`. `copies`: the number of prompts trained on per epoch.
+fn fit<O: Objective>(c: &Ctx, objective: &O, train_set: &[O::Item], copies: usize) -> Result<()> {
+    let (a, spec, cfg) = (c.a, c.spec, &c.spec.train);
+    let spec_path = a.out.join("train_config.json");
     std::fs::create_dir_all(&a.out)?;
+    let model_cfg = &c.scorer.model.cfg;
     if !a.resume {
         write_atomic(
             &spec_path,
-            (serde_json::to_string_pretty(&spec)? + "\n").as_bytes(),
+            (serde_json::to_string_pretty(spec)? + "\n").as_bytes(),
         )?;
+        let tok = c.scorer.tok;
         let run = serde_json::json!({
             "command": "train", "method": cfg.method.name(), "model": a.model.model,
-            "data": a.data, "data_hash": manifest.data_hash(), "seed": cfg.seed,
-            "template": spec.template.name(), "format": margs.format(),
-            "answer_tokens": [loaded.tokenizer.decode(&[scorer.yes])?, loaded.tokenizer.decode(&[scorer.no])?],
-            "train_examples": train_set.len(), "valid_examples": valid.len(),
-            "trainable_parameters": tuning.parameters(), "base_parameters": loaded.model.cfg.parameters(),
+            "data": a.data, "data_hash": c.manifest.data_hash(), "seed": cfg.seed,
+            "attributes": spec.attributes, "template": spec.template.name(), "format": a.model.format(),
+            "answer_tokens": [tok.decode(&[c.scorer.yes])?, tok.decode(&[c.scorer.no])?],
+            "train_samples": train_set.len(), "train_prompts": copies, "valid_examples": c.valid.len(),
+            "trainable_parameters": c.tuning.parameters(), "base_parameters": model_cfg.parameters(),
             "git_revision": crate::git_revision(), "fingerprint": cfg.fingerprint(),
         });
         write_atomic(
@@ -299,73 +304,26 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         )?;
     }
     say!(
-        "{} on {}: {} train / {} valid examples, {} trainable parameters ({:.3}% of {})",
+        "{} on {} [{}]: {} train samples ({} prompts) / {} valid, {} trainable parameters ({:.3}% of {})",
         cfg.method.name(),
         a.model.model.display(),
+        spec.attributes.join(", "),
         train_set.len(),
-        valid.len(),
-        tuning.parameters(),
-        100.0 * tuning.parameters() as f64 / loaded.model.cfg.parameters() as f64,
-        loaded.model.cfg.parameters()
+        copies,
+        c.valid.len(),
+        c.tuning.parameters(),
+        100.0 * c.tuning.parameters() as f64 / model_cfg.parameters() as f64,
+        model_cfg.parameters()
     );
-    let before = if cfg.eval && !a.no_eval_before && !a.resume && !valid.is_empty() {
-        let p = predict(&scorer, Some(&tuning), &valid, cfg.batch_size * 2)?;
-        let e = evaluate(&p, &valid, None);
+    let before = if cfg.eval && !a.no_eval_before && !a.resume && !c.valid.is_empty() {
+        let p = predict(c.scorer, Some(c.tuning), c.valid, cfg.batch_size * 2)?;
+        let e = evaluate(&p, c.valid, None);
         say!("valid before training: AUC {} F1 {}", fmt(e.auc), fmt(e.f1));
         Some(e)
     } else {
         None
     };
-    let base = a.model.model.display().to_string();
-    let save = |dir: &Path| -> fairrec_train::Result<()> {
-        method::save(&tuning, &loaded.model, &loaded.tokenizer, &base, dir)
-    };
-    let objective = AnswerLoss { scorer: &scorer };
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} steps {msg} [{elapsed_precise} < {eta_precise}]",
-        )
-        .expect("valid template"),
-    );
-    let summary = train(
-        Run {
-            cfg,
-            dir: &a.out,
-            tuning: &tuning,
-            objective: &objective,
-            train: &train_set,
-            valid: &valid,
-            scorer: &scorer,
-            save: &save,
-            resume: a.resume,
-        },
-        &mut |ev| match ev {
-            Event::Start { total_steps, done } => {
-                bar.set_length(total_steps);
-                bar.set_position(done);
-            }
-            Event::Step(s) => {
-                bar.set_position(s.step);
-                bar.set_message(format!("loss {:.4} {:.0} tokens/s", s.loss, s.tokens_per_s));
-                tracing::debug!(
-                    step = s.step,
-                    loss = s.loss,
-                    lr = s.lr,
-                    grad_norm = s.grad_norm
-                );
-            }
-            Event::Eval(e) => bar.suspend(|| {
-                say!(
-                    "epoch {}: valid AUC {} F1 {}",
-                    e.epoch.unwrap_or(0) + 1,
-                    fmt(e.auc),
-                    fmt(e.f1)
-                )
-            }),
-        },
-    )?;
-    bar.finish_and_clear();
+    let summary = run_loop(c, objective, train_set)?;
     let out = serde_json::json!({"before": before, "summary": summary});
     write_atomic(
         &a.out.join("summary.json"),
@@ -379,6 +337,56 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         a.out.join("adapter").display()
     );
     Ok(())
+}
+
+fn run_loop<O: Objective>(c: &Ctx, objective: &O, train_set: &[O::Item]) -> Result<Summary> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} steps {msg} [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
+    );
+    let summary = train(
+        Run {
+            cfg: &c.spec.train,
+            dir: &c.a.out,
+            tuning: c.tuning,
+            objective,
+            train: train_set,
+            valid: c.valid,
+            scorer: c.scorer,
+            save: c.save,
+            resume: c.a.resume,
+        },
+        &mut |ev| match ev {
+            Event::Start { total_steps, done } => {
+                bar.set_length(total_steps);
+                bar.set_position(done);
+            }
+            Event::Step(s) => {
+                bar.set_position(s.step);
+                bar.set_message(format!("loss {:.4} {:.0} tokens/s", s.loss, s.tokens_per_s));
+                tracing::debug!(
+                    step = s.step,
+                    loss = s.loss,
+                    lr = s.lr,
+                    grad_norm = s.grad_norm,
+                    extra = ?s.extra
+                );
+            }
+            Event::Eval(e) => bar.suspend(|| {
+                say!(
+                    "epoch {}: valid AUC {} F1 {}",
+                    e.epoch.unwrap_or(0) + 1,
+                    fmt(e.auc),
+                    fmt(e.f1)
+                )
+            }),
+        },
+    )?;
+    bar.finish_and_clear();
+    Ok(summary)
 }
 
 fn fmt(x: Option<f64>) -> String {

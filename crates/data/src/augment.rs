@@ -52,6 +52,17 @@ pub enum AuxValues {
     True,
 }
 
+impl std::str::FromStr for AuxValues {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "all" => Ok(AuxValues::All),
+            "true" => Ok(AuxValues::True),
+            o => Err(format!("auxiliary values `{o}`: expected all or true")),
+        }
+    }
+}
+
 /// Which copies to make.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AugmentConfig {

@@ -86,6 +86,9 @@ pub struct Adapter {
     pub dropout: f64,
     pub top_k: Option<usize>,
     training: AtomicBool,
+    /// Keep the router weights of training forward passes (see [`Adapter::take_routes`]).
+    record: AtomicBool,
+    routes: Mutex<Vec<Tensor>>,
     /// Source of dropout masks; reseeded per step by the trainer so that a run (and a
     /// resumed run) is reproducible.
     dropout_rng: Mutex<Rng>,
@@ -139,6 +142,8 @@ impl Adapter {
             dropout: cfg.dropout,
             top_k: cfg.top_k,
             training: AtomicBool::new(false),
+            record: AtomicBool::new(false),
+            routes: Mutex::new(Vec::new()),
             dropout_rng: Mutex::new(Rng::new(0)),
         })
     }
@@ -146,6 +151,21 @@ impl Adapter {
     /// Switch dropout on (training) or off (evaluation).
     pub fn set_training(&self, on: bool) {
         self.training.store(on, Ordering::Relaxed);
+    }
+
+    /// Keep (or stop keeping) the router weights of every training forward pass, with
+    /// their graph, for a load-balance loss and usage logs. Whoever switches it on must
+    /// drain them with [`Adapter::take_routes`] after each pass.
+    pub fn record_routes(&self, on: bool) {
+        self.record.store(on, Ordering::Relaxed);
+        if !on {
+            self.take_routes();
+        }
+    }
+
+    /// The router weights `[.., experts]` recorded since the last call, oldest first.
+    pub fn take_routes(&self) -> Vec<Tensor> {
+        std::mem::take(&mut *self.routes.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Restart the dropout masks from `rng`.
@@ -208,6 +228,12 @@ impl Adapter {
         match self.route(x)? {
             None => expert(&self.experts[0]),
             Some(w) => {
+                if self.record.load(Ordering::Relaxed) && self.training.load(Ordering::Relaxed) {
+                    self.routes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(w.clone());
+                }
                 let mut acc: Option<Tensor> = None;
                 for (j, e) in self.experts.iter().enumerate() {
                     let term = expert(e)?.broadcast_mul(&w.narrow(D::Minus1, j, 1)?)?;

@@ -40,6 +40,21 @@ impl AdapterSet {
         }
     }
 
+    /// Record (or stop recording) the router weights of training passes (MoE only).
+    pub fn record_routes(&self, on: bool) {
+        for (_, a) in &self.modules {
+            a.record_routes(on);
+        }
+    }
+
+    /// The router weights recorded since the last call, module by module.
+    pub fn take_routes(&self) -> Vec<Tensor> {
+        self.modules
+            .iter()
+            .flat_map(|(_, a)| a.take_routes())
+            .collect()
+    }
+
     /// Restart every module's dropout stream for optimizer step `step` of a run seeded
     /// with `seed`.
     pub fn reseed(&self, seed: u64, step: u64) {

@@ -29,6 +29,9 @@ pub struct LoopState {
     pub tokens: u64,
     /// `TrainConfig::fingerprint` of the run.
     pub fingerprint: String,
+    /// The objective's own state (`Objective::state`, e.g. CL-MoE's `tau`).
+    #[serde(default)]
+    pub objective: serde_json::Value,
 }
 
 const STATE: &str = "state.json";

@@ -1,11 +1,28 @@
 //! The resolved training configuration of a run (what `run.toml` and the CLI flags fill).
 
+use crate::curriculum::Curriculum;
 use crate::optim::AdamWConfig;
 use crate::schedule::Decay;
 use fairrec_lm::adapter::AdapterConfig;
+use fairrec_lm::pool::{Capture, Pooling};
 use fairrec_lm::prompt::PromptInit;
 
-/// What a run makes trainable.
+/// A training method: what a run makes trainable, on which copies of the data, with which
+/// losses. The engine's methods (`lora`, `full`, `prompt-tuning`) train on the original
+/// prompts with `L_LLM`; paper A's methods (Sec. 5.1) are LoRA compositions:
+///
+/// | method | template | copies of each sample | adapter | loss |
+/// |---|---|---|---|---|
+/// | `ins-tuning` | Ins-Tuning | original + counterfactual | LoRA | `L_LLM` |
+/// | `cf` | LLM Rec | original + counterfactual | LoRA | `L_LLM` |
+/// | `diff` | LLM Rec | original (+ neutral anchor) | LoRA | `L_LLM + L_diff` |
+/// | `cf-diff` | LLM Rec | original + counterfactual (+ neutral anchor) | LoRA | `L_LLM + L_diff` (Eq. 7) |
+/// | `moe` | LLM Rec | as cf-diff + single-attribute auxiliary copies | LoRA-MoE (Eq. 10-12) | Eq. 7 |
+/// | `cl-moe` | LLM Rec | as moe | LoRA-MoE | SuperLoss of Eq. 7 per copy (Eq. 13-19) |
+///
+/// Ins-Tuning trains on the counterfactually augmented data: the paper says that with that
+/// augmentation Jiang et al.'s frequency weights become uniform and the method "reverts to
+/// standard instruction tuning" (our reading; Sec. 5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
@@ -15,28 +32,148 @@ pub enum Method {
     Full,
     /// A soft prompt of virtual tokens.
     PromptTuning,
+    InsTuning,
+    Cf,
+    Diff,
+    CfDiff,
+    Moe,
+    ClMoe,
+}
+
+/// Which augmented copies of a training sample a method trains on (see
+/// `fairrec_data::augment`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copies {
+    pub counterfactual: bool,
+    /// The neutral copy, as the anchor of `L_diff`.
+    pub neutral: bool,
+    /// Single-attribute auxiliary copies (multi-attribute scenarios only).
+    pub auxiliary: bool,
 }
 
 impl Method {
+    pub const ALL: [Method; 9] = [
+        Method::Lora,
+        Method::Full,
+        Method::PromptTuning,
+        Method::InsTuning,
+        Method::Cf,
+        Method::Diff,
+        Method::CfDiff,
+        Method::Moe,
+        Method::ClMoe,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Method::Lora => "lora",
             Method::Full => "full",
             Method::PromptTuning => "prompt-tuning",
+            Method::InsTuning => "ins-tuning",
+            Method::Cf => "cf",
+            Method::Diff => "diff",
+            Method::CfDiff => "cf-diff",
+            Method::Moe => "moe",
+            Method::ClMoe => "cl-moe",
         }
+    }
+
+    /// One of paper A's fairness methods (as opposed to the engine's plain methods).
+    pub fn is_paper_a(self) -> bool {
+        !matches!(self, Method::Lora | Method::Full | Method::PromptTuning)
+    }
+
+    /// The copies of each training sample the method trains on.
+    pub fn copies(self) -> Copies {
+        use Method::*;
+        Copies {
+            counterfactual: matches!(self, InsTuning | Cf | CfDiff | Moe | ClMoe),
+            neutral: matches!(self, Diff | CfDiff | Moe | ClMoe),
+            auxiliary: matches!(self, Moe | ClMoe),
+        }
+    }
+
+    /// The paper's settings as a starting configuration (Sec. 5.1): LoRA r 16, alpha 32,
+    /// dropout 0.05 (q/v for the LoRA methods; 3 experts on the FFN linear layers for
+    /// MoE and CL-MoE), lr 3e-4 for one sensitive attribute and 5e-4 for several, 5
+    /// epochs, `L_diff` with weight 1 where the method has it, the curriculum for CL-MoE.
+    /// The engine's methods keep [`TrainConfig::default`].
+    pub fn defaults(self, multi_attribute: bool) -> TrainConfig {
+        let mut c = TrainConfig {
+            method: self,
+            ..TrainConfig::default()
+        };
+        if !self.is_paper_a() {
+            return c;
+        }
+        c.lr = if multi_attribute { 5e-4 } else { 3e-4 };
+        c.epochs = 5;
+        let moe = matches!(self, Method::Moe | Method::ClMoe);
+        c.lora = AdapterConfig {
+            dropout: 0.05,
+            experts: if moe { 3 } else { 1 },
+            ..AdapterConfig::lora(
+                16,
+                32.0,
+                if moe {
+                    &["gate_proj", "up_proj", "down_proj"]
+                } else {
+                    &["q_proj", "v_proj"]
+                },
+            )
+        };
+        if self.copies().neutral {
+            c.objective.diff_weight = 1.0;
+        }
+        if self == Method::ClMoe {
+            c.objective.curriculum = Some(Curriculum::default());
+        }
+        c
     }
 }
 
 impl std::str::FromStr for Method {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "lora" => Ok(Method::Lora),
-            "full" => Ok(Method::Full),
-            "prompt-tuning" => Ok(Method::PromptTuning),
-            o => Err(format!(
-                "method `{o}`: expected lora, full or prompt-tuning"
-            )),
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "method `{s}`: expected one of {}",
+                    Method::ALL.map(|m| m.name()).join(", ")
+                )
+            })
+    }
+}
+
+/// The losses beyond `L_LLM` (paper A).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectiveConfig {
+    /// Weight of `L_diff` (Eq. 6; Eq. 7 has 1). 0: no `L_diff`.
+    pub diff_weight: f64,
+    /// Which hidden state `L_diff` compares (default: the final layer's state at the last
+    /// prompt token; READING.md).
+    pub capture: Capture,
+    /// Also train the neutral copy on `L_LLM` (by default it is only `L_diff`'s anchor).
+    pub ntp_neutral: bool,
+    /// SuperLoss curriculum (CL-MoE).
+    pub curriculum: Option<Curriculum>,
+    /// Weight of the load-balance loss on the routers (MoE; 0: none).
+    pub balance_weight: f64,
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        ObjectiveConfig {
+            diff_weight: 0.0,
+            capture: Capture {
+                layer: None,
+                pooling: Pooling::Last,
+            },
+            ntp_neutral: false,
+            curriculum: None,
+            balance_weight: 0.0,
         }
     }
 }
@@ -72,6 +209,9 @@ pub struct TrainConfig {
     /// Virtual tokens (method `prompt-tuning`).
     pub virtual_tokens: usize,
     pub prompt_init: PromptInit,
+    /// Paper A's losses.
+    #[serde(default)]
+    pub objective: ObjectiveConfig,
 }
 
 impl Default for TrainConfig {
@@ -99,6 +239,7 @@ impl Default for TrainConfig {
             prompt_init: PromptInit::Text(
                 "Predict whether the user will like the item. Answer Yes or No.".into(),
             ),
+            objective: ObjectiveConfig::default(),
         }
     }
 }
@@ -121,6 +262,25 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.lora.dropout) {
             return bad("LoRA dropout must be in [0, 1)");
+        }
+        let o = &self.objective;
+        if !(o.diff_weight >= 0.0 && o.balance_weight >= 0.0) {
+            return bad("loss weights must be >= 0");
+        }
+        if let Some(c) = &o.curriculum {
+            if !(c.lambda > 0.0 && c.delta > 0.0 && c.delta < 1.0 && c.classes > 1.0) {
+                return bad("curriculum: lambda > 0, delta in (0, 1) and classes > 1 are required");
+            }
+        }
+        if o.diff_weight > 0.0 && !self.method.copies().neutral {
+            return bad("L_diff needs the neutral copies: use diff, cf-diff, moe or cl-moe");
+        }
+        if self
+            .lora
+            .top_k
+            .is_some_and(|k| k == 0 || k > self.lora.experts)
+        {
+            return bad("top-k must be between 1 and the number of experts");
         }
         Ok(())
     }

@@ -1,11 +1,14 @@
 //! fairrec's trainer on the LM engine: AdamW with warmup and linear or cosine decay,
 //! gradient accumulation and clipping, seeded determinism, per-epoch validation with early
 //! stopping, crash-safe checkpoints with exact resume, a NaN/inf guard, and the engine's
-//! methods (LoRA, full fine-tuning, prompt tuning).
+//! methods (LoRA, full fine-tuning, prompt tuning) and paper A's fairness methods (CF, Diff,
+//! CF-Diff, LoRA-MoE, CL-MoE's SuperLoss curriculum, Ins-Tuning).
 
 pub mod checkpoint;
 pub mod config;
+pub mod curriculum;
 pub mod error;
+pub mod fair;
 pub mod method;
 pub mod objective;
 pub mod optim;

@@ -12,7 +12,6 @@ use std::path::Path;
 /// Make `model` trainable as `cfg.method` asks (adapters seeded with `cfg.seed`).
 pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
     Ok(match cfg.method {
-        Method::Lora => Tuning::Adapters(model.attach_adapters(&cfg.lora, cfg.seed)?),
         Method::Full => Tuning::Full(model.make_trainable()?),
         Method::PromptTuning => Tuning::Prompt {
             prompt: model.attach_soft_prompt(
@@ -23,6 +22,8 @@ pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> 
             )?,
             init: cfg.prompt_init.clone(),
         },
+        // LoRA and paper A's methods (LoRA or LoRA-MoE, as `cfg.lora` says).
+        _ => Tuning::Adapters(model.attach_adapters(&cfg.lora, cfg.seed)?),
     })
 }
 

@@ -5,6 +5,7 @@
 use crate::error::Result;
 use candle_core::Tensor;
 use fairrec_lm::score::Scorer;
+use std::collections::BTreeMap;
 
 /// One encoded training example.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,22 @@ pub trait Objective {
     type Item;
     /// Mean loss over `items` (a scalar tensor) and the number of real tokens fed.
     fn loss(&self, items: &[&Self::Item]) -> Result<(Tensor, usize)>;
+
+    /// Called after every optimizer step: update state that moves per step (CL-MoE's
+    /// `tau`) and return what the step log should also show (loss parts, expert usage).
+    fn end_step(&self) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
+
+    /// State a checkpoint must carry for an exact resume.
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Restore what [`Objective::state`] returned.
+    fn restore(&self, _state: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Per-example negative log-likelihood of the answer token, `[B]`:
@@ -39,20 +56,26 @@ impl AnswerLoss<'_> {
     /// Per-example answer NLL `[B]` of a batch.
     pub fn per_example(&self, items: &[&Example]) -> Result<Tensor> {
         let ids: Vec<Vec<u32>> = items.iter().map(|e| e.ids.clone()).collect();
-        let (x, last) = self.scorer.batch(&ids)?;
-        let f = self.scorer.model.forward(&x, None)?;
+        let labels: Vec<bool> = items.iter().map(|e| e.label).collect();
+        Ok(self.forward(&ids, &labels, None)?.0)
+    }
+
+    /// One forward pass over encoded prompts: the per-prompt answer NLL `[B]`, the
+    /// forward pass (with block `capture_layer` kept) and each prompt's last position.
+    pub fn forward(
+        &self,
+        ids: &[Vec<u32>],
+        labels: &[bool],
+        capture_layer: Option<usize>,
+    ) -> Result<(Tensor, fairrec_lm::model::Forward, Vec<usize>)> {
+        let (x, last) = self.scorer.batch(ids)?;
+        let f = self.scorer.model.forward(&x, capture_layer)?;
         let logits = self.scorer.model.logits_at(&f.last, &last)?;
-        let targets: Vec<u32> = items
+        let targets: Vec<u32> = labels
             .iter()
-            .map(|e| {
-                if e.label {
-                    self.scorer.yes
-                } else {
-                    self.scorer.no
-                }
-            })
+            .map(|&l| if l { self.scorer.yes } else { self.scorer.no })
             .collect();
-        answer_nll(&logits, &targets)
+        Ok((answer_nll(&logits, &targets)?, f, last))
     }
 }
 

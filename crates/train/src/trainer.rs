@@ -30,6 +30,9 @@ pub struct StepLog {
     pub grad_norm: f64,
     pub tokens: usize,
     pub tokens_per_s: f64,
+    /// What the objective adds (loss parts, `tau`, expert usage).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, f64>,
 }
 
 /// A validation pass.
@@ -205,6 +208,7 @@ pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Sum
     let fingerprint = cfg.fingerprint();
     let mut s = if run.resume {
         let s = checkpoint::load(&ck_dir, &mut opt, &fingerprint)?;
+        run.objective.restore(&s.objective)?;
         truncate_log(&log, s.log_lines)?;
         evals = read_evals(&log)?;
         s
@@ -226,6 +230,7 @@ pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Sum
             log_lines: 0,
             tokens: 0,
             fingerprint,
+            objective: serde_json::Value::Null,
         }
     };
     let mut stopped_early = false;
@@ -290,6 +295,8 @@ pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Sum
             if !psum.is_finite() {
                 return Err(non_finite("parameter norm", psum, &s, run.dir));
             }
+            let extra = run.objective.end_step();
+            s.objective = run.objective.state();
             s.step += 1;
             s.step_in_epoch += 1;
             s.tokens += tokens as u64;
@@ -301,6 +308,7 @@ pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Sum
                 grad_norm: norm,
                 tokens,
                 tokens_per_s: tokens as f64 / t_step.elapsed().as_secs_f64().max(1e-9),
+                extra,
             };
             append_log(&log, &rec, &mut s.log_lines)?;
             on(Event::Step(&rec));

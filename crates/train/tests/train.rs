@@ -1,25 +1,18 @@
 //! The trainer on a tiny random model: learning, frozen base, determinism, gradient
 //! accumulation, the NaN guard, and the methods' gradients against finite differences.
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::Device;
 use fairrec_core::Rng;
-use fairrec_lm::random::random_model;
 use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
-use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
-use fairrec_lm::{Llama, LlamaConfig};
+use fairrec_lm::Llama;
 use fairrec_train::objective::{AnswerLoss, Example, Objective};
 use fairrec_train::trainer::{evaluate, predict, train, Run, Summary};
 use fairrec_train::{method, Method, TrainConfig, TrainError};
 use std::path::Path;
 
-fn tok() -> Tok {
-    Tok::bytes_only(&["<|eos|>"], None).unwrap()
-}
-
-fn model(tok: &Tok) -> Llama {
-    random_model(&LlamaConfig::tiny(tok.vocab_size()), 5, 0.2, &Device::Cpu).unwrap()
-}
+mod common;
+use common::{check_finite_differences, model, tok};
 
 /// Prompts of random letters ending in `a` (Yes) or `b` (No).
 fn examples(scorer: &Scorer, n: usize, seed: u64) -> Vec<Example> {
@@ -225,8 +218,7 @@ fn prompt_tuning_and_full_fine_tuning_learn() {
     }
 }
 
-/// Central finite differences of the answer loss against the analytic gradient, for a few
-/// entries of each trainable tensor.
+/// Central finite differences of the answer loss against the analytic gradient.
 fn check_gradients(m: &Method) {
     let tok = tok();
     let mut model = model(&tok);
@@ -247,54 +239,11 @@ fn check_gradients(m: &Method) {
     let xs = examples(&scorer, 3, 9);
     let items: Vec<&Example> = xs.iter().collect();
     let obj = AnswerLoss { scorer: &scorer };
-    let loss = |obj: &AnswerLoss| -> f64 {
-        obj.loss(&items)
-            .unwrap()
-            .0
-            .to_dtype(candle_core::DType::F64)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    };
-    let (l, _) = obj.loss(&items).unwrap();
-    let grads = l.backward().unwrap();
-    let vars = tuning.named_vars();
-    let picks: Vec<&(String, Var)> = vars.iter().step_by((vars.len() / 4).max(1)).collect();
-    for (name, v) in picks {
-        let g = grads
-            .get(v.as_tensor())
-            .unwrap_or_else(|| panic!("no gradient reached {name}"))
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let base = v
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        for idx in [0, base.len() / 2, base.len() - 1] {
-            let eps = 1e-2f32;
-            let set = |delta: f32| {
-                let mut w = base.clone();
-                w[idx] += delta;
-                v.set(&Tensor::from_vec(w, v.shape(), &Device::Cpu).unwrap())
-                    .unwrap();
-            };
-            set(eps);
-            let up = loss(&obj);
-            set(-eps);
-            let down = loss(&obj);
-            set(0.0);
-            let fd = (up - down) / (2.0 * eps as f64);
-            let an = g[idx] as f64;
-            assert!(
-                (fd - an).abs() < 2e-3 + 0.03 * an.abs().max(fd.abs()),
-                "{m:?} {name}[{idx}]: finite difference {fd} vs gradient {an}"
-            );
-        }
-    }
+    check_finite_differences(
+        &tuning.named_vars(),
+        &|| obj.loss(&items).unwrap().0,
+        &format!("{m:?}"),
+    );
 }
 
 #[test]

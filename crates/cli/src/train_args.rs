@@ -1,0 +1,244 @@
+//! `fairrec train`'s flags and how they resolve into a [`TrainConfig`]: every method starts
+//! from its own defaults (`Method::defaults`: paper A's settings for its methods) and the
+//! flags given override them.
+
+use crate::model_args::ModelArgs;
+use anyhow::{bail, Result};
+use clap::Args;
+use fairrec_data::augment::AuxValues;
+use fairrec_data::prompt::Template;
+use fairrec_lm::pool::Pooling;
+use fairrec_lm::prompt::PromptInit;
+use fairrec_train::curriculum::{Curriculum, TauSource};
+use fairrec_train::schedule::Decay;
+use fairrec_train::{Method, TrainConfig};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// lora, full, prompt-tuning, or paper A's ins-tuning, cf, diff, cf-diff, moe, cl-moe.
+    #[arg(long, default_value = "lora")]
+    pub method: Method,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A prepared dataset (`fairrec data prepare`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The run directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the run in --out from its last checkpoint (its own saved configuration is used).
+    #[arg(long)]
+    pub resume: bool,
+    /// Start over in --out, deleting its checkpoint and log.
+    #[arg(long)]
+    pub force: bool,
+    /// Sensitive attributes of the scenario, comma-separated [default: all the dataset's].
+    #[arg(long, value_delimiter = ',')]
+    pub attributes: Option<Vec<String>>,
+    /// Ablation -A: no age-only auxiliary samples (moe, cl-moe).
+    #[arg(long)]
+    pub no_aux_age: bool,
+    /// Ablation -G: no gender-only auxiliary samples (moe, cl-moe).
+    #[arg(long)]
+    pub no_aux_gender: bool,
+    /// Auxiliary samples for every value of the attribute (all) or only the user's (true).
+    #[arg(long, default_value = "all")]
+    pub aux_values: AuxValues,
+    /// Prompt template [default: ins-tuning for --method ins-tuning, else llm-rec for cl-moe data, sequential for mos].
+    #[arg(long)]
+    pub template: Option<Template>,
+    /// Train on the first N samples of the train split only.
+    #[arg(long)]
+    pub limit_train: Option<usize>,
+    /// Validate on the first N samples of the valid split only.
+    #[arg(long)]
+    pub limit_valid: Option<usize>,
+    /// Skip scoring the valid split before training.
+    #[arg(long)]
+    pub no_eval_before: bool,
+    /// Peak learning rate [default: 3e-4; paper A's methods: 3e-4 for one attribute, 5e-4 for several].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// [default: 1; paper A's methods: 5].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after N optimizer steps.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Samples per forward pass (with all their augmented copies).
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Forward passes per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Global gradient-norm clip (0: none).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Fraction of the steps spent in linear warmup.
+    #[arg(long, default_value_t = 0.05)]
+    pub warmup_ratio: f64,
+    /// Decay after warmup: constant, linear or cosine.
+    #[arg(long, default_value = "linear")]
+    pub schedule: Decay,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f64,
+    #[arg(long, default_value_t = 1e-8)]
+    pub adam_eps: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop when the valid AUC has not improved for N epochs.
+    #[arg(long)]
+    pub early_stopping: Option<usize>,
+    /// Checkpoint every N optimizer steps (and at every epoch end).
+    #[arg(long, default_value_t = 50)]
+    pub checkpoint_every: u64,
+    /// Do not score the valid split after each epoch.
+    #[arg(long)]
+    pub no_eval: bool,
+    /// LoRA rank [default: 8; paper A's methods: 16].
+    #[arg(long)]
+    pub lora_r: Option<usize>,
+    /// [default: 16; paper A's methods: 32].
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// [default: 0.05].
+    #[arg(long)]
+    pub lora_dropout: Option<f64>,
+    /// Target modules, comma-separated (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj) [default: q_proj,v_proj; moe and cl-moe: gate_proj,up_proj,down_proj].
+    #[arg(long, value_delimiter = ',')]
+    pub lora_targets: Option<Vec<String>>,
+    /// Scale LoRA by alpha / sqrt(r).
+    #[arg(long)]
+    pub rslora: bool,
+    /// LoRA experts per module [default: 1; moe and cl-moe: 3].
+    #[arg(long)]
+    pub experts: Option<usize>,
+    /// Keep only the k largest router weights per token (MoE).
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Weight of the router load-balance loss (MoE) [default: 0].
+    #[arg(long)]
+    pub balance_weight: Option<f64>,
+    /// Weight of L_diff [default: 1 for diff, cf-diff, moe, cl-moe; 0 turns it off].
+    #[arg(long)]
+    pub diff_weight: Option<f64>,
+    /// Block whose output L_diff compares (0-based) [default: the final hidden states].
+    #[arg(long)]
+    pub diff_layer: Option<usize>,
+    /// How L_diff pools a prompt's states: last (token) or mean.
+    #[arg(long, default_value = "last")]
+    pub diff_pooling: Pooling,
+    /// Also train the neutral copies on the answer loss.
+    #[arg(long)]
+    pub ntp_neutral: bool,
+    /// cl-moe without its curriculum (= moe).
+    #[arg(long)]
+    pub no_curriculum: bool,
+    /// SuperLoss lambda (Eq. 13) [default: 0.25].
+    #[arg(long)]
+    pub curriculum_lambda: Option<f64>,
+    /// Moving-average weight delta of tau (Eq. 19) [default: 0.8].
+    #[arg(long)]
+    pub curriculum_delta: Option<f64>,
+    /// What tau tracks: cl-moe (the step's CL-MoE loss, as Eq. 19 is printed) or raw (Eq. 7).
+    #[arg(long)]
+    pub tau_source: Option<TauSource>,
+    /// Virtual tokens of prompt tuning.
+    #[arg(long, default_value_t = 20)]
+    pub virtual_tokens: usize,
+    /// Prompt-tuning initialisation: text, sample-vocab or random.
+    #[arg(long, default_value = "text")]
+    pub prompt_init: String,
+    /// The text whose token embeddings start the prompt (--prompt-init text).
+    #[arg(
+        long,
+        default_value = "Predict whether the user will like the item. Answer Yes or No."
+    )]
+    pub prompt_init_text: String,
+}
+
+impl TrainArgs {
+    /// The configuration: the method's defaults for a scenario of `attributes`, then the
+    /// flags.
+    pub fn config(&self, attributes: usize) -> Result<TrainConfig> {
+        let d = self.method.defaults(attributes >= 2);
+        let prompt_init = match self.prompt_init.as_str() {
+            "text" => PromptInit::Text(self.prompt_init_text.clone()),
+            "sample-vocab" => PromptInit::SampleVocab,
+            "random" => PromptInit::Random,
+            o => bail!("--prompt-init `{o}`: expected text, sample-vocab or random"),
+        };
+        let mut objective = d.objective.clone();
+        objective.diff_weight = self.diff_weight.unwrap_or(objective.diff_weight);
+        objective.capture.layer = self.diff_layer;
+        objective.capture.pooling = self.diff_pooling;
+        objective.ntp_neutral = self.ntp_neutral;
+        objective.balance_weight = self.balance_weight.unwrap_or(objective.balance_weight);
+        if self.no_curriculum {
+            objective.curriculum = None;
+        }
+        if let Some(c) = &mut objective.curriculum {
+            *c = Curriculum {
+                lambda: self.curriculum_lambda.unwrap_or(c.lambda),
+                delta: self.curriculum_delta.unwrap_or(c.delta),
+                tau_source: self.tau_source.unwrap_or(c.tau_source),
+                ..*c
+            };
+        } else if self.curriculum_lambda.is_some()
+            || self.curriculum_delta.is_some()
+            || self.tau_source.is_some()
+        {
+            bail!("--curriculum-* and --tau-source need --method cl-moe");
+        }
+        let c = TrainConfig {
+            method: self.method,
+            lr: self.lr.unwrap_or(d.lr),
+            schedule: self.schedule,
+            warmup_ratio: self.warmup_ratio,
+            epochs: self.epochs.unwrap_or(d.epochs),
+            max_steps: self.max_steps,
+            batch_size: self.batch_size,
+            grad_accum: self.grad_accum,
+            max_grad_norm: self.max_grad_norm,
+            adamw: fairrec_train::optim::AdamWConfig {
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.adam_eps,
+                weight_decay: self.weight_decay,
+            },
+            seed: self.seed,
+            early_stopping: self.early_stopping,
+            checkpoint_every: self.checkpoint_every,
+            eval: !self.no_eval,
+            lora: fairrec_lm::adapter::AdapterConfig {
+                r: self.lora_r.unwrap_or(d.lora.r),
+                alpha: self.lora_alpha.unwrap_or(d.lora.alpha),
+                dropout: self.lora_dropout.unwrap_or(d.lora.dropout),
+                rslora: self.rslora,
+                targets: self.lora_targets.clone().unwrap_or(d.lora.targets),
+                experts: self.experts.unwrap_or(d.lora.experts),
+                top_k: self.top_k,
+            },
+            virtual_tokens: self.virtual_tokens,
+            prompt_init,
+            objective,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The attributes that get single-attribute auxiliary samples (before the method says
+    /// whether it uses any).
+    pub fn auxiliary(&self, scenario: &[String]) -> Vec<String> {
+        scenario
+            .iter()
+            .filter(|a| !(self.no_aux_age && *a == "age" || self.no_aux_gender && *a == "gender"))
+            .cloned()
+            .collect()
+    }
+}

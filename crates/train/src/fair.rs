@@ -1,0 +1,327 @@
+//! Paper A's training objective over a sample and its augmented copies (Sec. 4.1-4.2).
+//!
+//! A training item is a [`Group`]: the copies of one sample that state sensitive values
+//! (the original, its counterfactual copies, the single-attribute auxiliary copies) and,
+//! for the methods with `L_diff`, the neutral copy that states none. Every stated copy `i`
+//! of sample `j` gets the per-copy loss of Eq. 7,
+//!
+//! `L_i = NTP_i + w * || h_i - h_j^B ||_2`,
+//!
+//! with `NTP_i` the answer token's cross-entropy (`L_LLM`, Eq. 4), `h` the captured hidden
+//! state ([`Capture`]; default: final layer, last prompt token) and `w` the `L_diff`
+//! weight (Eq. 7 has 1). The batch loss is the mean of `L_i` over the stated copies, which
+//! is `L_LLM + w L_diff` with `L_diff` the mean distance of Eq. 6 (`1/(N |G|)` sum over
+//! samples and stated values). With the curriculum (CL-MoE) each `L_i` goes through
+//! SuperLoss first (Eq. 13-18, [`crate::curriculum`]) and `tau` moves after every step
+//! (Eq. 19). With LoRA-MoE adapters an optional load-balance loss (Switch Transformer:
+//! `E * sum_j f_j P_j`, `f_j` the share of tokens whose largest router weight is expert
+//! `j`, `P_j` the mean router weight; real tokens only, averaged over modules) is added,
+//! and the mean router weight of every expert is logged.
+//!
+//! The Euclidean distance is computed as `sqrt(|d|^2 + 1e-12)` so that its gradient stays
+//! finite when two states coincide.
+
+use crate::config::ObjectiveConfig;
+use crate::error::{Result, TrainError};
+use crate::objective::{AnswerLoss, Objective};
+use candle_core::{DType, Tensor, D};
+use fairrec_lm::tuning::AdapterSet;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// One copy of a sample: its prompt ids and what kind of copy it is (`original`,
+/// `counterfactual`, `aux-gender`, ... ; used for logs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Copy {
+    pub ids: Vec<u32>,
+    pub kind: String,
+}
+
+/// A sample with the copies a method trains on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// Copies that state sensitive values; each gets `L_LLM` (and `L_diff`).
+    pub stated: Vec<Copy>,
+    /// The neutral copy (no sensitive attribute): `L_diff`'s anchor `h^B`.
+    pub neutral: Option<Vec<u32>>,
+    pub label: bool,
+}
+
+/// Sums over a step's micro-batches (per copy), for the step log and Eq. 19.
+#[derive(Debug, Default)]
+struct Tally {
+    copies: f64,
+    ntp: f64,
+    diff: f64,
+    /// Eq. 7 per copy (before SuperLoss).
+    raw: f64,
+    /// Eq. 15 per copy.
+    cl_moe: f64,
+    sigma: BTreeMap<String, (f64, f64)>,
+    balance: (f64, f64),
+    usage: Vec<f64>,
+    usage_n: f64,
+}
+
+/// The objective of `ins-tuning`, `cf`, `diff`, `cf-diff`, `moe` and `cl-moe`.
+pub struct FairLoss<'a> {
+    pub answer: AnswerLoss<'a>,
+    pub cfg: ObjectiveConfig,
+    /// The attached adapters, when they have routers (usage logs and load balance).
+    routers: Option<&'a AdapterSet>,
+    tau: RefCell<f64>,
+    tally: RefCell<Tally>,
+}
+
+impl<'a> FairLoss<'a> {
+    /// `adapters`: the run's adapters, if any (their routers are recorded when they have
+    /// some).
+    pub fn new(
+        answer: AnswerLoss<'a>,
+        cfg: ObjectiveConfig,
+        adapters: Option<&'a AdapterSet>,
+    ) -> Self {
+        let routers = adapters.filter(|a| a.cfg.experts > 1);
+        if let Some(a) = routers {
+            a.record_routes(true);
+        }
+        let tau = cfg.curriculum.map_or(0.0, |c| c.tau0());
+        FairLoss {
+            answer,
+            cfg,
+            routers,
+            tau: RefCell::new(tau),
+            tally: RefCell::new(Tally::default()),
+        }
+    }
+
+    /// The current curriculum threshold `tau`.
+    pub fn tau(&self) -> f64 {
+        *self.tau.borrow()
+    }
+
+    /// Per-copy losses of Eq. 7 `[S]` (stated copies, then neutral ones when
+    /// `ntp_neutral`), their kinds, the NTP and distance parts, and the routers' weights
+    /// with each prompt's last position.
+    fn per_copy(&self, items: &[&Group]) -> Result<PerCopy> {
+        let mut ids = Vec::new();
+        let mut labels = Vec::new();
+        let mut kinds = Vec::new();
+        let mut anchor_of = Vec::new(); // row of the anchor for every stated row
+        let mut neutral_rows = Vec::new();
+        let diff = self.cfg.diff_weight > 0.0;
+        for g in items {
+            if g.stated.is_empty() {
+                return Err(TrainError::Config("a sample has no stated copy".into()));
+            }
+            for c in &g.stated {
+                ids.push(c.ids.clone());
+                labels.push(g.label);
+                kinds.push(c.kind.clone());
+            }
+            match &g.neutral {
+                Some(n) => {
+                    let row = ids.len();
+                    ids.push(n.clone());
+                    labels.push(g.label);
+                    anchor_of.extend(std::iter::repeat_n(row, g.stated.len()));
+                    neutral_rows.push(row);
+                }
+                None if diff => {
+                    return Err(TrainError::Config(
+                        "L_diff needs the neutral copy of every sample".into(),
+                    ))
+                }
+                None => {}
+            }
+        }
+        let capture = self.cfg.capture;
+        let (nll, f, last) =
+            self.answer
+                .forward(&ids, &labels, if diff { capture.layer } else { None })?;
+        let stated_rows: Vec<u32> = (0..ids.len() as u32)
+            .filter(|r| !neutral_rows.contains(&(*r as usize)))
+            .collect();
+        let dev = nll.device().clone();
+        let idx = |rows: &[u32]| Tensor::from_vec(rows.to_vec(), rows.len(), &dev);
+        let ntp = nll.index_select(&idx(&stated_rows)?, 0)?;
+        let dist = if diff {
+            let h = capture.pool(&f, &last)?;
+            let anchors: Vec<u32> = anchor_of.iter().map(|&r| r as u32).collect();
+            let d =
+                (h.index_select(&idx(&stated_rows)?, 0)? - h.index_select(&idx(&anchors)?, 0)?)?;
+            Some((d.sqr()?.sum(D::Minus1)? + 1e-12)?.sqrt()?)
+        } else {
+            None
+        };
+        let mut loss = match &dist {
+            Some(d) => (&ntp + (d * self.cfg.diff_weight)?)?,
+            None => ntp.clone(),
+        };
+        if self.cfg.ntp_neutral && !neutral_rows.is_empty() {
+            let rows: Vec<u32> = neutral_rows.iter().map(|&r| r as u32).collect();
+            loss = Tensor::cat(&[&loss, &nll.index_select(&idx(&rows)?, 0)?], 0)?;
+            kinds.extend(std::iter::repeat_n("neutral".to_string(), rows.len()));
+        }
+        let tokens = ids.iter().map(Vec::len).sum();
+        let routes = self.routers.map(|a| a.take_routes()).unwrap_or_default();
+        Ok(PerCopy {
+            loss,
+            kinds,
+            ntp,
+            dist,
+            routes,
+            last,
+            t_ids: ids.iter().map(Vec::len).max().unwrap_or(0),
+            tokens,
+        })
+    }
+}
+
+struct PerCopy {
+    loss: Tensor,
+    kinds: Vec<String>,
+    ntp: Tensor,
+    dist: Option<Tensor>,
+    routes: Vec<Tensor>,
+    last: Vec<usize>,
+    t_ids: usize,
+    tokens: usize,
+}
+
+fn mean_f64(t: &Tensor) -> Result<(f64, f64)> {
+    let v = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    Ok((v.iter().sum(), v.len() as f64))
+}
+
+/// Load-balance loss `E * sum_j f_j P_j` of router weights `w` `[B, T, E]` over the real
+/// positions (row `b` real at `t < T - t_ids + last[b] + 1`, so a soft-prompt prefix
+/// counts as real), and the mean weight `P_j` of each expert.
+pub fn balance_loss(w: &Tensor, last: &[usize], t_ids: usize) -> Result<(Tensor, Vec<f64>)> {
+    let (b, t, e) = w.dims3()?;
+    let offset = t.saturating_sub(t_ids);
+    let mask: Vec<f32> = (0..b)
+        .flat_map(|r| (0..t).map(move |j| f32::from(u8::from(j < offset + last[r] + 1))))
+        .collect();
+    let n: f32 = mask.iter().sum();
+    let mask = Tensor::from_vec(mask, (b, t, 1), w.device())?;
+    let p = (w.broadcast_mul(&mask)?.sum((0, 1))? / n as f64)?; // [E]
+    let top = w.argmax_keepdim(D::Minus1)?; // [B, T, 1]
+    let onehot = Tensor::arange(0u32, e as u32, w.device())?
+        .reshape((1, 1, e))?
+        .broadcast_eq(&top)?
+        .to_dtype(DType::F32)?;
+    let f = (onehot.broadcast_mul(&mask)?.sum((0, 1))? / n as f64)?.detach();
+    let loss = ((f * &p)?.sum_all()? * e as f64)?;
+    let usage = p
+        .detach()
+        .to_vec1::<f32>()?
+        .iter()
+        .map(|&x| x as f64)
+        .collect();
+    Ok((loss, usage))
+}
+
+impl Objective for FairLoss<'_> {
+    type Item = Group;
+
+    fn loss(&self, items: &[&Group]) -> Result<(Tensor, usize)> {
+        let pc = self.per_copy(items)?;
+        let mut tally = self.tally.borrow_mut();
+        let (raw_sum, n) = mean_f64(&pc.loss)?;
+        tally.copies += n;
+        tally.raw += raw_sum;
+        tally.ntp += mean_f64(&pc.ntp)?.0;
+        if let Some(d) = &pc.dist {
+            tally.diff += mean_f64(d)?.0;
+        }
+        let mut loss = match &self.cfg.curriculum {
+            Some(c) => {
+                let (sl, sigmas) = c.apply(&pc.loss, *self.tau.borrow())?;
+                tally.cl_moe += mean_f64(&sl)?.0;
+                for (k, s) in pc.kinds.iter().zip(sigmas) {
+                    let e = tally.sigma.entry(k.clone()).or_default();
+                    e.0 += s;
+                    e.1 += 1.0;
+                }
+                sl.mean_all()?
+            }
+            None => {
+                tally.cl_moe += raw_sum;
+                pc.loss.mean_all()?
+            }
+        };
+        if !pc.routes.is_empty() {
+            let mut bal: Option<Tensor> = None;
+            for w in &pc.routes {
+                let (l, usage) = balance_loss(w, &pc.last, pc.t_ids)?;
+                if tally.usage.len() < usage.len() {
+                    tally.usage.resize(usage.len(), 0.0);
+                }
+                for (a, u) in tally.usage.iter_mut().zip(usage) {
+                    *a += u;
+                }
+                tally.usage_n += 1.0;
+                bal = Some(match bal {
+                    None => l,
+                    Some(b) => (b + l)?,
+                });
+            }
+            let bal = (bal.expect("routes is not empty") / pc.routes.len() as f64)?;
+            tally.balance.0 += bal.to_scalar::<f32>()? as f64;
+            tally.balance.1 += 1.0;
+            if self.cfg.balance_weight > 0.0 {
+                loss = (loss + (bal * self.cfg.balance_weight)?)?;
+            }
+        }
+        Ok((loss, pc.tokens))
+    }
+
+    fn end_step(&self) -> BTreeMap<String, f64> {
+        let t = std::mem::take(&mut *self.tally.borrow_mut());
+        let mut out = BTreeMap::new();
+        if t.copies == 0.0 {
+            return out;
+        }
+        let n = t.copies;
+        out.insert("ntp".into(), t.ntp / n);
+        if self.cfg.diff_weight > 0.0 {
+            out.insert("diff".into(), t.diff / n);
+        }
+        if let Some(c) = &self.cfg.curriculum {
+            let tau = *self.tau.borrow();
+            out.insert("tau".into(), tau);
+            let next = c.next_tau(tau, t.cl_moe / n, t.raw / n);
+            *self.tau.borrow_mut() = next;
+            for (k, (s, m)) in &t.sigma {
+                out.insert(format!("sigma/{k}"), s / m);
+            }
+        }
+        if t.balance.1 > 0.0 {
+            out.insert("balance".into(), t.balance.0 / t.balance.1);
+            for (j, u) in t.usage.iter().enumerate() {
+                out.insert(format!("expert/{j}"), u / t.usage_n);
+            }
+        }
+        out
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({ "tau": *self.tau.borrow() })
+    }
+
+    fn restore(&self, state: &serde_json::Value) -> Result<()> {
+        if let Some(t) = state.get("tau").and_then(|v| v.as_f64()) {
+            *self.tau.borrow_mut() = t;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FairLoss<'_> {
+    fn drop(&mut self) {
+        if let Some(a) = self.routers {
+            a.record_routes(false);
+        }
+    }
+}

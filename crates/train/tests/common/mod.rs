@@ -1,0 +1,71 @@
+//! Helpers shared by the trainer's tests: a tiny model and a finite-difference check.
+#![allow(dead_code)]
+
+use candle_core::{Device, Tensor, Var};
+use fairrec_lm::random::random_model;
+use fairrec_lm::tokenizer::Tok;
+use fairrec_lm::{Llama, LlamaConfig};
+
+pub fn tok() -> Tok {
+    Tok::bytes_only(&["<|eos|>"], None).unwrap()
+}
+
+pub fn model(tok: &Tok) -> Llama {
+    random_model(&LlamaConfig::tiny(tok.vocab_size()), 5, 0.2, &Device::Cpu).unwrap()
+}
+
+pub fn scalar(t: &Tensor) -> f64 {
+    t.to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+/// Central finite differences of `loss` against its analytic gradient, for three entries
+/// of every fourth tensor of `vars` (every tensor must get a gradient).
+pub fn check_finite_differences(vars: &[(String, Var)], loss: &dyn Fn() -> Tensor, label: &str) {
+    let grads = loss().backward().unwrap();
+    for (name, _) in vars {
+        let v = &vars.iter().find(|(n, _)| n == name).unwrap().1;
+        assert!(
+            grads.get(v.as_tensor()).is_some(),
+            "{label}: no gradient reached {name}"
+        );
+    }
+    let picks: Vec<&(String, Var)> = vars.iter().step_by((vars.len() / 4).max(1)).collect();
+    for (name, v) in picks {
+        let g = grads
+            .get(v.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let base = v
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for idx in [0, base.len() / 2, base.len() - 1] {
+            let eps = 1e-2f32;
+            let set = |delta: f32| {
+                let mut w = base.clone();
+                w[idx] += delta;
+                v.set(&Tensor::from_vec(w, v.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+            };
+            set(eps);
+            let up = scalar(&loss());
+            set(-eps);
+            let down = scalar(&loss());
+            set(0.0);
+            let fd = (up - down) / (2.0 * eps as f64);
+            let an = g[idx] as f64;
+            assert!(
+                (fd - an).abs() < 2e-3 + 0.03 * an.abs().max(fd.abs()),
+                "{label} {name}[{idx}]: finite difference {fd} vs gradient {an}"
+            );
+        }
+    }
+}
