@@ -26,6 +26,9 @@ pub struct AuditArgs {
     /// Prompt template [default: llm-rec for cl-moe, sequential for mos].
     #[arg(long)]
     pub template: Option<Template>,
+    /// Sensitive attributes of the scenario, comma-separated [default: all the dataset's].
+    #[arg(long, value_delimiter = ',')]
+    pub attributes: Option<Vec<String>>,
     /// Split to score.
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -61,7 +64,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     if samples.is_empty() {
         bail!("split `{}` of {} has no samples", a.split, a.data.display());
     }
-    let scenario = manifest.attributes();
+    let scenario = crate::train_cmd::scenario(&manifest, a.attributes.as_deref(), &a.data)?;
     let template = a
         .template
         .unwrap_or(Template::default_for(manifest.protocol));
@@ -98,12 +101,9 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         variants.len(),
         a.model.model.display()
     );
-    let bar = indicatif::ProgressBar::new(jobs.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} prompts {msg} [{elapsed_precise} < {eta_precise}]",
-        )
-        .expect("valid template"),
+    let bar = crate::progress_bar(
+        jobs.len() as u64,
+        "{bar:40} {pos}/{len} prompts {msg} [{elapsed_precise} < {eta_precise}]",
     );
     let mut p_yes = vec![0.0; jobs.len()];
     let (mut done_tokens, t_score) = (0usize, std::time::Instant::now());
@@ -130,7 +130,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     write_atomic(&pred_path, &lines)?;
     let run = serde_json::json!({
         "command": "audit", "model": a.model.model, "adapter": a.adapter, "data": a.data, "data_hash": manifest.data_hash(), "split": a.split,
-        "limit": a.limit, "template": template.name(), "format": format, "answer_tokens": [loaded.tokenizer.decode(&[scorer.yes])?, loaded.tokenizer.decode(&[scorer.no])?],
+        "limit": a.limit, "attributes": scenario, "template": template.name(), "format": format, "answer_tokens": [loaded.tokenizer.decode(&[scorer.yes])?, loaded.tokenizer.decode(&[scorer.no])?],
         "variants": variants.iter().map(|v| v.to_string()).collect::<Vec<_>>(), "batch_size": a.batch_size, "seed": a.seed,
         "prompts": jobs.len(), "tokens": total_tokens, "scoring_seconds": t_score.elapsed().as_secs_f64(),
         "git_revision": crate::git_revision(),

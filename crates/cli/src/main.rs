@@ -8,6 +8,7 @@ macro_rules! say {
 mod audit_cmd;
 mod bench_cmd;
 mod data_cmd;
+mod experiment;
 mod metrics_cmd;
 mod model_args;
 mod model_cmd;
@@ -66,11 +67,41 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// The embedded default: synthetic stereotype world -> paper A protocol -> prompts.
     Quickstart(quickstart::QuickstartArgs),
+    /// A grid of datasets x models x methods x scenarios x seeds, one resumable cell at a
+    /// time, and its results table.
+    #[command(subcommand)]
+    Experiment(experiment::ExperimentCommand),
 }
 
-/// Write one line to stdout; a closed pipe ends the process with success.
+/// Where `say!` lines go instead of stdout (an experiment's cell log), if set.
+static SINK: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+
+/// Send `say!` lines to `file` (or back to stdout with `None`) and hide the commands'
+/// own progress bars while a file is set (an experiment draws one bar over its cells).
+pub fn redirect_output(file: Option<std::fs::File>) {
+    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = file;
+}
+
+/// A progress bar with `template`, hidden while output is redirected.
+pub fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
+    if SINK.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
+    bar
+}
+
+/// Write one line to stdout (or the redirected sink); a closed pipe ends the process with
+/// success.
 pub fn say_line(line: &str) {
     use std::io::Write;
+    if let Some(f) = SINK.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Err(e) = writeln!(f, "{line}") {
+            tracing::warn!("cannot write the cell log: {e}");
+        }
+        return;
+    }
     let mut out = std::io::stdout().lock();
     if let Err(e) = out
         .write_all(line.as_bytes())
@@ -115,7 +146,18 @@ fn run() -> Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    match cli.command {
+    execute(cli.command)
+}
+
+/// Run `argv` (`["fairrec", "train", ...]`) in this process (an experiment's cells).
+pub fn run_argv(argv: &[String]) -> Result<()> {
+    let cli = Cli::try_parse_from(argv)?;
+    execute(cli.command)
+}
+
+fn execute(command: Command) -> Result<()> {
+    match command {
+        Command::Experiment(c) => experiment::run(c),
         Command::Data(c) => data_cmd::run(c),
         Command::Audit(a) => audit_cmd::run(&a),
         Command::Metrics(a) => metrics_cmd::run(&a),

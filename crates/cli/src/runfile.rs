@@ -78,17 +78,30 @@ fn flags_from_file(file: &Path, sub: &clap::Command, cmd_name: &str) -> Result<V
     let table: toml::Table = text
         .parse()
         .with_context(|| format!("run file {} is not valid TOML", file.display()))?;
+    flags_from_table(
+        &table,
+        sub,
+        cmd_name,
+        &format!("run file {}", file.display()),
+    )
+}
+
+/// The long flags that `table`'s keys set on subcommand `sub` (named `cmd_name`); errors
+/// name `origin` and the key.
+pub fn flags_from_table(
+    table: &toml::Table,
+    sub: &clap::Command,
+    cmd_name: &str,
+    origin: &str,
+) -> Result<Vec<String>> {
     let mut flags = Vec::new();
-    for (key, value) in &table {
+    for (key, value) in table {
         let long = key.replace('_', "-");
         let Some(arg) = sub
             .get_arguments()
             .find(|a| a.get_long() == Some(long.as_str()))
         else {
-            bail!(
-                "run file {}: `{key}` is not an option of `{cmd_name}`",
-                file.display()
-            );
+            bail!("{origin}: `{key}` is not an option of `{cmd_name}`");
         };
         let takes_value = arg.get_action().takes_values();
         match value {
@@ -100,10 +113,7 @@ fn flags_from_file(file: &Path, sub: &clap::Command, cmd_name: &str) -> Result<V
             toml::Value::Array(items) => {
                 let parts: Option<Vec<String>> = items.iter().map(scalar).collect();
                 let Some(parts) = parts else {
-                    bail!(
-                        "run file {}: `{key}` must be a list of plain values",
-                        file.display()
-                    );
+                    bail!("{origin}: `{key}` must be a list of plain values");
                 };
                 flags.push(format!("--{long}"));
                 flags.push(parts.join(","));
@@ -113,10 +123,7 @@ fn flags_from_file(file: &Path, sub: &clap::Command, cmd_name: &str) -> Result<V
                     flags.push(format!("--{long}"));
                     flags.push(s);
                 }
-                None => bail!(
-                    "run file {}: `{key}` must be a plain value, not a table",
-                    file.display()
-                ),
+                None => bail!("{origin}: `{key}` must be a plain value, not a table"),
             },
         }
     }

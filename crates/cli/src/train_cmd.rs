@@ -115,24 +115,30 @@ fn encode_groups(
     Ok(out)
 }
 
-fn new_spec(a: &TrainArgs, manifest: &Manifest) -> Result<RunSpec> {
+/// The scenario's attributes: `--attributes` (checked against the dataset's, sorted) or
+/// all the dataset's.
+pub fn scenario(manifest: &Manifest, asked: Option<&[String]>, data: &Path) -> Result<Vec<String>> {
     let available = manifest.attributes();
-    let attributes = match &a.attributes {
+    Ok(match asked {
         Some(v) => {
             if let Some(bad) = v.iter().find(|x| !available.contains(x)) {
                 bail!(
                     "--attributes: `{bad}` is not an attribute of {} (it has {})",
-                    a.data.display(),
+                    data.display(),
                     available.join(", ")
                 );
             }
-            let mut v = v.clone();
+            let mut v = v.to_vec();
             v.sort();
             v.dedup();
             v
         }
         None => available,
-    };
+    })
+}
+
+fn new_spec(a: &TrainArgs, manifest: &Manifest) -> Result<RunSpec> {
+    let attributes = scenario(manifest, a.attributes.as_deref(), &a.data)?;
     let train = a.config(attributes.len())?;
     let copies = train.method.copies();
     let augment = train.method.is_paper_a().then(|| AugmentConfig {
@@ -340,12 +346,9 @@ fn fit<O: Objective>(c: &Ctx, objective: &O, train_set: &[O::Item], copies: usiz
 }
 
 fn run_loop<O: Objective>(c: &Ctx, objective: &O, train_set: &[O::Item]) -> Result<Summary> {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} steps {msg} [{elapsed_precise} < {eta_precise}]",
-        )
-        .expect("valid template"),
+    let bar = crate::progress_bar(
+        0,
+        "{bar:40} {pos}/{len} steps {msg} [{elapsed_precise} < {eta_precise}]",
     );
     let summary = train(
         Run {

@@ -13,4 +13,15 @@ mod rng;
 mod variant;
 
 pub use rng::Rng;
+
+/// 64-bit FNV-1a of `bytes`: a stable fingerprint (not a cryptographic hash) for
+/// configurations, identical on every machine and release.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
 pub use variant::{Variant, VariantError};

@@ -35,12 +35,7 @@ impl Rng {
     /// adding draws to one sub-task does not shift the stream of another.
     pub fn derive(seed: u64, stream: &str) -> Self {
         // FNV-1a of the stream name, mixed into the seed.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in stream.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        let mut sm = seed ^ h;
+        let mut sm = seed ^ crate::fnv1a64(stream.as_bytes());
         Rng::new(splitmix64(&mut sm))
     }
 

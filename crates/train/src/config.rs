@@ -289,11 +289,7 @@ impl TrainConfig {
     /// form, in hex); a checkpoint only resumes a run of the same fingerprint.
     pub fn fingerprint(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in json.bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        let h = fairrec_core::fnv1a64(json.as_bytes());
         format!("{h:016x}")
     }
 }

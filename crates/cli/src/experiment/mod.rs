@@ -1,0 +1,458 @@
+//! `fairrec experiment run FILE.toml`: a grid of datasets x models x methods x scenarios x
+//! seeds, run one cell at a time in this process, resumable; `fairrec experiment show DIR`
+//! re-renders the tables from the finished cells.
+//!
+//! A cell is identified by the hash of its resolved commands (train and audit flags, the
+//! data manifest's hash, the model). A finished cell (its `cell.json` carries that hash) is
+//! skipped on rerun; a cell whose training was killed continues from its checkpoint
+//! (`fairrec train --resume`, exact), and its audit is rerun. A cell whose configuration
+//! changed starts over. Prompting baselines are scored once (their scores do not depend on
+//! the seed). Cells that fail are reported and the others still run.
+
+mod spec;
+mod table;
+
+use crate::runfile::flags_from_table;
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, CommandFactory, Subcommand};
+use fairrec_data::pipeline::read_manifest;
+use fairrec_data::sample::write_atomic;
+use spec::{Kind, Spec};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand, Debug)]
+pub enum ExperimentCommand {
+    /// Run (or continue) the grid of an experiment file; writes results.{md,html,csv}.
+    Run(RunArgs),
+    /// Re-render the results tables of an experiment directory from its finished cells.
+    Show(ShowArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The experiment file (see `experiments/`).
+    pub file: PathBuf,
+    /// Output directory [default: runs/<name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run only these methods (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Option<Vec<String>>,
+    /// Run only these seeds (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Option<Vec<u64>>,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// An experiment directory.
+    pub dir: PathBuf,
+}
+
+/// What a finished cell records (`cell.json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CellResult {
+    pub hash: String,
+    pub dataset: String,
+    pub model: String,
+    pub scenario: String,
+    pub method: String,
+    /// `None` for prompting baselines (seed-independent).
+    pub seed: Option<u64>,
+    /// `f1`, `auc` of the original prompts; `gd/<attr>`, `rate/<attr>`, `rate_sq/<attr>`.
+    pub metrics: BTreeMap<String, f64>,
+    pub seconds: f64,
+}
+
+pub fn run(c: ExperimentCommand) -> Result<()> {
+    match c {
+        ExperimentCommand::Run(a) => run_grid(&a),
+        ExperimentCommand::Show(a) => {
+            let spec: Spec = serde_json::from_slice(
+                &std::fs::read(a.dir.join("experiment.json")).with_context(|| {
+                    format!("{} is not an experiment directory", a.dir.display())
+                })?,
+            )?;
+            let cells = table::read_cells(&a.dir)?;
+            table::write(&a.dir, &spec, &cells)
+        }
+    }
+}
+
+fn hash_hex(v: &serde_json::Value) -> String {
+    format!("{:016x}", fairrec_core::fnv1a64(v.to_string().as_bytes()))
+}
+
+/// `fairrec <cmd...>` flags from a TOML table.
+fn flags(cmd: &[&str], table: &toml::Table, origin: &str) -> Result<Vec<String>> {
+    let root = crate::Cli::command();
+    let mut sub = &root;
+    for c in cmd {
+        sub = sub.find_subcommand(c).context("known subcommand")?;
+    }
+    flags_from_table(table, sub, &cmd.join(" "), origin)
+}
+
+fn argv(parts: &[&str], extra: &[String]) -> Vec<String> {
+    std::iter::once("fairrec".to_string())
+        .chain(parts.iter().map(|s| s.to_string()))
+        .chain(extra.iter().cloned())
+        .collect()
+}
+
+/// Run `args` in-process with `say!` output appended to `log`.
+fn call(args: &[String], log: &Path) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    crate::redirect_output(Some(f));
+    crate::say_line(&format!("$ {}", args.join(" ")));
+    let r = crate::run_argv(args);
+    crate::redirect_output(None);
+    r.with_context(|| format!("`{}` failed (log: {})", args[1..].join(" "), log.display()))
+}
+
+/// Prepare (or reuse) a dataset; returns its prepared directory.
+fn dataset_dir(out: &Path, d: &spec::DatasetSpec) -> Result<PathBuf> {
+    if let Some(p) = &d.path {
+        return spec::path(p);
+    }
+    let key = serde_json::json!({"synth": d.synth, "prepare": d.prepare});
+    let dir = out
+        .join("data")
+        .join(format!("{}-{}", d.name, &hash_hex(&key)[..8]));
+    if dir.join("manifest.json").exists() {
+        return Ok(dir);
+    }
+    let origin = format!("dataset `{}`", d.name);
+    let log = out.join("data").join(format!("{}.log", d.name));
+    std::fs::create_dir_all(out.join("data"))?;
+    let mut prep = d.prepare.clone().unwrap_or_default();
+    if let Some(s) = &d.synth {
+        let raw = out
+            .join("raw")
+            .join(format!("{}-{}", d.name, &hash_hex(&key)[..8]));
+        let f = flags(&["data", "synth"], s, &origin)?;
+        call(
+            &argv(&["data", "synth", "--out", &raw.to_string_lossy()], &f),
+            &log,
+        )?;
+        prep.insert("raw".into(), raw.to_string_lossy().into_owned().into());
+    } else if let Some(toml::Value::String(r)) = prep.get("raw") {
+        let r = spec::expand(r)?;
+        prep.insert("raw".into(), r.into());
+    }
+    let f = flags(&["data", "prepare"], &prep, &origin)?;
+    let o = dir.to_string_lossy();
+    call(
+        &argv(&["data", "prepare", "--force", "--out", &o], &f),
+        &log,
+    )?;
+    Ok(dir)
+}
+
+/// The model of `m` for dataset `data`: its path, or the built-in model made for the
+/// dataset; then, if asked, fully fine-tuned on the dataset.
+fn model_path(out: &Path, m: &spec::ModelSpec, data: &Path, dname: &str) -> Result<PathBuf> {
+    let key = serde_json::json!({"m": m, "data": read_manifest(data)?.data_hash()});
+    let stem = out
+        .join("models")
+        .join(format!("{}-{dname}-{}", m.name, &hash_hex(&key)[..8]));
+    let log = stem.with_extension("log");
+    let origin = format!("model `{}`", m.name);
+    let d = data.to_string_lossy().into_owned();
+    std::fs::create_dir_all(out.join("models"))?;
+    let base = match (&m.path, &m.init) {
+        (Some(p), _) => spec::path(p)?,
+        (None, init) => {
+            let dir = stem.join("init");
+            if !dir.join("config.json").exists() {
+                let f = flags(&["model", "init"], init.as_ref().expect("checked"), &origin)?;
+                let o = dir.to_string_lossy();
+                call(
+                    &argv(&["model", "init", "--force", "--data", &d, "--out", &o], &f),
+                    &log,
+                )?;
+            }
+            dir
+        }
+    };
+    let Some(ft) = &m.finetune else {
+        return Ok(base);
+    };
+    let run = stem.join("finetune");
+    if !run.join("summary.json").exists() {
+        let mut f = flags(&["train"], ft, &format!("{origin} [finetune]"))?;
+        f.extend(flags(&["train"], &m.flags, &origin)?);
+        let ck = fairrec_train::trainer::checkpoint_dir(&run);
+        let mode = if ck.exists() { "--resume" } else { "--force" };
+        let (b, o) = (base.to_string_lossy(), run.to_string_lossy());
+        let args = [
+            "train", "--method", "full", "--model", &b, "--data", &d, "--out", &o, mode,
+        ];
+        call(&argv(&args, &f), &log)?;
+    }
+    let best = run.join("best");
+    Ok(if best.exists() {
+        best
+    } else {
+        run.join("adapter")
+    })
+}
+
+/// Check every flag table of `spec` before anything runs.
+fn check_flags(spec: &Spec) -> Result<()> {
+    let o = format!("experiment `{}`", spec.name);
+    flags(&["train"], &spec.train, &format!("{o} [train]"))?;
+    flags(&["audit"], &spec.audit, &format!("{o} [audit]"))?;
+    for (m, t) in &spec.method_train {
+        flags(&["train"], t, &format!("{o} [method_train.{m}]"))?;
+    }
+    for d in &spec.datasets {
+        let o = format!("{o} dataset `{}`", d.name);
+        if let Some(t) = &d.synth {
+            flags(&["data", "synth"], t, &o)?;
+        }
+        if let Some(t) = &d.prepare {
+            flags(&["data", "prepare"], t, &o)?;
+        }
+    }
+    for m in &spec.models {
+        let o = format!("{o} model `{}`", m.name);
+        flags(&["train"], &m.flags, &o)?;
+        if let Some(t) = &m.init {
+            flags(&["model", "init"], t, &o)?;
+        }
+        if let Some(t) = &m.finetune {
+            flags(&["train"], t, &o)?;
+        }
+    }
+    Ok(())
+}
+
+/// One cell of the grid.
+struct Cell<'a> {
+    dataset: &'a str,
+    data: &'a Path,
+    model: &'a spec::ModelSpec,
+    model_path: &'a Path,
+    scenario: &'a str,
+    method: &'a str,
+    seed: Option<u64>,
+}
+
+fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
+    let t0 = std::time::Instant::now();
+    let kind = Kind::parse(cell.method)?;
+    let origin = format!("experiment `{}`", spec.name);
+    let model_flags = flags(&["train"], &cell.model.flags, &origin)?;
+    let (data, model) = (
+        cell.data.to_string_lossy(),
+        cell.model_path.to_string_lossy(),
+    );
+    let common: Vec<String> = [
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--attributes",
+        cell.scenario,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(model_flags)
+    .collect();
+    let seed = cell.seed.unwrap_or(spec.seeds[0]).to_string();
+    let mut train_argv = None;
+    if let Kind::Train(m) = kind {
+        let mut f = common.clone();
+        f.extend([
+            "--method".into(),
+            m.name().into(),
+            "--seed".into(),
+            seed.clone(),
+        ]);
+        f.extend(flags(
+            &["train"],
+            &spec.train,
+            &format!("{origin} [train]"),
+        )?);
+        if let Some(t) = spec.method_train.get(cell.method) {
+            f.extend(flags(
+                &["train"],
+                t,
+                &format!("{origin} [method_train.{}]", cell.method),
+            )?);
+        }
+        train_argv = Some(f);
+    }
+    let mut audit = common.clone();
+    audit.extend([
+        "--template".into(),
+        kind.template().name().into(),
+        "--seed".into(),
+        seed,
+    ]);
+    audit.extend(flags(
+        &["audit"],
+        &spec.audit,
+        &format!("{origin} [audit]"),
+    )?);
+    let data_hash = read_manifest(cell.data)?.data_hash();
+    let model_id = std::fs::metadata(cell.model_path)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let hash = hash_hex(&serde_json::json!({
+        "train": train_argv, "audit": audit, "data": data_hash, "model": [model, model_id],
+    }));
+    let done = dir.join("cell.json");
+    if let Ok(bytes) = std::fs::read(&done) {
+        if let Ok(r) = serde_json::from_slice::<CellResult>(&bytes) {
+            if r.hash == hash {
+                return Ok(r);
+            }
+        }
+    }
+    let hash_file = dir.join("cell_hash");
+    if std::fs::read_to_string(&hash_file).ok().as_deref() != Some(hash.as_str()) && dir.exists() {
+        std::fs::remove_dir_all(dir)?; // a cell of another configuration: start over
+    }
+    std::fs::create_dir_all(dir)?;
+    write_atomic(&hash_file, hash.as_bytes())?;
+    let log = dir.join("log.txt");
+    let tdir = dir.join("train");
+    if let Some(f) = &train_argv {
+        if !tdir.join("summary.json").exists() {
+            let ck = fairrec_train::trainer::checkpoint_dir(&tdir);
+            let resume = ck.exists() || fairrec_core::fs::previous_dir(&ck).exists();
+            let t = tdir.to_string_lossy();
+            let mode = if resume { "--resume" } else { "--force" };
+            call(&argv(&["train", "--out", &t, mode], f), &log)?;
+        }
+        let best = tdir.join("best");
+        let trained = if best.exists() {
+            best
+        } else {
+            tdir.join("adapter")
+        };
+        let full = matches!(kind, Kind::Train(fairrec_train::Method::Full));
+        let flag = if full { "--model" } else { "--adapter" };
+        audit.extend([flag.into(), trained.to_string_lossy().into_owned()]);
+    }
+    let adir = dir.join("audit");
+    call(
+        &argv(&["audit", "--out", &adir.to_string_lossy()], &audit),
+        &log,
+    )?;
+    let r = CellResult {
+        hash,
+        dataset: cell.dataset.into(),
+        model: cell.model.name.clone(),
+        scenario: cell.scenario.into(),
+        method: cell.method.into(),
+        seed: cell.seed,
+        metrics: table::cell_metrics(&adir.join("metrics.json"))?,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    write_atomic(&done, (serde_json::to_string_pretty(&r)? + "\n").as_bytes())?;
+    Ok(r)
+}
+
+fn run_grid(a: &RunArgs) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let mut spec = Spec::read(&a.file)?;
+    if let Some(m) = &a.methods {
+        for x in m {
+            Kind::parse(x)?;
+        }
+        spec.methods = m.clone();
+    }
+    if let Some(s) = &a.seeds {
+        spec.seeds = s.clone();
+    }
+    check_flags(&spec)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&spec.name));
+    std::fs::create_dir_all(&out)?;
+    write_atomic(
+        &out.join("experiment.json"),
+        (serde_json::to_string_pretty(&spec)? + "\n").as_bytes(),
+    )?;
+    let mut datasets = Vec::new();
+    for d in &spec.datasets {
+        let dir = dataset_dir(&out, d)?;
+        let mut models = Vec::new();
+        for m in &spec.models {
+            models.push((m, model_path(&out, m, &dir, &d.name)?));
+        }
+        datasets.push((d.name.as_str(), dir, models));
+    }
+    let mut cells = Vec::new();
+    for (dname, dir, models) in &datasets {
+        for (m, mpath) in models {
+            for sc in &spec.scenarios {
+                for method in &spec.methods {
+                    let seeds: Vec<Option<u64>> = match Kind::parse(method)? {
+                        Kind::Prompt(_) => vec![None],
+                        Kind::Train(_) => spec.seeds.iter().map(|s| Some(*s)).collect(),
+                    };
+                    for seed in seeds {
+                        cells.push(Cell {
+                            dataset: dname,
+                            data: dir,
+                            model: m,
+                            model_path: mpath,
+                            scenario: sc,
+                            method,
+                            seed,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let bar = crate::progress_bar(
+        cells.len() as u64,
+        "{bar:40} {pos}/{len} cells {msg} [{elapsed_precise} < {eta_precise}]",
+    );
+    let (mut results, mut failed) = (Vec::new(), Vec::new());
+    for c in &cells {
+        let name = format!(
+            "{}/{}/{}/{}/{}",
+            c.dataset,
+            c.model.name,
+            c.scenario.replace(',', "+"),
+            c.method,
+            c.seed.map_or("prompt".into(), |s| format!("seed-{s}"))
+        );
+        bar.set_message(name.clone());
+        match run_cell(&spec, c, &out.join("cells").join(&name)) {
+            Ok(r) => {
+                bar.println(format!("done   {name} ({:.0}s)", r.seconds));
+                results.push(r);
+            }
+            Err(e) => {
+                bar.println(format!("FAILED {name}: {e:#}"));
+                failed.push(name);
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    table::write(&out, &spec, &results)?;
+    say!(
+        "{} cells in {:.0}s; results in {}",
+        cells.len(),
+        t0.elapsed().as_secs_f64(),
+        out.join("results.md").display()
+    );
+    if !failed.is_empty() {
+        bail!("{} cell(s) failed: {}", failed.len(), failed.join(", "));
+    }
+    Ok(())
+}

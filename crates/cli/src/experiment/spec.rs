@@ -1,0 +1,196 @@
+//! Experiment files (`experiments/*.toml`): the grid and the flags of its cells.
+//!
+//! ```toml
+//! name = "paper-a-table2-ml100k"
+//! methods = ["llm-rec", "cot", "ins-tuning", "cf-diff", "cl-moe"]  # templates or train methods
+//! scenarios = ["age,gender"]                                  # "gender", "age", "age,gender"
+//! seeds = [0, 1, 2]
+//!
+//! [[datasets]]
+//! name = "ml-100k"
+//! prepare = { dataset = "ml-100k", raw = "${FAIRREC_DATA:-../shared/data}/ml-100k", protocol = "cl-moe" }
+//! # or: path = "a/prepared/dir"; or synth = { users = 600 } plus prepare = {...} without raw
+//!
+//! [[models]]
+//! name = "smollm2"
+//! path = "${FAIRREC_MODELS:-../shared/models}/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+//! # or: init = { hidden = 128 } (the built-in model, its tokenizer trained per dataset)
+//! # finetune = { epochs = 3 }        # optional: full fine-tune per dataset first
+//! flags = { no_chat = false }          # model flags of train and audit
+//!
+//! [train]                              # flags of every `fairrec train` cell
+//! limit_train = 200
+//! [method_train.cl-moe]                # flags of one method's cells
+//! balance_weight = 0.01
+//! [audit]                              # flags of every `fairrec audit`
+//! bootstrap = 200
+//! [paper.ml-100k."age,gender".cl-moe]  # published figures shown beside ours
+//! f1 = 77.07
+//! ```
+//!
+//! Keys of the flag tables are the commands' long flags (as in `--config` run files).
+//! Paths expand `${VAR}` and `${VAR:-default}` and are relative to the working directory.
+
+use anyhow::{bail, Context as _, Result};
+use fairrec_data::prompt::Template;
+use fairrec_train::Method;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub datasets: Vec<DatasetSpec>,
+    pub models: Vec<ModelSpec>,
+    pub methods: Vec<String>,
+    pub scenarios: Vec<String>,
+    pub seeds: Vec<u64>,
+    #[serde(default)]
+    pub train: toml::Table,
+    #[serde(default)]
+    pub method_train: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    pub audit: toml::Table,
+    /// dataset -> scenario -> method -> metric (`f1`, `gd`, `rate` as the paper prints
+    /// them: F1 in %, GD and Rate as fractions) -> value.
+    #[serde(default)]
+    pub paper: BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>>,
+    /// Where the published figures come from (shown under the table).
+    #[serde(default)]
+    pub paper_source: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    pub name: String,
+    /// An already prepared dataset.
+    pub path: Option<String>,
+    /// `fairrec data synth` flags: make a synthetic world first (the raw input of `prepare`).
+    pub synth: Option<toml::Table>,
+    /// `fairrec data prepare` flags.
+    pub prepare: Option<toml::Table>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub name: String,
+    /// A GGUF file or HF directory.
+    pub path: Option<String>,
+    /// `fairrec model init` flags: the built-in model, made for each dataset.
+    pub init: Option<toml::Table>,
+    /// `fairrec train --method full` flags: first fine-tune the model on each dataset's
+    /// train split (original prompts) and use the result as the model of the cells (how
+    /// the built-in model becomes a recommender before the fairness methods run).
+    pub finetune: Option<toml::Table>,
+    /// Model flags given to train and audit (`no_chat`, `answer_space`).
+    #[serde(default)]
+    pub flags: toml::Table,
+}
+
+/// What a method name in an experiment means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A prompting baseline: audit only, with this template.
+    Prompt(Template),
+    /// Train with this method, then audit.
+    Train(Method),
+}
+
+impl Kind {
+    pub fn parse(name: &str) -> Result<Kind> {
+        if let Ok(m) = name.parse::<Method>() {
+            return Ok(Kind::Train(m));
+        }
+        match name.parse::<Template>() {
+            Ok(t) if t != Template::Sequential => Ok(Kind::Prompt(t)),
+            _ => bail!(
+                "method `{name}`: expected a training method ({}) or a prompting baseline (llm-rec, cot, prompt-eng-1, prompt-eng-2, prompt-eng-3)",
+                Method::ALL.map(|m| m.name()).join(", ")
+            ),
+        }
+    }
+
+    /// The template the method is audited with.
+    pub fn template(self) -> Template {
+        match self {
+            Kind::Prompt(t) => t,
+            Kind::Train(Method::InsTuning) => Template::InsTuning,
+            Kind::Train(_) => Template::LlmRec,
+        }
+    }
+}
+
+impl Spec {
+    pub fn read(path: &Path) -> Result<Spec> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read experiment file {}", path.display()))?;
+        let spec: Spec =
+            toml::from_str(&text).with_context(|| format!("experiment file {}", path.display()))?;
+        spec.check()
+            .with_context(|| format!("experiment file {}", path.display()))?;
+        Ok(spec)
+    }
+
+    fn check(&self) -> Result<()> {
+        for m in &self.methods {
+            Kind::parse(m)?;
+        }
+        for k in self.method_train.keys() {
+            if !self.methods.contains(k) {
+                bail!("[method_train.{k}]: `{k}` is not in `methods`");
+            }
+        }
+        if self.datasets.is_empty() || self.models.is_empty() || self.methods.is_empty() {
+            bail!("datasets, models and methods must not be empty");
+        }
+        if self.seeds.is_empty() || self.scenarios.is_empty() {
+            bail!("seeds and scenarios must not be empty");
+        }
+        for d in &self.datasets {
+            if d.path.is_some() == d.prepare.is_some() {
+                bail!("dataset `{}`: give either `path` or `prepare`", d.name);
+            }
+        }
+        for m in &self.models {
+            if m.path.is_some() == m.init.is_some() {
+                bail!("model `{}`: give either `path` or `init`", m.name);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Expand `${VAR}` and `${VAR:-default}` in `s`.
+pub fn expand(s: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let Some(j) = rest[i..].find('}') else {
+            bail!("`{s}`: unclosed ${{");
+        };
+        let inner = &rest[i + 2..i + j];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        match (std::env::var(name).ok().filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => bail!("`{s}`: environment variable {name} is not set"),
+        }
+        rest = &rest[i + j + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `expand` into a path.
+pub fn path(s: &str) -> Result<PathBuf> {
+    Ok(PathBuf::from(expand(s)?))
+}

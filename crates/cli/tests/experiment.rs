@@ -1,0 +1,270 @@
+//! `fairrec experiment run/show` on a tiny synthetic grid: every method of paper A's
+//! Table 2, the table over seeds, skipping finished cells, a SIGKILLed run continued to
+//! the same table; and paper A's train flags through the CLI.
+
+mod common;
+
+use common::{fails, fairrec, ok, p, small_dataset, tiny_hf_model};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const GRID: &str = r#"
+name = "tiny"
+methods = ["llm-rec", "cot", "prompt-eng-1", "prompt-eng-2", "prompt-eng-3", "ins-tuning", "cf", "diff", "cf-diff", "moe", "cl-moe"]
+scenarios = ["age,gender"]
+seeds = [0, 1]
+
+[[datasets]]
+name = "synthetic"
+synth = { users = 60, items = 30 }
+prepare = { dataset = "ml-100k", protocol = "cl-moe", max_liked = 2, max_disliked = 2 }
+
+[[models]]
+name = "builtin"
+init = { hidden = 32, layers = 1, vocab_size = 400 }
+finetune = { epochs = 1, lr = 1e-3, batch_size = 8, no_eval_before = true }
+
+[train]
+max_steps = 2
+batch_size = 2
+limit_train = 4
+limit_valid = 6
+no_eval_before = true
+
+[audit]
+limit = 8
+bootstrap = 10
+
+[paper.synthetic."age,gender".cl-moe]
+f1 = 77.07
+gd = 0.03
+rate = 0.00433
+"#;
+
+fn cells(dir: &Path) -> usize {
+    fn walk(p: &Path) -> usize {
+        std::fs::read_dir(p).map_or(0, |r| {
+            r.map(|e| e.unwrap().path())
+                .map(|p| {
+                    if p.is_dir() {
+                        walk(&p)
+                    } else {
+                        usize::from(p.ends_with("cell.json"))
+                    }
+                })
+                .sum()
+        })
+    }
+    walk(&dir.join("cells"))
+}
+
+#[test]
+fn table_2_grid_runs_skips_finished_cells_and_a_killed_run_gives_the_same_table() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("grid.toml");
+    std::fs::write(&file, GRID).unwrap();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let out = ok(&["experiment", "run", p(&file), "--out", p(&a)]);
+    assert!(out.contains("17 cells"), "{out}");
+    assert_eq!(cells(&a), 17, "5 prompting cells + 6 methods x 2 seeds");
+    let md = std::fs::read_to_string(a.join("results.md")).unwrap();
+    for m in [
+        "| llm-rec | 1 |",
+        "| cot | 1 |",
+        "| prompt-eng-3 | 1 |",
+        "| ins-tuning | 2 |",
+        "| cf-diff | 2 |",
+        "| cl-moe | 2 |",
+    ] {
+        assert!(md.contains(m), "{m} missing in\n{md}");
+    }
+    assert!(
+        md.contains("GD ×10⁻² (age,gender)") && md.contains("paper F1 %") && md.contains("77.07")
+    );
+    let html = std::fs::read_to_string(a.join("results.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("cl-moe"));
+    let csv = std::fs::read_to_string(a.join("results.csv")).unwrap();
+    assert!(csv
+        .lines()
+        .any(|l| l.starts_with("synthetic,builtin,\"age,gender\",cl-moe,gd/age,2,")));
+    // the ins-tuning cell trained and audited with its own template
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            a.join("cells/synthetic/builtin/age+gender/ins-tuning/seed-0/audit/run.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(run["template"], "ins-tuning");
+    // a rerun skips every finished cell and writes the same table
+    let t0 = Instant::now();
+    ok(&["experiment", "run", p(&file), "--out", p(&a)]);
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "rerun took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(std::fs::read_to_string(a.join("results.md")).unwrap(), md);
+    // show re-renders the same table
+    std::fs::remove_file(a.join("results.md")).unwrap();
+    ok(&["experiment", "show", p(&a)]);
+    assert_eq!(std::fs::read_to_string(a.join("results.md")).unwrap(), md);
+    // kill a run part-way (SIGKILL), continue it: the same table
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fairrec"))
+        .args(["experiment", "run", p(&file), "--out", p(&b)])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while cells(&b) < 8 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(600));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(cells(&b) < 17);
+    ok(&["experiment", "run", p(&file), "--out", p(&b)]);
+    assert_eq!(std::fs::read_to_string(b.join("results.md")).unwrap(), md);
+}
+
+#[test]
+fn experiment_files_are_checked() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("bad.toml");
+    std::fs::write(&file, GRID.replace("\"cot\"", "\"cott\"")).unwrap();
+    let e = fails(&[
+        "experiment",
+        "run",
+        p(&file),
+        "--out",
+        p(&t.path().join("o")),
+    ]);
+    assert!(e.contains("method `cott`"), "{e}");
+    std::fs::write(&file, GRID.replace("max_steps = 2", "max_stepz = 2")).unwrap();
+    let e = fails(&[
+        "experiment",
+        "run",
+        p(&file),
+        "--out",
+        p(&t.path().join("o")),
+    ]);
+    assert!(e.contains("`max_stepz` is not an option of `train`"), "{e}");
+}
+
+#[test]
+fn paper_a_methods_through_train_flags() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_dataset(t.path(), "40");
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let run = |out: &str, extra: &[&str]| {
+        let o = t.path().join(out);
+        let mut args = vec![
+            "train",
+            "--model",
+            p(&model),
+            "--data",
+            p(&data),
+            "--out",
+            p(&o),
+        ];
+        args.extend([
+            "--max-steps",
+            "2",
+            "--limit-train",
+            "4",
+            "--limit-valid",
+            "4",
+            "--no-eval-before",
+        ]);
+        args.extend(extra);
+        (ok(&args), o)
+    };
+    // CL-MoE, multi-attribute: 1 original + 5 counterfactual + 2 + 3 auxiliary per sample
+    let (s, o) = run("clmoe", &["--method", "cl-moe"]);
+    assert!(s.contains("4 train samples (44 prompts)"), "{s}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(o.join("train_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["train"]["lr"], 5e-4);
+    assert_eq!(cfg["train"]["epochs"], 5);
+    assert_eq!(cfg["train"]["lora"]["experts"], 3);
+    assert_eq!(cfg["train"]["lora"]["r"], 16);
+    assert_eq!(cfg["train"]["objective"]["curriculum"]["lambda"], 0.25);
+    let log = std::fs::read_to_string(o.join("train_log.jsonl")).unwrap();
+    assert!(
+        log.contains("\"tau\"")
+            && log.contains("\"expert/2\"")
+            && log.contains("\"sigma/aux-age\"")
+    );
+    // -GA: no auxiliary samples; single attribute: lr 3e-4, one counterfactual, no auxiliaries
+    let (s, _) = run(
+        "ga",
+        &["--method", "cl-moe", "--no-aux-age", "--no-aux-gender"],
+    );
+    assert!(s.contains("(24 prompts)"), "{s}");
+    let (s, o) = run("single", &["--method", "cf-diff", "--attributes", "gender"]);
+    assert!(s.contains("(8 prompts)"), "{s}");
+    let cfg = std::fs::read_to_string(o.join("train_config.json")).unwrap();
+    assert!(cfg.contains("\"lr\": 0.0003"), "{cfg}");
+    // the adapter audits in the single-attribute scenario
+    let a = t.path().join("audit");
+    ok(&[
+        "audit",
+        "--model",
+        p(&model),
+        "--adapter",
+        p(&o.join("adapter")),
+        "--data",
+        p(&data),
+        "--attributes",
+        "gender",
+        "--limit",
+        "4",
+        "--bootstrap",
+        "5",
+        "--out",
+        p(&a),
+    ]);
+    let m = std::fs::read_to_string(a.join("metrics.json")).unwrap();
+    assert!(m.contains("\"gender\"") && !m.contains("\"age,gender\""));
+    // wrong combinations are refused
+    let e = fairrec(&[
+        "train",
+        "--method",
+        "cf",
+        "--diff-weight",
+        "1",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--out",
+        p(&t.path().join("x")),
+    ]);
+    assert!(
+        !e.status.success()
+            && String::from_utf8_lossy(&e.stderr).contains("L_diff needs the neutral copies")
+    );
+    let e = fails(&[
+        "train",
+        "--method",
+        "cf",
+        "--attributes",
+        "race",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--out",
+        p(&t.path().join("y")),
+    ]);
+    assert!(e.contains("`race` is not an attribute"), "{e}");
+}
