@@ -57,11 +57,14 @@ pub struct Spec {
     /// dataset -> scenario -> method -> metric (`f1`, `gd`, `rate` as the paper prints
     /// them: F1 in %, GD and Rate as fractions) -> value.
     #[serde(default)]
-    pub paper: BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>>,
+    pub paper: BTreeMap<String, BTreeMap<String, PaperRows>>,
     /// Where the published figures come from (shown under the table).
     #[serde(default)]
     pub paper_source: String,
 }
+
+/// Published figures of one table section: method -> metric -> value.
+pub type PaperRows = BTreeMap<String, BTreeMap<String, f64>>;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
