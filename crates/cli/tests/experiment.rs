@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::{fails, fairrec, ok, p, small_dataset, tiny_hf_model};
+use common::{fails, fairrec, ok, p, small_dataset, spawn, tiny_hf_model};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const GRID: &str = r#"
@@ -111,13 +110,7 @@ fn table_2_grid_runs_skips_finished_cells_and_a_killed_run_gives_the_same_table(
     ok(&["experiment", "show", p(&a)]);
     assert_eq!(std::fs::read_to_string(a.join("results.md")).unwrap(), md);
     // kill a run part-way (SIGKILL), continue it: the same table
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fairrec"))
-        .args(["experiment", "run", p(&file), "--out", p(&b)])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&["experiment", "run", p(&file), "--out", p(&b)]);
     let t0 = Instant::now();
     while cells(&b) < 8 {
         assert!(

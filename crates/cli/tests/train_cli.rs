@@ -4,7 +4,6 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn train_args<'a>(
@@ -165,13 +164,7 @@ fn a_run_killed_with_sigkill_and_resumed_ends_with_the_same_adapter() {
     ok(&train_args(&model, &data, &a, &extra));
     let total = log_steps(&a.join("train_log.jsonl"));
     assert!(total > 40, "need a long enough run to kill: {total} steps");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fairrec"))
-        .args(train_args(&model, &data, &b, &extra))
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&train_args(&model, &data, &b, &extra));
     let t0 = Instant::now();
     while log_steps(&b.join("train_log.jsonl")) < total / 3 {
         assert!(

@@ -5,7 +5,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, D};
-use common::{check_finite_differences, model, scalar, tok};
+use common::{check_finite_differences, model, scalar, tok, toy_prompt};
 use fairrec_core::Rng;
 use fairrec_lm::adapter::{Adapter, AdapterConfig};
 use fairrec_lm::pool::{Capture, Pooling};
@@ -23,12 +23,7 @@ fn groups(scorer: &Scorer, n: usize, seed: u64) -> Vec<Group> {
     let mut rng = Rng::new(seed);
     (0..n)
         .map(|_| {
-            let len = 3 + rng.below(5) as usize;
-            let mut s: String = (0..len)
-                .map(|_| (b'c' + rng.below(20) as u8) as char)
-                .collect();
-            let label = rng.below(2) == 0;
-            s.push(if label { 'a' } else { 'b' });
+            let (s, label) = toy_prompt(&mut rng, 5);
             let enc = |t: &str| scorer.encode(&[t.to_string()]).unwrap().remove(0);
             let stated = [("original", "m"), ("counterfactual", "f"), ("aux-age", "y")]
                 .iter()

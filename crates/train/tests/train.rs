@@ -12,22 +12,12 @@ use fairrec_train::{method, Method, TrainConfig, TrainError};
 use std::path::Path;
 
 mod common;
-use common::{check_finite_differences, model, tok};
+use common::{check_finite_differences, model, tok, toy_prompt};
 
 /// Prompts of random letters ending in `a` (Yes) or `b` (No).
 fn examples(scorer: &Scorer, n: usize, seed: u64) -> Vec<Example> {
     let mut rng = Rng::new(seed);
-    let prompts: Vec<(String, bool)> = (0..n)
-        .map(|_| {
-            let len = 3 + rng.below(6) as usize;
-            let mut s: String = (0..len)
-                .map(|_| (b'c' + rng.below(20) as u8) as char)
-                .collect();
-            let label = rng.below(2) == 0;
-            s.push(if label { 'a' } else { 'b' });
-            (s, label)
-        })
-        .collect();
+    let prompts: Vec<(String, bool)> = (0..n).map(|_| toy_prompt(&mut rng, 6)).collect();
     let ids = scorer
         .encode(&prompts.iter().map(|p| p.0.clone()).collect::<Vec<_>>())
         .unwrap();

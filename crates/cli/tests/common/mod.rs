@@ -12,6 +12,17 @@ pub fn fairrec(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Start `fairrec args` in the background, output discarded (to be killed).
+pub fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_fairrec"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 pub fn ok(args: &[&str]) -> String {
     let o = fairrec(args);
     assert!(

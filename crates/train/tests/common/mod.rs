@@ -14,6 +14,18 @@ pub fn model(tok: &Tok) -> Llama {
     random_model(&LlamaConfig::tiny(tok.vocab_size()), 5, 0.2, &Device::Cpu).unwrap()
 }
 
+/// A toy prompt: random letters ending in `a` (label Yes) or `b` (No), of
+/// `3..3 + spread` letters before the answer letter.
+pub fn toy_prompt(rng: &mut fairrec_core::Rng, spread: u64) -> (String, bool) {
+    let len = 3 + rng.below(spread) as usize;
+    let mut s: String = (0..len)
+        .map(|_| (b'c' + rng.below(20) as u8) as char)
+        .collect();
+    let label = rng.below(2) == 0;
+    s.push(if label { 'a' } else { 'b' });
+    (s, label)
+}
+
 pub fn scalar(t: &Tensor) -> f64 {
     t.to_dtype(candle_core::DType::F64)
         .unwrap()
