@@ -260,7 +260,10 @@ pub fn run(a: &TrainArgs) -> Result<()> {
                 _ => None,
             };
             let objective = FairLoss::new(answer, cfg.objective.clone(), adapters);
-            let copies = groups.iter().map(|g| g.stated.len()).sum::<usize>();
+            let copies = groups
+                .iter()
+                .map(|g| g.stated.len() + usize::from(g.neutral.is_some()))
+                .sum::<usize>();
             fit(&ctx, &objective, &groups, copies)
         }
         None => {

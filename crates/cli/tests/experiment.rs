@@ -180,9 +180,9 @@ fn paper_a_methods_through_train_flags() {
         args.extend(extra);
         (ok(&args), o)
     };
-    // CL-MoE, multi-attribute: 1 original + 5 counterfactual + 2 + 3 auxiliary per sample
+    // CL-MoE, multi-attribute: 1 original + 5 counterfactual + 2 + 3 auxiliary + 1 neutral
     let (s, o) = run("clmoe", &["--method", "cl-moe"]);
-    assert!(s.contains("4 train samples (44 prompts)"), "{s}");
+    assert!(s.contains("4 train samples (48 prompts)"), "{s}");
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(o.join("train_config.json")).unwrap())
             .unwrap();
@@ -202,9 +202,9 @@ fn paper_a_methods_through_train_flags() {
         "ga",
         &["--method", "cl-moe", "--no-aux-age", "--no-aux-gender"],
     );
-    assert!(s.contains("(24 prompts)"), "{s}");
+    assert!(s.contains("(28 prompts)"), "{s}");
     let (s, o) = run("single", &["--method", "cf-diff", "--attributes", "gender"]);
-    assert!(s.contains("(8 prompts)"), "{s}");
+    assert!(s.contains("(12 prompts)"), "{s}");
     let cfg = std::fs::read_to_string(o.join("train_config.json")).unwrap();
     assert!(cfg.contains("\"lr\": 0.0003"), "{cfg}");
     // the adapter audits in the single-attribute scenario
