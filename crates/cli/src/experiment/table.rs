@@ -142,6 +142,7 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
         }
         let mut rows = Vec::new();
         let mut bars = Vec::new();
+        let mut no_yes: Vec<String> = Vec::new();
         for method in &spec.methods {
             let mine: Vec<&CellResult> = cells
                 .iter()
@@ -160,6 +161,9 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
                     .filter_map(|c| c.metrics.get(m).copied())
                     .collect()
             };
+            if vals("f1").iter().all(|&f| f == 0.0) {
+                no_yes.push(method.clone());
+            }
             let mut row = vec![
                 method.clone(),
                 mine.len().to_string(),
@@ -205,6 +209,12 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
             }
         }
         blocks.push(Block::Table(head, rows));
+        if !no_yes.is_empty() {
+            blocks.push(Block::Note(format!(
+                "F1 is 0 for {} in every seed: no true positive among the original prompts (typically the model answers No to everything). GD = 0 then means that every variant is equally useless, not that the model is fair; Rate is undefined.",
+                no_yes.join(", ")
+            )));
+        }
         if !bars.is_empty() {
             let hi = bars
                 .iter()
