@@ -131,24 +131,23 @@ fn table_2_grid_runs_skips_finished_cells_and_a_killed_run_gives_the_same_table(
 fn experiment_files_are_checked() {
     let t = tempfile::tempdir().unwrap();
     let file = t.path().join("bad.toml");
-    std::fs::write(&file, GRID.replace("\"cot\"", "\"cott\"")).unwrap();
-    let e = fails(&[
-        "experiment",
-        "run",
-        p(&file),
-        "--out",
-        p(&t.path().join("o")),
-    ]);
-    assert!(e.contains("method `cott`"), "{e}");
-    std::fs::write(&file, GRID.replace("max_steps = 2", "max_stepz = 2")).unwrap();
-    let e = fails(&[
-        "experiment",
-        "run",
-        p(&file),
-        "--out",
-        p(&t.path().join("o")),
-    ]);
-    assert!(e.contains("`max_stepz` is not an option of `train`"), "{e}");
+    for (from, to, message) in [
+        ("\"cot\"", "\"cott\"", "method `cott`"),
+        (
+            "max_steps = 2",
+            "max_stepz = 2",
+            "`max_stepz` is not an option of `train`",
+        ),
+    ] {
+        std::fs::write(&file, GRID.replace(from, to)).unwrap();
+        let out = t.path().join("o");
+        let e = fails(&["experiment", "run", p(&file), "--out", p(&out)]);
+        assert!(e.contains(message), "{e}");
+        assert!(
+            !out.join("cells").exists(),
+            "nothing may run before the flags are checked"
+        );
+    }
 }
 
 #[test]

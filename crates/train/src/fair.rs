@@ -107,21 +107,23 @@ impl<'a> FairLoss<'a> {
         let mut ids = Vec::new();
         let mut labels = Vec::new();
         let mut kinds = Vec::new();
-        let mut anchor_of = Vec::new(); // row of the anchor for every stated row
-        let mut neutral_rows = Vec::new();
+        let mut stated_rows: Vec<u32> = Vec::new();
+        let mut anchor_of: Vec<u32> = Vec::new(); // row of the anchor for every stated row
+        let mut neutral_rows: Vec<u32> = Vec::new();
         let diff = self.cfg.diff_weight > 0.0;
         for g in items {
             if g.stated.is_empty() {
                 return Err(TrainError::Config("a sample has no stated copy".into()));
             }
             for c in &g.stated {
+                stated_rows.push(ids.len() as u32);
                 ids.push(c.ids.clone());
                 labels.push(g.label);
                 kinds.push(c.kind.clone());
             }
             match &g.neutral {
                 Some(n) => {
-                    let row = ids.len();
+                    let row = ids.len() as u32;
                     ids.push(n.clone());
                     labels.push(g.label);
                     anchor_of.extend(std::iter::repeat_n(row, g.stated.len()));
@@ -139,17 +141,13 @@ impl<'a> FairLoss<'a> {
         let (nll, f, last) =
             self.answer
                 .forward(&ids, &labels, if diff { capture.layer } else { None })?;
-        let stated_rows: Vec<u32> = (0..ids.len() as u32)
-            .filter(|r| !neutral_rows.contains(&(*r as usize)))
-            .collect();
         let dev = nll.device().clone();
         let idx = |rows: &[u32]| Tensor::from_vec(rows.to_vec(), rows.len(), &dev);
         let ntp = nll.index_select(&idx(&stated_rows)?, 0)?;
         let dist = if diff {
             let h = capture.pool(&f, &last)?;
-            let anchors: Vec<u32> = anchor_of.iter().map(|&r| r as u32).collect();
-            let d =
-                (h.index_select(&idx(&stated_rows)?, 0)? - h.index_select(&idx(&anchors)?, 0)?)?;
+            let d = (h.index_select(&idx(&stated_rows)?, 0)?
+                - h.index_select(&idx(&anchor_of)?, 0)?)?;
             Some((d.sqr()?.sum(D::Minus1)? + 1e-12)?.sqrt()?)
         } else {
             None
@@ -159,9 +157,11 @@ impl<'a> FairLoss<'a> {
             None => ntp.clone(),
         };
         if self.cfg.ntp_neutral && !neutral_rows.is_empty() {
-            let rows: Vec<u32> = neutral_rows.iter().map(|&r| r as u32).collect();
-            loss = Tensor::cat(&[&loss, &nll.index_select(&idx(&rows)?, 0)?], 0)?;
-            kinds.extend(std::iter::repeat_n("neutral".to_string(), rows.len()));
+            loss = Tensor::cat(&[&loss, &nll.index_select(&idx(&neutral_rows)?, 0)?], 0)?;
+            kinds.extend(std::iter::repeat_n(
+                "neutral".to_string(),
+                neutral_rows.len(),
+            ));
         }
         let tokens = ids.iter().map(Vec::len).sum();
         let routes = self.routers.map(|a| a.take_routes()).unwrap_or_default();

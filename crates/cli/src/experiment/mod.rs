@@ -156,8 +156,14 @@ fn dataset_dir(out: &Path, d: &spec::DatasetSpec) -> Result<PathBuf> {
 
 /// The model of `m` for dataset `data`: its path, or the built-in model made for the
 /// dataset; then, if asked, fully fine-tuned on the dataset.
-fn model_path(out: &Path, m: &spec::ModelSpec, data: &Path, dname: &str) -> Result<PathBuf> {
-    let key = serde_json::json!({"m": m, "data": read_manifest(data)?.data_hash()});
+fn model_path(
+    out: &Path,
+    m: &spec::ModelSpec,
+    data: &Path,
+    data_hash: &str,
+    dname: &str,
+) -> Result<PathBuf> {
+    let key = serde_json::json!({"m": m, "data": data_hash});
     let stem = out
         .join("models")
         .join(format!("{}-{dname}-{}", m.name, &hash_hex(&key)[..8]));
@@ -237,6 +243,8 @@ fn check_flags(spec: &Spec) -> Result<()> {
 struct Cell<'a> {
     dataset: &'a str,
     data: &'a Path,
+    /// The prepared data's manifest hash (part of the cell's identity).
+    data_hash: &'a str,
     model: &'a spec::ModelSpec,
     model_path: &'a Path,
     scenario: &'a str,
@@ -301,12 +309,11 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
         &spec.audit,
         &format!("{origin} [audit]"),
     )?);
-    let data_hash = read_manifest(cell.data)?.data_hash();
     let model_id = std::fs::metadata(cell.model_path)
         .map(|m| m.len())
         .unwrap_or(0);
     let hash = hash_hex(&serde_json::json!({
-        "train": train_argv, "audit": audit, "data": data_hash, "model": [model, model_id],
+        "train": train_argv, "audit": audit, "data": cell.data_hash, "model": [model, model_id],
     }));
     let done = dir.join("cell.json");
     if let Ok(bytes) = std::fs::read(&done) {
@@ -386,14 +393,15 @@ fn run_grid(a: &RunArgs) -> Result<()> {
     let mut datasets = Vec::new();
     for d in &spec.datasets {
         let dir = dataset_dir(&out, d)?;
+        let hash = read_manifest(&dir)?.data_hash();
         let mut models = Vec::new();
         for m in &spec.models {
-            models.push((m, model_path(&out, m, &dir, &d.name)?));
+            models.push((m, model_path(&out, m, &dir, &hash, &d.name)?));
         }
-        datasets.push((d.name.as_str(), dir, models));
+        datasets.push((d.name.as_str(), dir, hash, models));
     }
     let mut cells = Vec::new();
-    for (dname, dir, models) in &datasets {
+    for (dname, dir, hash, models) in &datasets {
         for (m, mpath) in models {
             for sc in &spec.scenarios {
                 for method in &spec.methods {
@@ -405,6 +413,7 @@ fn run_grid(a: &RunArgs) -> Result<()> {
                         cells.push(Cell {
                             dataset: dname,
                             data: dir,
+                            data_hash: hash,
                             model: m,
                             model_path: mpath,
                             scenario: sc,
