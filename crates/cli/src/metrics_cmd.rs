@@ -101,7 +101,7 @@ pub fn run(a: &MetricsArgs) -> Result<()> {
     write_atomic(&a.out.join("report.md"), markdown(&doc).as_bytes())?;
     write_atomic(
         &a.out.join("report.html"),
-        html(&doc, "fairrec audit report").as_bytes(),
+        html(&doc, "fairrec audit report", "`metrics.json`").as_bytes(),
     )?;
     if let Some((m, _)) = &audit {
         say!("audited {} predictions", m.n_predictions);

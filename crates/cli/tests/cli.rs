@@ -4,34 +4,111 @@ mod common;
 use common::*;
 use std::path::Path;
 
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The whole quickstart pipeline on a reduced world: every step runs, the report's numbers
+/// are the audits' numbers, the label rates are the data's, the HTML is self-contained,
+/// and a rerun redoes nothing and reports the same figures.
 #[test]
-fn quickstart_runs_on_a_small_world() {
+fn quickstart_runs_end_to_end_on_a_small_world() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("qs");
-    let s = ok(&[
+    let args = [
         "quickstart",
         "--out",
         p(&out),
         "--users",
-        "150",
+        "300",
         "--items",
-        "80",
-    ]);
-    assert!(s.contains("label balance"), "{s}");
-    assert!(s.contains("[neutral] Given a/an user's preference"), "{s}");
+        "40",
+        "--finetune-epochs",
+        "1",
+        "--bootstrap",
+        "20",
+    ];
+    let s = ok(&args);
+    assert!(s.contains("report: "), "{s}");
+    assert!(s.contains("LoRA (LLM-RS baseline): F1"), "{s}");
     for f in [
-        "world/u.data",
-        "data/train.jsonl",
-        "data/test.jsonl",
-        "data/manifest.json",
-        "run.json",
+        "report.json",
+        "report.md",
+        "report.html",
+        "results.md",
+        "experiment.json",
     ] {
         assert!(out.join(f).exists(), "{f}");
     }
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
-    assert_eq!(run["seed"], 0);
-    assert_eq!(run["data_hash"].as_str().unwrap().len(), 64);
+    let r = json(&out.join("report.json"));
+    assert_eq!(r["seed"], 0);
+    assert_eq!(r["world"]["users"], 300);
+    assert_eq!(r["world"]["group_effect"], 0.0);
+    assert_eq!(r["joint"], "age,gender");
+    assert_eq!(r["data_hash"].as_str().unwrap().len(), 64);
+    let methods: Vec<&str> = r["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["lora", "cf-diff", "cl-moe"]);
+    assert_eq!(r["findings"].as_array().unwrap().len(), 3);
+    // Each method's figures are those of its own audit.
+    let cells = out.join("cells/synthetic/builtin/age+gender");
+    for m in r["methods"].as_array().unwrap() {
+        let name = m["method"].as_str().unwrap();
+        let a = json(&cells.join(name).join("seed-0/audit/metrics.json"));
+        assert_eq!(m["f1"]["value"], a["original"]["f1"], "{name}");
+        assert_eq!(m["f1"]["ci"], a["ci"]["original.f1"], "{name}");
+        assert_eq!(m["auc"], a["original"]["auc"], "{name}");
+        for set in ["age,gender", "age", "gender"] {
+            let (mine, theirs) = (&m["fairness"][set], &a["fairness"][set]);
+            assert_eq!(mine["gd"]["value"], theirs["gd"], "{name} {set}");
+            assert_eq!(mine["gd"]["ci"], theirs["ci"]["gd"], "{name} {set}");
+            assert_eq!(mine["rate_sq"]["value"], theirs["rate_sq"], "{name} {set}");
+        }
+        let train = json(&cells.join(name).join("seed-0/train/summary.json"));
+        assert_eq!(m["train_seconds"], train["summary"]["seconds"], "{name}");
+    }
+    // The label rates are counted from the prepared train split.
+    let data = std::fs::read_dir(out.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let (mut n, mut liked) = (0usize, 0usize);
+    for line in std::fs::read_to_string(data.join("train.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["attributes"]["gender"] == "female" {
+            n += 1;
+            liked += v["label"].as_bool().unwrap() as usize;
+        }
+    }
+    let female = &r["train_label_rates"]["gender"]["female"];
+    assert_eq!(female[0].as_u64().unwrap() as usize, n);
+    assert!((female[1].as_f64().unwrap() - liked as f64 / n as f64).abs() < 1e-12);
+    // People's versions: every method, the charts, nothing fetched from elsewhere.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for label in ["LoRA (LLM-RS baseline)", "CF-Diff", "CL-MoE"] {
+        assert!(html.contains(label) && md.contains(label), "{label}");
+    }
+    assert!(
+        html.matches("<svg").count() >= 7,
+        "GD x3, F1, one shift chart per method"
+    );
+    assert!(!html.contains("<script") && !html.contains(" src=") && !html.contains(" href="));
+    // A rerun finds every step done and reports the same figures.
+    let t0 = std::time::Instant::now();
+    ok(&args);
+    assert!(t0.elapsed().as_secs() < 30, "rerun took {:?}", t0.elapsed());
+    let again = json(&out.join("report.json"));
+    assert_eq!(again["methods"], r["methods"]);
+    assert_eq!(again["findings"], r["findings"]);
 }
 
 #[test]

@@ -120,6 +120,10 @@ pub struct Metrics {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stereotype: Option<BTreeMap<String, StereotypeEntry>>,
     pub bootstrap: BootstrapInfo,
+    /// Intervals of the original and neutral prompts' classification figures:
+    /// `original.f1`, `original.precision`, `original.recall`, `neutral.f1` -> [low, high].
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ci: BTreeMap<String, [f64; 2]>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -322,7 +326,7 @@ pub fn audit<'a>(
     }
 
     let sets = attribute_sets(&variants);
-    let neutral_i = vidx[&Variant::Neutral];
+    let (neutral_i, original_i) = (vidx[&Variant::Neutral], vidx[&Variant::Original]);
     let evaluate = |weights: &[f64]| {
         let mut conf = vec![Confusion::default(); variants.len()];
         let mut counts: Vec<Counts> = groups
@@ -349,9 +353,20 @@ pub fn audit<'a>(
             .zip(&counts)
             .map(|((_, g), c)| stereo_fairness(g, c))
             .collect();
-        (fair, st)
+        let class = [("original", original_i), ("neutral", neutral_i)].map(|(name, i)| {
+            let c = &conf[i];
+            (
+                name,
+                [
+                    ("f1", c.f1()),
+                    ("precision", c.precision()),
+                    ("recall", c.recall()),
+                ],
+            )
+        });
+        (fair, st, class)
     };
-    let (fair, st) = evaluate(&vec![1.0; units.len()]);
+    let (fair, st, _) = evaluate(&vec![1.0; units.len()]);
 
     // Bootstrap: resample b draws from its own stream, so the result does not depend on
     // how many threads share the work.
@@ -373,8 +388,13 @@ pub fn audit<'a>(
                         for _ in 0..n_units {
                             w[rng.below(n_units as u64) as usize] += 1.0;
                         }
-                        let (f, s) = evaluate(&w);
+                        let (f, s, class) = evaluate(&w);
                         found.clear();
+                        for (name, figures) in class {
+                            for (k, v) in figures {
+                                record(&mut found, format!("{name}.{k}"), v);
+                            }
+                        }
                         for (k, sf) in &f {
                             fairness_figures(sf, &format!("fairness.{k}."), &mut found);
                         }
@@ -455,6 +475,15 @@ pub fn audit<'a>(
             })
             .collect()
     });
+    let class_ci = [
+        "original.f1",
+        "original.precision",
+        "original.recall",
+        "neutral.f1",
+    ]
+    .into_iter()
+    .filter_map(|k| ci(k).map(|c| (k.to_string(), c)))
+    .collect();
     if sets.is_empty() {
         notes.push("no variant states a sensitive attribute, so there is no GD/Rate".into());
     }
@@ -477,6 +506,7 @@ pub fn audit<'a>(
             },
             units: units.len(),
         },
+        ci: class_ci,
         notes,
     })
 }

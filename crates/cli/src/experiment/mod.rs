@@ -9,8 +9,8 @@
 //! changed starts over. Prompting baselines are scored once (their scores do not depend on
 //! the seed). Cells that fail are reported and the others still run.
 
-mod spec;
-mod table;
+pub mod spec;
+pub mod table;
 
 use crate::runfile::flags_from_table;
 use anyhow::{bail, Context as _, Result};
@@ -115,6 +115,16 @@ fn call(args: &[String], log: &Path) -> Result<()> {
     r.with_context(|| format!("`{}` failed (log: {})", args[1..].join(" "), log.display()))
 }
 
+/// Where the synthetic world of `d` (if it is one) is written.
+pub fn synth_dir(out: &Path, d: &spec::DatasetSpec) -> Option<PathBuf> {
+    let key = serde_json::json!({"synth": d.synth, "prepare": d.prepare});
+    d.synth.as_ref()?;
+    Some(
+        out.join("raw")
+            .join(format!("{}-{}", d.name, &hash_hex(&key)[..8])),
+    )
+}
+
 /// Prepare (or reuse) a dataset; returns its prepared directory.
 fn dataset_dir(out: &Path, d: &spec::DatasetSpec) -> Result<PathBuf> {
     if let Some(p) = &d.path {
@@ -131,10 +141,7 @@ fn dataset_dir(out: &Path, d: &spec::DatasetSpec) -> Result<PathBuf> {
     let log = out.join("data").join(format!("{}.log", d.name));
     std::fs::create_dir_all(out.join("data"))?;
     let mut prep = d.prepare.clone().unwrap_or_default();
-    if let Some(s) = &d.synth {
-        let raw = out
-            .join("raw")
-            .join(format!("{}-{}", d.name, &hash_hex(&key)[..8]));
+    if let (Some(s), Some(raw)) = (&d.synth, synth_dir(out, d)) {
         let f = flags(&["data", "synth"], s, &origin)?;
         call(
             &argv(&["data", "synth", "--out", &raw.to_string_lossy()], &f),
@@ -380,24 +387,102 @@ fn run_grid(a: &RunArgs) -> Result<()> {
     if let Some(s) = &a.seeds {
         spec.seeds = s.clone();
     }
-    check_flags(&spec)?;
     let out = a
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&spec.name));
-    std::fs::create_dir_all(&out)?;
+    let grid = run_spec(&spec, &out)?;
+    say!(
+        "{} cells in {:.0}s; results in {}",
+        grid.cells,
+        t0.elapsed().as_secs_f64(),
+        out.join("results.md").display()
+    );
+    grid.check()
+}
+
+/// What a grid run produced.
+pub struct Grid {
+    /// Cells in the grid.
+    pub cells: usize,
+    pub results: Vec<CellResult>,
+    /// Names of the cells that failed.
+    pub failed: Vec<String>,
+    /// Each dataset's prepared directory, by name.
+    pub data: BTreeMap<String, PathBuf>,
+    /// The model the cells of (dataset, model) used (after any `finetune`).
+    pub models: BTreeMap<(String, String), PathBuf>,
+}
+
+impl Grid {
+    /// An error naming the failed cells, if any.
+    pub fn check(&self) -> Result<()> {
+        if !self.failed.is_empty() {
+            bail!(
+                "{} cell(s) failed: {}",
+                self.failed.len(),
+                self.failed.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A cell's directory under `out/cells`.
+pub fn cell_dir(out: &Path, c: &CellResult) -> PathBuf {
+    out.join("cells").join(cell_name(
+        &c.dataset,
+        &c.model,
+        &c.scenario,
+        &c.method,
+        c.seed,
+    ))
+}
+
+fn cell_name(
+    dataset: &str,
+    model: &str,
+    scenario: &str,
+    method: &str,
+    seed: Option<u64>,
+) -> String {
+    format!(
+        "{dataset}/{model}/{}/{method}/{}",
+        scenario.replace(',', "+"),
+        seed.map_or("prompt".into(), |s| format!("seed-{s}"))
+    )
+}
+
+/// A line above the progress bar, or on stdout when there is no bar to draw (not a
+/// terminal), so that logs still show each finished cell.
+fn line(bar: &indicatif::ProgressBar, s: String) {
+    if bar.is_hidden() {
+        say!("{s}");
+    } else {
+        bar.println(s);
+    }
+}
+
+/// Run (or continue) every cell of `spec` in `out` and write the results tables there.
+pub fn run_spec(spec: &Spec, out: &Path) -> Result<Grid> {
+    check_flags(spec)?;
+    std::fs::create_dir_all(out)?;
     write_atomic(
         &out.join("experiment.json"),
-        (serde_json::to_string_pretty(&spec)? + "\n").as_bytes(),
+        (serde_json::to_string_pretty(spec)? + "\n").as_bytes(),
     )?;
     let mut datasets = Vec::new();
+    let (mut data, mut model_paths) = (BTreeMap::new(), BTreeMap::new());
     for d in &spec.datasets {
-        let dir = dataset_dir(&out, d)?;
+        let dir = dataset_dir(out, d)?;
         let hash = read_manifest(&dir)?.data_hash();
         let mut models = Vec::new();
         for m in &spec.models {
-            models.push((m, model_path(&out, m, &dir, &hash, &d.name)?));
+            let p = model_path(out, m, &dir, &hash, &d.name)?;
+            model_paths.insert((d.name.clone(), m.name.clone()), p.clone());
+            models.push((m, p));
         }
+        data.insert(d.name.clone(), dir.clone());
         datasets.push((d.name.as_str(), dir, hash, models));
     }
     let mut cells = Vec::new();
@@ -431,37 +516,27 @@ fn run_grid(a: &RunArgs) -> Result<()> {
     );
     let (mut results, mut failed) = (Vec::new(), Vec::new());
     for c in &cells {
-        let name = format!(
-            "{}/{}/{}/{}/{}",
-            c.dataset,
-            c.model.name,
-            c.scenario.replace(',', "+"),
-            c.method,
-            c.seed.map_or("prompt".into(), |s| format!("seed-{s}"))
-        );
+        let name = cell_name(c.dataset, &c.model.name, c.scenario, c.method, c.seed);
         bar.set_message(name.clone());
-        match run_cell(&spec, c, &out.join("cells").join(&name)) {
+        match run_cell(spec, c, &out.join("cells").join(&name)) {
             Ok(r) => {
-                bar.println(format!("done   {name} ({:.0}s)", r.seconds));
+                line(&bar, format!("done   {name} ({:.0}s)", r.seconds));
                 results.push(r);
             }
             Err(e) => {
-                bar.println(format!("FAILED {name}: {e:#}"));
+                line(&bar, format!("FAILED {name}: {e:#}"));
                 failed.push(name);
             }
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    table::write(&out, &spec, &results)?;
-    say!(
-        "{} cells in {:.0}s; results in {}",
-        cells.len(),
-        t0.elapsed().as_secs_f64(),
-        out.join("results.md").display()
-    );
-    if !failed.is_empty() {
-        bail!("{} cell(s) failed: {}", failed.len(), failed.join(", "));
-    }
-    Ok(())
+    table::write(out, spec, &results)?;
+    Ok(Grid {
+        cells: cells.len(),
+        results,
+        failed,
+        data,
+        models: model_paths,
+    })
 }

@@ -132,10 +132,13 @@ impl Spec {
     pub fn read(path: &Path) -> Result<Spec> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read experiment file {}", path.display()))?;
-        let spec: Spec =
-            toml::from_str(&text).with_context(|| format!("experiment file {}", path.display()))?;
-        spec.check()
-            .with_context(|| format!("experiment file {}", path.display()))?;
+        Spec::parse(&text, &format!("experiment file {}", path.display()))
+    }
+
+    /// Parse and check an experiment file's text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Spec> {
+        let spec: Spec = toml::from_str(text).with_context(|| origin.to_string())?;
+        spec.check().with_context(|| origin.to_string())?;
         Ok(spec)
     }
 

@@ -242,7 +242,12 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
     write_atomic(&dir.join("results.md"), markdown(&blocks).as_bytes())?;
     write_atomic(
         &dir.join("results.html"),
-        html(&blocks, &format!("fairrec experiment {}", spec.name)).as_bytes(),
+        html(
+            &blocks,
+            &format!("fairrec experiment {}", spec.name),
+            "`results.csv`",
+        )
+        .as_bytes(),
     )?;
     write_atomic(&dir.join("results.csv"), csv.as_bytes())?;
     Ok(())

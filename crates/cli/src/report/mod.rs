@@ -298,6 +298,8 @@ fn stereotype_blocks(attr: &str, s: &StereotypeEntry, out: &mut Vec<Block>) {
         out.push(Block::Chart(svg::diverging(
             &format!("{attr}, {setting}: recommended share minus history share (points)"),
             &bars,
+            ["under-recommended", "over-recommended"],
+            None,
             &|v| format!("{v:+.1}"),
         )));
         let rows = f
@@ -498,8 +500,9 @@ fn html_text(t: &str) -> String {
     out
 }
 
-/// Self-contained HTML rendering.
-pub fn html(blocks: &[Block], title: &str) -> String {
+/// Self-contained HTML rendering; the footer points to `numbers`, the file with the same
+/// figures for machines.
+pub fn html(blocks: &[Block], title: &str, numbers: &str) -> String {
     let mut s = format!("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{}</style></head><body>\n", html_text(title), svg::CSS);
     for b in blocks {
         match b {
@@ -524,5 +527,8 @@ pub fn html(blocks: &[Block], title: &str) -> String {
             Block::Chart(svg) => s += &format!("{svg}\n"),
         }
     }
-    s + "<p class=\"muted\">Written by fairrec. Numbers are also in metrics.json.</p>\n</body></html>\n"
+    s + &format!(
+        "<p class=\"muted\">Written by fairrec. The numbers are also in {}.</p>\n</body></html>\n",
+        html_text(numbers)
+    )
 }

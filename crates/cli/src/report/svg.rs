@@ -66,13 +66,24 @@ pub fn hbars(
     s
 }
 
-/// Bars diverging from zero (positive right, negative left), for over-/under-recommendation.
-pub fn diverging(title: &str, bars: &[Bar], fmt: &dyn Fn(f64) -> String) -> String {
-    let m = bars
-        .iter()
+/// The largest |value| or interval end of `bars` (the half-width of a diverging chart).
+pub fn extent(bars: &[Bar]) -> f64 {
+    bars.iter()
         .flat_map(|b| b.value.into_iter().chain(b.ci.into_iter().flatten()))
         .fold(0.0_f64, |a, v| a.max(v.abs()))
-        .max(1e-6);
+}
+
+/// Bars diverging from zero (positive right, negative left); `sides` names the two
+/// directions (e.g. under- and over-recommended). The axis spans ±`half` (charts meant to
+/// be compared share it), or ±`extent(bars)` when `None`.
+pub fn diverging(
+    title: &str,
+    bars: &[Bar],
+    sides: [&str; 2],
+    half: Option<f64>,
+    fmt: &dyn Fn(f64) -> String,
+) -> String {
+    let m = half.unwrap_or_else(|| extent(bars)).max(1e-6);
     let (left, width, row) = (label_width(bars, 150.0), 400.0, 26.0);
     let height = 50.0 + row * bars.len() as f64;
     let x = |v: f64| left + width * (0.5 + 0.5 * v / m);
@@ -101,7 +112,7 @@ pub fn diverging(title: &str, bars: &[Bar], fmt: &dyn Fn(f64) -> String) -> Stri
         )
         .unwrap();
     }
-    write!(s, r##"<text x="{}" y="{}" class="tick" text-anchor="end">under-recommended</text><text x="{}" y="{}" class="tick">over-recommended</text>"##, x(0.0) - 8.0, height - 18.0, x(0.0) + 8.0, height - 18.0).unwrap();
+    write!(s, r##"<text x="{}" y="{}" class="tick" text-anchor="end">{}</text><text x="{}" y="{}" class="tick">{}</text>"##, x(0.0) - 8.0, height - 18.0, esc(sides[0]), x(0.0) + 8.0, height - 18.0, esc(sides[1])).unwrap();
     draw_rows(
         &mut s,
         bars,

@@ -1,0 +1,485 @@
+//! The figures of the quickstart's comparison report (`render` writes them out): what the
+//! world plants, the baseline's unfairness, and what each fairness method changes, with the
+//! audits' bootstrap intervals, and the plain-words findings.
+
+use crate::experiment::{cell_dir, spec::Spec, synth_dir, Grid};
+use anyhow::{bail, Context as _, Result};
+use fairrec_data::pipeline::read_manifest;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A figure and its bootstrap interval.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Est {
+    pub value: Option<f64>,
+    pub ci: Option<[f64; 2]>,
+}
+
+/// Paper A's fairness of one attribute set for one method.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SetReport {
+    pub gd: Est,
+    pub rate: Est,
+    pub rate_sq: Est,
+    pub neutral_f1: Option<f64>,
+    /// Group -> F1 of that variant minus the neutral F1, with its paired interval.
+    pub shift: BTreeMap<String, Est>,
+}
+
+/// One method's row.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MethodReport {
+    pub method: String,
+    pub label: String,
+    pub f1: Est,
+    pub auc: Option<f64>,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    /// Every original prompt was answered Yes.
+    pub all_yes: bool,
+    /// Best valid AUC during training.
+    pub valid_auc: Option<f64>,
+    pub train_seconds: Option<f64>,
+    pub train_tokens: Option<u64>,
+    /// Training plus audit.
+    pub cell_seconds: f64,
+    /// Keyed by attribute set (`age,gender`, `age`, `gender`).
+    pub fairness: BTreeMap<String, SetReport>,
+}
+
+/// Everything `report.json` holds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub command: String,
+    pub git_revision: Option<String>,
+    pub seed: u64,
+    /// Wall time of this invocation (finished steps of an earlier run are not redone).
+    pub seconds: f64,
+    /// Wall time of the steps as they ran: the base model's fine-tuning plus every method's
+    /// training and audit.
+    pub steps_seconds: f64,
+    /// The synthetic world's settings (`synth.json`).
+    pub world: Value,
+    pub data_hash: String,
+    /// Train split: attribute -> value -> (samples, share liked).
+    pub train_label_rates: BTreeMap<String, BTreeMap<String, (usize, f64)>>,
+    pub base_model: BaseModel,
+    /// The scenario's joint attribute set.
+    pub joint: String,
+    pub methods: Vec<MethodReport>,
+    /// The plain-words summary.
+    pub findings: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BaseModel {
+    pub parameters: usize,
+    pub layers: usize,
+    pub hidden: usize,
+    pub finetune_epochs: usize,
+    pub finetune_valid_auc: Option<f64>,
+    pub finetune_seconds: Option<f64>,
+}
+
+fn read_json(p: &Path) -> Result<Value> {
+    serde_json::from_slice(
+        &std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", p.display()))
+}
+
+fn est(v: &Value, ci: &Value) -> Est {
+    let ci = ci
+        .as_array()
+        .and_then(|a| Some([a.first()?.as_f64()?, a.get(1)?.as_f64()?]));
+    Est {
+        value: v.as_f64(),
+        ci,
+    }
+}
+
+/// What people call each method.
+fn label(method: &str) -> String {
+    match method {
+        "lora" => "LoRA (LLM-RS baseline)".into(),
+        "cf-diff" => "CF-Diff".into(),
+        "cl-moe" => "CL-MoE".into(),
+        "cf" => "CF".into(),
+        "diff" => "Diff".into(),
+        "moe" => "LoRA-MoE".into(),
+        "ins-tuning" => "Ins-Tuning".into(),
+        m => m.into(),
+    }
+}
+
+fn method_report(out: &Path, c: &crate::experiment::CellResult) -> Result<MethodReport> {
+    let dir = cell_dir(out, c);
+    let m = read_json(&dir.join("audit").join("metrics.json"))?;
+    let train = read_json(&dir.join("train").join("summary.json")).ok();
+    let ts = |k: &str| train.as_ref().and_then(|t| t["summary"][k].as_f64());
+    let mut fairness = BTreeMap::new();
+    if let Some(f) = m["fairness"].as_object() {
+        for (set, e) in f {
+            let ci = &e["ci"];
+            let shift = e["groups"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, g)| {
+                    let diff = g["f1"]
+                        .as_f64()
+                        .zip(e["neutral_f1"].as_f64())
+                        .map(|(a, b)| a - b);
+                    let mut s = est(&Value::Null, &ci[format!("groups.{k}.diff")]);
+                    s.value = diff;
+                    (k.clone(), s)
+                })
+                .collect();
+            fairness.insert(
+                set.clone(),
+                SetReport {
+                    gd: est(&e["gd"], &ci["gd"]),
+                    rate: est(&e["rate"], &ci["rate"]),
+                    rate_sq: est(&e["rate_sq"], &ci["rate_sq"]),
+                    neutral_f1: e["neutral_f1"].as_f64(),
+                    shift,
+                },
+            );
+        }
+    }
+    Ok(MethodReport {
+        method: c.method.clone(),
+        label: label(&c.method),
+        f1: est(&m["original"]["f1"], &m["ci"]["original.f1"]),
+        auc: m["original"]["auc"].as_f64(),
+        precision: m["original"]["precision"].as_f64(),
+        recall: m["original"]["recall"].as_f64(),
+        all_yes: {
+            let o = &m["original"];
+            let share = o["positives"].as_f64().unwrap_or(0.0) / o["n"].as_f64().unwrap_or(1.0);
+            o["recall"].as_f64() == Some(1.0)
+                && o["precision"]
+                    .as_f64()
+                    .is_some_and(|p| (p - share).abs() < 1e-12)
+        },
+        valid_auc: ts("best_auc"),
+        train_seconds: ts("seconds"),
+        train_tokens: ts("tokens").map(|t| t as u64),
+        cell_seconds: c.seconds,
+        fairness,
+    })
+}
+
+/// Gather the report from a finished quickstart grid.
+pub fn build(out: &Path, spec: &Spec, grid: &Grid, seconds: f64) -> Result<Report> {
+    let d = &spec.datasets[0];
+    let data = grid.data.get(&d.name).context("the quickstart's dataset")?;
+    let manifest = read_manifest(data)?;
+    let world = synth_dir(out, d)
+        .map(|p| read_json(&p.join("synth.json")))
+        .transpose()?
+        .unwrap_or(Value::Null);
+    let train_label_rates = manifest.splits["train"]
+        .attributes
+        .iter()
+        .map(|(a, vs)| {
+            let rates = vs
+                .iter()
+                .map(|(v, (n, p))| (v.clone(), (*n, *p as f64 / (*n).max(1) as f64)))
+                .collect();
+            (a.clone(), rates)
+        })
+        .collect();
+    let model = grid
+        .models
+        .get(&(d.name.clone(), spec.models[0].name.clone()))
+        .context("the quickstart's model")?;
+    let cfg: fairrec_lm::LlamaConfig =
+        serde_json::from_value(read_json(&model.join("config.json"))?)
+            .context("the built-in model's config.json")?;
+    let ft = model.parent().map(|p| read_json(&p.join("summary.json")));
+    let ft = ft.and_then(|r| r.ok()).unwrap_or(Value::Null);
+    let base_model = BaseModel {
+        parameters: cfg.parameters(),
+        layers: cfg.num_hidden_layers,
+        hidden: cfg.hidden_size,
+        // One validation per epoch trained (`before` is kept apart).
+        finetune_epochs: ft["summary"]["evals"].as_array().map_or(0, Vec::len),
+        finetune_valid_auc: ft["summary"]["best_auc"].as_f64(),
+        finetune_seconds: ft["summary"]["seconds"].as_f64(),
+    };
+    let mut methods = Vec::new();
+    for name in &spec.methods {
+        let Some(c) = grid.results.iter().find(|c| &c.method == name) else {
+            bail!("the quickstart's `{name}` step has no result");
+        };
+        methods.push(method_report(out, c)?);
+    }
+    let mut attrs: Vec<&str> = spec.scenarios[0].split(',').collect();
+    attrs.sort();
+    let joint = attrs.join(",");
+    let findings = findings(&methods, &joint);
+    let steps_seconds = base_model.finetune_seconds.unwrap_or(0.0)
+        + methods.iter().map(|m| m.cell_seconds).sum::<f64>();
+    Ok(Report {
+        command: "quickstart".into(),
+        git_revision: crate::git_revision(),
+        seed: spec.seeds[0],
+        seconds,
+        steps_seconds,
+        world,
+        data_hash: manifest.data_hash(),
+        train_label_rates,
+        base_model,
+        joint,
+        methods,
+        findings,
+    })
+}
+
+pub(super) fn pts(v: Option<f64>) -> String {
+    v.map_or("undefined".into(), |v| format!("{:.2}", 100.0 * v))
+}
+
+pub(super) fn pts_ci(e: &Est) -> String {
+    match e.ci {
+        Some([a, b]) => format!("{} [{:.2}, {:.2}]", pts(e.value), 100.0 * a, 100.0 * b),
+        None => pts(e.value),
+    }
+}
+
+pub(super) fn sci(e: &Est) -> String {
+    let f = |v: f64| {
+        if v == 0.0 {
+            "0".to_string()
+        } else {
+            format!("{v:.2e}")
+        }
+    };
+    match (e.value, e.ci) {
+        (None, _) => "undefined".into(),
+        (Some(v), Some([a, b])) => format!("{} [{}, {}]", f(v), f(a), f(b)),
+        (Some(v), None) => f(v),
+    }
+}
+
+/// Groups whose paired interval of F1 minus the neutral F1 excludes zero.
+fn clear_shifts(s: &SetReport) -> Vec<(&String, &Est)> {
+    s.shift
+        .iter()
+        .filter(|(_, e)| e.ci.is_some_and(|[a, b]| a > 0.0 || b < 0.0))
+        .collect()
+}
+
+/// The plain-words summary: the baseline's unfairness, then each method against it.
+pub fn findings(methods: &[MethodReport], joint: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(base) = methods.first() else {
+        return out;
+    };
+    let Some(bj) = base.fairness.get(joint) else {
+        out.push(format!("{} has no `{joint}` fairness figures.", base.label));
+        return out;
+    };
+    let mut s = format!(
+        "{}: F1 {} % (AUC {} %). ",
+        base.label,
+        pts_ci(&base.f1),
+        pts(base.auc)
+    );
+    let clear = clear_shifts(bj);
+    s += &if bj.gd.value == Some(0.0) {
+        format!("Stating `{joint}` does not change its F1 at all (GD = 0)")
+    } else if clear.is_empty() {
+        format!(
+            "Stating `{joint}` moves its F1 away from the neutral prompt by GD = {} points on average",
+            pts_ci(&bj.gd)
+        )
+    } else {
+        format!(
+            "Its answers depend on the stated attributes: stating `{joint}` moves F1 away from the neutral prompt by GD = {} points on average",
+            pts_ci(&bj.gd)
+        )
+    };
+    if bj.gd.value == Some(0.0) {
+        s += ".";
+        if base.all_yes {
+            s += " It answers Yes to every prompt: it has learned nothing to be unfair with (train longer or on a larger world).";
+        }
+    } else if let Some((k, e)) = clear.iter().max_by(|a, b| {
+        a.1.value
+            .unwrap_or(0.0)
+            .abs()
+            .total_cmp(&b.1.value.unwrap_or(0.0).abs())
+    }) {
+        s += &format!(
+            "; {} of {} groups differ beyond resampling noise, most of all `{k}` ({:+.2} points, paired interval [{:+.2}, {:+.2}]).",
+            clear.len(),
+            bj.shift.len(),
+            100.0 * e.value.unwrap_or(0.0),
+            100.0 * e.ci.map_or(0.0, |c| c[0]),
+            100.0 * e.ci.map_or(0.0, |c| c[1])
+        );
+    } else {
+        s += ", but no group's paired interval excludes 0: at this size the difference is within resampling noise.";
+    }
+    out.push(s);
+    for m in &methods[1..] {
+        let Some(mj) = m.fairness.get(joint) else {
+            continue;
+        };
+        let (Some(g0), Some(g1)) = (bj.gd.value, mj.gd.value) else {
+            out.push(format!("{}: GD is undefined (see its audit).", m.label));
+            continue;
+        };
+        let change = if g0 > 0.0 {
+            format!(" ({:+.0} %)", 100.0 * (g1 - g0) / g0)
+        } else {
+            String::new()
+        };
+        let mut s = format!(
+            "{}: GD ({joint}) {} → {} points{change}",
+            m.label,
+            pts(Some(g0)),
+            pts(Some(g1))
+        );
+        for a in joint.split(',').filter(|a| *a != joint) {
+            if let (Some(x), Some(y)) = (base.fairness.get(a), m.fairness.get(a)) {
+                s += &format!(", {a} {} → {}", pts(x.gd.value), pts(y.gd.value));
+            }
+        }
+        s += &format!(
+            "; F1 {} → {} % ({:+.2} points), AUC {} → {} %.",
+            pts(base.f1.value),
+            pts(m.f1.value),
+            100.0 * (m.f1.value.unwrap_or(0.0) - base.f1.value.unwrap_or(0.0)),
+            pts(base.auc),
+            pts(m.auc)
+        );
+        s += &match (bj.gd.ci, mj.gd.ci) {
+            (Some([lo0, _]), Some([_, hi1])) if hi1 < lo0 => format!(
+                " Its GD interval [{:.2}, {:.2}] lies entirely below the baseline's, and {} of {} groups still differ beyond noise.",
+                100.0 * mj.gd.ci.map_or(0.0, |c| c[0]),
+                100.0 * hi1,
+                clear_shifts(mj).len(),
+                mj.shift.len()
+            ),
+            (Some(_), Some(_)) => " Its GD interval overlaps the baseline's: the change is not clear at this size.".into(),
+            _ => String::new(),
+        };
+        if m.all_yes {
+            s += " It answers Yes to every prompt, so GD = 0 says nothing about fairness.";
+        }
+        if m.f1.value == Some(0.0) {
+            s += " Its F1 is 0 (no true positive): GD then says nothing about fairness.";
+        }
+        out.push(s);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(value: f64, ci: [f64; 2]) -> Est {
+        Est {
+            value: Some(value),
+            ci: Some(ci),
+        }
+    }
+
+    fn method(name: &str, f1: f64, gd: Est, shifts: &[(&str, Est)]) -> MethodReport {
+        let set = SetReport {
+            gd,
+            rate: e(0.0, [0.0, 0.0]),
+            rate_sq: e(0.0, [0.0, 0.0]),
+            neutral_f1: Some(0.5),
+            shift: shifts.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        };
+        MethodReport {
+            method: name.into(),
+            label: label(name),
+            f1: e(f1, [f1 - 0.05, f1 + 0.05]),
+            auc: Some(0.8),
+            precision: Some(0.6),
+            recall: Some(0.7),
+            all_yes: false,
+            valid_auc: None,
+            train_seconds: None,
+            train_tokens: None,
+            cell_seconds: 1.0,
+            fairness: [("age,gender".to_string(), set)].into(),
+        }
+    }
+
+    #[test]
+    fn findings_name_the_clear_groups_and_compare_intervals() {
+        let base = method(
+            "lora",
+            0.63,
+            e(0.1324, [0.10, 0.16]),
+            &[
+                ("age=old,gender=male", e(-0.2677, [-0.33, -0.20])),
+                ("age=young,gender=female", e(0.05, [0.01, 0.09])),
+                ("age=young,gender=male", e(0.01, [-0.01, 0.03])),
+            ],
+        );
+        let fair = method(
+            "cf-diff",
+            0.59,
+            e(0.0027, [0.0, 0.01]),
+            &[("age=old,gender=male", e(0.002, [-0.01, 0.01]))],
+        );
+        let unclear = method("cl-moe", 0.47, e(0.12, [0.05, 0.2]), &[]);
+        let f = findings(&[base, fair, unclear], "age,gender");
+        assert_eq!(f.len(), 3);
+        assert!(
+            f[0].contains("Its answers depend on the stated attributes"),
+            "{}",
+            f[0]
+        );
+        assert!(f[0].contains("2 of 3 groups differ"), "{}", f[0]);
+        assert!(
+            f[0].contains("most of all `age=old,gender=male` (-26.77 points"),
+            "{}",
+            f[0]
+        );
+        // 0.27 vs 13.24: -98 %; F1 63 -> 59.
+        assert!(
+            f[1].starts_with("CF-Diff: GD (age,gender) 13.24 → 0.27 points (-98 %)"),
+            "{}",
+            f[1]
+        );
+        assert!(
+            f[1].contains("F1 63.00 → 59.00 % (-4.00 points)"),
+            "{}",
+            f[1]
+        );
+        assert!(
+            f[1].contains("lies entirely below the baseline's, and 0 of 1 groups"),
+            "{}",
+            f[1]
+        );
+        assert!(f[2].contains("overlaps the baseline's"), "{}", f[2]);
+    }
+
+    #[test]
+    fn findings_do_not_claim_unfairness_without_evidence() {
+        let noisy = method(
+            "lora",
+            0.6,
+            e(0.01, [0.0, 0.03]),
+            &[("age=old,gender=male", e(-0.01, [-0.03, 0.01]))],
+        );
+        let f = findings(&[noisy], "age,gender");
+        assert!(!f[0].contains("depend on the stated"), "{}", f[0]);
+        assert!(f[0].contains("within resampling noise"), "{}", f[0]);
+        let mut flat = method("lora", 0.7, e(0.0, [0.0, 0.0]), &[]);
+        flat.all_yes = true;
+        let f = findings(&[flat], "age,gender");
+        assert!(f[0].contains("does not change its F1 at all"), "{}", f[0]);
+        assert!(f[0].contains("answers Yes to every prompt"), "{}", f[0]);
+    }
+}
