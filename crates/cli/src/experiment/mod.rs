@@ -540,3 +540,24 @@ pub fn run_spec(spec: &Spec, out: &Path) -> Result<Grid> {
         models: model_paths,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every experiment file in the repository parses and its flag tables name real flags.
+    #[test]
+    fn the_repository_experiment_files_check() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let spec = super::Spec::read(&p).unwrap();
+                super::check_flags(&spec).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "found {n} experiment files");
+    }
+}

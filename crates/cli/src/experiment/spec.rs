@@ -3,6 +3,7 @@
 //! ```toml
 //! name = "paper-a-table2-ml100k"
 //! methods = ["llm-rec", "cot", "ins-tuning", "cf-diff", "cl-moe"]  # templates or train methods
+//! # a method may carry a variant label: "cl-moe@r2" with [method_train."cl-moe@r2"] flags
 //! scenarios = ["age,gender"]                                  # "gender", "age", "age,gender"
 //! seeds = [0, 1, 2]
 //!
@@ -105,14 +106,17 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn parse(name: &str) -> Result<Kind> {
+    /// A method name, optionally with a variant label after `@` (`cl-moe@r2`): variants
+    /// are separate rows whose flags differ through `[method_train."cl-moe@r2"]`.
+    pub fn parse(full: &str) -> Result<Kind> {
+        let name = full.split_once('@').map_or(full, |(m, _)| m);
         if let Ok(m) = name.parse::<Method>() {
             return Ok(Kind::Train(m));
         }
         match name.parse::<Template>() {
             Ok(t) if t != Template::Sequential => Ok(Kind::Prompt(t)),
             _ => bail!(
-                "method `{name}`: expected a training method ({}) or a prompting baseline (llm-rec, cot, prompt-eng-1, prompt-eng-2, prompt-eng-3)",
+                "method `{full}`: expected a training method ({}) or a prompting baseline (llm-rec, cot, prompt-eng-1, prompt-eng-2, prompt-eng-3)",
                 Method::ALL.map(|m| m.name()).join(", ")
             ),
         }
@@ -171,26 +175,42 @@ impl Spec {
     }
 }
 
-/// Expand `${VAR}` and `${VAR:-default}` in `s`.
+/// Expand `${VAR}` and `${VAR:-default}` in `s`; a default may itself hold `${...}`
+/// (`${FAIRREC_MODEL:-${FAIRREC_MODELS:-../shared/models}/m.gguf}`).
 pub fn expand(s: &str) -> Result<String> {
     let mut out = String::new();
     let mut rest = s;
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
-        let Some(j) = rest[i..].find('}') else {
+        // The matching brace, counting nested `${`.
+        let (mut depth, mut end) = (0usize, None);
+        let body = &rest[i + 2..];
+        let bytes = body.as_bytes();
+        for (k, &c) in bytes.iter().enumerate() {
+            if c == b'{' && k > 0 && bytes[k - 1] == b'$' {
+                depth += 1;
+            } else if c == b'}' {
+                if depth == 0 {
+                    end = Some(k);
+                    break;
+                }
+                depth -= 1;
+            }
+        }
+        let Some(j) = end else {
             bail!("`{s}`: unclosed ${{");
         };
-        let inner = &rest[i + 2..i + j];
+        let inner = &body[..j];
         let (name, default) = match inner.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
             None => (inner, None),
         };
         match (std::env::var(name).ok().filter(|v| !v.is_empty()), default) {
             (Some(v), _) => out.push_str(&v),
-            (None, Some(d)) => out.push_str(d),
+            (None, Some(d)) => out.push_str(&expand(d)?),
             (None, None) => bail!("`{s}`: environment variable {name} is not set"),
         }
-        rest = &rest[i + j + 1..];
+        rest = &body[j + 1..];
     }
     out.push_str(rest);
     Ok(out)
@@ -199,4 +219,42 @@ pub fn expand(s: &str) -> Result<String> {
 /// `expand` into a path.
 pub fn path(s: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(expand(s)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expand_handles_defaults_nested_defaults_and_errors() {
+        let unset = "FAIRREC_TEST_SURELY_UNSET_VAR";
+        assert_eq!(
+            expand("a/${FAIRREC_TEST_SURELY_UNSET_VAR:-b}/c").unwrap(),
+            "a/b/c"
+        );
+        assert_eq!(
+            expand(&format!("${{{unset}:-${{{unset}2:-x}}/m.gguf}}")).unwrap(),
+            "x/m.gguf"
+        );
+        let home = std::env::var("PATH").unwrap();
+        assert_eq!(expand("${PATH:-${X:-y}}!").unwrap(), format!("{home}!"));
+        assert!(expand(&format!("${{{unset}}}")).is_err());
+        assert!(expand("${PATH").is_err());
+    }
+
+    #[test]
+    fn method_variants_parse_as_their_method() {
+        assert_eq!(
+            Kind::parse("cl-moe@r2").unwrap(),
+            Kind::Train(Method::ClMoe)
+        );
+        assert_eq!(
+            Kind::parse("llm-rec").unwrap(),
+            Kind::Prompt(Template::LlmRec)
+        );
+        assert!(Kind::parse("nope@r2")
+            .unwrap_err()
+            .to_string()
+            .contains("nope@r2"));
+    }
 }
