@@ -83,7 +83,7 @@ fn paper_a_figures_match_arithmetic() {
     );
     assert_eq!(g.groups["male"].n, 400.0);
     assert!(
-        m.fairness["gender"].ci.is_empty(),
+        m.fairness["gender"].ci.is_empty() && m.ci.is_empty(),
         "no resamples, no intervals"
     );
 }
@@ -117,6 +117,33 @@ fn bootstrap_is_seeded_and_paired() {
     let [lo, hi] = ci["groups.female.f1"];
     let point = a.fairness["gender"].point.groups["female"].f1.unwrap();
     assert!(lo < point && point < hi, "{lo} {point} {hi}");
+    for k in [
+        "original.f1",
+        "original.precision",
+        "original.recall",
+        "neutral.f1",
+    ] {
+        let [lo, hi] = a.ci[k];
+        let (block, fig) = k.split_once('.').unwrap();
+        let c = if block == "original" {
+            &a.original
+        } else {
+            &a.neutral
+        };
+        let point = match fig {
+            "f1" => c.f1,
+            "precision" => c.precision,
+            _ => c.recall,
+        }
+        .unwrap();
+        assert!(
+            lo <= point && point <= hi && lo <= hi,
+            "{k}: {lo} {point} {hi}"
+        );
+        if fig == "f1" {
+            assert!(lo < hi, "{k}: a real interval");
+        }
+    }
     assert_eq!(a.bootstrap.unit, "sample");
     assert_eq!(a.bootstrap.units, 300);
     // Every variant equal to neutral: GD is 0 in every resample, and so is each difference.
@@ -134,6 +161,8 @@ fn bootstrap_is_seeded_and_paired() {
     assert_eq!(z.fairness["gender"].point.gd, Some(0.0));
     assert_eq!(z.fairness["gender"].ci["gd"], [0.0, 0.0]);
     assert_eq!(z.fairness["gender"].ci["groups.male.diff"], [0.0, 0.0]);
+    // Paired resamples: identical original and neutral predictions, identical intervals.
+    assert_eq!(z.ci["original.f1"], z.ci["neutral.f1"]);
 }
 
 #[test]

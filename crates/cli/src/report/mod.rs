@@ -47,12 +47,15 @@ fn with_ci(v: String, ci: Option<&[f64; 2]>, f: &dyn Fn(f64) -> String) -> Strin
     }
 }
 
-fn class_row(name: &str, c: &ClassBlock) -> Vec<String> {
+/// A classification row; `ci(figure)` is the figure's interval when the audit has one.
+fn class_row(name: &str, c: &ClassBlock, ci: &dyn Fn(&str) -> Option<[f64; 2]>) -> Vec<String> {
+    let p =
+        |v: Option<f64>, k: &str| with_ci(pct(v), ci(k).as_ref(), &|x| format!("{:.2}", 100.0 * x));
     vec![
         name.into(),
-        pct(c.f1),
-        pct(c.precision),
-        pct(c.recall),
+        p(c.f1, "f1"),
+        p(c.precision, "precision"),
+        p(c.recall, "recall"),
         pct(c.auc),
         c.n.to_string(),
         c.positives.to_string(),
@@ -341,14 +344,18 @@ pub fn blocks(m: &Metrics, p: &Provenance) -> Vec<Block> {
     )));
     out.push(Block::Heading(2, "Recommendation quality".into()));
     let mut rows = vec![
-        class_row("original (true attributes)", &m.original),
-        class_row("neutral (no attribute)", &m.neutral),
+        class_row("original (true attributes)", &m.original, &|k| {
+            m.ci.get(&format!("original.{k}")).copied()
+        }),
+        class_row("neutral (no attribute)", &m.neutral, &|k| {
+            m.ci.get(&format!("neutral.{k}")).copied()
+        }),
     ];
     rows.extend(
         m.variants
             .iter()
             .filter(|(k, _)| *k != "original" && *k != "neutral")
-            .map(|(k, c)| class_row(k, c)),
+            .map(|(k, c)| class_row(k, c, &|_| None)),
     );
     out.push(Block::Table(
         [
