@@ -117,8 +117,8 @@ fn call(args: &[String], log: &Path) -> Result<()> {
 
 /// Where the synthetic world of `d` (if it is one) is written.
 pub fn synth_dir(out: &Path, d: &spec::DatasetSpec) -> Option<PathBuf> {
-    let key = serde_json::json!({"synth": d.synth, "prepare": d.prepare});
     d.synth.as_ref()?;
+    let key = serde_json::json!({"synth": d.synth, "prepare": d.prepare});
     Some(
         out.join("raw")
             .join(format!("{}-{}", d.name, &hash_hex(&key)[..8])),

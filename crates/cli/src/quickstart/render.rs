@@ -1,9 +1,10 @@
 //! People's versions of the quickstart report: `report.md` and a self-contained
 //! `report.html` (inline CSS and SVG), plus `report.json` for machines.
 
-use super::report::{pts, pts_ci, sci, Est, MethodReport, Report};
+use super::report::{pts_ci, sci_ci, Est, MethodReport, Report};
 use crate::report::svg::{diverging, extent, hbars, Bar};
 use crate::report::{html, markdown, Block};
+use crate::report::{pct, with_ci};
 use anyhow::Result;
 use fairrec_data::sample::write_atomic;
 use std::path::Path;
@@ -34,7 +35,7 @@ fn blocks(r: &Report) -> Vec<Block> {
         r.base_model.layers,
         r.base_model.hidden,
         r.base_model.finetune_epochs,
-        pts(r.base_model.finetune_valid_auc),
+        pct(r.base_model.finetune_valid_auc),
         r.base_model.finetune_seconds.unwrap_or(0.0),
         w["users"],
         w["items"],
@@ -105,13 +106,13 @@ fn results_blocks(r: &Report, b: &mut Vec<Block>) {
         .methods
         .iter()
         .map(|m| {
-            let mut row = vec![m.label.clone(), pts_ci(&m.f1), pts(m.auc)];
+            let mut row = vec![m.label.clone(), pts_ci(&m.f1), pct(m.auc)];
             for s in &sets {
                 row.push(m.fairness.get(s).map_or("–".into(), |f| pts_ci(&f.gd)));
             }
             let j = m.fairness.get(&r.joint);
-            row.push(j.map_or("–".into(), |f| sci(&f.rate)));
-            row.push(j.map_or("–".into(), |f| sci(&f.rate_sq)));
+            row.push(j.map_or("–".into(), |f| sci_ci(&f.rate)));
+            row.push(j.map_or("–".into(), |f| sci_ci(&f.rate_sq)));
             row.push(m.train_seconds.map_or("–".into(), |s| format!("{s:.0}")));
             row
         })
@@ -186,14 +187,10 @@ fn results_blocks(r: &Report, b: &mut Vec<Block>) {
                     m.fairness
                         .get(&r.joint)
                         .and_then(|f| f.shift.get(*g))
-                        .map_or("–".into(), |e| match e.ci {
-                            Some([a, c]) => format!(
-                                "{:+.2} [{:+.2}, {:+.2}]",
-                                100.0 * e.value.unwrap_or(0.0),
-                                100.0 * a,
-                                100.0 * c
-                            ),
-                            None => pts(e.value),
+                        .map_or("–".into(), |e| {
+                            let signed = |x: f64| format!("{:+.2}", 100.0 * x);
+                            let v = e.value.map_or("undefined".into(), signed);
+                            with_ci(v, e.ci.as_ref(), &signed)
                         }),
                 );
             }

@@ -3,6 +3,7 @@
 //! audits' bootstrap intervals, and the plain-words findings.
 
 use crate::experiment::{cell_dir, spec::Spec, synth_dir, Grid};
+use crate::report::{pct, sci, with_ci};
 use anyhow::{bail, Context as _, Result};
 use fairrec_data::pipeline::read_manifest;
 use serde_json::Value;
@@ -238,30 +239,16 @@ pub fn build(out: &Path, spec: &Spec, grid: &Grid, seconds: f64) -> Result<Repor
     })
 }
 
-pub(super) fn pts(v: Option<f64>) -> String {
-    v.map_or("undefined".into(), |v| format!("{:.2}", 100.0 * v))
-}
-
+/// A figure in points (×100) with its interval.
 pub(super) fn pts_ci(e: &Est) -> String {
-    match e.ci {
-        Some([a, b]) => format!("{} [{:.2}, {:.2}]", pts(e.value), 100.0 * a, 100.0 * b),
-        None => pts(e.value),
-    }
+    with_ci(pct(e.value), e.ci.as_ref(), &|x| {
+        format!("{:.2}", 100.0 * x)
+    })
 }
 
-pub(super) fn sci(e: &Est) -> String {
-    let f = |v: f64| {
-        if v == 0.0 {
-            "0".to_string()
-        } else {
-            format!("{v:.2e}")
-        }
-    };
-    match (e.value, e.ci) {
-        (None, _) => "undefined".into(),
-        (Some(v), Some([a, b])) => format!("{} [{}, {}]", f(v), f(a), f(b)),
-        (Some(v), None) => f(v),
-    }
+/// A figure in scientific notation with its interval.
+pub(super) fn sci_ci(e: &Est) -> String {
+    with_ci(sci(e.value), e.ci.as_ref(), &|x| sci(Some(x)))
 }
 
 /// Groups whose paired interval of F1 minus the neutral F1 excludes zero.
@@ -286,7 +273,7 @@ pub fn findings(methods: &[MethodReport], joint: &str) -> Vec<String> {
         "{}: F1 {} % (AUC {} %). ",
         base.label,
         pts_ci(&base.f1),
-        pts(base.auc)
+        pct(base.auc)
     );
     let clear = clear_shifts(bj);
     s += &if bj.gd.value == Some(0.0) {
@@ -341,21 +328,21 @@ pub fn findings(methods: &[MethodReport], joint: &str) -> Vec<String> {
         let mut s = format!(
             "{}: GD ({joint}) {} → {} points{change}",
             m.label,
-            pts(Some(g0)),
-            pts(Some(g1))
+            pct(Some(g0)),
+            pct(Some(g1))
         );
         for a in joint.split(',').filter(|a| *a != joint) {
             if let (Some(x), Some(y)) = (base.fairness.get(a), m.fairness.get(a)) {
-                s += &format!(", {a} {} → {}", pts(x.gd.value), pts(y.gd.value));
+                s += &format!(", {a} {} → {}", pct(x.gd.value), pct(y.gd.value));
             }
         }
         s += &format!(
             "; F1 {} → {} % ({:+.2} points), AUC {} → {} %.",
-            pts(base.f1.value),
-            pts(m.f1.value),
+            pct(base.f1.value),
+            pct(m.f1.value),
             100.0 * (m.f1.value.unwrap_or(0.0) - base.f1.value.unwrap_or(0.0)),
-            pts(base.auc),
-            pts(m.auc)
+            pct(base.auc),
+            pct(m.auc)
         );
         s += &match (bj.gd.ci, mj.gd.ci) {
             (Some([lo0, _]), Some([_, hi1])) if hi1 < lo0 => format!(

@@ -26,11 +26,13 @@ pub struct Provenance {
     pub git_revision: Option<String>,
 }
 
-fn pct(v: Option<f64>) -> String {
+/// A fraction in percent with two decimals (`undefined` for `None`).
+pub(crate) fn pct(v: Option<f64>) -> String {
     v.map_or("undefined".into(), |v| format!("{:.2}", 100.0 * v))
 }
 
-fn sci(v: Option<f64>) -> String {
+/// Scientific notation with three decimals, `0` for zero (`undefined` for `None`).
+pub(crate) fn sci(v: Option<f64>) -> String {
     v.map_or("undefined".into(), |v| {
         if v == 0.0 {
             "0".into()
@@ -40,7 +42,8 @@ fn sci(v: Option<f64>) -> String {
     })
 }
 
-fn with_ci(v: String, ci: Option<&[f64; 2]>, f: &dyn Fn(f64) -> String) -> String {
+/// `v [low, high]` with the interval printed by `f`, or `v` alone.
+pub(crate) fn with_ci(v: String, ci: Option<&[f64; 2]>, f: &dyn Fn(f64) -> String) -> String {
     match ci {
         Some([a, b]) => format!("{v} [{}, {}]", f(*a), f(*b)),
         None => v,
