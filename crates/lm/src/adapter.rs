@@ -219,11 +219,18 @@ impl Adapter {
         } else {
             x.clone()
         };
+        // One 2-D product over all rows (a batched product would also form one gradient
+        // of A and B per batch row before summing them).
+        let dims = x.dims().to_vec();
+        let rows = x.elem_count() / dims[dims.len() - 1];
+        let x2 = xd.reshape((rows, dims[dims.len() - 1]))?;
         let expert = |e: &LoraExpert| -> Result<Tensor> {
-            Ok((xd
-                .broadcast_matmul(&weight(&e.a).t()?)?
-                .broadcast_matmul(&weight(&e.b).t()?)?
-                * self.scale)?)
+            // The scale goes on B (out x r), not on the output (rows x out).
+            let b = (weight(&e.b) * self.scale)?;
+            let y = x2.matmul(&weight(&e.a).t()?)?.matmul(&b.t()?)?;
+            let mut out = dims.clone();
+            *out.last_mut().expect("non-empty") = y.dim(1)?;
+            Ok(y.reshape(out)?)
         };
         match self.route(x)? {
             None => expert(&self.experts[0]),

@@ -11,6 +11,7 @@ use crate::adapter::Adapter;
 use crate::config::LlamaConfig;
 use crate::error::Result;
 use crate::grad::weight;
+use crate::ops;
 use crate::prompt::SoftPrompt;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
@@ -52,13 +53,39 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.broadcast_matmul(&weight(&self.weight).t()?)?;
+        self.forward_add(x, None)
+    }
+
+    /// `x W^T (+ b) + adapter(x) + residual`.
+    pub fn forward_add(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        let w = weight(&self.weight);
+        let extra = match (&self.adapter, residual) {
+            (Some(a), Some(r)) => Some((a.forward(x)? + r)?),
+            (Some(a), None) => Some(a.forward(x)?),
+            (None, r) => r.cloned(),
+        };
+        if ops::fused(x) && !w.track_op() {
+            let extra = match (extra, &self.bias) {
+                (Some(e), Some(b)) => Some(e.broadcast_add(&weight(b))?),
+                (None, Some(b)) => {
+                    let mut dims = x.dims().to_vec();
+                    *dims.last_mut().expect("rank >= 1") = b.dim(0)?;
+                    Some(weight(b).broadcast_as(dims)?)
+                }
+                (e, None) => e,
+            };
+            return Ok(match extra {
+                Some(e) => ops::frozen_linear_add(x, &w, &e)?,
+                None => ops::frozen_linear(x, &w)?,
+            });
+        }
+        let y = x.broadcast_matmul(&w.t()?)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(&weight(b))?,
             None => y,
         };
-        Ok(match &self.adapter {
-            Some(a) => (y + a.forward(x)?)?,
+        Ok(match extra {
+            Some(e) => (y + e)?,
             None => y,
         })
     }
@@ -80,6 +107,9 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if ops::fused(x) {
+            return Ok(ops::rms_norm(x, &weight(&self.weight), self.eps)?);
+        }
         let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
         Ok(x.broadcast_div(&(ms + self.eps)?.sqrt()?)?
             .broadcast_mul(&weight(&self.weight))?)
@@ -113,6 +143,11 @@ impl Rotary {
     /// Longest sequence the tables cover.
     pub fn max_len(&self) -> usize {
         self.cos.dim(0).unwrap_or(0)
+    }
+
+    /// Rotate `x` of shape `[B, T, H, D]` for positions `0..T` (the fused kernel).
+    fn apply_bthd(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(ops::rope(x, &self.cos, &self.sin)?)
     }
 
     /// Rotate `x` of shape `[B, H, T, D]` for positions `0..T`.
@@ -165,6 +200,26 @@ impl Attention {
             .contiguous()?)
     }
 
+    /// The fused path: rotary and attention kernels on the projections' own layout.
+    /// `residual` is added to the output in place.
+    fn forward_fused(&self, x: &Tensor, rotary: &Rotary, residual: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let hd = self.head_dim;
+        let rotate = |y: Tensor, n: usize| -> Result<Tensor> {
+            rotary
+                .apply_bthd(&y.reshape((b, t, n, hd))?)?
+                .reshape((b, t, n * hd))
+                .map_err(Into::into)
+        };
+        let q = rotate(self.q_proj.forward(x)?, self.n_heads)?;
+        let k = rotate(self.k_proj.forward(x)?, self.n_kv)?;
+        let v = self.v_proj.forward(x)?;
+        let y = ops::causal_attention(&q, &k, &v, self.n_heads, self.n_kv)?;
+        self.o_proj.forward_add(&y, Some(residual))
+    }
+
+    /// Causal self-attention with the composed ops; `mask` is the `[T, T]` additive causal
+    /// mask.
     pub fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &Tensor) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let q = rotary.apply(&self.heads(self.q_proj.forward(x)?, self.n_heads)?)?;
@@ -210,6 +265,17 @@ impl Mlp {
         })
     }
 
+    /// The fused path, `residual + down(silu(gate(x)) * up(x))`.
+    fn forward_fused(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let (g, u) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
+        let d = &self.down_proj;
+        let w = weight(&d.weight);
+        if d.adapter.is_none() && d.bias.is_none() && !w.track_op() {
+            return Ok((residual + ops::swiglu_down(&g, &u, &w)?)?);
+        }
+        d.forward_add(&ops::swiglu(&g, &u)?, Some(residual))
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let g = self.gate_proj.forward(x)?.silu()?;
         self.down_proj.forward(&(g * self.up_proj.forward(x)?)?)
@@ -244,6 +310,12 @@ impl DecoderLayer {
     }
 
     pub fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &Tensor) -> Result<Tensor> {
+        if ops::fused(x) {
+            let a = &self.self_attn;
+            let h = a.forward_fused(&self.input_layernorm.forward(x)?, rotary, x)?;
+            let m = &self.mlp;
+            return m.forward_fused(&self.post_attention_layernorm.forward(&h)?, &h);
+        }
         let h = (x + self
             .self_attn
             .forward(&self.input_layernorm.forward(x)?, rotary, mask)?)?;
@@ -380,7 +452,13 @@ impl Llama {
     /// `positions[b]` the position to read -> `[B, vocab]`.
     pub fn logits_at(&self, hidden: &Tensor, positions: &[usize]) -> Result<Tensor> {
         let h = gather_positions(hidden, positions)?;
-        Ok(h.matmul(&weight(self.head()).t()?)?)
+        let w = weight(self.head());
+        if ops::fused(&h) && !w.track_op() {
+            // The vocabulary-sized head: a generic matmul's backward would also form its
+            // gradient (hidden x vocab), which nothing trains.
+            return Ok(ops::frozen_linear(&h, &w)?);
+        }
+        Ok(h.matmul(&w.t()?)?)
     }
 
     /// Greedy continuation of `ids` by up to `n` tokens, stopping after any of `stop`.

@@ -1,0 +1,349 @@
+//! The fused CPU kernels against independent compositions of candle ops (values and
+//! gradients), against finite differences, and the whole decoder on both paths.
+
+use candle_core::{Device, Tensor, Var, D};
+use fairrec_core::Rng;
+use fairrec_lm::adapter::AdapterConfig;
+use fairrec_lm::model::RmsNorm;
+use fairrec_lm::{ops, random, LlamaConfig};
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = Rng::derive(seed, "ops-test");
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn var(shape: &[usize], seed: u64) -> Var {
+    Var::from_tensor(&randn(shape, seed)).unwrap()
+}
+
+fn max_abs(a: &Tensor) -> f32 {
+    a.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+/// `max |a - b| <= tol * max(1, max |b|)`.
+fn assert_close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
+    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+    let d = max_abs(&(a - b).unwrap());
+    let scale = max_abs(b).max(1.0);
+    assert!(
+        d <= tol * scale,
+        "{what}: max difference {d} (scale {scale})"
+    );
+}
+
+/// `sum(y * c)` for a fixed random `c`: a loss whose gradient wrt `y` is `c`.
+fn probe(y: &Tensor, seed: u64) -> Tensor {
+    (y * randn(y.dims(), seed)).unwrap().sum_all().unwrap()
+}
+
+/// Value and gradients wrt `inputs` of `f` on the fused path and of `reference`.
+fn compare(
+    inputs: &[&Var],
+    fused: impl Fn() -> Tensor,
+    reference: impl Fn() -> Tensor,
+    tol: f32,
+    what: &str,
+) {
+    let (yf, yr) = (fused(), reference());
+    assert_close(&yf, &yr, tol, &format!("{what} value"));
+    let (gf, gr) = (
+        probe(&yf, 99).backward().unwrap(),
+        probe(&yr, 99).backward().unwrap(),
+    );
+    for (i, v) in inputs.iter().enumerate() {
+        let (a, b) = (
+            gf.get(v).expect("fused gradient"),
+            gr.get(v).expect("reference"),
+        );
+        assert!(
+            max_abs(b) > 0.0,
+            "{what}: input {i} has a zero reference gradient"
+        );
+        assert_close(a, b, tol, &format!("{what} gradient of input {i}"));
+    }
+}
+
+/// Central differences of `sum(f() * c)` wrt a few elements of `x`, against autograd.
+fn finite_differences(x: &Var, f: impl Fn() -> Tensor, what: &str) {
+    let g = probe(&f(), 7).backward().unwrap();
+    let g: Vec<f32> = g.get(x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let base: Vec<f32> = x.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+    let eps = 1e-2f32;
+    for &i in &[0, base.len() / 3, base.len() / 2, base.len() - 1] {
+        let at = |d: f32| -> f32 {
+            let mut v = base.clone();
+            v[i] += d;
+            x.set(&Tensor::from_vec(v, x.dims(), &Device::Cpu).unwrap())
+                .unwrap();
+            let y: f32 = probe(&f(), 7).to_scalar().unwrap();
+            y
+        };
+        let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+        x.set(&Tensor::from_vec(base.clone(), x.dims(), &Device::Cpu).unwrap())
+            .unwrap();
+        let tol = 2e-2 * g[i].abs().max(1.0);
+        assert!(
+            (fd - g[i]).abs() <= tol,
+            "{what}[{i}]: finite difference {fd} vs {}",
+            g[i]
+        );
+    }
+}
+
+/// Attention written out from candle ops: repeat the key/value heads, full scores, an
+/// additive causal mask, softmax, weighted values.
+fn attention_reference(q: &Tensor, k: &Tensor, v: &Tensor, nh: usize, nkv: usize) -> Tensor {
+    let (b, t, w) = q.dims3().unwrap();
+    let hd = w / nh;
+    let heads = |x: &Tensor, n: usize| {
+        let x = x.reshape((b, t, n, hd)).unwrap().transpose(1, 2).unwrap();
+        let rep = nh / n;
+        x.unsqueeze(2)
+            .unwrap()
+            .expand((b, n, rep, t, hd))
+            .unwrap()
+            .reshape((b, nh, t, hd))
+            .unwrap()
+    };
+    let (q, k, v) = (heads(q, nh), heads(k, nkv), heads(v, nkv));
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu).unwrap();
+    let s = (q.matmul(&k.t().unwrap()).unwrap() / (hd as f64).sqrt()).unwrap();
+    let p = candle_nn::ops::softmax(&s.broadcast_add(&mask).unwrap(), D::Minus1).unwrap();
+    p.matmul(&v)
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((b, t, nh * hd))
+        .unwrap()
+}
+
+#[test]
+fn attention_matches_the_composed_ops_across_block_edges_and_head_groups() {
+    // 70 positions: one full block of 64 and a partial one; also 1 and exactly 64.
+    for (t, nh, nkv) in [(70, 4, 2), (1, 2, 1), (64, 3, 3), (130, 6, 2)] {
+        let hd = 8;
+        let (q, k, v) = (
+            var(&[2, t, nh * hd], 1),
+            var(&[2, t, nkv * hd], 2),
+            var(&[2, t, nkv * hd], 3),
+        );
+        // One position: softmax over one key, so only V gets a gradient.
+        let inputs: &[&Var] = if t == 1 { &[&v] } else { &[&q, &k, &v] };
+        compare(
+            inputs,
+            || ops::causal_attention(&q, &k, &v, nh, nkv).unwrap(),
+            || attention_reference(&q, &k, &v, nh, nkv),
+            2e-5,
+            &format!("attention t={t} heads={nh}/{nkv}"),
+        );
+    }
+}
+
+#[test]
+fn untracked_attention_keeps_nothing_and_equals_the_tracked_one() {
+    // Untracked inputs take the path that keeps no probabilities (one scratch per thread).
+    let (q, k, v) = (
+        randn(&[1, 5, 16], 4),
+        randn(&[1, 5, 8], 5),
+        randn(&[1, 5, 8], 6),
+    );
+    let a = ops::causal_attention(&q, &k, &v, 2, 1).unwrap();
+    let vq = Var::from_tensor(&q).unwrap();
+    let b = ops::causal_attention(vq.as_tensor(), &k, &v, 2, 1).unwrap();
+    assert_close(&a, &b, 1e-6, "kept vs not kept");
+    assert_close(
+        &a,
+        &attention_reference(&q, &k, &v, 2, 1),
+        2e-6,
+        "untracked vs reference",
+    );
+}
+
+#[test]
+fn norm_rope_swiglu_and_linear_match_the_composed_ops() {
+    let (x, w) = (var(&[2, 5, 12], 10), var(&[12], 11));
+    let norm = || RmsNorm {
+        weight: w.as_tensor().clone(),
+        eps: 1e-5,
+    };
+    compare(
+        &[&x, &w],
+        || norm().forward(x.as_tensor()).unwrap(),
+        || ops::reference(|| norm().forward(x.as_tensor()).unwrap()),
+        1e-5,
+        "rms-norm",
+    );
+
+    // Rotary: [B, T, H, D] through the kernel against candle's rope_slow on [B, H, T, D].
+    let (t, half) = (9, 4);
+    let angles: Vec<f32> = (0..t)
+        .flat_map(|p| (0..half).map(move |i| p as f32 * 10f32.powf(-(i as f32) / half as f32)))
+        .collect();
+    let ang = Tensor::from_vec(angles, (t, half), &Device::Cpu).unwrap();
+    let (cos, sin) = (ang.cos().unwrap(), ang.sin().unwrap());
+    let xr = var(&[2, t, 3, 2 * half], 12);
+    compare(
+        &[&xr],
+        || ops::rope(&xr, &cos, &sin).unwrap(),
+        || {
+            let bhtd = xr.transpose(1, 2).unwrap().contiguous().unwrap();
+            candle_nn::rotary_emb::rope_slow(&bhtd, &cos, &sin)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+        },
+        1e-6,
+        "rope",
+    );
+
+    let (g, u) = (var(&[3, 7, 11], 13), var(&[3, 7, 11], 14));
+    compare(
+        &[&g, &u],
+        || ops::swiglu(&g, &u).unwrap(),
+        || (g.silu().unwrap() * u.as_tensor()).unwrap(),
+        1e-6,
+        "swiglu",
+    );
+
+    let wd = randn(&[5, 11], 17);
+    compare(
+        &[&g, &u],
+        || ops::swiglu_down(&g, &u, &wd).unwrap(),
+        || {
+            (g.silu().unwrap() * u.as_tensor())
+                .unwrap()
+                .broadcast_matmul(&wd.t().unwrap())
+                .unwrap()
+        },
+        1e-5,
+        "swiglu + down",
+    );
+
+    let (xl, wl) = (var(&[2, 6, 10], 15), randn(&[7, 10], 16));
+    let add = var(&[2, 6, 7], 18);
+    compare(
+        &[&xl, &add],
+        || ops::frozen_linear_add(&xl, &wl, &add).unwrap(),
+        || (xl.broadcast_matmul(&wl.t().unwrap()).unwrap() + add.as_tensor()).unwrap(),
+        1e-6,
+        "frozen linear + addend",
+    );
+    compare(
+        &[&xl],
+        || ops::frozen_linear(&xl, &wl).unwrap(),
+        || xl.broadcast_matmul(&wl.t().unwrap()).unwrap(),
+        1e-6,
+        "frozen linear",
+    );
+}
+
+#[test]
+fn kernels_agree_with_finite_differences() {
+    let (q, k, v) = (
+        var(&[1, 6, 8], 20),
+        var(&[1, 6, 4], 21),
+        var(&[1, 6, 4], 22),
+    );
+    for (x, name) in [(&q, "dq"), (&k, "dk"), (&v, "dv")] {
+        finite_differences(x, || ops::causal_attention(&q, &k, &v, 2, 1).unwrap(), name);
+    }
+    let (x, w) = (var(&[3, 8], 23), var(&[8], 24));
+    finite_differences(&x, || ops::rms_norm(&x, &w, 1e-5).unwrap(), "rms-norm dx");
+    finite_differences(&w, || ops::rms_norm(&x, &w, 1e-5).unwrap(), "rms-norm dw");
+    let (g, u) = (var(&[4, 5], 25), var(&[4, 5], 26));
+    finite_differences(&g, || ops::swiglu(&g, &u).unwrap(), "swiglu dg");
+}
+
+fn cfg() -> LlamaConfig {
+    let mut c = LlamaConfig::tiny(50);
+    c.hidden_size = 32;
+    c.intermediate_size = 48;
+    c
+}
+
+fn tokens(b: usize, t: usize) -> Tensor {
+    let mut rng = Rng::derive(3, "ops-tokens");
+    let ids: Vec<u32> = (0..b * t).map(|_| rng.below(50) as u32).collect();
+    Tensor::from_vec(ids, (b, t), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn the_decoder_gives_the_same_outputs_and_adapter_gradients_on_both_paths() {
+    let all = fairrec_lm::adapter::TARGET_MODULES;
+    let mut qwen = cfg();
+    qwen.model_type = Some("qwen2".into());
+    assert!(qwen.qkv_bias());
+    // Every module adapted; q/v only, where the frozen down projection fuses with the
+    // gate; and Qwen2's biased q/k/v projections.
+    let qv = &["q_proj", "v_proj"][..];
+    for (c, targets) in [(cfg(), &all[..]), (cfg(), qv), (qwen, qv)] {
+        let mut model = random::random_model(&c, 1, 0.2, &Device::Cpu).unwrap();
+        let set = model
+            .attach_adapters(&AdapterConfig::lora(4, 8.0, targets), 0)
+            .unwrap();
+        let vars = set.named_vars();
+        // LoRA's B starts at zero, which would leave A without gradient: randomise it.
+        for (i, (_, v)) in vars.iter().enumerate() {
+            v.set(&(randn(v.dims(), 100 + i as u64) * 0.1).unwrap())
+                .unwrap();
+        }
+        let x = tokens(2, 70);
+        let run = || {
+            let f = model.forward(&x, Some(0)).unwrap();
+            let logits = model.logits_at(&f.last, &[69, 40]).unwrap();
+            let loss = (probe(&logits, 5) + probe(&f.captured.unwrap(), 6)).unwrap();
+            (logits, loss.backward().unwrap())
+        };
+        let (lf, gf) = run();
+        let (lr, gr) = ops::reference(run);
+        assert_close(&lf, &lr, 1e-4, "logits");
+        for (name, v) in &vars {
+            let (a, b) = (gf.get(v).unwrap(), gr.get(v).unwrap());
+            assert!(max_abs(b) > 0.0, "{name}: zero gradient");
+            assert_close(a, b, 1e-4, name);
+        }
+        let nf = fairrec_lm::grad::no_grad(|| model.forward(&x, None).unwrap().last);
+        assert_close(
+            &nf,
+            &model.forward(&x, None).unwrap().last,
+            1e-6,
+            "no-grad forward",
+        );
+    }
+}
+
+#[test]
+fn full_fine_tuning_gets_every_weight_gradient_on_both_paths() {
+    let mut model = random::random_model(&cfg(), 2, 0.2, &Device::Cpu).unwrap();
+    let vars = model.make_trainable().unwrap();
+    let x = tokens(2, 9);
+    let run = || {
+        let f = model.forward(&x, None).unwrap();
+        probe(&model.logits_at(&f.last, &[8, 3]).unwrap(), 8)
+            .backward()
+            .unwrap()
+    };
+    let (gf, gr) = (run(), ops::reference(run));
+    for (name, v) in &vars {
+        let b = gr
+            .get(v)
+            .unwrap_or_else(|| panic!("{name}: no reference gradient"));
+        let a = gf
+            .get(v)
+            .unwrap_or_else(|| panic!("{name}: no fused gradient"));
+        assert_close(a, b, 1e-4, name);
+    }
+    assert!(vars.iter().any(|(n, _)| n.ends_with("layernorm.weight")));
+}
