@@ -5,6 +5,9 @@ use super::{cpu_slice, cpu_tensor, msg, with_f32};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+/// Rows per block of the weight-gradient sum.
+const ROWS: usize = 64;
+
 struct RmsNorm {
     eps: f32,
 }
@@ -83,26 +86,26 @@ impl CustomOp2 for RmsNorm {
                     if !wt.track_op() {
                         return Ok((Some(dx), None));
                     }
-                    let dw = x
-                        .par_chunks(h)
-                        .zip(g.par_chunks(h))
-                        .fold(
-                            || vec![0f32; h],
-                            |mut acc, (x, g)| {
+                    // Partial sums over fixed blocks of rows, added in order: the result
+                    // does not depend on how rayon schedules the blocks.
+                    let partials: Vec<Vec<f32>> = x
+                        .par_chunks(h * ROWS)
+                        .zip(g.par_chunks(h * ROWS))
+                        .map(|(x, g)| {
+                            let mut acc = vec![0f32; h];
+                            for (x, g) in x.chunks(h).zip(g.chunks(h)) {
                                 let r = inv_rms(x, eps);
                                 for ((a, x), g) in acc.iter_mut().zip(x).zip(g) {
                                     *a += g * x * r;
                                 }
-                                acc
-                            },
-                        )
-                        .reduce(
-                            || vec![0f32; h],
-                            |mut a, b| {
-                                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                                a
-                            },
-                        );
+                            }
+                            acc
+                        })
+                        .collect();
+                    let mut dw = vec![0f32; h];
+                    for p in &partials {
+                        dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+                    }
                     Ok((Some(dx), Some(cpu_tensor(dw, &[h])?)))
                 })
             })
