@@ -1,7 +1,10 @@
 //! Llama-family decoder (Llama, Qwen2, SmolLM/SmolLM2) in candle's style: one struct per
 //! checkpoint submodule, `new(cfg, vb)` with `vb.pp(..)` paths equal to the HF checkpoint
-//! keys. Every op is differentiable: RMSNorm is composed (candle's fused `rms_norm` drops
-//! gradients), rotary embeddings use `rope_slow`, attention uses the composed `softmax`.
+//! keys. Every op is differentiable. On CPU (f32) the blocks run the fused kernels of
+//! [`crate::ops`] (hand-written backward; frozen weights get no gradient); elsewhere, and
+//! inside [`crate::ops::reference`], they use candle's composed ops: RMSNorm composed
+//! (candle's fused `rms_norm` drops gradients), rotary embeddings through `rope_slow`,
+//! attention through the composed `softmax`. Both paths compute the same function (tested).
 //!
 //! Batches are right-padded: real tokens sit at positions `0..len`, so with the causal
 //! mask no real token ever attends to padding and a prompt's hidden states do not depend
