@@ -25,7 +25,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc v3's `mi_option_t` (include/mimalloc.h).
+/// `mi_option_purge_delay` in `mi_option_t` (include/mimalloc.h; the same index in mimalloc
+/// v2 and v3; libmimalloc-sys does not name it).
 const MI_OPTION_PURGE_DELAY: i32 = 15;
 
 /// Keep freed pages instead of handing them back to the OS after 10 ms (mimalloc's

@@ -6,23 +6,32 @@
 
 use candle_core::Tensor;
 use std::cell::Cell;
+use std::thread::LocalKey;
 
 thread_local! {
     static NO_GRAD: Cell<bool> = const { Cell::new(false) };
 }
 
-struct Restore(bool);
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        NO_GRAD.with(|c| c.set(self.0));
+/// Run `f` with the thread-local flag `key` set to `value`, restoring its previous value
+/// afterwards, even on panic (also [`crate::ops::reference`]'s switch).
+pub(crate) fn with_flag<T>(
+    key: &'static LocalKey<Cell<bool>>,
+    value: bool,
+    f: impl FnOnce() -> T,
+) -> T {
+    struct Restore(&'static LocalKey<Cell<bool>>, bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            self.0.with(|c| c.set(self.1));
+        }
     }
+    let _restore = Restore(key, key.with(|c| c.replace(value)));
+    f()
 }
 
 /// Run `f` with gradient tracking off on this thread (restored afterwards, even on panic).
 pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
-    let _restore = Restore(NO_GRAD.with(|c| c.replace(true)));
-    f()
+    with_flag(&NO_GRAD, true, f)
 }
 
 /// Whether gradient tracking is on for this thread.

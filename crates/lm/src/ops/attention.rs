@@ -19,8 +19,9 @@ use rayon::prelude::*;
 /// Rows per block of the causal split.
 const BLOCK: usize = 64;
 
+/// The op: one sequence length, head counts, head width and score scale.
 #[derive(Clone, Copy)]
-struct Geom {
+struct Attention {
     t: usize,
     nh: usize,
     nkv: usize,
@@ -28,7 +29,29 @@ struct Geom {
     scale: f32,
 }
 
-impl Geom {
+impl Attention {
+    /// The batch size, after checking the inputs' shapes against the op.
+    fn check(&self, ls: [&Layout; 3]) -> candle_core::Result<usize> {
+        let (b, t, w) = ls[0].shape().dims3()?;
+        let kv = self.nkv * self.hd;
+        let ok = t == self.t
+            && w == self.nh * self.hd
+            && ls[1].dims() == [b, t, kv]
+            && ls[2].dims() == [b, t, kv];
+        if !ok {
+            return Err(msg(
+                "causal-attention",
+                format!(
+                    "q {:?}, k {:?}, v {:?}",
+                    ls[0].dims(),
+                    ls[1].dims(),
+                    ls[2].dims()
+                ),
+            ));
+        }
+        Ok(b)
+    }
+
     /// Offsets of head `bh = b * nh + h` in Q and in K/V.
     fn offsets(&self, bh: usize) -> (usize, usize) {
         let (b, h) = (bh / self.nh, bh % self.nh);
@@ -182,10 +205,6 @@ impl Geom {
     }
 }
 
-struct Attention {
-    geom: Geom,
-}
-
 /// `[B, H, T, d]` (head-major) -> `[B, T, H * d]`, adding heads `h` that map to the same
 /// output head `h / group` (group 1: a plain transpose).
 fn merge_heads(src: &[f32], (b, t, h, d): (usize, usize, usize, usize), group: usize) -> Vec<f32> {
@@ -205,30 +224,6 @@ fn merge_heads(src: &[f32], (b, t, h, d): (usize, usize, usize, usize), group: u
     out
 }
 
-impl Attention {
-    fn check(&self, ls: [&Layout; 3]) -> candle_core::Result<usize> {
-        let g = &self.geom;
-        let (b, t, w) = ls[0].shape().dims3()?;
-        let kv = g.nkv * g.hd;
-        let ok = t == g.t
-            && w == g.nh * g.hd
-            && ls[1].dims() == [b, t, kv]
-            && ls[2].dims() == [b, t, kv];
-        if !ok {
-            return Err(msg(
-                "causal-attention",
-                format!(
-                    "q {:?}, k {:?}, v {:?}",
-                    ls[0].dims(),
-                    ls[1].dims(),
-                    ls[2].dims()
-                ),
-            ));
-        }
-        Ok(b)
-    }
-}
-
 impl CustomOp3 for Attention {
     fn name(&self) -> &'static str {
         "causal-attention"
@@ -244,7 +239,7 @@ impl CustomOp3 for Attention {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let b = self.check([l1, l2, l3])?;
-        let g = self.geom;
+        let g = *self;
         let (q, k, v) = (
             cpu_slice(s1, l1, self.name())?,
             cpu_slice(s2, l2, self.name())?,
@@ -268,7 +263,7 @@ impl CustomOp3 for Attention {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = self.geom;
+        let g = *self;
         let (b, t, _) = qt.dims3()?;
         let (hd, nh) = (g.hd, g.nh);
         let n = self.name();
@@ -331,13 +326,11 @@ pub fn causal_attention(
     }
     let hd = w / heads;
     let op = Attention {
-        geom: Geom {
-            t,
-            nh: heads,
-            nkv: kv_heads,
-            hd,
-            scale: 1.0 / (hd as f32).sqrt(),
-        },
+        t,
+        nh: heads,
+        nkv: kv_heads,
+        hd,
+        scale: 1.0 / (hd as f32).sqrt(),
     };
     q.contiguous()?
         .apply_op3(&k.contiguous()?, &v.contiguous()?, op)

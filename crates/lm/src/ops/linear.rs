@@ -2,64 +2,49 @@
 //! candle's matmul backward would also form `x^T g` for `W` (as large a product as the
 //! forward) and keep it in the gradient store, though `W` is not trained.
 
-use super::{cpu_slice, matmul, msg, threads, View};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Storage, Tensor};
+use super::{cpu_slice, matmul, msg, threads, with_f32, View};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+
+/// `x W^T (+ addend)` for `x` of shape `dims` (`[..., in]`, contiguous) and `W` of shape
+/// `[out, in]`: the result has shape `[..., out]`. Also the fused SwiGLU's down projection.
+pub(super) fn project(
+    x: &[f32],
+    dims: &[usize],
+    w: &Tensor,
+    addend: Option<&[f32]>,
+    op: &str,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let (n, k) = w.dims2()?;
+    if dims.last() != Some(&k) {
+        return Err(msg(op, format!("input {dims:?} against weight [{n}, {k}]")));
+    }
+    let m = x.len() / k;
+    let mut y = match addend {
+        Some(a) if a.len() == m * n => a.to_vec(),
+        Some(a) => return Err(msg(op, format!("addend of {} for {m} x {n}", a.len()))),
+        None => vec![0f32; m * n],
+    };
+    with_f32(w, op, |w| {
+        // y[m, n] (+)= x[m, k] * W^T, where W^T(l, j) = W[j, l].
+        let (xv, wt) = (View::new(x, 0, k, 1), View::new(w, 0, k, 1).t());
+        let acc = addend.is_some();
+        matmul(&mut y, n, xv, wt, (m, n, k), 1.0, acc, threads());
+        Ok(())
+    })?;
+    let mut out = dims.to_vec();
+    *out.last_mut().expect("checked above") = n;
+    Ok((CpuStorage::F32(y), Shape::from(out)))
+}
+
+/// The input gradient `g W` of [`project`], shaped like the input `x`.
+pub(super) fn project_back(w: &Tensor, x: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
+    let n = w.dim(0)?;
+    let rows = grad.elem_count() / n;
+    grad.reshape((rows, n))?.matmul(w)?.reshape(x.shape())
+}
 
 struct FrozenLinear {
     w: Tensor,
-}
-
-impl FrozenLinear {
-    /// `x W^T (+ addend)` for `x` of layout `l`.
-    fn run(
-        &self,
-        x: &[f32],
-        l: &Layout,
-        addend: Option<&[f32]>,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let name = "frozen-linear";
-        let (n, k) = self.w.dims2()?;
-        let dims = l.dims();
-        if dims.last() != Some(&k) {
-            return Err(msg(
-                name,
-                format!("input {dims:?} against weight [{n}, {k}]"),
-            ));
-        }
-        let m = x.len() / k;
-        let (ws, wl) = self.w.storage_and_layout();
-        let Storage::Cpu(wc) = &*ws else {
-            return Err(msg(name, "weight not on CPU"));
-        };
-        let w = cpu_slice(wc, wl, name)?;
-        let mut y = match addend {
-            Some(a) if a.len() == m * n => a.to_vec(),
-            Some(a) => return Err(msg(name, format!("addend of {} for {m} x {n}", a.len()))),
-            None => vec![0f32; m * n],
-        };
-        // y[m, n] (+)= x[m, k] * W^T, where W^T(l, j) = W[j, l].
-        let (xv, wt) = (View::new(x, 0, k, 1), View::new(w, 0, k, 1).t());
-        matmul(
-            &mut y,
-            n,
-            xv,
-            wt,
-            (m, n, k),
-            1.0,
-            addend.is_some(),
-            threads(),
-        );
-        let mut out = dims.to_vec();
-        *out.last_mut().expect("checked above") = n;
-        Ok((CpuStorage::F32(y), Shape::from(out)))
-    }
-
-    /// `dL/dx = g W`.
-    fn input_grad(&self, x: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
-        let (n, _) = self.w.dims2()?;
-        let rows = grad.elem_count() / n;
-        grad.reshape((rows, n))?.matmul(&self.w)?.reshape(x.shape())
-    }
 }
 
 impl CustomOp1 for FrozenLinear {
@@ -68,7 +53,8 @@ impl CustomOp1 for FrozenLinear {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.run(cpu_slice(s, l, CustomOp1::name(self))?, l, None)
+        let name = CustomOp1::name(self);
+        project(cpu_slice(s, l, name)?, l.dims(), &self.w, None, name)
     }
 
     fn bwd(
@@ -77,7 +63,7 @@ impl CustomOp1 for FrozenLinear {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(self.input_grad(arg, grad)?))
+        Ok(Some(project_back(&self.w, arg, grad)?))
     }
 }
 
@@ -95,8 +81,9 @@ impl CustomOp2 for FrozenLinear {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let a = cpu_slice(s2, l2, CustomOp2::name(self))?;
-        self.run(cpu_slice(s1, l1, CustomOp2::name(self))?, l1, Some(a))
+        let name = CustomOp2::name(self);
+        let a = cpu_slice(s2, l2, name)?;
+        project(cpu_slice(s1, l1, name)?, l1.dims(), &self.w, Some(a), name)
     }
 
     fn bwd(
@@ -106,7 +93,7 @@ impl CustomOp2 for FrozenLinear {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(self.input_grad(x, grad)?), Some(grad.clone())))
+        Ok((Some(project_back(&self.w, x, grad)?), Some(grad.clone())))
     }
 }
 

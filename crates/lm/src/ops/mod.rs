@@ -41,19 +41,10 @@ thread_local! {
     static REFERENCE: Cell<bool> = const { Cell::new(false) };
 }
 
-struct Restore(bool);
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        REFERENCE.with(|c| c.set(self.0));
-    }
-}
-
 /// Run `f` with the fused kernels off on this thread: the model uses candle's composed
 /// ops (restored afterwards, even on panic). Tests compare the two paths.
 pub fn reference<T>(f: impl FnOnce() -> T) -> T {
-    let _restore = Restore(REFERENCE.with(|c| c.replace(true)));
-    f()
+    crate::grad::with_flag(&REFERENCE, true, f)
 }
 
 /// Whether the fused kernels serve `x`: CPU, f32, and not inside [`reference`].

@@ -5,7 +5,8 @@
 //! backward needs `dy = dz W` and `g`, `u` only, so `y` (`[B, T, intermediate]`, the
 //! widest activation of the block) is never kept for backward.
 
-use super::{cpu_slice, cpu_tensor, matmul, msg, threads, with_f32, View};
+use super::linear::{project, project_back};
+use super::{cpu_slice, cpu_tensor, msg, with_f32};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -78,23 +79,7 @@ impl CustomOp2 for SwiGlu {
         let Some(down) = &self.down else {
             return Ok((CpuStorage::F32(y), l1.shape().clone()));
         };
-        let (n, k) = down.dims2()?;
-        if l1.dims().last() != Some(&k) {
-            return Err(msg(
-                self.name(),
-                format!("input {:?} against [{n}, {k}]", l1.dims()),
-            ));
-        }
-        let m = y.len() / k;
-        let z = with_f32(down, self.name(), |w| {
-            let mut z = vec![0f32; m * n];
-            let (yv, wt) = (View::new(&y, 0, k, 1), View::new(w, 0, k, 1).t());
-            matmul(&mut z, n, yv, wt, (m, n, k), 1.0, false, threads());
-            Ok(z)
-        })?;
-        let mut dims = l1.dims().to_vec();
-        *dims.last_mut().expect("checked above") = n;
-        Ok((CpuStorage::F32(z), Shape::from(dims)))
+        project(&y, l1.dims(), down, None, self.name())
     }
 
     fn bwd(
@@ -106,10 +91,7 @@ impl CustomOp2 for SwiGlu {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let dy = match &self.down {
             None => grad.clone(),
-            Some(w) => {
-                let rows = grad.elem_count() / w.dim(0)?;
-                grad.reshape((rows, w.dim(0)?))?.matmul(w)?
-            }
+            Some(w) => project_back(w, gt, grad)?,
         };
         with_f32(gt, self.name(), |g| {
             with_f32(ut, self.name(), |u| {
