@@ -17,7 +17,7 @@ use std::path::PathBuf;
 pub struct AuditArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// A PEFT adapter directory (LoRA or prompt tuning, e.g. a training run's `adapter/`).
+    /// An adapter directory (LoRA, prompt tuning or MoS, e.g. a training run's `adapter/`).
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     /// A prepared dataset (`fairrec data prepare`).
@@ -79,9 +79,21 @@ pub fn run(a: &AuditArgs) -> Result<()> {
             .collect::<Result<_>>()?,
         None => audit_variants(manifest.protocol, &scenario)?,
     };
-    let (loaded, _tuning) = load_with_adapter(&a.model, a.adapter.as_deref())?;
+    let (loaded, tuning) = load_with_adapter(&a.model, a.adapter.as_deref())?;
     let format = a.model.format();
     let scorer = Scorer::new(&loaded.model, &loaded.tokenizer, format, a.model.space()?)?;
+    // MoS: one mixed soft prompt per sample, in front of every variant of it.
+    let prefixes = match &tuning {
+        Some(fairrec_lm::tuning::Tuning::Mos(m)) => Some(crate::train_mos::sample_prompts(
+            &scorer,
+            template,
+            &samples,
+            m,
+            &read_split(&a.data, "train")?,
+            a.batch_size,
+        )?),
+        _ => None,
+    };
     let mut jobs: Vec<(usize, &Variant, String)> = Vec::new();
     for (i, s) in samples.iter().enumerate() {
         for v in &variants {
@@ -109,7 +121,18 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     let (mut done_tokens, t_score) = (0usize, std::time::Instant::now());
     for chunk in order.chunks(a.batch_size.max(1)) {
         let batch: Vec<Vec<u32>> = chunk.iter().map(|&k| ids[k].clone()).collect();
-        for (&k, v) in chunk.iter().zip(scorer.p_yes_encoded(&batch)?) {
+        let prefix = match &prefixes {
+            Some(all) => {
+                let rows: Vec<u32> = chunk.iter().map(|&k| jobs[k].0 as u32).collect();
+                let idx = candle_core::Tensor::new(rows.as_slice(), all.device())?;
+                Some(all.index_select(&idx, 0)?)
+            }
+            None => None,
+        };
+        for (&k, v) in chunk
+            .iter()
+            .zip(scorer.p_yes_prefixed(&batch, prefix.as_ref())?)
+        {
             p_yes[k] = v;
         }
         done_tokens += batch.iter().map(Vec::len).sum::<usize>();

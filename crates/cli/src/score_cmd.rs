@@ -21,7 +21,13 @@ pub struct ScoreArgs {
 /// Prints the rendered input's size, then as the last line one JSON object
 /// `{"p_yes", "logit_yes", "logit_no", "n_tokens"}`.
 pub fn run(a: &ScoreArgs) -> Result<()> {
-    let (loaded, _tuning) = load_with_adapter(&a.model, a.adapter.as_deref())?;
+    let (loaded, tuning) = load_with_adapter(&a.model, a.adapter.as_deref())?;
+    if let Some(fairrec_lm::tuning::Tuning::Mos(_)) = tuning {
+        anyhow::bail!(
+            "{}: a MoS adapter routes its soft prompt from a dataset sample's stereotype-group inputs, which a bare --prompt does not have; use `fairrec audit --data ...`",
+            a.adapter.as_deref().unwrap_or(std::path::Path::new("")).display()
+        );
+    }
     let scorer = Scorer::new(
         &loaded.model,
         &loaded.tokenizer,

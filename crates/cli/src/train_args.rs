@@ -7,16 +7,19 @@ use anyhow::{bail, Result};
 use clap::Args;
 use fairrec_data::augment::AuxValues;
 use fairrec_data::prompt::Template;
+use fairrec_lm::mos::Routing;
 use fairrec_lm::pool::Pooling;
 use fairrec_lm::prompt::PromptInit;
+use fairrec_train::config::MosSettings;
 use fairrec_train::curriculum::{Curriculum, TauSource};
+use fairrec_train::mos::MosWeights;
 use fairrec_train::schedule::Decay;
 use fairrec_train::{Method, TrainConfig};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// lora, full, prompt-tuning, or paper A's ins-tuning, cf, diff, cf-diff, moe, cl-moe.
+    /// lora, full, prompt-tuning, paper A's ins-tuning, cf, diff, cf-diff, moe, cl-moe, or paper B's mos.
     #[arg(long, default_value = "lora")]
     pub method: Method,
     #[command(flatten)]
@@ -151,15 +154,36 @@ pub struct TrainArgs {
     /// Virtual tokens of prompt tuning.
     #[arg(long, default_value_t = 20)]
     pub virtual_tokens: usize,
-    /// Prompt-tuning initialisation: text, sample-vocab or random.
-    #[arg(long, default_value = "text")]
-    pub prompt_init: String,
+    /// Prompt initialisation: text, sample-vocab or random [default: text; mos: sample-vocab].
+    #[arg(long)]
+    pub prompt_init: Option<String>,
     /// The text whose token embeddings start the prompt (--prompt-init text).
     #[arg(
         long,
         default_value = "Predict whether the user will like the item. Answer Yes or No."
     )]
     pub prompt_init_text: String,
+    /// MoS: prompt experts [default: 4].
+    #[arg(long)]
+    pub mos_experts: Option<usize>,
+    /// MoS: experts kept per group input [default: 1].
+    #[arg(long)]
+    pub mos_top_k: Option<usize>,
+    /// MoS: top (the k most probable experts) or stochastic (drawn in proportion while training).
+    #[arg(long, default_value = "top")]
+    pub mos_routing: String,
+    /// MoS ablation: no reweighting layer (the groups' routes are averaged).
+    #[arg(long)]
+    pub no_reweight: bool,
+    /// MoS: weight of the stereotype-aware fairness loss (Eq. 13; 0 = the ablation) [default: 0.1].
+    #[arg(long)]
+    pub fairness_weight: Option<f64>,
+    /// MoS: weight of the expert diversity term (Eq. 14; 0 = the ablation) [default: 0.1].
+    #[arg(long)]
+    pub diversity_weight: Option<f64>,
+    /// MoS: z-score above which an item belongs to a stereotype group [default: 1].
+    #[arg(long)]
+    pub z_threshold: Option<f64>,
 }
 
 impl TrainArgs {
@@ -167,11 +191,30 @@ impl TrainArgs {
     /// flags.
     pub fn config(&self, attributes: usize) -> Result<TrainConfig> {
         let d = self.method.defaults(attributes >= 2);
-        let prompt_init = match self.prompt_init.as_str() {
-            "text" => PromptInit::Text(self.prompt_init_text.clone()),
-            "sample-vocab" => PromptInit::SampleVocab,
-            "random" => PromptInit::Random,
-            o => bail!("--prompt-init `{o}`: expected text, sample-vocab or random"),
+        let prompt_init = match self.prompt_init.as_deref() {
+            None => d.prompt_init.clone(),
+            Some("text") => PromptInit::Text(self.prompt_init_text.clone()),
+            Some("sample-vocab") => PromptInit::SampleVocab,
+            Some("random") => PromptInit::Random,
+            Some(o) => bail!("--prompt-init `{o}`: expected text, sample-vocab or random"),
+        };
+        let routing = match self.mos_routing.as_str() {
+            "top" => Routing::Top,
+            "stochastic" => Routing::Stochastic,
+            o => bail!("--mos-routing `{o}`: expected top or stochastic"),
+        };
+        let dm = &d.mos;
+        let mos = MosSettings {
+            experts: self.mos_experts.unwrap_or(dm.experts),
+            top_k: self.mos_top_k.unwrap_or(dm.top_k),
+            routing,
+            reweight: !self.no_reweight,
+            weights: MosWeights {
+                fairness: self.fairness_weight.unwrap_or(dm.weights.fairness),
+                diversity: self.diversity_weight.unwrap_or(dm.weights.diversity),
+            },
+            z_threshold: self.z_threshold.unwrap_or(dm.z_threshold),
+            ..dm.clone()
         };
         let mut objective = d.objective.clone();
         objective.diff_weight = self.diff_weight.unwrap_or(objective.diff_weight);
@@ -227,6 +270,7 @@ impl TrainArgs {
             virtual_tokens: self.virtual_tokens,
             prompt_init,
             objective,
+            mos,
         };
         c.validate()?;
         Ok(c)

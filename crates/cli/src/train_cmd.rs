@@ -4,7 +4,8 @@
 //! The engine's methods (`lora`, `full`, `prompt-tuning`) train on the original prompts;
 //! paper A's methods train on each sample with the augmented copies their method asks for
 //! (`fairrec_train::Method::copies`, `fairrec_data::augment`), in the scenario of
-//! `--attributes`.
+//! `--attributes`. Paper B's `mos` trains its mixture of prompt experts on the original
+//! prompts with one routing input per stereotype group (`crate::train_mos`).
 //!
 //! The run directory holds `run.json` (model, data and its manifest hash, seed, git
 //! revision), `train_config.json` (the resolved training configuration; `--resume` reads
@@ -139,7 +140,10 @@ pub fn scenario(manifest: &Manifest, asked: Option<&[String]>, data: &Path) -> R
 
 fn new_spec(a: &TrainArgs, manifest: &Manifest) -> Result<RunSpec> {
     let attributes = scenario(manifest, a.attributes.as_deref(), &a.data)?;
-    let train = a.config(attributes.len())?;
+    let mut train = a.config(attributes.len())?;
+    if train.method == Method::Mos {
+        crate::train_mos::settle(&mut train, &attributes, manifest)?;
+    }
     let copies = train.method.copies();
     let augment = train.method.is_paper_a().then(|| AugmentConfig {
         protocol: manifest.protocol,
@@ -252,6 +256,23 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             )
         },
     };
+    if let Tuning::Mos(mixture) = &tuning {
+        let mc = &mixture.cfg;
+        let train_split = read_split(&a.data, "train")?;
+        let items = crate::train_mos::groups_of(&train_split, &mc.attribute, mc.z_threshold);
+        let train_set =
+            crate::train_mos::encode(&scorer, spec.template, &train_samples, mc, &items)?;
+        let mut objective = fairrec_train::mos::MosLoss::new(answer, mixture, cfg.mos.weights);
+        objective.valid = crate::train_mos::encode(
+            &scorer,
+            spec.template,
+            &samples(&a.data, "valid", spec.limit_valid)?,
+            mc,
+            &items,
+        )?;
+        let n = train_set.len();
+        return fit(&ctx, &objective, &train_set, n);
+    }
     match &spec.augment {
         Some(aug) => {
             let groups = encode_groups(&scorer, spec.template, &train_samples, aug)?;
@@ -325,7 +346,10 @@ fn fit<O: Objective>(c: &Ctx, objective: &O, train_set: &[O::Item], copies: usiz
         model_cfg.parameters()
     );
     let before = if cfg.eval && !a.no_eval_before && !a.resume && !c.valid.is_empty() {
-        let p = predict(c.scorer, Some(c.tuning), c.valid, cfg.batch_size * 2)?;
+        let p = match objective.predict_valid(c.valid, cfg.batch_size * 2) {
+            Some(p) => p?,
+            None => predict(c.scorer, Some(c.tuning), c.valid, cfg.batch_size * 2)?,
+        };
         let e = evaluate(&p, c.valid, None);
         say!("valid before training: AUC {} F1 {}", fmt(e.auc), fmt(e.f1));
         Some(e)

@@ -356,3 +356,130 @@ fn builtin_model_trains_in_full_and_with_prompt_tuning() {
         "hello",
     ]);
 }
+
+#[test]
+fn mos_trains_on_paper_b_data_and_audit_routes_its_prompts_as_training_did() {
+    let t = tempfile::tempdir().unwrap();
+    let data = prepared_world(
+        t.path(),
+        "60",
+        "40",
+        &["--protocol", "mos", "--attributes", "age,gender"],
+    );
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let out = t.path().join("mos");
+    let mut a = train_args(
+        &model,
+        &data,
+        &out,
+        &[
+            "--limit-train",
+            "24",
+            "--limit-valid",
+            "8",
+            "--virtual-tokens",
+            "4",
+            "--mos-experts",
+            "3",
+            "--attributes",
+            "gender",
+        ],
+    );
+    a[2] = "mos";
+    let s = ok(&a);
+    assert!(
+        s.contains("valid before training: AUC") && s.contains("epoch 1: valid AUC"),
+        "{s}"
+    );
+    let cfg = json(&out.join("train_config.json"));
+    assert_eq!(
+        cfg["train"]["mos"]["groups"],
+        serde_json::json!(["female", "male"])
+    );
+    assert_eq!(cfg["train"]["mos"]["attribute"], "gender");
+    assert_eq!(cfg["train"]["prompt_init"], "sample-vocab");
+    let adapter = json(&out.join("adapter/adapter_config.json"));
+    assert_eq!(adapter["peft_type"], "FAIRREC_MOS");
+    assert_eq!(adapter["mos"]["experts"], 3);
+    let log = std::fs::read_to_string(out.join("train_log.jsonl")).unwrap();
+    let step: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    for k in ["ntp", "diversity", "fairness", "expert/0", "expert/2"] {
+        assert!(step[k].is_number(), "no `{k}` in the step log: {step}");
+    }
+    // audit routes every sample's prompt as training's validation did: the valid split's
+    // original prompts get the same P(Yes) (mean and AUC as the last epoch logged)
+    let audit_valid = |adapter: Option<&Path>, out: &Path| {
+        let mut args = vec![
+            "audit",
+            "--model",
+            p(&model),
+            "--data",
+            p(&data),
+            "--split",
+            "valid",
+            "--limit",
+            "8",
+            "--attributes",
+            "gender",
+            "--variants",
+            "original;neutral",
+            "--answer-space",
+            "none",
+            "--bootstrap",
+            "0",
+            "--out",
+            p(out),
+        ];
+        if let Some(dir) = adapter {
+            args.extend(["--adapter", p(dir)]);
+        }
+        ok(&args);
+        std::fs::read_to_string(out.join("predictions.jsonl")).unwrap()
+    };
+    let audit = t.path().join("audit");
+    let preds = audit_valid(Some(&out.join("adapter")), &audit);
+    let eval: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|v| v["event"] == "eval")
+        .unwrap();
+    let original: Vec<f64> = preds
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["variant"] == "original")
+        .map(|v| v["p_yes"].as_f64().unwrap())
+        .collect();
+    assert_eq!(original.len(), 8);
+    let mean = original.iter().sum::<f64>() / 8.0;
+    let logged = eval["eval"]["mean_p_yes"].as_f64().unwrap();
+    assert!(
+        (mean - logged).abs() < 1e-5,
+        "audit mean P(Yes) {mean} vs training's {logged}"
+    );
+    let m = json(&audit.join("metrics.json"));
+    assert_eq!(m["original"]["auc"], eval["eval"]["auc"]);
+    // the mixed prompt matters: without the adapter the same prompts score otherwise
+    let base = audit_valid(None, &t.path().join("plain"));
+    assert_ne!(base.lines().next(), preds.lines().next());
+    // a bare prompt has no group inputs to route on: score refuses a MoS adapter
+    let e = fails(&[
+        "score",
+        "--model",
+        p(&model),
+        "--adapter",
+        p(&out.join("adapter")),
+        "--prompt",
+        "hello",
+    ]);
+    assert!(
+        e.contains("MoS adapter") && e.contains("fairrec audit"),
+        "{e}"
+    );
+    // MoS groups one attribute's values
+    let two = t.path().join("two");
+    let mut b = train_args(&model, &data, &two, &["--attributes", "age,gender"]);
+    b[2] = "mos";
+    let e = fails(&b);
+    assert!(e.contains("exactly one sensitive attribute"), "{e}");
+}

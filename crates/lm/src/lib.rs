@@ -9,6 +9,7 @@ pub mod gguf;
 pub mod grad;
 pub mod load;
 pub mod model;
+pub mod mos;
 pub mod ops;
 pub mod peft;
 pub mod pool;

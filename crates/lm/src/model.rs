@@ -414,10 +414,28 @@ impl Llama {
     /// Embed `ids` (`[B, T]`, right-padded), prepend the soft prompt if one is attached,
     /// and run every block. `capture_layer` (0-based) also returns that block's output.
     pub fn forward(&self, ids: &Tensor, capture_layer: Option<usize>) -> Result<Forward> {
+        self.forward_prefixed(ids, None, capture_layer)
+    }
+
+    /// As [`Llama::forward`], with `prefix` `[B, P, H]` (one soft prompt per row, e.g.
+    /// MoS's mixed prompts) put in front of the token embeddings instead of an attached
+    /// soft prompt (a model with an attached soft prompt refuses a second one).
+    pub fn forward_prefixed(
+        &self,
+        ids: &Tensor,
+        prefix: Option<&Tensor>,
+        capture_layer: Option<usize>,
+    ) -> Result<Forward> {
         let x = self.embed(ids)?;
-        match &self.soft_prompt {
-            Some(p) => self.forward_embeds(&p.prepend(&x)?, p.len(), capture_layer),
-            None => self.forward_embeds(&x, 0, capture_layer),
+        match (&self.soft_prompt, prefix) {
+            (Some(_), Some(_)) => Err(crate::error::LmError::Invalid(
+                "a per-row prefix cannot be combined with an attached soft prompt".into(),
+            )),
+            (Some(p), None) => self.forward_embeds(&p.prepend(&x)?, p.len(), capture_layer),
+            (None, Some(p)) => {
+                self.forward_embeds(&Tensor::cat(&[p, &x], 1)?, p.dim(1)?, capture_layer)
+            }
+            (None, None) => self.forward_embeds(&x, 0, capture_layer),
         }
     }
 

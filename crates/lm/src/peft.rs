@@ -7,10 +7,14 @@
 //! * Prompt tuning: `peft_type` `PROMPT_TUNING`, one key `prompt_embeddings` (`[N, H]`).
 //! * LoRA-MoE (no PEFT equivalent): `peft_type` `FAIRREC_LORA_MOE`, the same layout with
 //!   `lora_A.{j}.weight` per expert and `router.weight`; PEFT cannot load it.
+//! * MoS (no PEFT equivalent): `peft_type` `FAIRREC_MOS` with the [`MosConfig`] under
+//!   `mos`, keys `mos.experts` (`[K, N, H]`), `mos.router.weight` / `.bias` and
+//!   `mos.reweight.bias`; PEFT cannot load it.
 
 use crate::adapter::AdapterConfig;
 use crate::error::{LmError, Result};
 use crate::model::Llama;
+use crate::mos::{MixturePrompt, MosConfig};
 use crate::prompt::{PromptInit, SoftPrompt};
 use crate::tuning::Tuning;
 use candle_core::{Device, Tensor};
@@ -71,6 +75,14 @@ pub fn config_json(tuning: &Tuning, model: &Llama, base: &str) -> Result<Value> 
             "tokenizer_name_or_path": null,
             "inference_mode": true,
             "revision": null,
+        }),
+        Tuning::Mos(m) => json!({
+            "peft_type": "FAIRREC_MOS",
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": base,
+            "token_dim": model.cfg.hidden_size,
+            "mos": m.cfg,
+            "inference_mode": true,
         }),
         Tuning::Full(_) => {
             return Err(LmError::Invalid(
@@ -207,11 +219,19 @@ pub fn load(dir: &Path, model: &mut Llama, tok: &crate::tokenizer::Tok) -> Resul
             model.soft_prompt = Some(prompt.clone());
             Tuning::Prompt { prompt, init }
         }
+        "FAIRREC_MOS" => {
+            let mc: MosConfig = cfg
+                .get("mos")
+                .cloned()
+                .ok_or_else(|| model_err(&cfg_path, "no `mos` section"))
+                .and_then(|v| serde_json::from_value(v).map_err(|e| model_err(&cfg_path, format!("`mos`: {e}"))))?;
+            Tuning::Mos(Arc::new(MixturePrompt::new(model, tok, mc, &PromptInit::Random, 0)?))
+        }
         other => {
             return Err(model_err(
                 &cfg_path,
                 format!(
-                    "peft_type `{other}` is not supported (LORA, PROMPT_TUNING, FAIRREC_LORA_MOE)"
+                    "peft_type `{other}` is not supported (LORA, PROMPT_TUNING, FAIRREC_LORA_MOE, FAIRREC_MOS)"
                 ),
             ))
         }

@@ -155,8 +155,19 @@ impl<'a> Scorer<'a> {
         ids: &[Vec<u32>],
         capture_layer: Option<usize>,
     ) -> Result<(Tensor, crate::model::Forward)> {
+        self.answer_logits_prefixed(ids, None, capture_layer)
+    }
+
+    /// As [`Scorer::answer_logits`] with one soft prompt per row in front (`prefix`
+    /// `[B, P, H]`; see [`crate::model::Llama::forward_prefixed`]).
+    pub fn answer_logits_prefixed(
+        &self,
+        ids: &[Vec<u32>],
+        prefix: Option<&Tensor>,
+        capture_layer: Option<usize>,
+    ) -> Result<(Tensor, crate::model::Forward)> {
         let (x, last) = self.batch(ids)?;
-        let f = self.model.forward(&x, capture_layer)?;
+        let f = self.model.forward_prefixed(&x, prefix, capture_layer)?;
         let logits = self
             .model
             .token_logits_at(&f.last, &last, &[self.yes, self.no])?;
@@ -166,7 +177,13 @@ impl<'a> Scorer<'a> {
     /// P(Yes) of one batch of already-encoded prompts: softmax over the (Yes, No) logits.
     /// No graph is built (see [`crate::grad`]).
     pub fn p_yes_encoded(&self, ids: &[Vec<u32>]) -> Result<Vec<f64>> {
-        let (logits, _) = crate::grad::no_grad(|| self.answer_logits(ids, None))?;
+        self.p_yes_prefixed(ids, None)
+    }
+
+    /// As [`Scorer::p_yes_encoded`] with one soft prompt per row in front (`prefix`
+    /// `[B, P, H]`, e.g. MoS's mixed prompts).
+    pub fn p_yes_prefixed(&self, ids: &[Vec<u32>], prefix: Option<&Tensor>) -> Result<Vec<f64>> {
+        let (logits, _) = crate::grad::no_grad(|| self.answer_logits_prefixed(ids, prefix, None))?;
         let p = candle_nn::ops::softmax(&logits, 1)?
             .narrow(1, 0, 1)?
             .squeeze(1)?

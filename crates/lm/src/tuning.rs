@@ -1,10 +1,11 @@
 //! What a training method makes trainable on a frozen model, in one place: LoRA / LoRA-MoE
 //! adapters attached by target-module name ([`AdapterSet`]), a soft prompt (prompt
-//! tuning), or every weight (full fine-tuning). [`Tuning`] is what the trainer sees.
+//! tuning), MoS's mixture of prompt experts, or every weight (full fine-tuning). [`Tuning`] is what the trainer sees.
 
 use crate::adapter::{Adapter, AdapterConfig, TARGET_MODULES};
 use crate::error::{LmError, Result};
 use crate::model::{Linear, Llama};
+use crate::mos::MixturePrompt;
 use crate::prompt::{PromptInit, SoftPrompt};
 use crate::tokenizer::Tok;
 use candle_core::{Tensor, Var};
@@ -119,8 +120,10 @@ impl Llama {
     /// Fold every plain-LoRA adapter into its base weight (`W0 + s B A`) and detach it.
     pub fn merge_adapters(&mut self) -> Result<()> {
         for (_, lin) in self.linears_mut() {
-            if let Some(a) = lin.adapter.take() {
-                lin.weight = (&lin.weight + a.delta_weight()?)?;
+            // The delta first: a mixture that cannot merge stays attached.
+            if let Some(delta) = lin.adapter.as_ref().map(|a| a.delta_weight()).transpose()? {
+                lin.weight = (&lin.weight + delta)?;
+                lin.adapter = None;
             }
         }
         Ok(())
@@ -202,6 +205,8 @@ pub enum Tuning {
     },
     /// Every weight, under its checkpoint key.
     Full(Vec<(String, Var)>),
+    /// MoS's prompt experts, router and reweighting layer (paper B).
+    Mos(Arc<MixturePrompt>),
 }
 
 impl Tuning {
@@ -214,20 +219,25 @@ impl Tuning {
                 vec![("prompt_embeddings".into(), prompt.embeddings.clone())]
             }
             Tuning::Full(v) => v.clone(),
+            Tuning::Mos(m) => m.named_vars(),
         }
     }
 
     /// Dropout on or off.
     pub fn set_training(&self, on: bool) {
-        if let Tuning::Adapters(set) = self {
-            set.set_training(on);
+        match self {
+            Tuning::Adapters(set) => set.set_training(on),
+            Tuning::Mos(m) => m.set_training(on),
+            _ => {}
         }
     }
 
     /// Reseed the dropout streams for one optimizer step.
     pub fn reseed(&self, seed: u64, step: u64) {
-        if let Tuning::Adapters(set) = self {
-            set.reseed(seed, step);
+        match self {
+            Tuning::Adapters(set) => set.reseed(seed, step),
+            Tuning::Mos(m) => m.reseed(seed, step),
+            _ => {}
         }
     }
 

@@ -69,7 +69,8 @@ impl ItemGroups {
         s
     }
 
-    fn of(&self, item: &str) -> &[usize] {
+    /// The stereotype groups `item` belongs to (empty: a neutral item).
+    pub fn of(&self, item: &str) -> &[usize] {
         self.membership.get(item).map_or(&[], Vec::as_slice)
     }
 }

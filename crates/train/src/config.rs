@@ -1,9 +1,11 @@
 //! The resolved training configuration of a run (what `run.toml` and the CLI flags fill).
 
 use crate::curriculum::Curriculum;
+use crate::mos::MosWeights;
 use crate::optim::AdamWConfig;
 use crate::schedule::Decay;
 use fairrec_lm::adapter::AdapterConfig;
+use fairrec_lm::mos::Routing;
 use fairrec_lm::pool::{Capture, Pooling};
 use fairrec_lm::prompt::PromptInit;
 
@@ -38,6 +40,8 @@ pub enum Method {
     CfDiff,
     Moe,
     ClMoe,
+    /// Paper B's Mixture-of-Stereotypes soft prompts ([`fairrec_lm::mos`]).
+    Mos,
 }
 
 /// Which augmented copies of a training sample a method trains on (see
@@ -52,7 +56,7 @@ pub struct Copies {
 }
 
 impl Method {
-    pub const ALL: [Method; 9] = [
+    pub const ALL: [Method; 10] = [
         Method::Lora,
         Method::Full,
         Method::PromptTuning,
@@ -62,6 +66,7 @@ impl Method {
         Method::CfDiff,
         Method::Moe,
         Method::ClMoe,
+        Method::Mos,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,12 +80,16 @@ impl Method {
             Method::CfDiff => "cf-diff",
             Method::Moe => "moe",
             Method::ClMoe => "cl-moe",
+            Method::Mos => "mos",
         }
     }
 
     /// One of paper A's fairness methods (as opposed to the engine's plain methods).
     pub fn is_paper_a(self) -> bool {
-        !matches!(self, Method::Lora | Method::Full | Method::PromptTuning)
+        !matches!(
+            self,
+            Method::Lora | Method::Full | Method::PromptTuning | Method::Mos
+        )
     }
 
     /// The copies of each training sample the method trains on.
@@ -103,6 +112,13 @@ impl Method {
             method: self,
             ..TrainConfig::default()
         };
+        if self == Method::Mos {
+            // Ours (paper B's values are lost): experts start from vocabulary rows, and a
+            // prompt's learning rate is higher than an adapter's.
+            c.prompt_init = PromptInit::SampleVocab;
+            c.lr = 1e-2;
+            return c;
+        }
         if !self.is_paper_a() {
             return c;
         }
@@ -212,6 +228,46 @@ pub struct TrainConfig {
     /// Paper A's losses.
     #[serde(default)]
     pub objective: ObjectiveConfig,
+    /// Paper B's MoS (method `mos`).
+    #[serde(default)]
+    pub mos: MosSettings,
+}
+
+/// MoS's shape, routing and loss weights (paper B; definitions in [`fairrec_lm::mos`]).
+/// The virtual tokens per expert and their initialisation are `virtual_tokens` and
+/// `prompt_init`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MosSettings {
+    /// Prompt experts `K` (ours: 4).
+    pub experts: usize,
+    /// Experts kept per group input (Eq. 8; paper B's default top-1).
+    pub top_k: usize,
+    pub routing: Routing,
+    /// The reweighting layer (Eq. 9); off: the groups' routes are averaged.
+    pub reweight: bool,
+    /// `lambda_f`, `lambda_d` (Eq. 15).
+    pub weights: MosWeights,
+    /// The sensitive attribute whose values are the stereotype groups.
+    pub attribute: String,
+    /// Its values, sorted (filled from the data).
+    pub groups: Vec<String>,
+    /// Items whose stereotype z-score exceeds this belong to a group.
+    pub z_threshold: f64,
+}
+
+impl Default for MosSettings {
+    fn default() -> Self {
+        MosSettings {
+            experts: 4,
+            top_k: 1,
+            routing: Routing::Top,
+            reweight: true,
+            weights: MosWeights::default(),
+            attribute: String::new(),
+            groups: Vec::new(),
+            z_threshold: 1.0,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -240,6 +296,7 @@ impl Default for TrainConfig {
                 "Predict whether the user will like the item. Answer Yes or No.".into(),
             ),
             objective: ObjectiveConfig::default(),
+            mos: MosSettings::default(),
         }
     }
 }
@@ -274,6 +331,13 @@ impl TrainConfig {
         }
         if o.diff_weight > 0.0 && !self.method.copies().neutral {
             return bad("L_diff needs the neutral copies: use diff, cf-diff, moe or cl-moe");
+        }
+        let m = &self.mos;
+        if self.method == Method::Mos && (m.experts == 0 || m.top_k == 0 || m.top_k > m.experts) {
+            return bad("MoS needs at least one expert and 1 <= top-k <= experts");
+        }
+        if !(m.weights.fairness >= 0.0 && m.weights.diversity >= 0.0) {
+            return bad("loss weights must be >= 0");
         }
         if self
             .lora

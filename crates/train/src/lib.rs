@@ -10,6 +10,7 @@ pub mod curriculum;
 pub mod error;
 pub mod fair;
 pub mod method;
+pub mod mos;
 pub mod objective;
 pub mod optim;
 pub mod schedule;

@@ -4,10 +4,12 @@
 use crate::config::{Method, TrainConfig};
 use crate::error::Result;
 use fairrec_lm::load::save_hf_dir;
+use fairrec_lm::mos::{MixturePrompt, MosConfig};
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
 use fairrec_lm::Llama;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Make `model` trainable as `cfg.method` asks (adapters seeded with `cfg.seed`).
 pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
@@ -22,6 +24,26 @@ pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> 
             )?,
             init: cfg.prompt_init.clone(),
         },
+        Method::Mos => {
+            let m = &cfg.mos;
+            let mc = MosConfig {
+                experts: m.experts,
+                virtual_tokens: cfg.virtual_tokens,
+                groups: m.groups.clone(),
+                top_k: m.top_k,
+                routing: m.routing,
+                reweight: m.reweight,
+                attribute: m.attribute.clone(),
+                z_threshold: m.z_threshold,
+            };
+            Tuning::Mos(Arc::new(MixturePrompt::new(
+                model,
+                tok,
+                mc,
+                &cfg.prompt_init,
+                cfg.seed,
+            )?))
+        }
         // LoRA and paper A's methods (LoRA or LoRA-MoE, as `cfg.lora` says).
         _ => Tuning::Adapters(model.attach_adapters(&cfg.lora, cfg.seed)?),
     })

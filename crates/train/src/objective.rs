@@ -28,6 +28,13 @@ pub trait Objective {
         BTreeMap::new()
     }
 
+    /// P(Yes) of the validation examples (in their order) when the method scores them
+    /// otherwise than the model with its tuning attached does (MoS routes one prompt per
+    /// example); `None`: [`crate::trainer::predict`] scores them.
+    fn predict_valid(&self, _valid: &[Example], _batch: usize) -> Option<Result<Vec<f64>>> {
+        None
+    }
+
     /// State a checkpoint must carry for an exact resume.
     fn state(&self) -> serde_json::Value {
         serde_json::Value::Null
@@ -68,14 +75,36 @@ impl AnswerLoss<'_> {
         labels: &[bool],
         capture_layer: Option<usize>,
     ) -> Result<(Tensor, fairrec_lm::model::Forward, Vec<usize>)> {
+        let (nll, f, last, _) = self.forward_prefixed(ids, labels, None, capture_layer)?;
+        Ok((nll, f, last))
+    }
+
+    /// As [`AnswerLoss::forward`] with one soft prompt per row in front (`prefix`
+    /// `[B, P, H]`), also returning the answer position's logits `[B, V]`.
+    pub fn forward_prefixed(
+        &self,
+        ids: &[Vec<u32>],
+        labels: &[bool],
+        prefix: Option<&Tensor>,
+        capture_layer: Option<usize>,
+    ) -> Result<(Tensor, fairrec_lm::model::Forward, Vec<usize>, Tensor)> {
         let (x, last) = self.scorer.batch(ids)?;
-        let f = self.scorer.model.forward(&x, capture_layer)?;
+        let f = self
+            .scorer
+            .model
+            .forward_prefixed(&x, prefix, capture_layer)?;
         let logits = self.scorer.model.logits_at(&f.last, &last)?;
         let targets: Vec<u32> = labels
             .iter()
             .map(|&l| if l { self.scorer.yes } else { self.scorer.no })
             .collect();
-        Ok((answer_nll(&logits, &targets)?, f, last))
+        Ok((answer_nll(&logits, &targets)?, f, last, logits))
+    }
+
+    /// The (Yes, No) columns of answer logits `[B, V]` -> `[B, 2]`.
+    pub fn yes_no(&self, logits: &Tensor) -> Result<Tensor> {
+        let idx = Tensor::from_vec(vec![self.scorer.yes, self.scorer.no], 2, logits.device())?;
+        Ok(logits.index_select(&idx, 1)?)
     }
 }
 

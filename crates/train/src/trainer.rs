@@ -321,7 +321,10 @@ pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Sum
         s.epoch += 1;
         s.step_in_epoch = 0;
         if cfg.eval && !run.valid.is_empty() {
-            let p = predict(run.scorer, Some(run.tuning), run.valid, cfg.batch_size * 2)?;
+            let p = match run.objective.predict_valid(run.valid, cfg.batch_size * 2) {
+                Some(p) => p?,
+                None => predict(run.scorer, Some(run.tuning), run.valid, cfg.batch_size * 2)?,
+            };
             let e = evaluate(&p, run.valid, Some(epoch));
             append_log(
                 &log,

@@ -67,6 +67,29 @@ pub fn tiny_hf_model(dir: &Path) {
 
 /// A synthetic world prepared under paper A's protocol in `dir/data` (short histories).
 pub fn small_dataset(dir: &Path, users: &str) -> std::path::PathBuf {
+    prepared_world(
+        dir,
+        users,
+        "50",
+        &[
+            "--protocol",
+            "cl-moe",
+            "--max-liked",
+            "3",
+            "--max-disliked",
+            "3",
+        ],
+    )
+}
+
+/// A synthetic world of `users` x `items` in `dir/raw`, prepared in `dir/data` with the
+/// `prepare` flags given (the protocol among them).
+pub fn prepared_world(
+    dir: &Path,
+    users: &str,
+    items: &str,
+    prepare: &[&str],
+) -> std::path::PathBuf {
     let (raw, data) = (dir.join("raw"), dir.join("data"));
     ok(&[
         "data",
@@ -76,23 +99,19 @@ pub fn small_dataset(dir: &Path, users: &str) -> std::path::PathBuf {
         "--users",
         users,
         "--items",
-        "50",
+        items,
     ]);
-    ok(&[
+    let mut a = vec![
         "data",
         "prepare",
         "--dataset",
         "ml-100k",
         "--raw",
         p(&raw),
-        "--protocol",
-        "cl-moe",
         "--out",
         p(&data),
-        "--max-liked",
-        "3",
-        "--max-disliked",
-        "3",
-    ]);
+    ];
+    a.extend_from_slice(prepare);
+    ok(&a);
     data
 }

@@ -1,0 +1,190 @@
+//! `fairrec train --method mos`: paper B's Mixture-of-Stereotypes on a prepared dataset.
+//! The stereotype groups are the values of the one sensitive attribute of the scenario;
+//! items join a group by their stereotype z-score in the train split
+//! (`fairrec_metrics::stereotype`); each example carries one input per group (the prompt
+//! stating that value: multi-stereotype prompting, Eq. 6), the user's group, the target's
+//! groups and the history's counts per group (for the reweighting layer and the fairness
+//! loss). Definitions: `fairrec_lm::mos`.
+
+use anyhow::{bail, Result};
+use candle_core::Tensor;
+use fairrec_core::Variant;
+use fairrec_data::pipeline::Manifest;
+use fairrec_data::prompt::{render, Template};
+use fairrec_data::sample::Sample;
+use fairrec_lm::mos::{MixturePrompt, MosConfig};
+use fairrec_lm::score::Scorer;
+use fairrec_metrics::stereotype::{item_groups, Interactions, ItemGroups, StereotypeConfig};
+use fairrec_train::mos::MosExample;
+use fairrec_train::TrainConfig;
+
+/// Fill in the scenario's attribute and its values (the stereotype groups); MoS needs
+/// exactly one sensitive attribute.
+pub fn settle(cfg: &mut TrainConfig, attributes: &[String], manifest: &Manifest) -> Result<()> {
+    let [attr] = attributes else {
+        bail!(
+            "--method mos needs exactly one sensitive attribute (--attributes), got [{}]",
+            attributes.join(", ")
+        );
+    };
+    let values = manifest
+        .attribute_values
+        .get(attr)
+        .cloned()
+        .unwrap_or_default();
+    if values.len() < 2 {
+        bail!("--method mos: attribute `{attr}` has fewer than two values in the data");
+    }
+    let mut values = values;
+    values.sort();
+    cfg.mos.attribute = attr.clone();
+    cfg.mos.groups = values;
+    Ok(())
+}
+
+/// The item stereotype groups of the train split (history and target of every sample)
+/// for `attr` at `z_threshold`.
+pub fn groups_of(train: &[Sample], attr: &str, z_threshold: f64) -> ItemGroups {
+    let inter: Vec<Interactions> = train
+        .iter()
+        .filter_map(|s| {
+            let mut items = s.history_ids();
+            items.push(&s.target_id);
+            Some(Interactions {
+                user: &s.user_id,
+                group: s.attributes.get(attr)?,
+                items,
+            })
+        })
+        .collect();
+    item_groups(
+        &inter,
+        &StereotypeConfig {
+            z_threshold,
+            normalize: true,
+        },
+    )
+}
+
+/// What MoS routes one sample on.
+pub struct RouteInput {
+    /// One input per group: the prompt stating that value (Eq. 6).
+    pub group_ids: Vec<Vec<u32>>,
+    /// The history's items in each stereotype group.
+    pub history_in_group: Vec<f64>,
+}
+
+/// The routing inputs of `samples` for a mixture over `mc.groups` of `mc.attribute`.
+pub fn route_inputs(
+    scorer: &Scorer,
+    template: Template,
+    samples: &[Sample],
+    mc: &MosConfig,
+    items: &ItemGroups,
+) -> Result<Vec<RouteInput>> {
+    let (attr, groups) = (&mc.attribute, &mc.groups);
+    if items.groups != *groups {
+        bail!(
+            "the train split's users of `{attr}` fall in groups [{}], the mixture's are [{}]",
+            items.groups.join(", "),
+            groups.join(", ")
+        );
+    }
+    let scenario = std::slice::from_ref(attr);
+    let mut prompts = Vec::with_capacity(samples.len() * groups.len());
+    for s in samples {
+        for g in groups {
+            let v = Variant::stated([(attr.clone(), g.clone())]);
+            prompts.push(render(template, s, &v, scenario)?);
+        }
+    }
+    let ids = scorer.encode(&prompts)?;
+    Ok(samples
+        .iter()
+        .zip(ids.chunks(groups.len()))
+        .map(|(s, group_ids)| {
+            let mut in_group = vec![0.0; groups.len()];
+            for h in s.history_ids() {
+                for &g in items.of(h) {
+                    in_group[g] += 1.0;
+                }
+            }
+            RouteInput {
+                group_ids: group_ids.to_vec(),
+                history_in_group: in_group,
+            }
+        })
+        .collect())
+}
+
+/// Encode `samples` as MoS examples: the original prompt (true attributes stated, as the
+/// other methods train), the routing inputs, the user's group and the target's groups.
+pub fn encode(
+    scorer: &Scorer,
+    template: Template,
+    samples: &[Sample],
+    mc: &MosConfig,
+    items: &ItemGroups,
+) -> Result<Vec<MosExample>> {
+    let attr = &mc.attribute;
+    let routes = route_inputs(scorer, template, samples, mc, items)?;
+    let prompts = samples
+        .iter()
+        .map(|s| render(template, s, &Variant::Original, std::slice::from_ref(attr)))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let ids = scorer.encode(&prompts)?;
+    samples
+        .iter()
+        .zip(ids)
+        .zip(routes)
+        .map(|((s, ids), r)| {
+            let value = s.attributes.get(attr).map(String::as_str).unwrap_or("");
+            let Some(user_group) = mc.groups.iter().position(|g| g == value) else {
+                bail!(
+                    "sample {}: `{attr}` = `{value}` is not one of [{}]",
+                    s.sample_id,
+                    mc.groups.join(", ")
+                );
+            };
+            Ok(MosExample {
+                ids,
+                group_ids: r.group_ids,
+                label: s.label,
+                user_group,
+                target_groups: items.of(&s.target_id).to_vec(),
+                history_in_group: r.history_in_group,
+                history_len: s.history_ids().len() as f64,
+            })
+        })
+        .collect()
+}
+
+/// The mixed soft prompt of every sample (top-K routing, no graph), `[S, N, H]`: what
+/// `fairrec audit` puts in front of each of a sample's prompts (routing reads the sample's
+/// group inputs, not the variant being scored).
+pub fn sample_prompts(
+    scorer: &Scorer,
+    template: Template,
+    samples: &[Sample],
+    mixture: &MixturePrompt,
+    train: &[Sample],
+    batch: usize,
+) -> Result<Tensor> {
+    let mc = &mixture.cfg;
+    let items = groups_of(train, &mc.attribute, mc.z_threshold);
+    let routes = route_inputs(scorer, template, samples, mc, &items)?;
+    mixture.set_training(false);
+    let mut parts = Vec::new();
+    for chunk in routes.chunks(batch.max(1)) {
+        let groups: Vec<Vec<Vec<u32>>> = chunk.iter().map(|r| r.group_ids.clone()).collect();
+        let shares: Vec<Vec<f64>> = chunk
+            .iter()
+            .map(|r| fairrec_lm::mos::history_shares(&r.history_in_group))
+            .collect();
+        let mix = fairrec_lm::grad::no_grad(|| -> fairrec_lm::Result<_> {
+            mixture.mix(&mixture.pool(scorer.model, &groups)?, &shares)
+        })?;
+        parts.push(mix.prompts.detach());
+    }
+    Ok(Tensor::cat(&parts, 0)?)
+}

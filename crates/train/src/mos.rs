@@ -1,0 +1,257 @@
+//! MoS's objective (paper B, Eq. 12-15): the answer token's cross-entropy, a batch
+//! surrogate of stereotype-aware fairness with `P(Yes)` as soft counts, and the diversity
+//! of the expert prompts. The definitions are written down once, in the module doc of
+//! [`fairrec_lm::mos`].
+
+use crate::error::Result;
+use crate::objective::{AnswerLoss, Example, Objective};
+use candle_core::{Tensor, D};
+use fairrec_lm::mos::MixturePrompt;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// One encoded MoS training example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MosExample {
+    /// The task prompt's token ids (what the model reads, after the mixed soft prompt).
+    pub ids: Vec<u32>,
+    /// One input per stereotype group, in the mixture's group order (Eq. 6; routing only).
+    pub group_ids: Vec<Vec<u32>>,
+    pub label: bool,
+    /// The user's group (index into the mixture's groups).
+    pub user_group: usize,
+    /// The stereotype groups the target item belongs to (none: a neutral item).
+    pub target_groups: Vec<usize>,
+    /// The user's history items in each stereotype group.
+    pub history_in_group: Vec<f64>,
+    /// The user's history length (every item, neutral ones included).
+    pub history_len: f64,
+}
+
+/// Weights of the loss terms (Eq. 15).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MosWeights {
+    /// `lambda_f` on the fairness surrogate (0 = the "no fairness loss" ablation).
+    pub fairness: f64,
+    /// `lambda_d` on the diversity term (0 = the "no diversity" ablation).
+    pub diversity: f64,
+}
+
+impl Default for MosWeights {
+    fn default() -> Self {
+        MosWeights {
+            fairness: 0.1,
+            diversity: 0.1,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    n: f64,
+    rec: f64,
+    fair: (f64, f64),
+    div: f64,
+    weights: Vec<f64>,
+}
+
+/// The objective of `mos`.
+pub struct MosLoss<'a> {
+    pub answer: AnswerLoss<'a>,
+    pub mixture: &'a MixturePrompt,
+    pub weights: MosWeights,
+    /// The validation set with its group inputs, in the order of the trainer's `valid`.
+    pub valid: Vec<MosExample>,
+    tally: RefCell<Tally>,
+}
+
+impl<'a> MosLoss<'a> {
+    pub fn new(answer: AnswerLoss<'a>, mixture: &'a MixturePrompt, weights: MosWeights) -> Self {
+        MosLoss {
+            answer,
+            mixture,
+            weights,
+            valid: Vec::new(),
+            tally: RefCell::new(Tally::default()),
+        }
+    }
+
+    /// The mixed soft prompts `[B, N, H]` and expert weights `[B, K]` of a batch.
+    pub fn prompts(&self, items: &[&MosExample]) -> Result<fairrec_lm::mos::Mixture> {
+        let groups: Vec<Vec<Vec<u32>>> = items.iter().map(|e| e.group_ids.clone()).collect();
+        let features = self.mixture.pool(self.answer.scorer.model, &groups)?;
+        let shares: Vec<Vec<f64>> = items
+            .iter()
+            .map(|e| fairrec_lm::mos::history_shares(&e.history_in_group))
+            .collect();
+        Ok(self.mixture.mix(&features, &shares)?)
+    }
+}
+
+impl MosLoss<'_> {
+    /// P(Yes) of each example with its routed soft prompt (top-K routing, no graph), in
+    /// batches of `batch_size`.
+    pub fn p_yes(&self, items: &[MosExample], batch_size: usize) -> Result<Vec<f64>> {
+        let training = self.mixture.is_training();
+        self.mixture.set_training(false);
+        let out = fairrec_lm::grad::no_grad(|| -> Result<Vec<f64>> {
+            let mut out = Vec::with_capacity(items.len());
+            for chunk in items.chunks(batch_size.max(1)) {
+                let refs: Vec<&MosExample> = chunk.iter().collect();
+                let mix = self.prompts(&refs)?;
+                let ids: Vec<Vec<u32>> = chunk.iter().map(|e| e.ids.clone()).collect();
+                let p = self
+                    .answer
+                    .scorer
+                    .p_yes_prefixed(&ids, Some(&mix.prompts.detach()))?;
+                out.extend(p);
+            }
+            Ok(out)
+        });
+        self.mixture.set_training(training);
+        out
+    }
+}
+
+/// Eq. 13's surrogate: `sum |Delta(s', s)|` over the defined (user group, item group)
+/// pairs of the batch, with `p_yes` `[B]` as soft counts of Yes (a fraction; the metric
+/// prints 100 times it). `None` when no pair is defined (no user with history items).
+pub fn fairness_surrogate(
+    p_yes: &Tensor,
+    items: &[&MosExample],
+    groups: usize,
+) -> Result<Option<Tensor>> {
+    let dev = p_yes.device();
+    let b = items.len();
+    let mut total: Option<Tensor> = None;
+    for u in 0..groups {
+        let rows: Vec<f32> = items
+            .iter()
+            .map(|e| f32::from(u8::from(e.user_group == u)))
+            .collect();
+        let hist: f64 = items
+            .iter()
+            .filter(|e| e.user_group == u)
+            .map(|e| e.history_len)
+            .sum();
+        if hist <= 0.0 {
+            continue;
+        }
+        let of_u = Tensor::from_vec(rows.clone(), b, dev)?;
+        let yes = (p_yes * &of_u)?.sum_all()?;
+        for s in 0..groups {
+            let inside: Vec<f32> = items
+                .iter()
+                .zip(&rows)
+                .map(|(e, r)| r * f32::from(u8::from(e.target_groups.contains(&s))))
+                .collect();
+            let h_in: f64 = items
+                .iter()
+                .filter(|e| e.user_group == u)
+                .map(|e| e.history_in_group.get(s).copied().unwrap_or(0.0))
+                .sum();
+            let y_in = (p_yes * Tensor::from_vec(inside, b, dev)?)?.sum_all()?;
+            // yes > 0 for any soft P(Yes); on hard predictions a group with no Yes is
+            // undefined, as in the metric.
+            if yes.to_scalar::<f32>()? <= 0.0 {
+                continue;
+            }
+            let delta = ((y_in / &yes)? - h_in / hist)?.abs()?;
+            total = Some(match total {
+                None => delta,
+                Some(t) => (t + delta)?,
+            });
+        }
+    }
+    Ok(total)
+}
+
+/// Eq. 14: the mean pairwise cosine similarity of the flattened expert prompts `[K, N, H]`
+/// (0 with one expert).
+pub fn diversity(experts: &Tensor) -> Result<Tensor> {
+    let k = experts.dim(0)?;
+    let flat = experts.flatten_from(1)?;
+    let norm = flat.sqr()?.sum_keepdim(1)?.sqrt()?;
+    let unit = flat.broadcast_div(&norm)?;
+    let cos = unit.matmul(&unit.t()?)?;
+    if k < 2 {
+        return Ok((cos.sum_all()? * 0.0)?);
+    }
+    // The off-diagonal mean: (sum of all - trace) / (K (K - 1)).
+    let trace = Tensor::eye(k, cos.dtype(), cos.device())?
+        .mul(&cos)?
+        .sum_all()?;
+    Ok(((cos.sum_all()? - trace)? / (k * (k - 1)) as f64)?)
+}
+
+impl Objective for MosLoss<'_> {
+    type Item = MosExample;
+
+    fn loss(&self, items: &[&MosExample]) -> Result<(Tensor, usize)> {
+        let mix = self.prompts(items)?;
+        let ids: Vec<Vec<u32>> = items.iter().map(|e| e.ids.clone()).collect();
+        let labels: Vec<bool> = items.iter().map(|e| e.label).collect();
+        let (nll, _, _, logits) =
+            self.answer
+                .forward_prefixed(&ids, &labels, Some(&mix.prompts), None)?;
+        let rec = nll.mean_all()?;
+        let mut t = self.tally.borrow_mut();
+        t.n += 1.0;
+        t.rec += f64::from(rec.to_scalar::<f32>()?);
+        let w = mix.weights.detach().mean(0)?.to_vec1::<f32>()?;
+        t.weights.resize(w.len(), 0.0);
+        for (a, x) in t.weights.iter_mut().zip(w) {
+            *a += f64::from(x);
+        }
+        let mut loss = rec;
+        let yes_no = self.answer.yes_no(&logits)?;
+        let p_yes = candle_nn::ops::softmax(&yes_no, D::Minus1)?
+            .narrow(1, 0, 1)?
+            .squeeze(1)?;
+        if let Some(f) = fairness_surrogate(&p_yes, items, self.mixture.cfg.groups.len())? {
+            t.fair.0 += f64::from(f.to_scalar::<f32>()?);
+            t.fair.1 += 1.0;
+            if self.weights.fairness > 0.0 {
+                loss = (loss + (f * self.weights.fairness)?)?;
+            }
+        }
+        let div = diversity(&fairrec_lm::grad::weight(self.mixture.experts.as_tensor()))?;
+        t.div += f64::from(div.to_scalar::<f32>()?);
+        if self.weights.diversity > 0.0 {
+            loss = (loss + (div * self.weights.diversity)?)?;
+        }
+        Ok((loss, ids.iter().map(Vec::len).sum::<usize>()))
+    }
+
+    fn predict_valid(&self, valid: &[Example], batch: usize) -> Option<Result<Vec<f64>>> {
+        let same = valid.len() == self.valid.len()
+            && valid
+                .iter()
+                .zip(&self.valid)
+                .all(|(a, b)| a.ids == b.ids && a.label == b.label);
+        Some(if same {
+            self.p_yes(&self.valid, batch)
+        } else {
+            Err(crate::TrainError::Config(
+                "MoS validation: the objective's examples differ from the trainer's".into(),
+            ))
+        })
+    }
+
+    fn end_step(&self) -> BTreeMap<String, f64> {
+        let t = std::mem::take(&mut *self.tally.borrow_mut());
+        let mut out = BTreeMap::new();
+        if t.n == 0.0 {
+            return out;
+        }
+        out.insert("ntp".into(), t.rec / t.n);
+        out.insert("diversity".into(), t.div / t.n);
+        if t.fair.1 > 0.0 {
+            out.insert("fairness".into(), t.fair.0 / t.fair.1);
+        }
+        for (k, w) in t.weights.iter().enumerate() {
+            out.insert(format!("expert/{k}"), w / t.n);
+        }
+        out
+    }
+}
