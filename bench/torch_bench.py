@@ -6,9 +6,11 @@ score: a forward pass over a [batch, seq] batch of random token ids with the LM 
 train: LoRA r 8, alpha 16 on q_proj/v_proj (peft), cross-entropy of a random target token
        at the last position, backward, AdamW step.
 
-Random weights (std 0.02) for the named architecture, f32, torch threads = the machine's
-cores unless --threads. Peak memory is the process's max RSS (ru_maxrss), like fairrec's
-VmHWM; run one mode per process.
+Random weights (std 0.02) for the named architecture, f32 (or --dtype bfloat16, built in
+that dtype), torch threads = the machine's cores unless --threads, --device cpu or cuda.
+Peak memory is the process's max RSS (ru_maxrss), like fairrec's VmHWM; on CUDA also
+torch's max_memory_allocated after the build (bench/gpu.sh samples nvidia-smi for both
+programs); run one mode per process.
 
     python torch_bench.py --shape smollm2-135m --mode train --batch 4 --seq 256 --steps 3
 """
@@ -41,8 +43,18 @@ def build(shape, dtype, device):
     cfg = Qwen2Config(**kw) if qwen else LlamaConfig(**kw)
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)
-    with torch.device(device):
-        m = (Qwen2ForCausalLM if qwen else LlamaForCausalLM)(cfg)
+    # Built directly in `dtype` on the device: an f32 build cast afterwards would leave the
+    # f32 copy in the CUDA caching allocator and count against PyTorch's peak memory.
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            m = (Qwen2ForCausalLM if qwen else LlamaForCausalLM)(cfg)
+    finally:
+        torch.set_default_dtype(default)
+    if str(device).startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     return m.to(dtype)
 
 

@@ -4,7 +4,7 @@
 //! last position and an AdamW step, as `bench/torch_bench.py` does in PyTorch + peft.
 
 use anyhow::{bail, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use fairrec_core::Rng;
 use fairrec_lm::adapter::AdapterConfig;
@@ -32,6 +32,24 @@ pub struct BenchArgs {
     /// Timed steps (after one untimed warm-up step).
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
+    /// cpu, or cuda / cuda:N (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// f32, or bf16 for --shape (frozen weights in bf16; LoRA variables stay f32).
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+/// The device named by `--device`.
+pub fn device(name: &str) -> Result<Device> {
+    Ok(match name {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::new_cuda(0)?,
+        o => match o.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Device::new_cuda(n)?,
+            _ => bail!("--device `{o}`: expected cpu, cuda or cuda:N"),
+        },
+    })
 }
 
 /// The configuration of a named architecture (the HF `config.json` values).
@@ -67,16 +85,27 @@ pub fn peak_rss() -> Option<u64> {
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {
-    let device = Device::Cpu;
+    let device = device(&a.device)?;
+    let dtype = match a.dtype.as_str() {
+        "f32" => DType::F32,
+        "bf16" => DType::BF16,
+        o => bail!("--dtype `{o}`: expected f32 or bf16"),
+    };
     let t_load = Instant::now();
     let mut model = match (&a.model, &a.shape) {
+        (Some(_), _) if dtype != DType::F32 => bail!("--dtype bf16 needs --shape"),
         (Some(p), _) => fairrec_lm::load::load(p, &device)?.model,
+        // Seeded weights on the CPU (the same on every machine); the device's own
+        // generator elsewhere (a 7B model would take minutes from our stream).
+        (None, Some(s)) if device.is_cpu() && dtype == DType::F32 => {
+            fairrec_lm::random::random_model(&shape(s)?, 0, 0.02, &device)?
+        }
         (None, Some(s)) => {
-            let cfg = shape(s)?;
-            fairrec_lm::random::random_model(&cfg, 0, 0.02, &device)?
+            fairrec_lm::random::device_random_model(&shape(s)?, 0.02, &device, dtype)?
         }
         (None, None) => bail!("give --model or --shape"),
     };
+    device.synchronize()?;
     let load_s = t_load.elapsed().as_secs_f64();
     let mut rng = Rng::derive(0, "bench-tokens");
     let v = model.cfg.vocab_size as u64;
@@ -115,6 +144,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 opt.step(&grads, 1e-4)?;
+                device.synchronize()?;
                 times.push(t.elapsed().as_secs_f64());
             }
         }
@@ -127,7 +157,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         "{}",
         serde_json::json!({
             "program": "fairrec", "mode": a.mode, "model": a.model.as_ref().map(|p| p.display().to_string()).or(a.shape.clone()),
-            "batch": a.batch, "seq": a.seq, "steps": timed.len(), "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "batch": a.batch, "seq": a.seq, "device": a.device, "dtype": a.dtype, "steps": timed.len(), "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             "load_s": load_s, "step_s": mean, "tokens_per_s": tokens / mean, "step_times_s": timed,
             "peak_rss_bytes": peak_rss(), "peak_rss_gib": peak_rss().map(|b| b as f64 / (1u64 << 30) as f64),
         })

@@ -212,8 +212,19 @@ impl Adapter {
         Ok(Some(w))
     }
 
-    /// The adapter's contribution `sum_j R_j s B_j A_j x` for `x` `[.., in]`.
+    /// The adapter's contribution `sum_j R_j s B_j A_j x` for `x` `[.., in]`. The adapter
+    /// keeps its variables in f32: a half-precision `x` is computed in f32 and the result
+    /// cast back (what peft does with its default `autocast_adapter_dtype`).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.dtype() != DType::F32 {
+            return Ok(self
+                .forward_f32(&x.to_dtype(DType::F32)?)?
+                .to_dtype(x.dtype())?);
+        }
+        self.forward_f32(x)
+    }
+
+    fn forward_f32(&self, x: &Tensor) -> Result<Tensor> {
         let xd = if self.training.load(Ordering::Relaxed) && self.dropout > 0.0 {
             self.dropout(x)?
         } else {

@@ -16,6 +16,7 @@ pub mod pool;
 pub mod prompt;
 pub mod random;
 pub mod score;
+pub mod t5;
 pub mod tokenizer;
 pub mod tuning;
 

@@ -154,3 +154,41 @@ pub fn save_hf_dir(
         source,
     })
 }
+
+/// Whether the HF directory `dir` holds a T5-family model (`model_type` `t5` or a
+/// `T5ForConditionalGeneration` architecture in its `config.json`).
+pub fn is_t5_dir(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
+    v.get("model_type").and_then(|m| m.as_str()) == Some("t5")
+        || v.get("architectures")
+            .and_then(|a| a.as_array())
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|x| x.as_str() == Some("T5ForConditionalGeneration"))
+            })
+}
+
+/// Load the weights of an HF T5 / Flan-T5 directory (`config.json`, safetensors).
+pub fn load_t5(dir: &Path, device: &Device) -> Result<crate::t5::T5> {
+    let cfg_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|source| LmError::Io {
+        path: cfg_path.clone(),
+        source,
+    })?;
+    let cfg = crate::t5::T5Config::from_hf_json(&text).map_err(|message| LmError::Model {
+        path: cfg_path.clone(),
+        message,
+    })?;
+    let files = shards(dir)?;
+    // SAFETY: as in `load_hf_dir`.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
+    crate::t5::T5::new(&cfg, vb).map_err(|e| LmError::Model {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    })
+}

@@ -82,7 +82,11 @@ impl Linear {
                 None => ops::frozen_linear(x, &w)?,
             });
         }
-        let y = x.broadcast_matmul(&w.t()?)?;
+        let y = if ops::frozen_on_device(x) && !w.track_op() {
+            ops::frozen_linear(x, &w)?
+        } else {
+            x.broadcast_matmul(&w.t()?)?
+        };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(&weight(b))?,
             None => y,
@@ -113,8 +117,13 @@ impl RmsNorm {
         if ops::fused(x) {
             return Ok(ops::rms_norm(x, &weight(&self.weight), self.eps)?);
         }
-        let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-        Ok(x.broadcast_div(&(ms + self.eps)?.sqrt()?)?
+        // Half-precision inputs are normalised in f32, as transformers does.
+        let dt = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
+        Ok(xf
+            .broadcast_div(&(ms + self.eps)?.sqrt()?)?
+            .to_dtype(dt)?
             .broadcast_mul(&weight(&self.weight))?)
     }
 }
@@ -156,10 +165,11 @@ impl Rotary {
     /// Rotate `x` of shape `[B, H, T, D]` for positions `0..T`.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let t = x.dim(2)?;
+        let table = |c: &Tensor| c.narrow(0, 0, t)?.to_dtype(x.dtype());
         Ok(candle_nn::rotary_emb::rope_slow(
             &x.contiguous()?,
-            &self.cos.narrow(0, 0, t)?,
-            &self.sin.narrow(0, 0, t)?,
+            &table(&self.cos)?,
+            &table(&self.sin)?,
         )?)
     }
 }
@@ -240,8 +250,10 @@ impl Attention {
             (expand(k)?, expand(v)?)
         };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+        // Scores and softmax in f32 (a no-op for f32 models), as transformers does.
+        let att = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let att = candle_nn::ops::softmax(&att.broadcast_add(mask)?, D::Minus1)?;
+        let att = att.to_dtype(v.dtype())?;
         let y = att
             .matmul(&v)?
             .transpose(1, 2)?
@@ -469,7 +481,7 @@ impl Llama {
         })
     }
 
-    /// Logits over the whole vocabulary at one position per row: `hidden` `[B, T, H]`,
+    /// Logits (f32, whatever the model's dtype) over the whole vocabulary at one position per row: `hidden` `[B, T, H]`,
     /// `positions[b]` the position to read -> `[B, vocab]`.
     pub fn logits_at(&self, hidden: &Tensor, positions: &[usize]) -> Result<Tensor> {
         let h = gather_positions(hidden, positions)?;
@@ -479,7 +491,10 @@ impl Llama {
             // gradient (hidden x vocab), which nothing trains.
             return Ok(ops::frozen_linear(&h, &w)?);
         }
-        Ok(h.matmul(&w.t()?)?)
+        if ops::frozen_on_device(&h) && !w.track_op() {
+            return Ok(ops::frozen_linear(&h, &w)?.to_dtype(DType::F32)?);
+        }
+        Ok(h.matmul(&w.t()?)?.to_dtype(DType::F32)?)
     }
 
     /// Greedy continuation of `ids` by up to `n` tokens, stopping after any of `stop`.
@@ -512,7 +527,7 @@ impl Llama {
         let h = gather_positions(hidden, positions)?;
         let idx = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
         let rows = weight(self.head()).index_select(&idx, 0)?;
-        Ok(h.matmul(&rows.t()?)?)
+        Ok(h.matmul(&rows.t()?)?.to_dtype(DType::F32)?)
     }
 }
 

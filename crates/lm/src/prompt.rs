@@ -42,16 +42,29 @@ impl SoftPrompt {
     /// `n` virtual tokens for `model`, initialised as asked (`seed` drives the random
     /// forms).
     pub fn new(model: &Llama, tok: &Tok, n: usize, init: &PromptInit, seed: u64) -> Result<Self> {
+        Self::from_embedding(&model.embed_tokens, tok, n, init, seed)
+    }
+
+    /// As [`SoftPrompt::new`] for any model whose input embedding table (`[vocab, H]`) is
+    /// `embedding` (e.g. T5's `shared`).
+    pub fn from_embedding(
+        embedding: &Tensor,
+        tok: &Tok,
+        n: usize,
+        init: &PromptInit,
+        seed: u64,
+    ) -> Result<Self> {
         if n == 0 {
             return Err(LmError::Invalid(
                 "prompt tuning needs at least one virtual token".into(),
             ));
         }
-        let h = model.cfg.hidden_size;
+        let (vocab, h) = embedding.dims2()?;
+        let device = embedding.device();
         let mut rng = Rng::derive(seed, "soft-prompt-init");
         let rows = |ids: Vec<u32>| -> Result<Tensor> {
-            let idx = Tensor::from_vec(ids, n, model.device())?;
-            Ok(model.embed_tokens.index_select(&idx, 0)?)
+            let idx = Tensor::from_vec(ids, n, device)?;
+            Ok(embedding.index_select(&idx, 0)?)
         };
         let t = match init {
             PromptInit::Text(text) => {
@@ -64,12 +77,11 @@ impl SoftPrompt {
                 rows(ids.iter().copied().cycle().take(n).collect())?
             }
             PromptInit::SampleVocab => {
-                let v = model.cfg.vocab_size as u64;
-                rows((0..n).map(|_| rng.below(v) as u32).collect())?
+                rows((0..n).map(|_| rng.below(vocab as u64) as u32).collect())?
             }
             PromptInit::Random => {
                 let v: Vec<f32> = (0..n * h).map(|_| rng.normal() as f32).collect();
-                Tensor::from_vec(v, (n, h), model.device())?
+                Tensor::from_vec(v, (n, h), device)?
             }
         };
         Ok(SoftPrompt {

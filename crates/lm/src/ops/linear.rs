@@ -57,6 +57,36 @@ impl CustomOp1 for FrozenLinear {
         project(cpu_slice(s, l, name)?, l.dims(), &self.w, None, name)
     }
 
+    /// cuBLAS through candle's own CUDA matmul, on `x` viewed as `[rows, in]` and `W`'s
+    /// layout transposed (no copy), in the tensors' dtype.
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        let name = CustomOp1::name(self);
+        let (n, k) = self.w.dims2()?;
+        let dims = l.dims();
+        if dims.last() != Some(&k) || !l.is_contiguous() {
+            return Err(msg(
+                name,
+                format!("input {dims:?} against weight [{n}, {k}]"),
+            ));
+        }
+        let m = l.shape().elem_count() / k;
+        let (ws, wl) = self.w.storage_and_layout();
+        let candle_core::Storage::Cuda(w) = &*ws else {
+            return Err(msg(name, "weight is not on the CUDA device"));
+        };
+        let lhs = Layout::contiguous_with_offset((m, k), l.start_offset());
+        let y = s.matmul(w, (1, m, n, k), &lhs, &wl.transpose(0, 1)?)?;
+        let mut out = dims.to_vec();
+        *out.last_mut().expect("checked above") = n;
+        Ok((y, Shape::from(out)))
+    }
+
     fn bwd(
         &self,
         arg: &Tensor,
@@ -98,7 +128,8 @@ impl CustomOp2 for FrozenLinear {
 }
 
 /// `x W^T` over the last dimension of `x` (`[..., in]` -> `[..., out]`) for a weight that
-/// is not trained: the backward pass computes the input gradient only. CPU, f32.
+/// is not trained: the backward pass computes the input gradient only. CPU (f32), and
+/// CUDA (any float dtype; a build with the `cuda` feature).
 pub fn frozen_linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?
         .apply_op1(FrozenLinear { w: w.contiguous()? })

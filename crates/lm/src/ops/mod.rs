@@ -20,7 +20,8 @@
 //!
 //! They run on CPU for f32 tensors. Everywhere else (CUDA, other dtypes), and inside
 //! [`reference`], the model uses the composed candle ops, which are the reference the tests
-//! compare these kernels with (values and gradients, plus finite differences).
+//! compare these kernels with (values and gradients, plus finite differences); on CUDA the
+//! frozen projections still go through [`frozen_linear`] ([`frozen_on_device`]).
 
 mod attention;
 mod linear;
@@ -50,6 +51,13 @@ pub fn reference<T>(f: impl FnOnce() -> T) -> T {
 /// Whether the fused kernels serve `x`: CPU, f32, and not inside [`reference`].
 pub fn fused(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32 && !REFERENCE.with(|c| c.get())
+}
+
+/// Whether [`frozen_linear`] (without the other kernels) serves `x` off the fused path:
+/// on CUDA, outside [`reference`]. There candle's matmul backward would form every frozen
+/// weight's gradient (as many bytes as the model) and keep it to the end of backward.
+pub fn frozen_on_device(x: &Tensor) -> bool {
+    cfg!(feature = "cuda") && x.device().is_cuda() && !REFERENCE.with(|c| c.get())
 }
 
 fn msg(op: &str, what: impl std::fmt::Display) -> candle_core::Error {

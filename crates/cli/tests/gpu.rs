@@ -1,0 +1,113 @@
+//! The CUDA path against the CPU: the same seeded tiny model on both devices gives the same
+//! logits and LoRA gradients in f32 (the CUDA path is candle's composed ops plus the
+//! frozen projections of `ops::frozen_linear`), and bf16 on CUDA stays within bf16's
+//! precision of them. Built only with `--features cuda`; on a machine without a CUDA device
+//! each test says so and returns. (It lives with the CLI so that it builds with the same
+//! features as the `fairrec` binary: `cargo test --release -p fairrec --features cuda
+//! --test gpu`.)
+#![cfg(feature = "cuda")]
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use fairrec_lm::adapter::AdapterConfig;
+use fairrec_lm::random::random_weights;
+use fairrec_lm::{Llama, LlamaConfig};
+
+fn cuda() -> Option<Device> {
+    match Device::new_cuda(0) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("skipped: no CUDA device ({e})");
+            None
+        }
+    }
+}
+
+fn model(device: &Device, dtype: DType) -> Llama {
+    let mut cfg = LlamaConfig::tiny(97);
+    cfg.hidden_size = 64;
+    cfg.intermediate_size = 96;
+    cfg.num_key_value_heads = Some(2);
+    let w = random_weights(&cfg, 7, 0.2, &Device::Cpu).unwrap();
+    Llama::new(&cfg, VarBuilder::from_tensors(w, dtype, device)).unwrap()
+}
+
+/// Logits at the last position and the LoRA gradients (`B` set to a fixed ramp so that
+/// the update is not zero), in a fixed order, all on the CPU.
+fn run(device: &Device, dtype: DType) -> (Tensor, Vec<(String, Tensor)>) {
+    let mut m = model(device, dtype);
+    let set = m
+        .attach_adapters(
+            &AdapterConfig::lora(4, 8.0, &["q_proj", "v_proj", "down_proj"]),
+            3,
+        )
+        .unwrap();
+    let vars = set.named_vars();
+    for (name, v) in &vars {
+        if name.contains("lora_B") {
+            let n = v.elem_count();
+            let ramp: Vec<f32> = (0..n).map(|i| ((i % 7) as f32 - 3.0) * 0.05).collect();
+            v.set(&Tensor::from_vec(ramp, v.dims(), device).unwrap())
+                .unwrap();
+        }
+    }
+    let ids: Vec<u32> = (0..2 * 70).map(|i| (i * 37 % 97) as u32).collect();
+    let ids = Tensor::from_vec(ids, (2, 70), device).unwrap();
+    let f = m.forward(&ids, None).unwrap();
+    let logits = m.logits_at(&f.last, &[69, 40]).unwrap();
+    let loss = candle_nn::ops::log_softmax(&logits, 1).unwrap();
+    let loss = loss
+        .narrow(1, 5, 1)
+        .unwrap()
+        .neg()
+        .unwrap()
+        .mean_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    let g = vars
+        .iter()
+        .map(|(n, v)| {
+            let g = grads
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {n}"));
+            (n.clone(), g.to_device(&Device::Cpu).unwrap())
+        })
+        .collect();
+    (logits.to_device(&Device::Cpu).unwrap(), g)
+}
+
+fn max_abs(t: &Tensor) -> f32 {
+    let m = t.abs().and_then(|a| a.max_all()).unwrap();
+    m.to_scalar::<f32>().unwrap()
+}
+
+fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+    let s = max_abs(a);
+    assert!(s > 0.0, "all-zero reference");
+    max_abs(&(a - b).unwrap()) / s
+}
+
+#[test]
+fn cuda_f32_gives_the_cpu_logits_and_lora_gradients() {
+    let Some(gpu) = cuda() else { return };
+    let (cl, cg) = run(&Device::Cpu, DType::F32);
+    let (gl, gg) = run(&gpu, DType::F32);
+    // cuBLAS may use TF32-free f32 GEMMs with another summation order: 1e-4 relative.
+    assert!(rel_err(&cl, &gl) < 1e-4, "logits: {}", rel_err(&cl, &gl));
+    assert_eq!(cg.len(), 12, "2 layers x 3 targets x (A, B)");
+    for ((n, c), (_, g)) in cg.iter().zip(&gg) {
+        assert!(rel_err(c, g) < 1e-3, "{n}: {}", rel_err(c, g));
+    }
+}
+
+#[test]
+fn cuda_bf16_stays_within_bf16_precision_of_f32() {
+    let Some(gpu) = cuda() else { return };
+    let (cl, cg) = run(&Device::Cpu, DType::F32);
+    let (hl, hg) = run(&gpu, DType::BF16);
+    assert!(rel_err(&cl, &hl) < 0.05, "logits: {}", rel_err(&cl, &hl));
+    for ((n, c), (_, h)) in cg.iter().zip(&hg) {
+        assert_eq!(h.dtype(), DType::F32, "{n}: LoRA gradients stay f32");
+        assert!(rel_err(c, h) < 0.15, "{n}: {}", rel_err(c, h));
+    }
+}

@@ -1,0 +1,122 @@
+//! Half-precision models (the composed path that GPUs run, here on the CPU): bf16 weights
+//! give the f32 model's logits within bf16's precision, LoRA variables stay f32 and get the
+//! f32 model's gradients, and a fresh adapter is still exactly the identity.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarBuilder;
+use fairrec_core::Rng;
+use fairrec_lm::adapter::AdapterConfig;
+use fairrec_lm::random::random_weights;
+use fairrec_lm::{Llama, LlamaConfig};
+
+fn tiny(dtype: DType) -> Llama {
+    let mut cfg = LlamaConfig::tiny(97);
+    cfg.hidden_size = 32;
+    cfg.intermediate_size = 48;
+    let w = random_weights(&cfg, 7, 0.2, &Device::Cpu).unwrap();
+    Llama::new(&cfg, VarBuilder::from_tensors(w, dtype, &Device::Cpu)).unwrap()
+}
+
+fn logits(m: &Llama) -> Tensor {
+    let ids = Tensor::new(
+        &[[3u32, 14, 15, 92, 65, 35], [89, 79, 32, 38, 46, 26]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let f = m.forward(&ids, None).unwrap();
+    assert_eq!(f.last.dtype(), m.embed_tokens.dtype());
+    m.logits_at(&f.last, &[5, 5]).unwrap()
+}
+
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// LoRA r 4 on q/v with B drawn N(0, 0.3^2) from a fixed stream (so the update is not zero).
+fn with_lora(m: &mut Llama) -> Vec<(String, Var)> {
+    let set = m
+        .attach_adapters(&AdapterConfig::lora(4, 8.0, &["q_proj", "v_proj"]), 3)
+        .unwrap();
+    let mut rng = Rng::derive(11, "half-test");
+    let vars = set.named_vars();
+    for (name, v) in &vars {
+        if name.contains("lora_B") {
+            let n = v.elem_count();
+            let x: Vec<f32> = (0..n).map(|_| (rng.normal() * 0.3) as f32).collect();
+            v.set(&Tensor::from_vec(x, v.dims(), &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
+    vars
+}
+
+#[test]
+fn bf16_weights_give_the_f32_logits_within_bf16_precision() {
+    let (full, half) = (logits(&tiny(DType::F32)), logits(&tiny(DType::BF16)));
+    assert_eq!(half.dtype(), DType::F32, "logits come back in f32");
+    let scale = max_abs(&full);
+    let err = max_abs(&(&full - &half).unwrap());
+    // bf16 keeps 8 bits of mantissa (relative step 2^-8 = 0.0039); two blocks of rounding
+    // stay within a few steps of the logits' scale, while a wrong op would be off by O(1).
+    assert!(scale > 0.1, "logits too small to compare: {scale}");
+    assert!(
+        err < 0.03 * scale,
+        "bf16 vs f32: max diff {err} at scale {scale}"
+    );
+    assert!(
+        err > 0.0,
+        "the bf16 model should not be bit-identical to f32"
+    );
+}
+
+#[test]
+fn a_fresh_adapter_is_the_identity_on_a_bf16_model() {
+    let mut m = tiny(DType::BF16);
+    let base = logits(&m);
+    m.attach_adapters(&AdapterConfig::lora(4, 8.0, &["q_proj", "v_proj"]), 3)
+        .unwrap();
+    assert_eq!(max_abs(&(&base - &logits(&m)).unwrap()), 0.0);
+}
+
+#[test]
+fn lora_on_bf16_keeps_f32_variables_and_gets_the_f32_gradients() {
+    let mut full = tiny(DType::F32);
+    let mut half = tiny(DType::BF16);
+    let (vf, vh) = (with_lora(&mut full), with_lora(&mut half));
+    let target = [17u32, 60];
+    let loss = |m: &Llama| {
+        let l = candle_nn::ops::log_softmax(&logits(m), 1).unwrap();
+        let idx = Tensor::new(&[[target[0]], [target[1]]], &Device::Cpu).unwrap();
+        l.gather(&idx, 1)
+            .unwrap()
+            .neg()
+            .unwrap()
+            .mean_all()
+            .unwrap()
+    };
+    let (gf, gh) = (
+        loss(&full).backward().unwrap(),
+        loss(&half).backward().unwrap(),
+    );
+    assert_eq!(vf.len(), 8, "2 layers x (q, v) x (A, B)");
+    for ((name, a), (_, b)) in vf.iter().zip(&vh) {
+        assert_eq!(b.dtype(), DType::F32, "{name} should stay f32");
+        let ga = gf.get(a.as_tensor()).expect("f32 gradient");
+        let gb = gh
+            .get(b.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient reached {name} on the bf16 model"));
+        assert_eq!(gb.dtype(), DType::F32);
+        let scale = max_abs(ga);
+        let err = max_abs(&(ga - gb).unwrap());
+        assert!(scale > 0.0, "{name}: zero gradient");
+        assert!(
+            err < 0.1 * scale,
+            "{name}: bf16 grad off by {err} at scale {scale}"
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! T5 against transformers: two tiny random T5 models saved in HF format (original T5 with
+//! ReLU and tied embeddings; v1.1 / Flan style with gated GELU and an untied head) and the
+//! outputs transformers computed for them, made by `fixtures/t5/make_tiny_t5.py`.
+
+use candle_core::{Device, Tensor};
+use fairrec_lm::load::{is_t5_dir, load_t5};
+use fairrec_lm::t5::{relative_position_bucket, T5};
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/t5")
+        .join(name)
+}
+
+struct Case {
+    model: T5,
+    reference: serde_json::Value,
+}
+
+fn case(name: &str) -> Case {
+    let dir = fixture(name);
+    assert!(is_t5_dir(&dir), "{} is not recognised as T5", dir.display());
+    let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
+    Case {
+        model: load_t5(&dir, &Device::Cpu).unwrap(),
+        reference: serde_json::from_str(&text).unwrap(),
+    }
+}
+
+fn ints(v: &serde_json::Value) -> Vec<Vec<u32>> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn tensor2(rows: &[Vec<u32>]) -> Tensor {
+    let (b, t) = (rows.len(), rows[0].len());
+    Tensor::from_vec(rows.concat(), (b, t), &Device::Cpu).unwrap()
+}
+
+/// Largest absolute difference between ours and the reference, and the reference's scale.
+fn compare(ours: &Tensor, reference: &[f32]) -> (f32, f32) {
+    let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(ours.len(), reference.len(), "element count");
+    let err = ours
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    let scale = reference.iter().map(|x| x.abs()).fold(0.0, f32::max);
+    (err, scale)
+}
+
+fn inputs(c: &Case) -> (Tensor, Tensor, Tensor) {
+    let r = &c.reference;
+    (
+        tensor2(&ints(&r["input_ids"])),
+        tensor2(&ints(&r["attention_mask"])),
+        tensor2(&ints(&r["decoder_input_ids"])),
+    )
+}
+
+fn check_against_transformers(name: &str) {
+    let c = case(name);
+    let (ids, mask, dec) = inputs(&c);
+    let (enc, enc_mask) = c.model.encode(&ids, &mask, None).unwrap();
+    let (err, scale) = compare(&enc, &floats(&c.reference["encoder_last_hidden_state"]));
+    assert!(
+        scale > 0.1 && err < 1e-4 * scale.max(1.0),
+        "{name} encoder: {err} (scale {scale})"
+    );
+
+    let logits = c
+        .model
+        .logits(&c.model.decode(&dec, &enc, &enc_mask).unwrap())
+        .unwrap();
+    let reference = floats(&c.reference["logits"]);
+    let (err, scale) = compare(&logits, &reference);
+    assert!(
+        scale > 0.1 && err < 1e-4 * scale.max(1.0),
+        "{name} logits: {err} (scale {scale})"
+    );
+
+    // The scoring path: only the first decoder step, only the asked rows of the head.
+    let v = c.model.cfg.vocab_size;
+    let t_dec = dec.dim(1).unwrap();
+    let tokens = [5u32, 17, 63];
+    let first = c
+        .model
+        .first_step_logits(&ids, &mask, None, &tokens)
+        .unwrap();
+    let expected: Vec<f32> = (0..2)
+        .flat_map(|b| tokens.map(|k| reference[b * t_dec * v + k as usize]))
+        .collect();
+    let (err, _) = compare(&first, &expected);
+    assert!(err < 1e-4 * scale.max(1.0), "{name} first step: {err}");
+}
+
+#[test]
+fn relu_t5_with_tied_head_matches_transformers() {
+    check_against_transformers("relu");
+}
+
+#[test]
+fn gated_gelu_t5_with_untied_head_matches_transformers() {
+    check_against_transformers("gated");
+}
+
+#[test]
+fn a_soft_prompt_in_front_of_the_encoder_matches_transformers_inputs_embeds() {
+    for name in ["relu", "gated"] {
+        let c = case(name);
+        let (ids, mask, _) = inputs(&c);
+        let d = c.model.cfg.d_model;
+        let rows: Vec<Vec<f32>> = serde_json::from_value(c.reference["prompt"].clone()).unwrap();
+        let prompt = Tensor::from_vec(rows.concat(), (1, 3, d), &Device::Cpu)
+            .unwrap()
+            .broadcast_as((2, 3, d))
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let v = c.model.cfg.vocab_size as u32;
+        let all: Vec<u32> = (0..v).collect();
+        let got = c
+            .model
+            .first_step_logits(&ids, &mask, Some(&prompt), &all)
+            .unwrap();
+        let (err, scale) = compare(&got, &floats(&c.reference["prompt_first_logits"]));
+        assert!(
+            scale > 0.1 && err < 1e-4 * scale.max(1.0),
+            "{name}: {err} (scale {scale})"
+        );
+        // And the prompt changes the answer (the check above is not vacuous).
+        let plain = c.model.first_step_logits(&ids, &mask, None, &all).unwrap();
+        let (moved, _) = compare(&plain, &floats(&c.reference["prompt_first_logits"]));
+        assert!(moved > 1e-2, "{name}: the prompt did not change the logits");
+    }
+}
+
+#[test]
+fn relative_position_buckets_match_transformers() {
+    let c = case("relu");
+    let rel: Vec<i64> = serde_json::from_value(c.reference["relative_positions"].clone()).unwrap();
+    let table = c.reference["buckets"].as_object().unwrap();
+    assert_eq!(table.len(), 4);
+    for (key, expected) in table {
+        let parts: Vec<&str> = key.split('-').collect();
+        let (bi, nb, md) = (
+            parts[0] == "bi",
+            parts[1].parse().unwrap(),
+            parts[2].parse().unwrap(),
+        );
+        let expected: Vec<usize> = serde_json::from_value(expected.clone()).unwrap();
+        let ours: Vec<usize> = rel
+            .iter()
+            .map(|&r| relative_position_bucket(r, bi, nb, md))
+            .collect();
+        assert_eq!(ours, expected, "{key}");
+    }
+}
+
+#[test]
+fn padding_does_not_leak_into_real_positions() {
+    // Row 1 of the fixture is padded; scored alone without its padding it must give the
+    // same first-step logits.
+    let c = case("gated");
+    let (ids, mask, _) = inputs(&c);
+    let all: Vec<u32> = (0..c.model.cfg.vocab_size as u32).collect();
+    let batch = c.model.first_step_logits(&ids, &mask, None, &all).unwrap();
+    let short = ids.narrow(0, 1, 1).unwrap().narrow(1, 0, 8).unwrap();
+    let ones = mask.narrow(0, 1, 1).unwrap().narrow(1, 0, 8).unwrap();
+    let alone = c
+        .model
+        .first_step_logits(&short, &ones, None, &all)
+        .unwrap();
+    let row = batch.narrow(0, 1, 1).unwrap().flatten_all().unwrap();
+    let (err, _) = compare(&alone, &row.to_vec1::<f32>().unwrap());
+    assert!(err < 1e-5, "padding changed the scores by {err}");
+}
