@@ -94,7 +94,11 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let t_load = Instant::now();
     let mut model = match (&a.model, &a.shape) {
         (Some(_), _) if dtype != DType::F32 => bail!("--dtype bf16 needs --shape"),
-        (Some(p), _) => fairrec_lm::load::load(p, &device)?.model,
+        (Some(p), _) => {
+            fairrec_lm::load::load(p, &device)?
+                .into_decoder("bench")?
+                .model
+        }
         // Seeded weights on the CPU (the same on every machine); the device's own
         // generator elsewhere (a 7B model would take minutes from our stream).
         (None, Some(s)) if device.is_cpu() && dtype == DType::F32 => {

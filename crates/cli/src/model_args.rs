@@ -4,7 +4,7 @@
 use anyhow::{bail, Context as _, Result};
 use candle_core::Device;
 use clap::Args;
-use fairrec_lm::load::{load, Loaded};
+use fairrec_lm::load::{load, Loaded, Model};
 use fairrec_lm::score::{AnswerSpace, PromptFormat};
 use fairrec_lm::tuning::Tuning;
 use std::path::PathBuf;
@@ -40,25 +40,34 @@ impl ModelArgs {
         })
     }
 
-    /// Load the model on the CPU.
-    pub fn load(&self) -> Result<Loaded> {
+    /// Load the model (a decoder or T5) on the CPU.
+    pub fn load(&self) -> Result<Loaded<Model>> {
         load(&self.model, &Device::Cpu)
             .with_context(|| format!("loading the model {}", self.model.display()))
     }
+
+    /// Load a decoder-only model on the CPU; `what` names what needs one.
+    pub fn load_decoder(&self, what: &str) -> Result<Loaded> {
+        Ok(self.load()?.into_decoder(what)?)
+    }
 }
 
-/// Load `m` and attach the PEFT adapter directory `adapter` (LoRA or prompt tuning).
+/// Load `m` and attach the PEFT adapter directory `adapter` (LoRA, prompt tuning or MoS;
+/// decoder-only models).
 pub fn load_with_adapter(
     m: &ModelArgs,
     adapter: Option<&std::path::Path>,
-) -> Result<(Loaded, Option<Tuning>)> {
-    let mut loaded = m.load()?;
-    let tuning = match adapter {
-        Some(dir) => Some(
-            fairrec_lm::peft::load(dir, &mut loaded.model, &loaded.tokenizer)
-                .with_context(|| format!("loading the adapter {}", dir.display()))?,
-        ),
-        None => None,
+) -> Result<(Loaded<Model>, Option<Tuning>)> {
+    let Some(dir) = adapter else {
+        return Ok((m.load()?, None));
     };
-    Ok((loaded, tuning))
+    let mut loaded = m.load_decoder("an adapter")?;
+    let tuning = fairrec_lm::peft::load(dir, &mut loaded.model, &loaded.tokenizer)
+        .with_context(|| format!("loading the adapter {}", dir.display()))?;
+    let loaded = Loaded {
+        model: Model::Decoder(loaded.model),
+        tokenizer: loaded.tokenizer,
+        path: loaded.path,
+    };
+    Ok((loaded, Some(tuning)))
 }

@@ -35,7 +35,7 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
         a.model.space()?,
     )?;
     let ids = scorer.encode(std::slice::from_ref(&a.prompt))?;
-    let (logits, _) = scorer.answer_logits(&ids, None)?;
+    let logits = scorer.yes_no_logits(&ids, None)?;
     let l = logits.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?[0].clone();
     // softmax over the two logits, computed stably in f64
     let p_yes = 1.0 / (1.0 + (l[1] - l[0]).exp());

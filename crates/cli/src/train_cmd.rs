@@ -223,7 +223,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         answer_space: spec.answer_space.clone(),
         ..a.model.clone()
     };
-    let mut loaded = margs.load()?;
+    let mut loaded = margs.load_decoder("training")?;
     let tuning = method::setup(&mut loaded.model, &loaded.tokenizer, cfg)?;
     let scorer = Scorer::new(
         &loaded.model,
@@ -312,7 +312,7 @@ fn fit<O: Objective>(c: &Ctx, objective: &O, train_set: &[O::Item], copies: usiz
     let (a, spec, cfg) = (c.a, c.spec, &c.spec.train);
     let spec_path = a.out.join("train_config.json");
     std::fs::create_dir_all(&a.out)?;
-    let model_cfg = &c.scorer.model.cfg;
+    let model_cfg = &c.scorer.model("training")?.cfg;
     if !a.resume {
         write_atomic(
             &spec_path,

@@ -9,20 +9,68 @@ use candle_nn::VarBuilder;
 use std::path::{Path, PathBuf};
 
 /// A model ready to score, with where it came from.
-pub struct Loaded {
-    pub model: Llama,
+pub struct Loaded<M = Llama> {
+    pub model: M,
     pub tokenizer: Tok,
     pub path: PathBuf,
 }
 
-/// Load a GGUF file (`*.gguf`) or an HF directory (`config.json`, `*.safetensors` with or
-/// without `model.safetensors.index.json`, `tokenizer.json`, `tokenizer_config.json`).
-pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
-    if path.is_dir() {
-        load_hf_dir(path, device)
-    } else {
-        load_gguf(path, device)
+/// Either family the engine runs.
+pub enum Model {
+    /// A Llama-family decoder (Llama, Qwen2, SmolLM).
+    Decoder(Llama),
+    /// A T5 / Flan-T5 encoder-decoder.
+    T5(crate::t5::T5),
+}
+
+impl<'a> From<&'a Model> for crate::score::Backbone<'a> {
+    fn from(m: &'a Model) -> Self {
+        match m {
+            Model::Decoder(m) => crate::score::Backbone::Decoder(m),
+            Model::T5(m) => crate::score::Backbone::T5(m),
+        }
     }
+}
+
+impl Loaded<Model> {
+    /// The decoder, or an error saying that `what` needs one (T5 models score, through
+    /// `audit` and `score`, but do not train or take adapters yet).
+    pub fn into_decoder(self, what: &str) -> Result<Loaded<Llama>> {
+        match self.model {
+            Model::Decoder(model) => Ok(Loaded {
+                model,
+                tokenizer: self.tokenizer,
+                path: self.path,
+            }),
+            Model::T5(_) => Err(LmError::Model {
+                path: self.path,
+                message: format!(
+                    "a T5 model: {what} needs a decoder-only model (Llama, Qwen2, SmolLM); T5 models score (audit, score) but do not train or take adapters yet"
+                ),
+            }),
+        }
+    }
+}
+
+/// Load a GGUF file (`*.gguf`) or an HF directory (`config.json`, `*.safetensors` with or
+/// without `model.safetensors.index.json`, `tokenizer.json`, `tokenizer_config.json`): a
+/// Llama-family decoder, or T5 when the directory's config says so ([`is_t5_dir`]).
+pub fn load(path: &Path, device: &Device) -> Result<Loaded<Model>> {
+    let (model, tokenizer) = if path.is_dir() && is_t5_dir(path) {
+        (Model::T5(load_t5(path, device)?), Tok::from_hf_dir(path)?)
+    } else {
+        let l = if path.is_dir() {
+            load_hf_dir(path, device)?
+        } else {
+            load_gguf(path, device)?
+        };
+        (Model::Decoder(l.model), l.tokenizer)
+    };
+    Ok(Loaded {
+        model,
+        tokenizer,
+        path: path.to_path_buf(),
+    })
 }
 
 /// Load a GGUF file, dequantized to f32.

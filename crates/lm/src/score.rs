@@ -8,6 +8,8 @@
 //!
 //! Batches are right-padded and the LM head is computed only for the two answer rows at
 //! each prompt's last position. A prompt's score does not depend on the rest of its batch.
+//! With a T5 backbone the prompt is the encoder input (padding masked) and the answer is read
+//! at the first decoder step ([`crate::t5`]).
 
 use crate::error::{LmError, Result};
 use crate::model::Llama;
@@ -34,9 +36,29 @@ pub enum AnswerSpace {
     None,
 }
 
+/// The network a [`Scorer`] runs: a decoder reads the answer at the prompt's last
+/// position; T5 at its first decoder step (see [`crate::t5`]).
+#[derive(Clone, Copy)]
+pub enum Backbone<'a> {
+    Decoder(&'a Llama),
+    T5(&'a crate::t5::T5),
+}
+
+impl<'a> From<&'a Llama> for Backbone<'a> {
+    fn from(m: &'a Llama) -> Self {
+        Backbone::Decoder(m)
+    }
+}
+
+impl<'a> From<&'a crate::t5::T5> for Backbone<'a> {
+    fn from(m: &'a crate::t5::T5) -> Self {
+        Backbone::T5(m)
+    }
+}
+
 /// Renders prompts and scores them.
 pub struct Scorer<'a> {
-    pub model: &'a Llama,
+    pub backbone: Backbone<'a>,
     pub tok: &'a Tok,
     pub format: PromptFormat,
     /// Token ids of the answers "Yes" and "No" as used.
@@ -54,7 +76,7 @@ fn first_token(tok: &Tok, text: &str) -> Result<u32> {
 
 impl<'a> Scorer<'a> {
     pub fn new(
-        model: &'a Llama,
+        model: impl Into<Backbone<'a>>,
         tok: &'a Tok,
         format: PromptFormat,
         space: AnswerSpace,
@@ -85,13 +107,31 @@ impl<'a> Scorer<'a> {
             ));
         }
         Ok(Scorer {
-            model,
+            backbone: model.into(),
             tok,
             format,
             yes,
             no,
             template,
         })
+    }
+
+    /// The decoder-only model, or an error naming `what` needs one (training methods read
+    /// hidden states and full-vocabulary logits at decoder positions).
+    pub fn model(&self, what: &str) -> Result<&'a Llama> {
+        match self.backbone {
+            Backbone::Decoder(m) => Ok(m),
+            Backbone::T5(_) => Err(LmError::Invalid(format!(
+                "{what} needs a decoder-only model (Llama, Qwen2, SmolLM); T5 models score but do not train yet"
+            ))),
+        }
+    }
+
+    fn device(&self) -> &candle_core::Device {
+        match self.backbone {
+            Backbone::Decoder(m) => m.device(),
+            Backbone::T5(m) => m.device(),
+        }
     }
 
     /// The exact text fed to the model for a prompt.
@@ -121,12 +161,15 @@ impl<'a> Scorer<'a> {
                 if ids.is_empty() {
                     return Err(LmError::Invalid("empty prompt".into()));
                 }
-                if ids.len() > self.model.cfg.max_position_embeddings {
-                    return Err(LmError::Invalid(format!(
-                        "prompt of {} tokens exceeds the model's context of {}",
-                        ids.len(),
-                        self.model.cfg.max_position_embeddings
-                    )));
+                // T5's relative positions have no hard limit.
+                if let Backbone::Decoder(m) = self.backbone {
+                    if ids.len() > m.cfg.max_position_embeddings {
+                        return Err(LmError::Invalid(format!(
+                            "prompt of {} tokens exceeds the model's context of {}",
+                            ids.len(),
+                            m.cfg.max_position_embeddings
+                        )));
+                    }
                 }
                 Ok(ids)
             })
@@ -145,8 +188,30 @@ impl<'a> Scorer<'a> {
                     .chain(std::iter::repeat_n(pad, t - r.len()))
             })
             .collect();
-        let tensor = Tensor::from_vec(flat, (ids.len(), t), self.model.device())?;
+        let tensor = Tensor::from_vec(flat, (ids.len(), t), self.device())?;
         Ok((tensor, ids.iter().map(|r| r.len() - 1).collect()))
+    }
+
+    /// `[B, T]` 0/1 mask of the real positions of right-padded `ids`.
+    fn padding_mask(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
+        let t = ids.iter().map(Vec::len).max().unwrap_or(1);
+        let m: Vec<u32> = ids
+            .iter()
+            .flat_map(|r| (0..t).map(move |j| u32::from(j < r.len())))
+            .collect();
+        Ok(Tensor::from_vec(m, (ids.len(), t), self.device())?)
+    }
+
+    /// Logits `[B, 2]` of (Yes, No) for already-encoded prompts, with one soft prompt per
+    /// row in front if given (`[B, P, H]`), whichever the backbone.
+    pub fn yes_no_logits(&self, ids: &[Vec<u32>], prefix: Option<&Tensor>) -> Result<Tensor> {
+        match self.backbone {
+            Backbone::Decoder(_) => Ok(self.answer_logits_prefixed(ids, prefix, None)?.0),
+            Backbone::T5(m) => {
+                let (x, _) = self.batch(ids)?;
+                m.first_step_logits(&x, &self.padding_mask(ids)?, prefix, &[self.yes, self.no])
+            }
+        }
     }
 
     /// Logits `[B, 2]` of (Yes, No) for already-encoded prompts, and the forward pass.
@@ -166,11 +231,10 @@ impl<'a> Scorer<'a> {
         prefix: Option<&Tensor>,
         capture_layer: Option<usize>,
     ) -> Result<(Tensor, crate::model::Forward)> {
+        let model = self.model("the decoder's forward pass")?;
         let (x, last) = self.batch(ids)?;
-        let f = self.model.forward_prefixed(&x, prefix, capture_layer)?;
-        let logits = self
-            .model
-            .token_logits_at(&f.last, &last, &[self.yes, self.no])?;
+        let f = model.forward_prefixed(&x, prefix, capture_layer)?;
+        let logits = model.token_logits_at(&f.last, &last, &[self.yes, self.no])?;
         Ok((logits, f))
     }
 
@@ -183,7 +247,7 @@ impl<'a> Scorer<'a> {
     /// As [`Scorer::p_yes_encoded`] with one soft prompt per row in front (`prefix`
     /// `[B, P, H]`, e.g. MoS's mixed prompts).
     pub fn p_yes_prefixed(&self, ids: &[Vec<u32>], prefix: Option<&Tensor>) -> Result<Vec<f64>> {
-        let (logits, _) = crate::grad::no_grad(|| self.answer_logits_prefixed(ids, prefix, None))?;
+        let logits = crate::grad::no_grad(|| self.yes_no_logits(ids, prefix))?;
         let p = candle_nn::ops::softmax(&logits, 1)?
             .narrow(1, 0, 1)?
             .squeeze(1)?

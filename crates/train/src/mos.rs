@@ -79,7 +79,9 @@ impl<'a> MosLoss<'a> {
     /// The mixed soft prompts `[B, N, H]` and expert weights `[B, K]` of a batch.
     pub fn prompts(&self, items: &[&MosExample]) -> Result<fairrec_lm::mos::Mixture> {
         let groups: Vec<Vec<Vec<u32>>> = items.iter().map(|e| e.group_ids.clone()).collect();
-        let features = self.mixture.pool(self.answer.scorer.model, &groups)?;
+        let features = self
+            .mixture
+            .pool(self.answer.scorer.model("MoS training")?, &groups)?;
         let shares: Vec<Vec<f64>> = items
             .iter()
             .map(|e| fairrec_lm::mos::history_shares(&e.history_in_group))

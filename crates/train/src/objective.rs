@@ -88,12 +88,10 @@ impl AnswerLoss<'_> {
         prefix: Option<&Tensor>,
         capture_layer: Option<usize>,
     ) -> Result<(Tensor, fairrec_lm::model::Forward, Vec<usize>, Tensor)> {
+        let model = self.scorer.model("training")?;
         let (x, last) = self.scorer.batch(ids)?;
-        let f = self
-            .scorer
-            .model
-            .forward_prefixed(&x, prefix, capture_layer)?;
-        let logits = self.scorer.model.logits_at(&f.last, &last)?;
+        let f = model.forward_prefixed(&x, prefix, capture_layer)?;
+        let logits = model.logits_at(&f.last, &last)?;
         let targets: Vec<u32> = labels
             .iter()
             .map(|&l| if l { self.scorer.yes } else { self.scorer.no })

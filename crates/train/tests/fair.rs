@@ -71,7 +71,11 @@ fn state(scorer: &Scorer, ids: &[u32], capture: Capture) -> (Vec<f64>, f64, f64)
         .unwrap()
         .unsqueeze(0)
         .unwrap();
-    let f = scorer.model.forward(&x, capture.layer).unwrap();
+    let f = scorer
+        .model("test")
+        .unwrap()
+        .forward(&x, capture.layer)
+        .unwrap();
     let h = match capture.layer {
         None => f.last.clone(),
         Some(_) => f.captured.clone().unwrap(),
@@ -80,7 +84,11 @@ fn state(scorer: &Scorer, ids: &[u32], capture: Capture) -> (Vec<f64>, f64, f64)
         Pooling::Last => h.get(0).unwrap().get(ids.len() - 1).unwrap(),
         Pooling::Mean => h.get(0).unwrap().mean(0).unwrap(),
     };
-    let logits = scorer.model.logits_at(&f.last, &[ids.len() - 1]).unwrap();
+    let logits = scorer
+        .model("test")
+        .unwrap()
+        .logits_at(&f.last, &[ids.len() - 1])
+        .unwrap();
     let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
     let row = lsm.get(0).unwrap().to_vec1::<f32>().unwrap();
     let h = h.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
