@@ -10,7 +10,7 @@ use fairrec_data::prompt::Template;
 use fairrec_lm::mos::Routing;
 use fairrec_lm::pool::Pooling;
 use fairrec_lm::prompt::PromptInit;
-use fairrec_train::config::MosSettings;
+use fairrec_train::config::{MosSettings, StereotypeSettings};
 use fairrec_train::curriculum::{Curriculum, TauSource};
 use fairrec_train::mos::MosWeights;
 use fairrec_train::schedule::Decay;
@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// lora, full, prompt-tuning, paper A's ins-tuning, cf, diff, cf-diff, moe, cl-moe, or paper B's mos.
+    /// lora, full, prompt-tuning, paper A's ins-tuning, cf, diff, cf-diff, moe, cl-moe, or paper B's mos and ifairlrs (baseline).
     #[arg(long, default_value = "lora")]
     pub method: Method,
     #[command(flatten)]
@@ -181,7 +181,7 @@ pub struct TrainArgs {
     /// MoS: weight of the expert diversity term (Eq. 14; 0 = the ablation) [default: 0.1].
     #[arg(long)]
     pub diversity_weight: Option<f64>,
-    /// MoS: z-score above which an item belongs to a stereotype group [default: 1].
+    /// MoS, IFairLRS: z-score above which an item belongs to a stereotype group [default: 1].
     #[arg(long)]
     pub z_threshold: Option<f64>,
 }
@@ -213,8 +213,10 @@ impl TrainArgs {
                 fairness: self.fairness_weight.unwrap_or(dm.weights.fairness),
                 diversity: self.diversity_weight.unwrap_or(dm.weights.diversity),
             },
-            z_threshold: self.z_threshold.unwrap_or(dm.z_threshold),
-            ..dm.clone()
+        };
+        let stereotype = StereotypeSettings {
+            z_threshold: self.z_threshold.unwrap_or(d.stereotype.z_threshold),
+            ..d.stereotype.clone()
         };
         let mut objective = d.objective.clone();
         objective.diff_weight = self.diff_weight.unwrap_or(objective.diff_weight);
@@ -271,6 +273,7 @@ impl TrainArgs {
             prompt_init,
             objective,
             mos,
+            stereotype,
         };
         c.validate()?;
         Ok(c)

@@ -141,7 +141,7 @@ pub fn scenario(manifest: &Manifest, asked: Option<&[String]>, data: &Path) -> R
 fn new_spec(a: &TrainArgs, manifest: &Manifest) -> Result<RunSpec> {
     let attributes = scenario(manifest, a.attributes.as_deref(), &a.data)?;
     let mut train = a.config(attributes.len())?;
-    if train.method == Method::Mos {
+    if train.method.is_paper_b() {
         crate::train_mos::settle(&mut train, &attributes, manifest)?;
     }
     let copies = train.method.copies();
@@ -272,6 +272,32 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         )?;
         let n = train_set.len();
         return fit(&ctx, &objective, &train_set, n);
+    }
+    if cfg.method == Method::IFairLrs {
+        let train_split = read_split(&a.data, "train")?;
+        let st = &cfg.stereotype;
+        let items = crate::train_mos::groups_of(&train_split, &st.attribute, st.z_threshold);
+        let train_set = encode(&scorer, spec.template, &train_samples, &spec.attributes)?;
+        let weights = crate::train_mos::ifairlrs_weights(&train_samples, &items);
+        let (lo, hi) = weights
+            .iter()
+            .fold((f64::INFINITY, 0f64), |(l, h), &w| (l.min(w), h.max(w)));
+        say!(
+            "IFairLRS sample weights over {} samples: min {lo:.3}, max {hi:.3}, mean 1",
+            weights.len()
+        );
+        let train_set: Vec<_> = train_set
+            .into_iter()
+            .zip(weights)
+            .map(|(example, weight)| fairrec_train::ifairlrs::WeightedExample { example, weight })
+            .collect();
+        let n = train_set.len();
+        return fit(
+            &ctx,
+            &fairrec_train::ifairlrs::WeightedLoss { answer },
+            &train_set,
+            n,
+        );
     }
     match &spec.augment {
         Some(aug) => {

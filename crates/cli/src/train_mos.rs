@@ -1,4 +1,5 @@
-//! `fairrec train --method mos`: paper B's Mixture-of-Stereotypes on a prepared dataset.
+//! `fairrec train --method mos` (paper B's Mixture-of-Stereotypes) and `--method ifairlrs`
+//! (its item-side baseline's sample weights) on a prepared dataset.
 //! The stereotype groups are the values of the one sensitive attribute of the scenario;
 //! items join a group by their stereotype z-score in the train split
 //! (`fairrec_metrics::stereotype`); each example carries one input per group (the prompt
@@ -15,15 +16,17 @@ use fairrec_data::sample::Sample;
 use fairrec_lm::mos::{MixturePrompt, MosConfig};
 use fairrec_lm::score::Scorer;
 use fairrec_metrics::stereotype::{item_groups, Interactions, ItemGroups, StereotypeConfig};
+use fairrec_train::ifairlrs::{sample_weights, Weighing};
 use fairrec_train::mos::MosExample;
 use fairrec_train::TrainConfig;
 
-/// Fill in the scenario's attribute and its values (the stereotype groups); MoS needs
-/// exactly one sensitive attribute.
+/// Fill in the scenario's attribute and its values (the stereotype groups); paper B's
+/// methods need exactly one sensitive attribute.
 pub fn settle(cfg: &mut TrainConfig, attributes: &[String], manifest: &Manifest) -> Result<()> {
+    let name = cfg.method.name();
     let [attr] = attributes else {
         bail!(
-            "--method mos needs exactly one sensitive attribute (--attributes), got [{}]",
+            "--method {name} needs exactly one sensitive attribute (--attributes), got [{}]",
             attributes.join(", ")
         );
     };
@@ -33,12 +36,12 @@ pub fn settle(cfg: &mut TrainConfig, attributes: &[String], manifest: &Manifest)
         .cloned()
         .unwrap_or_default();
     if values.len() < 2 {
-        bail!("--method mos: attribute `{attr}` has fewer than two values in the data");
+        bail!("--method {name}: attribute `{attr}` has fewer than two values in the data");
     }
     let mut values = values;
     values.sort();
-    cfg.mos.attribute = attr.clone();
-    cfg.mos.groups = values;
+    cfg.stereotype.attribute = attr.clone();
+    cfg.stereotype.groups = values;
     Ok(())
 }
 
@@ -187,4 +190,31 @@ pub fn sample_prompts(
         parts.push(mix.prompts.detach());
     }
     Ok(Tensor::cat(&parts, 0)?)
+}
+
+/// IFairLRS's weight of each sample ([`fairrec_train::ifairlrs`]): an item's key is the
+/// sorted list of the stereotype groups it belongs to (empty: neutral).
+pub fn ifairlrs_weights(samples: &[Sample], items: &ItemGroups) -> Vec<f64> {
+    let key = |item: &str| {
+        let mut k = items.membership.get(item).cloned().unwrap_or_default();
+        k.sort_unstable();
+        k
+    };
+    let keyed: Vec<(Vec<Vec<usize>>, Vec<usize>)> = samples
+        .iter()
+        .map(|s| {
+            let history = s.history_ids().into_iter().map(&key).collect();
+            (history, key(&s.target_id))
+        })
+        .collect();
+    let weighing: Vec<Weighing<'_, Vec<usize>>> = keyed
+        .iter()
+        .zip(samples)
+        .map(|((history, target), s)| Weighing {
+            history,
+            target,
+            label: s.label,
+        })
+        .collect();
+    sample_weights(&weighing)
 }

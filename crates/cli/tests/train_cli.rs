@@ -394,10 +394,10 @@ fn mos_trains_on_paper_b_data_and_audit_routes_its_prompts_as_training_did() {
     );
     let cfg = json(&out.join("train_config.json"));
     assert_eq!(
-        cfg["train"]["mos"]["groups"],
+        cfg["train"]["stereotype"]["groups"],
         serde_json::json!(["female", "male"])
     );
-    assert_eq!(cfg["train"]["mos"]["attribute"], "gender");
+    assert_eq!(cfg["train"]["stereotype"]["attribute"], "gender");
     assert_eq!(cfg["train"]["prompt_init"], "sample-vocab");
     let adapter = json(&out.join("adapter/adapter_config.json"));
     assert_eq!(adapter["peft_type"], "FAIRREC_MOS");
@@ -482,4 +482,45 @@ fn mos_trains_on_paper_b_data_and_audit_routes_its_prompts_as_training_did() {
     b[2] = "mos";
     let e = fails(&b);
     assert!(e.contains("exactly one sensitive attribute"), "{e}");
+}
+
+#[test]
+fn ifairlrs_trains_lora_with_sample_weights_on_one_attribute() {
+    let t = tempfile::tempdir().unwrap();
+    let data = prepared_world(
+        t.path(),
+        "60",
+        "40",
+        &["--protocol", "mos", "--attributes", "age,gender"],
+    );
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let out = t.path().join("ifairlrs");
+    let limits = ["--limit-train", "24", "--limit-valid", "8"];
+    let mut a = train_args(
+        &model,
+        &data,
+        &out,
+        &[&limits[..], &["--attributes", "gender"]].concat(),
+    );
+    a[2] = "ifairlrs";
+    let s = ok(&a);
+    assert!(s.contains("IFairLRS sample weights over 24 samples"), "{s}");
+    assert!(s.contains("epoch 1: valid AUC"), "{s}");
+    let cfg = json(&out.join("train_config.json"));
+    assert_eq!(cfg["train"]["stereotype"]["attribute"], "gender");
+    assert_eq!(
+        json(&out.join("adapter/adapter_config.json"))["peft_type"],
+        "LORA"
+    );
+    // Paper B's methods need exactly one sensitive attribute.
+    let out2 = t.path().join("two");
+    let both = [&limits[..], &["--attributes", "age,gender"]].concat();
+    let mut two = train_args(&model, &data, &out2, &both);
+    two[2] = "ifairlrs";
+    let e = fails(&two);
+    assert!(
+        e.contains("--method ifairlrs needs exactly one sensitive attribute"),
+        "{e}"
+    );
 }

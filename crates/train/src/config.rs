@@ -42,6 +42,9 @@ pub enum Method {
     ClMoe,
     /// Paper B's Mixture-of-Stereotypes soft prompts ([`fairrec_lm::mos`]).
     Mos,
+    /// Paper B's item-side baseline IFairLRS: LoRA on the answer loss with per-sample
+    /// weights from the item groups' shares ([`crate::ifairlrs`]).
+    IFairLrs,
 }
 
 /// Which augmented copies of a training sample a method trains on (see
@@ -56,7 +59,7 @@ pub struct Copies {
 }
 
 impl Method {
-    pub const ALL: [Method; 10] = [
+    pub const ALL: [Method; 11] = [
         Method::Lora,
         Method::Full,
         Method::PromptTuning,
@@ -67,6 +70,7 @@ impl Method {
         Method::Moe,
         Method::ClMoe,
         Method::Mos,
+        Method::IFairLrs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +85,7 @@ impl Method {
             Method::Moe => "moe",
             Method::ClMoe => "cl-moe",
             Method::Mos => "mos",
+            Method::IFairLrs => "ifairlrs",
         }
     }
 
@@ -88,8 +93,14 @@ impl Method {
     pub fn is_paper_a(self) -> bool {
         !matches!(
             self,
-            Method::Lora | Method::Full | Method::PromptTuning | Method::Mos
+            Method::Lora | Method::Full | Method::PromptTuning | Method::Mos | Method::IFairLrs
         )
+    }
+
+    /// One of paper B's methods: they need one sensitive attribute and its stereotype
+    /// groups ([`StereotypeSettings`]).
+    pub fn is_paper_b(self) -> bool {
+        matches!(self, Method::Mos | Method::IFairLrs)
     }
 
     /// The copies of each training sample the method trains on.
@@ -231,6 +242,32 @@ pub struct TrainConfig {
     /// Paper B's MoS (method `mos`).
     #[serde(default)]
     pub mos: MosSettings,
+    /// Paper B's stereotype groups (methods `mos`, `ifairlrs`).
+    #[serde(default)]
+    pub stereotype: StereotypeSettings,
+}
+
+/// The stereotype groups of paper B's methods: the values of one sensitive attribute, and
+/// the items that join a group by their stereotype z-score in the train split
+/// (`fairrec_metrics::stereotype`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StereotypeSettings {
+    /// The sensitive attribute whose values are the stereotype groups.
+    pub attribute: String,
+    /// Its values, sorted (filled from the data).
+    pub groups: Vec<String>,
+    /// Items whose stereotype z-score exceeds this belong to a group.
+    pub z_threshold: f64,
+}
+
+impl Default for StereotypeSettings {
+    fn default() -> Self {
+        StereotypeSettings {
+            attribute: String::new(),
+            groups: Vec::new(),
+            z_threshold: 1.0,
+        }
+    }
 }
 
 /// MoS's shape, routing and loss weights (paper B; definitions in [`fairrec_lm::mos`]).
@@ -247,12 +284,6 @@ pub struct MosSettings {
     pub reweight: bool,
     /// `lambda_f`, `lambda_d` (Eq. 15).
     pub weights: MosWeights,
-    /// The sensitive attribute whose values are the stereotype groups.
-    pub attribute: String,
-    /// Its values, sorted (filled from the data).
-    pub groups: Vec<String>,
-    /// Items whose stereotype z-score exceeds this belong to a group.
-    pub z_threshold: f64,
 }
 
 impl Default for MosSettings {
@@ -263,9 +294,6 @@ impl Default for MosSettings {
             routing: Routing::Top,
             reweight: true,
             weights: MosWeights::default(),
-            attribute: String::new(),
-            groups: Vec::new(),
-            z_threshold: 1.0,
         }
     }
 }
@@ -297,6 +325,7 @@ impl Default for TrainConfig {
             ),
             objective: ObjectiveConfig::default(),
             mos: MosSettings::default(),
+            stereotype: StereotypeSettings::default(),
         }
     }
 }

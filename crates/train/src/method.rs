@@ -25,16 +25,16 @@ pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> 
             init: cfg.prompt_init.clone(),
         },
         Method::Mos => {
-            let m = &cfg.mos;
+            let (m, st) = (&cfg.mos, &cfg.stereotype);
             let mc = MosConfig {
                 experts: m.experts,
                 virtual_tokens: cfg.virtual_tokens,
-                groups: m.groups.clone(),
+                groups: st.groups.clone(),
                 top_k: m.top_k,
                 routing: m.routing,
                 reweight: m.reweight,
-                attribute: m.attribute.clone(),
-                z_threshold: m.z_threshold,
+                attribute: st.attribute.clone(),
+                z_threshold: st.z_threshold,
             };
             Tuning::Mos(Arc::new(MixturePrompt::new(
                 model,
@@ -44,7 +44,7 @@ pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> 
                 cfg.seed,
             )?))
         }
-        // LoRA and paper A's methods (LoRA or LoRA-MoE, as `cfg.lora` says).
+        // LoRA, IFairLRS and paper A's methods (LoRA or LoRA-MoE, as `cfg.lora` says).
         _ => Tuning::Adapters(model.attach_adapters(&cfg.lora, cfg.seed)?),
     })
 }
