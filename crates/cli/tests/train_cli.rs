@@ -357,17 +357,23 @@ fn builtin_model_trains_in_full_and_with_prompt_tuning() {
     ]);
 }
 
-#[test]
-fn mos_trains_on_paper_b_data_and_audit_routes_its_prompts_as_training_did() {
-    let t = tempfile::tempdir().unwrap();
+/// A small synthetic world under paper B's protocol and the tiny HF model, in `dir`.
+fn paper_b_world(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let data = prepared_world(
-        t.path(),
+        dir,
         "60",
         "40",
         &["--protocol", "mos", "--attributes", "age,gender"],
     );
-    let model = t.path().join("model");
+    let model = dir.join("model");
     tiny_hf_model(&model);
+    (data, model)
+}
+
+#[test]
+fn mos_trains_on_paper_b_data_and_audit_routes_its_prompts_as_training_did() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, model) = paper_b_world(t.path());
     let out = t.path().join("mos");
     let mut a = train_args(
         &model,
@@ -487,14 +493,7 @@ fn mos_trains_on_paper_b_data_and_audit_routes_its_prompts_as_training_did() {
 #[test]
 fn ifairlrs_trains_lora_with_sample_weights_on_one_attribute() {
     let t = tempfile::tempdir().unwrap();
-    let data = prepared_world(
-        t.path(),
-        "60",
-        "40",
-        &["--protocol", "mos", "--attributes", "age,gender"],
-    );
-    let model = t.path().join("model");
-    tiny_hf_model(&model);
+    let (data, model) = paper_b_world(t.path());
     let out = t.path().join("ifairlrs");
     let limits = ["--limit-train", "24", "--limit-valid", "8"];
     let mut a = train_args(
