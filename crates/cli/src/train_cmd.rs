@@ -61,9 +61,20 @@ fn encode(
     samples: &[Sample],
     scenario: &[String],
 ) -> Result<Vec<Example>> {
+    encode_variant(scorer, template, samples, &Variant::Original, scenario)
+}
+
+/// Every sample's prompt in `variant`, encoded.
+fn encode_variant(
+    scorer: &Scorer,
+    template: Template,
+    samples: &[Sample],
+    variant: &Variant,
+    scenario: &[String],
+) -> Result<Vec<Example>> {
     let prompts = samples
         .iter()
-        .map(|s| render(template, s, &Variant::Original, scenario))
+        .map(|s| render(template, s, variant, scenario))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let ids = scorer.encode(&prompts)?;
     Ok(ids
@@ -298,6 +309,24 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             &train_set,
             n,
         );
+    }
+    if cfg.method == Method::FairLlm {
+        // Explicit setting (the true value stated) against implicit (no profile).
+        let sensitive = encode(&scorer, spec.template, &train_samples, &spec.attributes)?;
+        let neutral = encode_variant(
+            &scorer,
+            spec.template,
+            &train_samples,
+            &Variant::Neutral,
+            &spec.attributes,
+        )?;
+        let pairs: Vec<_> = sensitive
+            .into_iter()
+            .zip(neutral)
+            .map(|(sensitive, neutral)| fairrec_train::fairllm::PairExample { sensitive, neutral })
+            .collect();
+        let objective = fairrec_train::fairllm::FairLlmLoss::new(answer, cfg.divergence_weight);
+        return fit(&ctx, &objective, &pairs, 2 * pairs.len());
     }
     match &spec.augment {
         Some(aug) => {

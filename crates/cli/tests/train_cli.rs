@@ -523,3 +523,34 @@ fn ifairlrs_trains_lora_with_sample_weights_on_one_attribute() {
         "{e}"
     );
 }
+
+#[test]
+fn fairllm_trains_lora_against_the_divergence_from_the_implicit_prompt() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, model) = paper_b_world(t.path());
+    let out = t.path().join("fairllm");
+    let extra = [
+        "--limit-train",
+        "12",
+        "--limit-valid",
+        "8",
+        "--attributes",
+        "gender",
+        "--divergence-weight",
+        "2",
+    ];
+    let mut a = train_args(&model, &data, &out, &extra);
+    a[2] = "fairllm";
+    let s = ok(&a);
+    assert!(s.contains("epoch 1: valid AUC"), "{s}");
+    let cfg = json(&out.join("train_config.json"));
+    assert_eq!(cfg["train"]["divergence_weight"], 2.0);
+    let log = std::fs::read_to_string(out.join("train_log.jsonl")).unwrap();
+    let step: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    for k in ["ntp", "divergence"] {
+        assert!(
+            step[k].as_f64().is_some_and(f64::is_finite),
+            "no `{k}` in {step}"
+        );
+    }
+}

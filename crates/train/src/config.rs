@@ -45,6 +45,9 @@ pub enum Method {
     /// Paper B's item-side baseline IFairLRS: LoRA on the answer loss with per-sample
     /// weights from the item groups' shares ([`crate::ifairlrs`]).
     IFairLrs,
+    /// Paper B's user-side baseline: LoRA on the answer loss plus the divergence between
+    /// the answers with and without the stated attribute ([`crate::fairllm`]).
+    FairLlm,
 }
 
 /// Which augmented copies of a training sample a method trains on (see
@@ -59,7 +62,7 @@ pub struct Copies {
 }
 
 impl Method {
-    pub const ALL: [Method; 11] = [
+    pub const ALL: [Method; 12] = [
         Method::Lora,
         Method::Full,
         Method::PromptTuning,
@@ -71,6 +74,7 @@ impl Method {
         Method::ClMoe,
         Method::Mos,
         Method::IFairLrs,
+        Method::FairLlm,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +90,7 @@ impl Method {
             Method::ClMoe => "cl-moe",
             Method::Mos => "mos",
             Method::IFairLrs => "ifairlrs",
+            Method::FairLlm => "fairllm",
         }
     }
 
@@ -93,14 +98,19 @@ impl Method {
     pub fn is_paper_a(self) -> bool {
         !matches!(
             self,
-            Method::Lora | Method::Full | Method::PromptTuning | Method::Mos | Method::IFairLrs
+            Method::Lora
+                | Method::Full
+                | Method::PromptTuning
+                | Method::Mos
+                | Method::IFairLrs
+                | Method::FairLlm
         )
     }
 
     /// One of paper B's methods: they need one sensitive attribute and its stereotype
     /// groups ([`StereotypeSettings`]).
     pub fn is_paper_b(self) -> bool {
-        matches!(self, Method::Mos | Method::IFairLrs)
+        matches!(self, Method::Mos | Method::IFairLrs | Method::FairLlm)
     }
 
     /// The copies of each training sample the method trains on.
@@ -242,9 +252,16 @@ pub struct TrainConfig {
     /// Paper B's MoS (method `mos`).
     #[serde(default)]
     pub mos: MosSettings,
-    /// Paper B's stereotype groups (methods `mos`, `ifairlrs`).
+    /// Paper B's stereotype groups (methods `mos`, `ifairlrs`, `fairllm`).
     #[serde(default)]
     pub stereotype: StereotypeSettings,
+    /// `lambda` of the FaiRLLM objective (method `fairllm`; ours: 1).
+    #[serde(default = "one")]
+    pub divergence_weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// The stereotype groups of paper B's methods: the values of one sensitive attribute, and
@@ -326,6 +343,7 @@ impl Default for TrainConfig {
             objective: ObjectiveConfig::default(),
             mos: MosSettings::default(),
             stereotype: StereotypeSettings::default(),
+            divergence_weight: 1.0,
         }
     }
 }
@@ -365,7 +383,10 @@ impl TrainConfig {
         if self.method == Method::Mos && (m.experts == 0 || m.top_k == 0 || m.top_k > m.experts) {
             return bad("MoS needs at least one expert and 1 <= top-k <= experts");
         }
-        if !(m.weights.fairness >= 0.0 && m.weights.diversity >= 0.0) {
+        if !(m.weights.fairness >= 0.0
+            && m.weights.diversity >= 0.0
+            && self.divergence_weight >= 0.0)
+        {
             return bad("loss weights must be >= 0");
         }
         if self

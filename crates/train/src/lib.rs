@@ -3,13 +3,14 @@
 //! stopping, crash-safe checkpoints with exact resume, a NaN/inf guard, and the engine's
 //! methods (LoRA, full fine-tuning, prompt tuning) and paper A's fairness methods (CF, Diff,
 //! CF-Diff, LoRA-MoE, CL-MoE's SuperLoss curriculum, Ins-Tuning) and paper B's (MoS,
-//! the IFairLRS baseline).
+//! the IFairLRS and FaiRLLM-objective baselines).
 
 pub mod checkpoint;
 pub mod config;
 pub mod curriculum;
 pub mod error;
 pub mod fair;
+pub mod fairllm;
 pub mod ifairlrs;
 pub mod method;
 pub mod mos;

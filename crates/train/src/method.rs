@@ -44,7 +44,7 @@ pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> 
                 cfg.seed,
             )?))
         }
-        // LoRA, IFairLRS and paper A's methods (LoRA or LoRA-MoE, as `cfg.lora` says).
+        // LoRA, paper B's baselines and paper A's methods (LoRA or LoRA-MoE, as `cfg.lora` says).
         _ => Tuning::Adapters(model.attach_adapters(&cfg.lora, cfg.seed)?),
     })
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, D};
-use common::{check_finite_differences, model, scalar, tok, toy_prompt};
+use common::{check_finite_differences, model, randomise_b, scalar, tok, toy_prompt};
 use fairrec_core::Rng;
 use fairrec_lm::adapter::{Adapter, AdapterConfig};
 use fairrec_lm::pool::{Capture, Pooling};
@@ -49,20 +49,6 @@ fn paper_cfg(m: Method) -> TrainConfig {
     c.checkpoint_every = 3;
     c.lora.dropout = 0.0;
     c
-}
-
-/// Seeded non-zero `B` (a fresh adapter is the identity, where `A` gets no gradient).
-fn randomise_b(tuning: &Tuning) {
-    let mut rng = Rng::new(11);
-    for (k, v) in tuning.named_vars() {
-        if k.contains("lora_B") {
-            let w: Vec<f32> = (0..v.elem_count())
-                .map(|_| (0.1 * rng.normal()) as f32)
-                .collect();
-            v.set(&Tensor::from_vec(w, v.shape(), &Device::Cpu).unwrap())
-                .unwrap();
-        }
-    }
 }
 
 /// Final hidden state (or block `layer`'s output) of one prompt, pooled, as f64.
@@ -208,7 +194,7 @@ fn gradients_reach_routers_and_experts_and_match_finite_differences() {
         let mut model = model(&tok);
         let c = paper_cfg(m);
         let tuning = method::setup(&mut model, &tok, &c).unwrap();
-        randomise_b(&tuning);
+        randomise_b(&tuning.named_vars());
         let scorer = Scorer::new(&model, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
         let gs = groups(&scorer, 2, 6);
         let items: Vec<&Group> = gs.iter().collect();

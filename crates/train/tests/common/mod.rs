@@ -81,3 +81,18 @@ pub fn check_finite_differences(vars: &[(String, Var)], loss: &dyn Fn() -> Tenso
         }
     }
 }
+
+/// Seeded non-zero `lora_B` tensors (a fresh adapter is the identity, where `A` gets no
+/// gradient).
+pub fn randomise_b(vars: &[(String, Var)]) {
+    let mut rng = fairrec_core::Rng::new(11);
+    for (k, v) in vars {
+        if k.contains("lora_B") {
+            let w: Vec<f32> = (0..v.elem_count())
+                .map(|_| (0.1 * rng.normal()) as f32)
+                .collect();
+            v.set(&Tensor::from_vec(w, v.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
+}
