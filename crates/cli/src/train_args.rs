@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// lora, full, prompt-tuning, paper A's ins-tuning, cf, diff, cf-diff, moe, cl-moe, or paper B's mos and the baselines ifairlrs and fairllm.
+    /// lora, full, prompt-tuning, p-tuning, paper A's ins-tuning, cf, diff, cf-diff, moe, cl-moe, or paper B's mos and the baselines ifairlrs and fairllm.
     #[arg(long, default_value = "lora")]
     pub method: Method,
     #[command(flatten)]
@@ -184,6 +184,9 @@ pub struct TrainArgs {
     /// MoS, IFairLRS: z-score above which an item belongs to a stereotype group [default: 1].
     #[arg(long)]
     pub z_threshold: Option<f64>,
+    /// p-tuning: hidden width of the prompt encoder [default: the model's width].
+    #[arg(long)]
+    pub encoder_hidden_size: Option<usize>,
     /// fairllm: weight of the divergence between the answers with and without the stated attribute [default: 1].
     #[arg(long)]
     pub divergence_weight: Option<f64>,
@@ -278,6 +281,7 @@ impl TrainArgs {
             mos,
             stereotype,
             divergence_weight: self.divergence_weight.unwrap_or(d.divergence_weight),
+            encoder_hidden_size: self.encoder_hidden_size.unwrap_or(d.encoder_hidden_size),
         };
         c.validate()?;
         Ok(c)

@@ -1,7 +1,7 @@
 //! `fairrec train`: fine-tune a model on a prepared dataset's train split, validating on
 //! the valid split (original prompts of the run's template).
 //!
-//! The engine's methods (`lora`, `full`, `prompt-tuning`) train on the original prompts;
+//! The engine's methods (`lora`, `full`, `prompt-tuning`, `p-tuning`) train on the original prompts;
 //! paper A's methods train on each sample with the augmented copies their method asks for
 //! (`fairrec_train::Method::copies`, `fairrec_data::augment`), in the scenario of
 //! `--attributes`. Paper B's `mos` trains its mixture of prompt experts on the original

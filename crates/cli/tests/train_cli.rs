@@ -284,7 +284,7 @@ fn score_matches_transformers_on_smollm2() {
 }
 
 #[test]
-fn builtin_model_trains_in_full_and_with_prompt_tuning() {
+fn builtin_model_trains_in_full_and_with_prompt_tuning_and_p_tuning() {
     let t = tempfile::tempdir().unwrap();
     let data = small_dataset(t.path(), "80");
     let model = t.path().join("builtin");
@@ -332,29 +332,32 @@ fn builtin_model_trains_in_full_and_with_prompt_tuning() {
         "--out",
         p(&t.path().join("audit")),
     ]);
-    // prompt tuning writes PEFT's PROMPT_TUNING files that score takes as --adapter
-    let pt = t.path().join("pt");
-    let mut a = train_args(
-        &model,
-        &data,
-        &pt,
-        &["--max-steps", "3", "--no-eval", "--virtual-tokens", "4"],
-    );
-    a[2] = "prompt-tuning";
-    ok(&a);
-    let cfg = json(&pt.join("adapter/adapter_config.json"));
-    assert_eq!(cfg["peft_type"], "PROMPT_TUNING");
-    assert_eq!(cfg["num_virtual_tokens"], 4);
-    let adapter = pt.join("adapter");
-    ok(&[
-        "score",
-        "--model",
-        p(&model),
-        "--adapter",
-        p(&adapter),
-        "--prompt",
-        "hello",
-    ]);
+    // prompt tuning and p-tuning write PEFT's PROMPT_TUNING / P_TUNING files that score
+    // takes as --adapter
+    for (method, peft_type) in [("prompt-tuning", "PROMPT_TUNING"), ("p-tuning", "P_TUNING")] {
+        let pt = t.path().join(method);
+        let mut a = train_args(
+            &model,
+            &data,
+            &pt,
+            &["--max-steps", "3", "--no-eval", "--virtual-tokens", "4"],
+        );
+        a[2] = method;
+        ok(&a);
+        let cfg = json(&pt.join("adapter/adapter_config.json"));
+        assert_eq!(cfg["peft_type"], peft_type);
+        assert_eq!(cfg["num_virtual_tokens"], 4);
+        let adapter = pt.join("adapter");
+        ok(&[
+            "score",
+            "--model",
+            p(&model),
+            "--adapter",
+            p(&adapter),
+            "--prompt",
+            "hello",
+        ]);
+    }
 }
 
 /// A small synthetic world under paper B's protocol and the tiny HF model, in `dir`.

@@ -5,6 +5,9 @@
 //! * LoRA: `peft_type` `LORA`, keys `base_model.model.<module path>.lora_A.weight`
 //!   (`[r, in]`) and `...lora_B.weight` (`[out, r]`).
 //! * Prompt tuning: `peft_type` `PROMPT_TUNING`, one key `prompt_embeddings` (`[N, H]`).
+//! * P-tuning: `peft_type` `P_TUNING` (MLP encoder), one key `prompt_embeddings`: the
+//!   encoder's output, as PEFT saves it; it loads back as a fixed prompt (training's
+//!   checkpoints keep the encoder itself).
 //! * LoRA-MoE (no PEFT equivalent): `peft_type` `FAIRREC_LORA_MOE`, the same layout with
 //!   `lora_A.{j}.weight` per expert and `router.weight`; PEFT cannot load it.
 //! * MoS (no PEFT equivalent): `peft_type` `FAIRREC_MOS` with the [`MosConfig`] under
@@ -61,21 +64,38 @@ pub fn config_json(tuning: &Tuning, model: &Llama, base: &str) -> Result<Value> 
             }
             v
         }
-        Tuning::Prompt { prompt, init } => json!({
-            "peft_type": "PROMPT_TUNING",
-            "task_type": "CAUSAL_LM",
-            "base_model_name_or_path": base,
-            "num_virtual_tokens": prompt.len(),
-            "token_dim": model.cfg.hidden_size,
-            "num_transformer_submodules": 1,
-            "num_attention_heads": model.cfg.num_attention_heads,
-            "num_layers": model.cfg.num_hidden_layers,
-            "prompt_tuning_init": init.peft_name(),
-            "prompt_tuning_init_text": match init { PromptInit::Text(t) => json!(t), _ => Value::Null },
-            "tokenizer_name_or_path": null,
-            "inference_mode": true,
-            "revision": null,
-        }),
+        Tuning::Prompt { prompt, init } => {
+            let mut v = json!({
+                "peft_type": "PROMPT_TUNING",
+                "task_type": "CAUSAL_LM",
+                "base_model_name_or_path": base,
+                "num_virtual_tokens": prompt.len(),
+                "token_dim": model.cfg.hidden_size,
+                "num_transformer_submodules": 1,
+                "num_attention_heads": model.cfg.num_attention_heads,
+                "num_layers": model.cfg.num_hidden_layers,
+                "inference_mode": true,
+                "revision": null,
+            });
+            match &prompt.encoder {
+                None => {
+                    v["prompt_tuning_init"] = json!(init.peft_name());
+                    v["prompt_tuning_init_text"] = match init {
+                        PromptInit::Text(t) => json!(t),
+                        _ => Value::Null,
+                    };
+                    v["tokenizer_name_or_path"] = Value::Null;
+                }
+                Some(enc) => {
+                    v["peft_type"] = json!("P_TUNING");
+                    v["encoder_reparameterization_type"] = json!("MLP");
+                    v["encoder_hidden_size"] = json!(enc.layers[0].0.dim(0)?);
+                    v["encoder_num_layers"] = json!(2);
+                    v["encoder_dropout"] = json!(0.0);
+                }
+            }
+            v
+        }
         Tuning::Mos(m) => json!({
             "peft_type": "FAIRREC_MOS",
             "task_type": "CAUSAL_LM",
@@ -96,18 +116,20 @@ pub fn config_json(tuning: &Tuning, model: &Llama, base: &str) -> Result<Value> 
 pub fn adapter_files(tuning: &Tuning, model: &Llama, base: &str) -> Result<Vec<(String, Vec<u8>)>> {
     let cfg = serde_json::to_vec_pretty(&config_json(tuning, model, base)?)
         .map_err(|e| LmError::Invalid(e.to_string()))?;
+    let tensors: Vec<(String, Tensor)> = match tuning {
+        // PEFT saves a p-tuning prompt as the encoder's output (what inference needs).
+        Tuning::Prompt { prompt, .. } if prompt.encoder.is_some() => {
+            vec![("prompt_embeddings".into(), prompt.prompt()?.detach())]
+        }
+        _ => tuning
+            .named_vars()
+            .into_iter()
+            .map(|(k, v)| (k, v.as_tensor().clone()))
+            .collect(),
+    };
     Ok(vec![
         (CONFIG_FILE.into(), cfg),
-        (
-            WEIGHTS_FILE.into(),
-            safetensors_bytes(
-                &tuning
-                    .named_vars()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.as_tensor().clone()))
-                    .collect::<Vec<_>>(),
-            )?,
-        ),
+        (WEIGHTS_FILE.into(), safetensors_bytes(&tensors)?),
     ])
 }
 
@@ -192,7 +214,8 @@ pub fn load(dir: &Path, model: &mut Llama, tok: &crate::tokenizer::Tok) -> Resul
             }
             Tuning::Adapters(model.attach_adapters(&ac, 0)?)
         }
-        "PROMPT_TUNING" => {
+        // A saved p-tuning prompt is the encoder's output: it loads as a fixed prompt.
+        "PROMPT_TUNING" | "P_TUNING" => {
             let n = cfg
                 .get("num_virtual_tokens")
                 .and_then(Value::as_u64)
@@ -231,7 +254,7 @@ pub fn load(dir: &Path, model: &mut Llama, tok: &crate::tokenizer::Tok) -> Resul
             return Err(model_err(
                 &cfg_path,
                 format!(
-                    "peft_type `{other}` is not supported (LORA, PROMPT_TUNING, FAIRREC_LORA_MOE, FAIRREC_MOS)"
+                    "peft_type `{other}` is not supported (LORA, PROMPT_TUNING, P_TUNING, FAIRREC_LORA_MOE, FAIRREC_MOS)"
                 ),
             ))
         }

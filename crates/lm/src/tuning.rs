@@ -172,6 +172,19 @@ impl Llama {
         Ok(vars)
     }
 
+    /// Attach a fresh p-tuning prompt: `n` virtual tokens through a prompt encoder of
+    /// hidden width `hidden` (0: the model's width).
+    pub fn attach_p_tuning(
+        &mut self,
+        n: usize,
+        hidden: usize,
+        seed: u64,
+    ) -> Result<Arc<SoftPrompt>> {
+        let p = Arc::new(SoftPrompt::p_tuning(&self.embed_tokens, n, hidden, seed)?);
+        self.soft_prompt = Some(p.clone());
+        Ok(p)
+    }
+
     /// Attach a fresh soft prompt of `n` virtual tokens.
     pub fn attach_soft_prompt(
         &mut self,
@@ -198,7 +211,7 @@ fn push_linear<'a>(out: &mut Vec<(String, &'a mut Tensor)>, path: String, lin: &
 pub enum Tuning {
     /// LoRA or LoRA-MoE adapters.
     Adapters(AdapterSet),
-    /// Prompt tuning.
+    /// Prompt tuning, or p-tuning when the prompt has an encoder.
     Prompt {
         prompt: Arc<SoftPrompt>,
         init: PromptInit,
@@ -215,9 +228,7 @@ impl Tuning {
     pub fn named_vars(&self) -> Vec<(String, Var)> {
         match self {
             Tuning::Adapters(set) => set.named_vars(),
-            Tuning::Prompt { prompt, .. } => {
-                vec![("prompt_embeddings".into(), prompt.embeddings.clone())]
-            }
+            Tuning::Prompt { prompt, .. } => prompt.named_vars(),
             Tuning::Full(v) => v.clone(),
             Tuning::Mos(m) => m.named_vars(),
         }

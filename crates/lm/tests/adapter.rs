@@ -1,33 +1,13 @@
 //! The adapter layer on tiny random models: identity at init, merge equivalence,
 //! gradients (against finite differences), frozen base, router invariants.
 
+mod common;
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{Optimizer, VarBuilder, SGD};
+use candle_nn::{Optimizer, SGD};
+use common::{ids, logits, tiny};
 use fairrec_core::Rng;
 use fairrec_lm::adapter::{Adapter, AdapterConfig};
-use fairrec_lm::random::random_weights;
-use fairrec_lm::{Llama, LlamaConfig};
-
-fn tiny() -> Llama {
-    let mut cfg = LlamaConfig::tiny(97);
-    cfg.hidden_size = 32;
-    cfg.intermediate_size = 48;
-    let w = random_weights(&cfg, 7, 0.2, &Device::Cpu).unwrap();
-    Llama::new(&cfg, VarBuilder::from_tensors(w, DType::F32, &Device::Cpu)).unwrap()
-}
-
-fn ids() -> Tensor {
-    Tensor::new(
-        &[[3u32, 14, 15, 92, 65], [35, 89, 79, 32, 38]],
-        &Device::Cpu,
-    )
-    .unwrap()
-}
-
-fn logits(m: &Llama) -> Tensor {
-    let f = m.forward(&ids(), None).unwrap();
-    m.logits_at(&f.last, &[4, 4]).unwrap()
-}
+use fairrec_lm::Llama;
 
 fn randomize(v: &Var, rng: &mut Rng, std: f64) {
     let n = v.elem_count();
@@ -51,7 +31,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 #[test]
 fn fresh_lora_is_the_identity() {
-    let base = tiny();
+    let base = tiny(DType::F32);
     let want = logits(&base);
     let mut m = base.clone();
     let set = m
@@ -70,7 +50,7 @@ fn fresh_lora_is_the_identity() {
 
 #[test]
 fn merged_equals_unmerged_with_alpha_not_r() {
-    let mut m = tiny();
+    let mut m = tiny(DType::F32);
     let cfg = AdapterConfig::lora(4, 32.0, &["q_proj", "k_proj", "o_proj", "down_proj"]);
     assert_eq!(cfg.scale(), 8.0);
     let set = m.attach_adapters(&cfg, 2).unwrap();
@@ -80,7 +60,7 @@ fn merged_equals_unmerged_with_alpha_not_r() {
     }
     let unmerged = logits(&m);
     assert!(
-        max_abs_diff(&unmerged, &logits(&tiny())) > 1e-3,
+        max_abs_diff(&unmerged, &logits(&tiny(DType::F32))) > 1e-3,
         "the adapters change the output"
     );
     m.merge_adapters().unwrap();
@@ -99,7 +79,7 @@ fn loss(m: &Llama, probe: &Tensor) -> Tensor {
 
 #[test]
 fn gradients_reach_every_adapter_tensor_and_match_finite_differences() {
-    let mut m = tiny();
+    let mut m = tiny(DType::F32);
     let set = m
         .attach_adapters(
             &AdapterConfig::lora(2, 4.0, &["q_proj", "v_proj", "gate_proj", "down_proj"]),
@@ -167,7 +147,7 @@ fn gradients_reach_every_adapter_tensor_and_match_finite_differences() {
 
 #[test]
 fn an_optimizer_step_leaves_the_frozen_base_bit_identical() {
-    let mut m = tiny();
+    let mut m = tiny(DType::F32);
     let before: Vec<Vec<f32>> = m
         .linears_mut()
         .iter()
@@ -295,7 +275,7 @@ fn router_weights_sum_to_one_and_top_k_masks() {
 /// the same as the tracked forward pass.
 #[test]
 fn no_grad_scores_the_same_without_a_graph() {
-    let mut m = tiny();
+    let mut m = tiny(DType::F32);
     let set = m
         .attach_adapters(&AdapterConfig::lora(4, 8.0, &["q_proj", "up_proj"]), 1)
         .unwrap();

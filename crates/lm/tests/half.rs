@@ -2,20 +2,12 @@
 //! give the f32 model's logits within bf16's precision, LoRA variables stay f32 and get the
 //! f32 model's gradients, and a fresh adapter is still exactly the identity.
 
+mod common;
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::VarBuilder;
+use common::{max_abs, tiny};
 use fairrec_core::Rng;
 use fairrec_lm::adapter::AdapterConfig;
-use fairrec_lm::random::random_weights;
-use fairrec_lm::{Llama, LlamaConfig};
-
-fn tiny(dtype: DType) -> Llama {
-    let mut cfg = LlamaConfig::tiny(97);
-    cfg.hidden_size = 32;
-    cfg.intermediate_size = 48;
-    let w = random_weights(&cfg, 7, 0.2, &Device::Cpu).unwrap();
-    Llama::new(&cfg, VarBuilder::from_tensors(w, dtype, &Device::Cpu)).unwrap()
-}
+use fairrec_lm::Llama;
 
 fn logits(m: &Llama) -> Tensor {
     let ids = Tensor::new(
@@ -26,15 +18,6 @@ fn logits(m: &Llama) -> Tensor {
     let f = m.forward(&ids, None).unwrap();
     assert_eq!(f.last.dtype(), m.embed_tokens.dtype());
     m.logits_at(&f.last, &[5, 5]).unwrap()
-}
-
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// LoRA r 4 on q/v with B drawn N(0, 0.3^2) from a fixed stream (so the update is not zero).

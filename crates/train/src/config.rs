@@ -10,7 +10,7 @@ use fairrec_lm::pool::{Capture, Pooling};
 use fairrec_lm::prompt::PromptInit;
 
 /// A training method: what a run makes trainable, on which copies of the data, with which
-/// losses. The engine's methods (`lora`, `full`, `prompt-tuning`) train on the original
+/// losses. The engine's methods (`lora`, `full`, `prompt-tuning`, `p-tuning`) train on the original
 /// prompts with `L_LLM`; paper A's methods (Sec. 5.1) are LoRA compositions:
 ///
 /// | method | template | copies of each sample | adapter | loss |
@@ -34,6 +34,8 @@ pub enum Method {
     Full,
     /// A soft prompt of virtual tokens.
     PromptTuning,
+    /// Virtual tokens through a trainable prompt encoder (p-tuning, MLP).
+    PTuning,
     InsTuning,
     Cf,
     Diff,
@@ -62,10 +64,11 @@ pub struct Copies {
 }
 
 impl Method {
-    pub const ALL: [Method; 12] = [
+    pub const ALL: [Method; 13] = [
         Method::Lora,
         Method::Full,
         Method::PromptTuning,
+        Method::PTuning,
         Method::InsTuning,
         Method::Cf,
         Method::Diff,
@@ -82,6 +85,7 @@ impl Method {
             Method::Lora => "lora",
             Method::Full => "full",
             Method::PromptTuning => "prompt-tuning",
+            Method::PTuning => "p-tuning",
             Method::InsTuning => "ins-tuning",
             Method::Cf => "cf",
             Method::Diff => "diff",
@@ -101,6 +105,7 @@ impl Method {
             Method::Lora
                 | Method::Full
                 | Method::PromptTuning
+                | Method::PTuning
                 | Method::Mos
                 | Method::IFairLrs
                 | Method::FairLlm
@@ -243,7 +248,7 @@ pub struct TrainConfig {
     pub eval: bool,
     /// LoRA (method `lora`).
     pub lora: AdapterConfig,
-    /// Virtual tokens (method `prompt-tuning`).
+    /// Virtual tokens (methods `prompt-tuning`, `p-tuning`, and each MoS expert).
     pub virtual_tokens: usize,
     pub prompt_init: PromptInit,
     /// Paper A's losses.
@@ -258,6 +263,9 @@ pub struct TrainConfig {
     /// `lambda` of the FaiRLLM objective (method `fairllm`; ours: 1).
     #[serde(default = "one")]
     pub divergence_weight: f64,
+    /// Hidden width of p-tuning's prompt encoder (0: the model's width, PEFT's default).
+    #[serde(default)]
+    pub encoder_hidden_size: usize,
 }
 
 fn one() -> f64 {
@@ -344,6 +352,7 @@ impl Default for TrainConfig {
             mos: MosSettings::default(),
             stereotype: StereotypeSettings::default(),
             divergence_weight: 1.0,
+            encoder_hidden_size: 0,
         }
     }
 }

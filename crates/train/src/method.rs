@@ -5,6 +5,7 @@ use crate::config::{Method, TrainConfig};
 use crate::error::Result;
 use fairrec_lm::load::save_hf_dir;
 use fairrec_lm::mos::{MixturePrompt, MosConfig};
+use fairrec_lm::prompt::PromptInit;
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
 use fairrec_lm::Llama;
@@ -23,6 +24,10 @@ pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> 
                 cfg.seed,
             )?,
             init: cfg.prompt_init.clone(),
+        },
+        Method::PTuning => Tuning::Prompt {
+            prompt: model.attach_p_tuning(cfg.virtual_tokens, cfg.encoder_hidden_size, cfg.seed)?,
+            init: PromptInit::Random,
         },
         Method::Mos => {
             let (m, st) = (&cfg.mos, &cfg.stereotype);
