@@ -260,3 +260,63 @@ fn paper_a_methods_through_train_flags() {
     ]);
     assert!(e.contains("`race` is not an attribute"), "{e}");
 }
+
+#[test]
+fn show_rerenders_committed_cells_and_names_degenerate_answers() {
+    // The committed Sushi3 table: cot, prompt-eng-2 and moe never answer Yes (F1 0);
+    // prompt-eng-3 says Yes to every liked target (recall 1). Make every seed of `cf` do
+    // that too and re-render.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../experiments/results/paper-a-table2-sushi3");
+    let t = tempfile::tempdir().unwrap();
+    let (plain, changed) = (t.path().join("plain"), t.path().join("changed"));
+    for to in [&plain, &changed] {
+        for entry in walk(&src) {
+            let dest = to.join(entry.strip_prefix(&src).unwrap());
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(&entry, &dest).unwrap();
+        }
+    }
+    let cf = changed.join("cells/sushi3/smollm2-135m/age+gender/cf");
+    for seed in 0..3 {
+        let path = cf.join(format!("seed-{seed}/cell.json"));
+        let mut c: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(c["metrics"]["recall"].as_f64().unwrap() < 1.0);
+        c["metrics"]["recall"] = serde_json::json!(1.0);
+        std::fs::write(&path, c.to_string()).unwrap();
+    }
+    let render = |dir: &Path| {
+        ok(&["experiment", "show", p(dir)]);
+        std::fs::read_to_string(dir.join("results.md")).unwrap()
+    };
+    let (before, after) = (render(&plain), render(&changed));
+    for md in [&before, &after] {
+        assert!(
+            md.contains("F1 is 0 for cot, prompt-eng-2, moe in every seed"),
+            "{md}"
+        );
+    }
+    assert!(
+        before.contains("Recall is 100 % for prompt-eng-3 in every seed"),
+        "{before}"
+    );
+    assert!(
+        after.contains("Recall is 100 % for prompt-eng-3, cf in every seed"),
+        "{after}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

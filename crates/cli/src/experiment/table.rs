@@ -142,7 +142,7 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
         }
         let mut rows = Vec::new();
         let mut bars = Vec::new();
-        let mut no_yes: Vec<String> = Vec::new();
+        let (mut no_yes, mut all_yes): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
         for method in &spec.methods {
             let mine: Vec<&CellResult> = cells
                 .iter()
@@ -163,6 +163,10 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
             };
             if vals("f1").iter().all(|&f| f == 0.0) {
                 no_yes.push(method.clone());
+            }
+            let recall = vals("recall");
+            if !recall.is_empty() && recall.iter().all(|&r| r == 1.0) {
+                all_yes.push(method.clone());
             }
             let mut row = vec![
                 method.clone(),
@@ -213,6 +217,12 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
             blocks.push(Block::Note(format!(
                 "F1 is 0 for {} in every seed: no true positive among the original prompts (typically the model answers No to everything). GD = 0 then means that every variant is equally useless, not that the model is fair; Rate is undefined.",
                 no_yes.join(", ")
+            )));
+        }
+        if !all_yes.is_empty() {
+            blocks.push(Block::Note(format!(
+                "Recall is 100 % for {} in every seed: every liked target among the original prompts gets Yes (typically the model answers Yes to everything, and F1 is then the all-Yes F1). A GD near 0 then says that the stated attributes cannot move an answer that never changes, not that the model is fair.",
+                all_yes.join(", ")
             )));
         }
         if !bars.is_empty() {
