@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// lora, full, prompt-tuning, p-tuning, paper A's ins-tuning, cf, diff, cf-diff, moe, cl-moe, or paper B's mos and the baselines ifairlrs and fairllm.
+    /// lora, full, prompt-tuning, p-tuning, paper A's ins-tuning, cf, diff, cf-diff, moe, cl-moe, or paper B's mos and the baselines ifairlrs, fairllm and up5.
     #[arg(long, default_value = "lora")]
     pub method: Method,
     #[command(flatten)]
@@ -187,6 +187,9 @@ pub struct TrainArgs {
     /// p-tuning: hidden width of the prompt encoder [default: the model's width].
     #[arg(long)]
     pub encoder_hidden_size: Option<usize>,
+    /// up5: lambda of the gradient reversal against the attribute discriminator [default: 1].
+    #[arg(long)]
+    pub adversary_weight: Option<f64>,
     /// fairllm: weight of the divergence between the answers with and without the stated attribute [default: 1].
     #[arg(long)]
     pub divergence_weight: Option<f64>,
@@ -282,6 +285,7 @@ impl TrainArgs {
             stereotype,
             divergence_weight: self.divergence_weight.unwrap_or(d.divergence_weight),
             encoder_hidden_size: self.encoder_hidden_size.unwrap_or(d.encoder_hidden_size),
+            adversary_weight: self.adversary_weight.unwrap_or(d.adversary_weight),
         };
         c.validate()?;
         Ok(c)

@@ -310,6 +310,40 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             n,
         );
     }
+    if cfg.method == Method::Up5 {
+        let st = &cfg.stereotype;
+        let examples = encode(&scorer, spec.template, &train_samples, &spec.attributes)?;
+        let train_set = examples
+            .into_iter()
+            .zip(&train_samples)
+            .map(|(example, s)| {
+                let value = s.attributes.get(&st.attribute);
+                let group = st
+                    .groups
+                    .iter()
+                    .position(|g| Some(g) == value)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "sample {}: no `{}` value among {}",
+                            s.sample_id,
+                            st.attribute,
+                            st.groups.join(", ")
+                        )
+                    })?;
+                Ok(fairrec_train::up5::Up5Example { example, group })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let hidden = scorer.model("UP5")?.cfg.hidden_size;
+        let objective = fairrec_train::up5::Up5Loss::new(
+            answer,
+            cfg.adversary_weight,
+            st.groups.len(),
+            hidden,
+            cfg.seed,
+        )?;
+        let n = train_set.len();
+        return fit(&ctx, &objective, &train_set, n);
+    }
     if cfg.method == Method::FairLlm {
         // Explicit setting (the true value stated) against implicit (no profile).
         let sensitive = encode(&scorer, spec.template, &train_samples, &spec.attributes)?;

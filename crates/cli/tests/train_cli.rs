@@ -527,33 +527,59 @@ fn ifairlrs_trains_lora_with_sample_weights_on_one_attribute() {
     );
 }
 
-#[test]
-fn fairllm_trains_lora_against_the_divergence_from_the_implicit_prompt() {
-    let t = tempfile::tempdir().unwrap();
-    let (data, model) = paper_b_world(t.path());
-    let out = t.path().join("fairllm");
-    let extra = [
+/// Train `method` on the paper-B world (gender, 12 training samples) with `extra` flags;
+/// checks that an epoch was validated and that the first step's log has every `logged`
+/// figure, finite; returns the run directory.
+fn train_paper_b(t: &Path, method: &str, extra: &[&str], logged: &[&str]) -> std::path::PathBuf {
+    let (data, model) = paper_b_world(t);
+    let out = t.join(method);
+    let base = [
         "--limit-train",
         "12",
         "--limit-valid",
         "8",
         "--attributes",
         "gender",
-        "--divergence-weight",
-        "2",
     ];
-    let mut a = train_args(&model, &data, &out, &extra);
-    a[2] = "fairllm";
+    let flags = [&base[..], extra].concat();
+    let mut a = train_args(&model, &data, &out, &flags);
+    a[2] = method;
     let s = ok(&a);
     assert!(s.contains("epoch 1: valid AUC"), "{s}");
-    let cfg = json(&out.join("train_config.json"));
-    assert_eq!(cfg["train"]["divergence_weight"], 2.0);
     let log = std::fs::read_to_string(out.join("train_log.jsonl")).unwrap();
     let step: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
-    for k in ["ntp", "divergence"] {
+    for k in logged {
         assert!(
             step[k].as_f64().is_some_and(f64::is_finite),
             "no `{k}` in {step}"
         );
     }
+    out
+}
+
+#[test]
+fn fairllm_trains_lora_against_the_divergence_from_the_implicit_prompt() {
+    let t = tempfile::tempdir().unwrap();
+    let extra = ["--divergence-weight", "2"];
+    let out = train_paper_b(t.path(), "fairllm", &extra, &["ntp", "divergence"]);
+    assert_eq!(
+        json(&out.join("train_config.json"))["train"]["divergence_weight"],
+        2.0
+    );
+}
+
+#[test]
+fn up5_trains_a_prompt_against_an_attribute_discriminator() {
+    let t = tempfile::tempdir().unwrap();
+    let extra = ["--virtual-tokens", "4", "--adversary-weight", "0.5"];
+    let logged = ["ntp", "adversary", "adversary_accuracy"];
+    let out = train_paper_b(t.path(), "up5", &extra, &logged);
+    assert_eq!(
+        json(&out.join("train_config.json"))["train"]["adversary_weight"],
+        0.5
+    );
+    assert_eq!(
+        json(&out.join("adapter/adapter_config.json"))["peft_type"],
+        "PROMPT_TUNING"
+    );
 }

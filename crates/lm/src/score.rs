@@ -127,7 +127,8 @@ impl<'a> Scorer<'a> {
         }
     }
 
-    fn device(&self) -> &candle_core::Device {
+    /// The device the backbone runs on.
+    pub fn device(&self) -> &candle_core::Device {
         match self.backbone {
             Backbone::Decoder(m) => m.device(),
             Backbone::T5(m) => m.device(),

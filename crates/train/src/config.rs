@@ -50,6 +50,9 @@ pub enum Method {
     /// Paper B's user-side baseline: LoRA on the answer loss plus the divergence between
     /// the answers with and without the stated attribute ([`crate::fairllm`]).
     FairLlm,
+    /// Paper B's counterfactually fair prompting baseline: prompt tuning against an
+    /// attribute discriminator through gradient reversal ([`crate::up5`]).
+    Up5,
 }
 
 /// Which augmented copies of a training sample a method trains on (see
@@ -64,7 +67,7 @@ pub struct Copies {
 }
 
 impl Method {
-    pub const ALL: [Method; 13] = [
+    pub const ALL: [Method; 14] = [
         Method::Lora,
         Method::Full,
         Method::PromptTuning,
@@ -78,6 +81,7 @@ impl Method {
         Method::Mos,
         Method::IFairLrs,
         Method::FairLlm,
+        Method::Up5,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +99,7 @@ impl Method {
             Method::Mos => "mos",
             Method::IFairLrs => "ifairlrs",
             Method::FairLlm => "fairllm",
+            Method::Up5 => "up5",
         }
     }
 
@@ -109,13 +114,17 @@ impl Method {
                 | Method::Mos
                 | Method::IFairLrs
                 | Method::FairLlm
+                | Method::Up5
         )
     }
 
     /// One of paper B's methods: they need one sensitive attribute and its stereotype
     /// groups ([`StereotypeSettings`]).
     pub fn is_paper_b(self) -> bool {
-        matches!(self, Method::Mos | Method::IFairLrs | Method::FairLlm)
+        matches!(
+            self,
+            Method::Mos | Method::IFairLrs | Method::FairLlm | Method::Up5
+        )
     }
 
     /// The copies of each training sample the method trains on.
@@ -266,6 +275,9 @@ pub struct TrainConfig {
     /// Hidden width of p-tuning's prompt encoder (0: the model's width, PEFT's default).
     #[serde(default)]
     pub encoder_hidden_size: usize,
+    /// `lambda` of UP5's gradient reversal (method `up5`; ours: 1).
+    #[serde(default = "one")]
+    pub adversary_weight: f64,
 }
 
 fn one() -> f64 {
@@ -353,6 +365,7 @@ impl Default for TrainConfig {
             stereotype: StereotypeSettings::default(),
             divergence_weight: 1.0,
             encoder_hidden_size: 0,
+            adversary_weight: 1.0,
         }
     }
 }
@@ -394,7 +407,8 @@ impl TrainConfig {
         }
         if !(m.weights.fairness >= 0.0
             && m.weights.diversity >= 0.0
-            && self.divergence_weight >= 0.0)
+            && self.divergence_weight >= 0.0
+            && self.adversary_weight >= 0.0)
         {
             return bad("loss weights must be >= 0");
         }

@@ -3,7 +3,7 @@
 //! stopping, crash-safe checkpoints with exact resume, a NaN/inf guard, and the engine's
 //! methods (LoRA, full fine-tuning, prompt tuning) and paper A's fairness methods (CF, Diff,
 //! CF-Diff, LoRA-MoE, CL-MoE's SuperLoss curriculum, Ins-Tuning) and paper B's (MoS,
-//! the IFairLRS and FaiRLLM-objective baselines).
+//! the IFairLRS, FaiRLLM-objective and UP5 baselines).
 
 pub mod checkpoint;
 pub mod config;
@@ -18,6 +18,7 @@ pub mod objective;
 pub mod optim;
 pub mod schedule;
 pub mod trainer;
+pub mod up5;
 
 pub use config::{Method, TrainConfig};
 pub use error::{Result, TrainError};

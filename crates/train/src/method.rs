@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
     Ok(match cfg.method {
         Method::Full => Tuning::Full(model.make_trainable()?),
-        Method::PromptTuning => Tuning::Prompt {
+        Method::PromptTuning | Method::Up5 => Tuning::Prompt {
             prompt: model.attach_soft_prompt(
                 tok,
                 cfg.virtual_tokens,

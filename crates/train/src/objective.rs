@@ -35,6 +35,12 @@ pub trait Objective {
         None
     }
 
+    /// Variables the objective itself trains beside the tuning's (UP5's attribute
+    /// discriminator); the optimizer and the checkpoints take them with the tuning's.
+    fn trained_vars(&self) -> Vec<(String, candle_core::Var)> {
+        Vec::new()
+    }
+
     /// State a checkpoint must carry for an exact resume.
     fn state(&self) -> serde_json::Value {
         serde_json::Value::Null

@@ -204,7 +204,9 @@ pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Sum
     let log = log_path(run.dir);
     std::fs::create_dir_all(run.dir).map_err(io_err(run.dir))?;
     let mut evals: Vec<EvalLog> = Vec::new();
-    let mut opt = AdamW::new(run.tuning.named_vars(), cfg.adamw)?;
+    let mut vars = run.tuning.named_vars();
+    vars.extend(run.objective.trained_vars());
+    let mut opt = AdamW::new(vars, cfg.adamw)?;
     let fingerprint = cfg.fingerprint();
     let mut s = if run.resume {
         let s = checkpoint::load(&ck_dir, &mut opt, &fingerprint)?;

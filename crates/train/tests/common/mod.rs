@@ -36,6 +36,17 @@ pub fn scalar(t: &Tensor) -> f64 {
 /// Central finite differences of `loss` against its analytic gradient, for three entries
 /// of every fourth tensor of `vars` (every tensor must get a gradient).
 pub fn check_finite_differences(vars: &[(String, Var)], loss: &dyn Fn() -> Tensor, label: &str) {
+    check_gradient_of(vars, loss, &|| scalar(&loss()), label);
+}
+
+/// As [`check_finite_differences`], with the finite differences taken of `value` (what the
+/// gradient of `loss` should be the gradient of, e.g. through a gradient reversal).
+pub fn check_gradient_of(
+    vars: &[(String, Var)],
+    loss: &dyn Fn() -> Tensor,
+    value: &dyn Fn() -> f64,
+    label: &str,
+) {
     let grads = loss().backward().unwrap();
     for (name, _) in vars {
         let v = &vars.iter().find(|(n, _)| n == name).unwrap().1;
@@ -68,9 +79,9 @@ pub fn check_finite_differences(vars: &[(String, Var)], loss: &dyn Fn() -> Tenso
                     .unwrap();
             };
             set(eps);
-            let up = scalar(&loss());
+            let up = value();
             set(-eps);
-            let down = scalar(&loss());
+            let down = value();
             set(0.0);
             let fd = (up - down) / (2.0 * eps as f64);
             let an = g[idx] as f64;
