@@ -252,15 +252,22 @@ impl Adapter {
                         .unwrap_or_else(|e| e.into_inner())
                         .push(w.clone());
                 }
-                let mut acc: Option<Tensor> = None;
+                // sum_j w_j (s B_j A_j x) = [s B_1 .. s B_E] [w_1 A_1 x; ..; w_E A_E x]: the
+                // router weights scale the rank-r codes, and one product with the stacked
+                // B's forms the output, so no expert's [rows, out] output is kept for
+                // backward (E of them, plus the weighted copies and partial sums, were).
+                let w = w.reshape((rows, self.experts.len()))?;
+                let mut codes = Vec::with_capacity(self.experts.len());
+                let mut bs = Vec::with_capacity(self.experts.len());
                 for (j, e) in self.experts.iter().enumerate() {
-                    let term = expert(e)?.broadcast_mul(&w.narrow(D::Minus1, j, 1)?)?;
-                    acc = Some(match acc {
-                        None => term,
-                        Some(a) => (a + term)?,
-                    });
+                    let code = x2.matmul(&weight(&e.a).t()?)?;
+                    codes.push(code.broadcast_mul(&w.narrow(1, j, 1)?)?);
+                    bs.push((weight(&e.b) * self.scale)?);
                 }
-                Ok(acc.expect("at least one expert"))
+                let y = Tensor::cat(&codes, 1)?.matmul(&Tensor::cat(&bs, 1)?.t()?)?;
+                let mut out = dims.clone();
+                *out.last_mut().expect("non-empty") = y.dim(1)?;
+                Ok(y.reshape(out)?)
             }
         }
     }

@@ -241,6 +241,33 @@ fn router_weights_sum_to_one_and_top_k_masks() {
     for e in &a.experts {
         randomize(&e.b, &mut rng, 0.1);
     }
+    // the output is sum_j w_j s B_j A_j x (Eq. 10-12), by hand per row
+    let y = a.forward(&x).unwrap().reshape((10, 24)).unwrap();
+    let (xs, ws) = (
+        x.reshape((10, 16)).unwrap().to_vec2::<f32>().unwrap(),
+        w.reshape((10, 3)).unwrap().to_vec2::<f32>().unwrap(),
+    );
+    let s = cfg.scale();
+    for (i, row) in y.to_vec2::<f32>().unwrap().iter().enumerate() {
+        for (o, &got) in row.iter().enumerate() {
+            let mut want = 0f64;
+            for (j, e) in a.experts.iter().enumerate() {
+                let (am, bm) = (
+                    e.a.as_tensor().to_vec2::<f32>().unwrap(),
+                    e.b.as_tensor().to_vec2::<f32>().unwrap(),
+                );
+                let code = |k: usize| -> f64 {
+                    am[k].iter().zip(&xs[i]).map(|(p, q)| (p * q) as f64).sum()
+                };
+                let bax: f64 = (0..am.len()).map(|k| bm[o][k] as f64 * code(k)).sum();
+                want += ws[i][j] as f64 * s * bax;
+            }
+            assert!(
+                (got as f64 - want).abs() < 1e-5,
+                "row {i}, out {o}: {got} vs {want}"
+            );
+        }
+    }
     let grads = a
         .forward(&x)
         .unwrap()
