@@ -47,6 +47,9 @@ pub struct AuditArgs {
     /// Bootstrap resamples for the intervals.
     #[arg(long, default_value_t = 200)]
     pub bootstrap: usize,
+    /// Paper B: stereotype z-score above which an item belongs to a stereotype group.
+    #[arg(long, default_value_t = 1.0)]
+    pub z_threshold: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output directory (predictions.jsonl, run.json, metrics.json, report.md, report.html).
@@ -84,7 +87,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     let scorer = Scorer::new(&loaded.model, &loaded.tokenizer, format, a.model.space()?)?;
     // MoS: one mixed soft prompt per sample, in front of every variant of it.
     let prefixes = match &tuning {
-        Some(fairrec_lm::tuning::Tuning::Mos(m)) => Some(crate::train_mos::sample_prompts(
+        Some(fairrec_lm::tuning::Tuning::Mos(m)) => Some(crate::train_paper_b::sample_prompts(
             &scorer,
             template,
             &samples,
@@ -178,7 +181,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         bootstrap: a.bootstrap,
         seed: a.seed,
         confidence: 0.95,
-        z_threshold: 1.0,
+        z_threshold: a.z_threshold,
         raw_counts: false,
         out: a.out.clone(),
     })?;

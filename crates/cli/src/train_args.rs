@@ -175,7 +175,7 @@ pub struct TrainArgs {
     /// MoS ablation: no reweighting layer (the groups' routes are averaged).
     #[arg(long)]
     pub no_reweight: bool,
-    /// MoS: weight of the stereotype-aware fairness loss (Eq. 13; 0 = the ablation) [default: 0.1].
+    /// Weight of paper B's stereotype-aware fairness loss (Eq. 13) [default: 0.1 for mos (0 = the ablation); 0 for lora, full, prompt-tuning and p-tuning, which above 0 train on NTP + this loss as in paper B's Table V].
     #[arg(long)]
     pub fairness_weight: Option<f64>,
     /// MoS: weight of the expert diversity term (Eq. 14; 0 = the ablation) [default: 0.1].
@@ -213,13 +213,21 @@ impl TrainArgs {
             o => bail!("--mos-routing `{o}`: expected top or stochastic"),
         };
         let dm = &d.mos;
+        let mos_fairness = match self.fairness_weight {
+            Some(w) if self.method == Method::Mos => w,
+            Some(_) if !self.method.is_paradigm() => bail!(
+                "--fairness-weight applies to mos, lora, full, prompt-tuning and p-tuning, not {}",
+                self.method.name()
+            ),
+            _ => dm.weights.fairness,
+        };
         let mos = MosSettings {
             experts: self.mos_experts.unwrap_or(dm.experts),
             top_k: self.mos_top_k.unwrap_or(dm.top_k),
             routing,
             reweight: !self.no_reweight,
             weights: MosWeights {
-                fairness: self.fairness_weight.unwrap_or(dm.weights.fairness),
+                fairness: mos_fairness,
                 diversity: self.diversity_weight.unwrap_or(dm.weights.diversity),
             },
         };
@@ -286,6 +294,10 @@ impl TrainArgs {
             divergence_weight: self.divergence_weight.unwrap_or(d.divergence_weight),
             encoder_hidden_size: self.encoder_hidden_size.unwrap_or(d.encoder_hidden_size),
             adversary_weight: self.adversary_weight.unwrap_or(d.adversary_weight),
+            fairness_weight: match self.method {
+                Method::Mos => 0.0,
+                _ => self.fairness_weight.unwrap_or(d.fairness_weight),
+            },
         };
         c.validate()?;
         Ok(c)

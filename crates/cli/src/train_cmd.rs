@@ -5,7 +5,7 @@
 //! paper A's methods train on each sample with the augmented copies their method asks for
 //! (`fairrec_train::Method::copies`, `fairrec_data::augment`), in the scenario of
 //! `--attributes`. Paper B's `mos` trains its mixture of prompt experts on the original
-//! prompts with one routing input per stereotype group (`crate::train_mos`).
+//! prompts with one routing input per stereotype group (`crate::train_paper_b`).
 //!
 //! The run directory holds `run.json` (model, data and its manifest hash, seed, git
 //! revision), `train_config.json` (the resolved training configuration; `--resume` reads
@@ -152,8 +152,8 @@ pub fn scenario(manifest: &Manifest, asked: Option<&[String]>, data: &Path) -> R
 fn new_spec(a: &TrainArgs, manifest: &Manifest) -> Result<RunSpec> {
     let attributes = scenario(manifest, a.attributes.as_deref(), &a.data)?;
     let mut train = a.config(attributes.len())?;
-    if train.method.is_paper_b() {
-        crate::train_mos::settle(&mut train, &attributes, manifest)?;
+    if train.needs_stereotype() {
+        crate::train_paper_b::settle(&mut train, &attributes, manifest)?;
     }
     let copies = train.method.copies();
     let augment = train.method.is_paper_a().then(|| AugmentConfig {
@@ -270,11 +270,11 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     if let Tuning::Mos(mixture) = &tuning {
         let mc = &mixture.cfg;
         let train_split = read_split(&a.data, "train")?;
-        let items = crate::train_mos::groups_of(&train_split, &mc.attribute, mc.z_threshold);
+        let items = crate::train_paper_b::groups_of(&train_split, &mc.attribute, mc.z_threshold);
         let train_set =
-            crate::train_mos::encode(&scorer, spec.template, &train_samples, mc, &items)?;
+            crate::train_paper_b::encode(&scorer, spec.template, &train_samples, mc, &items)?;
         let mut objective = fairrec_train::mos::MosLoss::new(answer, mixture, cfg.mos.weights);
-        objective.valid = crate::train_mos::encode(
+        objective.valid = crate::train_paper_b::encode(
             &scorer,
             spec.template,
             &samples(&a.data, "valid", spec.limit_valid)?,
@@ -287,9 +287,9 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     if cfg.method == Method::IFairLrs {
         let train_split = read_split(&a.data, "train")?;
         let st = &cfg.stereotype;
-        let items = crate::train_mos::groups_of(&train_split, &st.attribute, st.z_threshold);
+        let items = crate::train_paper_b::groups_of(&train_split, &st.attribute, st.z_threshold);
         let train_set = encode(&scorer, spec.template, &train_samples, &spec.attributes)?;
-        let weights = crate::train_mos::ifairlrs_weights(&train_samples, &items);
+        let weights = crate::train_paper_b::ifairlrs_weights(&train_samples, &items);
         let (lo, hi) = weights
             .iter()
             .fold((f64::INFINITY, 0f64), |(l, h), &w| (l.min(w), h.max(w)));
@@ -361,6 +361,18 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             .collect();
         let objective = fairrec_train::fairllm::FairLlmLoss::new(answer, cfg.divergence_weight);
         return fit(&ctx, &objective, &pairs, 2 * pairs.len());
+    }
+    if cfg.fairness_weight > 0.0 {
+        // A conventional paradigm on paper B's objective (NTP + lambda_f * Eq. 13).
+        let train_split = read_split(&a.data, "train")?;
+        let st = &cfg.stereotype;
+        let items = crate::train_paper_b::groups_of(&train_split, &st.attribute, st.z_threshold);
+        let examples = encode(&scorer, spec.template, &train_samples, &spec.attributes)?;
+        let train_set = crate::train_paper_b::with_stereo(examples, &train_samples, cfg, &items)?;
+        let objective =
+            fairrec_train::stereo::StereoLoss::new(answer, cfg.fairness_weight, st.groups.len());
+        let n = train_set.len();
+        return fit(&ctx, &objective, &train_set, n);
     }
     match &spec.augment {
         Some(aug) => {

@@ -1,6 +1,7 @@
 //! `fairrec experiment run/show` on a tiny synthetic grid: every method of paper A's
 //! Table 2, the table over seeds, skipping finished cells, a SIGKILLed run continued to
-//! the same table; and paper A's train flags through the CLI.
+//! the same table; paper B's methods and paradigms in its own table layout; and paper A's
+//! train flags through the CLI.
 
 mod common;
 
@@ -125,6 +126,110 @@ fn table_2_grid_runs_skips_finished_cells_and_a_killed_run_gives_the_same_table(
     assert!(cells(&b) < 17);
     ok(&["experiment", "run", p(&file), "--out", p(&b)]);
     assert_eq!(std::fs::read_to_string(b.join("results.md")).unwrap(), md);
+}
+
+const PAPER_B: &str = r#"
+name = "tiny-b"
+methods = ["sequential", "lora", "lora@fair", "p-tuning@fair", "mos", "ifairlrs", "fairllm", "up5"]
+scenarios = ["gender"]
+seeds = [0]
+
+[[datasets]]
+name = "synthetic"
+synth = { users = 60, items = 30 }
+prepare = { dataset = "ml-100k", protocol = "mos" }
+
+[[models]]
+name = "builtin"
+init = { hidden = 32, layers = 1, vocab_size = 400 }
+
+[train]
+max_steps = 2
+batch_size = 2
+limit_train = 6
+limit_valid = 4
+no_eval_before = true
+virtual_tokens = 4
+
+[method_train."lora@fair"]
+fairness_weight = 0.5
+
+[method_train."p-tuning@fair"]
+fairness_weight = 0.5
+
+[audit]
+limit = 12
+bootstrap = 5
+
+[paper.synthetic.gender.mos]
+explicit = 53.71
+auc = 69.64
+"#;
+
+#[test]
+fn paper_b_grid_reports_stereotype_fairness_per_setting_and_side() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("b.toml");
+    std::fs::write(&file, PAPER_B).unwrap();
+    let a = t.path().join("a");
+    let out = ok(&["experiment", "run", p(&file), "--out", p(&a)]);
+    assert!(out.contains("8 cells"), "{out}");
+    let md = std::fs::read_to_string(a.join("results.md")).unwrap();
+    for m in [
+        "| implicit (gender) | explicit (gender) | counterfactual (gender) | AUC % | Precision % | Recall % |",
+        "paper explicit",
+        "53.71",
+        "| sequential | 1 | – |",
+        "| lora@fair | 1 |",
+        "By side (gender, explicit setting)",
+        "| mos | users=",
+        "items=neutral",
+    ] {
+        assert!(md.contains(m), "{m} missing in\n{md}");
+    }
+    // the cells audited with paper B's template; the fair variant trained with the loss
+    let cell = a.join("cells/synthetic/builtin/gender");
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(cell.join("mos/seed-0/audit/run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(run["template"], "sequential");
+    let cfg =
+        std::fs::read_to_string(cell.join("lora@fair/seed-0/train/train_config.json")).unwrap();
+    assert!(cfg.contains("\"fairness_weight\": 0.5"), "{cfg}");
+    let log =
+        std::fs::read_to_string(cell.join("p-tuning@fair/seed-0/train/train_log.jsonl")).unwrap();
+    assert!(log.contains("\"fairness\""), "{log}");
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cell.join("lora/seed-0/cell.json")).unwrap())
+            .unwrap();
+    let m = &c["metrics"];
+    let trainable = m["trainable"].as_f64().unwrap();
+    assert!(trainable > 0.0 && trainable < 1.0, "{m}");
+    for k in [
+        "stereo/gender/explicit",
+        "stereo/gender/implicit",
+        "auc",
+        "precision",
+    ] {
+        assert!(m[k].as_f64().is_some(), "no {k} in {m}");
+    }
+    // a side's figure is the sum of its pairs
+    let pairs: f64 = m
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("pair/gender/explicit/"))
+        .map(|(_, v)| v.as_f64().unwrap().abs() * 100.0)
+        .sum();
+    let total = m["stereo/gender/explicit"].as_f64().unwrap();
+    assert!((pairs - total).abs() < 1e-9, "{pairs} vs {total}");
+    let csv = std::fs::read_to_string(a.join("results.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("synthetic,builtin,\"gender\",mos,stereo/gender/explicit,1,")),
+        "{csv}"
+    );
 }
 
 #[test]

@@ -583,3 +583,32 @@ fn up5_trains_a_prompt_against_an_attribute_discriminator() {
         "PROMPT_TUNING"
     );
 }
+
+#[test]
+fn paradigms_train_on_paper_b_objective_with_fairness_weight() {
+    let t = tempfile::tempdir().unwrap();
+    let extra = ["--virtual-tokens", "4", "--fairness-weight", "0.5"];
+    let out = train_paper_b(t.path(), "p-tuning", &extra, &["ntp", "fairness"]);
+    let cfg = json(&out.join("train_config.json"));
+    assert_eq!(cfg["train"]["fairness_weight"], 0.5);
+    assert_eq!(cfg["train"]["stereotype"]["attribute"], "gender");
+    assert_eq!(
+        json(&out.join("adapter/adapter_config.json"))["peft_type"],
+        "P_TUNING"
+    );
+    // Methods with their own fairness objective refuse it; the loss needs one attribute.
+    let w = t.path().join("w");
+    std::fs::create_dir_all(&w).unwrap();
+    let (data, model) = paper_b_world(&w);
+    let (x, y) = (t.path().join("x"), t.path().join("y"));
+    let mut a = train_args(&model, &data, &x, &["--fairness-weight", "1"]);
+    a[2] = "up5";
+    let e = fails(&a);
+    assert!(e.contains("--fairness-weight applies to mos, lora"), "{e}");
+    let both = ["--fairness-weight", "1", "--attributes", "age,gender"];
+    let e = fails(&train_args(&model, &data, &y, &both));
+    assert!(
+        e.contains("--method lora with --fairness-weight needs exactly one sensitive attribute"),
+        "{e}"
+    );
+}

@@ -90,6 +90,13 @@ pub struct StereotypeEntry {
     pub item_groups: BTreeMap<String, usize>,
     pub n_items: usize,
     pub settings: BTreeMap<String, SettingFairness>,
+    /// Classification of the explicit setting's predictions (true value stated) by side:
+    /// `users=<group>` (the user's group), `items=<group>` (targets in that stereotype
+    /// group), `items=neutral` (targets in no group, i.e. below the z threshold), and
+    /// `match=consistent` / `match=inconsistent` (the target is in the user's own group /
+    /// in another group): paper B's Table I (consistent vs inconsistent pairs), user-side
+    /// vs item-side breakdown (Figure 5) and threshold study (Figure 6).
+    pub performance: BTreeMap<String, ClassBlock>,
     /// `<setting>.<figure>` -> [low, high].
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub ci: BTreeMap<String, [f64; 2]>,
@@ -266,6 +273,8 @@ pub fn audit<'a>(
     let mut uidx: HashMap<&str, usize> = HashMap::new();
     let mut units: Vec<Unit> = Vec::new();
     let mut missing_ctx = 0usize;
+    // [attribute] -> side key -> (label, p) of the explicit setting.
+    let mut sides: Vec<BTreeMap<String, Vec<(bool, f64)>>> = vec![BTreeMap::new(); groups.len()];
     for (p, &vi) in preds.iter().zip(&pred_variant) {
         let key = unit_of(p);
         let n = units.len();
@@ -319,6 +328,24 @@ pub fn audit<'a>(
                 _ => continue,
             };
             unit.stereo[k].add(g, setting, ug, target, p.p_yes >= cfg.threshold, &history);
+            if setting == Setting::Explicit {
+                let mut keys = vec![format!("users={truth}")];
+                let of = g.of(target);
+                keys.extend(of.iter().map(|&i| format!("items={}", g.groups[i])));
+                keys.push(
+                    if of.is_empty() {
+                        "items=neutral"
+                    } else if of.contains(&ug) {
+                        "match=consistent"
+                    } else {
+                        "match=inconsistent"
+                    }
+                    .into(),
+                );
+                for key in keys {
+                    sides[k].entry(key).or_default().push((p.label, p.p_yes));
+                }
+            }
         }
     }
     if missing_ctx > 0 {
@@ -450,7 +477,8 @@ pub fn audit<'a>(
         groups
             .iter()
             .zip(st)
-            .map(|((attr, g), s)| {
+            .zip(&sides)
+            .map(|(((attr, g), s), side)| {
                 let mut keys = BTreeMap::new();
                 stereo_figures(&s, "", &mut keys);
                 let cis = keys
@@ -468,6 +496,10 @@ pub fn audit<'a>(
                         settings: s
                             .into_iter()
                             .map(|(k, v)| (k.name().to_string(), v))
+                            .collect(),
+                        performance: side
+                            .iter()
+                            .map(|(k, pairs)| (k.clone(), class_block(pairs, cfg.threshold)))
                             .collect(),
                         ci: cis,
                     },

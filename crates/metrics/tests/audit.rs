@@ -332,6 +332,26 @@ fn stereotype_through_the_audit() {
     assert_eq!(ex.pairs["users=female,items=female"], Some(0.5));
     assert_eq!(ex.pairs["users=male,items=male"], Some(0.0));
     assert_eq!(ex.same_group, Some(50.0));
+    // The explicit predictions by side: t1 (female user, item a of the female group), t2
+    // (female user, c neutral), t3 (male user, b of the male group).
+    let perf = &s.performance;
+    let keys: Vec<&str> = perf.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "items=female",
+            "items=male",
+            "items=neutral",
+            "match=consistent",
+            "users=female",
+            "users=male"
+        ]
+    );
+    assert_eq!(perf["match=consistent"].n, 2, "t1 and t3");
+    assert_eq!(perf["users=female"].n, 2);
+    assert_eq!(perf["users=male"].n, 1);
+    assert_eq!(perf["items=neutral"].n, 1);
+    assert_eq!(perf["items=female"].recall, Some(1.0));
     // implicit: women recommended {c}: 0 - 0 = 0.
     assert_eq!(
         s.settings["implicit"].pairs["users=female,items=female"],

@@ -118,6 +118,16 @@ impl Method {
         )
     }
 
+    /// A conventional paradigm (Table V's LoRA, p-tuning, prompt tuning, full-model
+    /// tuning): trained on NTP, or on NTP + paper B's fairness loss
+    /// ([`TrainConfig::fairness_weight`]).
+    pub fn is_paradigm(self) -> bool {
+        matches!(
+            self,
+            Method::Lora | Method::Full | Method::PromptTuning | Method::PTuning
+        )
+    }
+
     /// One of paper B's methods: they need one sensitive attribute and its stereotype
     /// groups ([`StereotypeSettings`]).
     pub fn is_paper_b(self) -> bool {
@@ -266,7 +276,8 @@ pub struct TrainConfig {
     /// Paper B's MoS (method `mos`).
     #[serde(default)]
     pub mos: MosSettings,
-    /// Paper B's stereotype groups (methods `mos`, `ifairlrs`, `fairllm`).
+    /// Paper B's stereotype groups (paper B's methods, and the paradigms trained with
+    /// `fairness_weight`).
     #[serde(default)]
     pub stereotype: StereotypeSettings,
     /// `lambda` of the FaiRLLM objective (method `fairllm`; ours: 1).
@@ -278,6 +289,12 @@ pub struct TrainConfig {
     /// `lambda` of UP5's gradient reversal (method `up5`; ours: 1).
     #[serde(default = "one")]
     pub adversary_weight: f64,
+    /// `lambda_f` of paper B's stereotype-aware fairness loss (Eq. 13) on the conventional
+    /// paradigms (`lora`, `full`, `prompt-tuning`, `p-tuning`): above 0 they train on
+    /// NTP + this loss, as Table V trains them "using the same learning objectives" as
+    /// MoS ([`crate::stereo::StereoLoss`]). 0: NTP only. MoS keeps its own in `mos.weights`.
+    #[serde(default)]
+    pub fairness_weight: f64,
 }
 
 fn one() -> f64 {
@@ -366,11 +383,18 @@ impl Default for TrainConfig {
             divergence_weight: 1.0,
             encoder_hidden_size: 0,
             adversary_weight: 1.0,
+            fairness_weight: 0.0,
         }
     }
 }
 
 impl TrainConfig {
+    /// Does the run need one sensitive attribute's stereotype groups (paper B's methods,
+    /// or a paradigm trained with the fairness loss)?
+    pub fn needs_stereotype(&self) -> bool {
+        self.method.is_paper_b() || self.fairness_weight > 0.0
+    }
+
     /// Reject values that cannot train.
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: &str| Err(crate::TrainError::Config(m.into()));
@@ -408,9 +432,13 @@ impl TrainConfig {
         if !(m.weights.fairness >= 0.0
             && m.weights.diversity >= 0.0
             && self.divergence_weight >= 0.0
-            && self.adversary_weight >= 0.0)
+            && self.adversary_weight >= 0.0
+            && self.fairness_weight >= 0.0)
         {
             return bad("loss weights must be >= 0");
+        }
+        if self.fairness_weight > 0.0 && !self.method.is_paradigm() {
+            return bad("fairness_weight applies to lora, full, prompt-tuning and p-tuning (mos has its own)");
         }
         if self
             .lora

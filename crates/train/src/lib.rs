@@ -17,6 +17,7 @@ pub mod mos;
 pub mod objective;
 pub mod optim;
 pub mod schedule;
+pub mod stereo;
 pub mod trainer;
 pub mod up5;
 

@@ -5,7 +5,8 @@
 
 use crate::error::Result;
 use crate::objective::{AnswerLoss, Example, Objective};
-use candle_core::{Tensor, D};
+use crate::stereo::{fairness_surrogate, p_yes, Stereo};
+use candle_core::Tensor;
 use fairrec_lm::mos::MixturePrompt;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -18,14 +19,9 @@ pub struct MosExample {
     /// One input per stereotype group, in the mixture's group order (Eq. 6; routing only).
     pub group_ids: Vec<Vec<u32>>,
     pub label: bool,
-    /// The user's group (index into the mixture's groups).
-    pub user_group: usize,
-    /// The stereotype groups the target item belongs to (none: a neutral item).
-    pub target_groups: Vec<usize>,
-    /// The user's history items in each stereotype group.
-    pub history_in_group: Vec<f64>,
-    /// The user's history length (every item, neutral ones included).
-    pub history_len: f64,
+    /// The user's group (in the mixture's group order), the target's groups and the
+    /// history by group.
+    pub stereo: Stereo,
 }
 
 /// Weights of the loss terms (Eq. 15).
@@ -84,7 +80,7 @@ impl<'a> MosLoss<'a> {
             .pool(self.answer.scorer.model("MoS training")?, &groups)?;
         let shares: Vec<Vec<f64>> = items
             .iter()
-            .map(|e| fairrec_lm::mos::history_shares(&e.history_in_group))
+            .map(|e| fairrec_lm::mos::history_shares(&e.stereo.history_in_group))
             .collect();
         Ok(self.mixture.mix(&features, &shares)?)
     }
@@ -113,59 +109,6 @@ impl MosLoss<'_> {
         self.mixture.set_training(training);
         out
     }
-}
-
-/// Eq. 13's surrogate: `sum |Delta(s', s)|` over the defined (user group, item group)
-/// pairs of the batch, with `p_yes` `[B]` as soft counts of Yes (a fraction; the metric
-/// prints 100 times it). `None` when no pair is defined (no user with history items).
-pub fn fairness_surrogate(
-    p_yes: &Tensor,
-    items: &[&MosExample],
-    groups: usize,
-) -> Result<Option<Tensor>> {
-    let dev = p_yes.device();
-    let b = items.len();
-    let mut total: Option<Tensor> = None;
-    for u in 0..groups {
-        let rows: Vec<f32> = items
-            .iter()
-            .map(|e| f32::from(u8::from(e.user_group == u)))
-            .collect();
-        let hist: f64 = items
-            .iter()
-            .filter(|e| e.user_group == u)
-            .map(|e| e.history_len)
-            .sum();
-        if hist <= 0.0 {
-            continue;
-        }
-        let of_u = Tensor::from_vec(rows.clone(), b, dev)?;
-        let yes = (p_yes * &of_u)?.sum_all()?;
-        for s in 0..groups {
-            let inside: Vec<f32> = items
-                .iter()
-                .zip(&rows)
-                .map(|(e, r)| r * f32::from(u8::from(e.target_groups.contains(&s))))
-                .collect();
-            let h_in: f64 = items
-                .iter()
-                .filter(|e| e.user_group == u)
-                .map(|e| e.history_in_group.get(s).copied().unwrap_or(0.0))
-                .sum();
-            let y_in = (p_yes * Tensor::from_vec(inside, b, dev)?)?.sum_all()?;
-            // yes > 0 for any soft P(Yes); on hard predictions a group with no Yes is
-            // undefined, as in the metric.
-            if yes.to_scalar::<f32>()? <= 0.0 {
-                continue;
-            }
-            let delta = ((y_in / &yes)? - h_in / hist)?.abs()?;
-            total = Some(match total {
-                None => delta,
-                Some(t) => (t + delta)?,
-            });
-        }
-    }
-    Ok(total)
 }
 
 /// Eq. 14: the mean pairwise cosine similarity of the flattened expert prompts `[K, N, H]`
@@ -206,11 +149,9 @@ impl Objective for MosLoss<'_> {
             *a += f64::from(x);
         }
         let mut loss = rec;
-        let yes_no = self.answer.yes_no(&logits)?;
-        let p_yes = candle_nn::ops::softmax(&yes_no, D::Minus1)?
-            .narrow(1, 0, 1)?
-            .squeeze(1)?;
-        if let Some(f) = fairness_surrogate(&p_yes, items, self.mixture.cfg.groups.len())? {
+        let stereo: Vec<&Stereo> = items.iter().map(|e| &e.stereo).collect();
+        let p = p_yes(&self.answer, &logits)?;
+        if let Some(f) = fairness_surrogate(&p, &stereo, self.mixture.cfg.groups.len())? {
             t.fair.0 += f64::from(f.to_scalar::<f32>()?);
             t.fair.1 += 1.0;
             if self.weights.fairness > 0.0 {

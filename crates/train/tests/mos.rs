@@ -16,8 +16,9 @@ use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
 use fairrec_lm::tuning::Tuning;
 use fairrec_lm::Llama;
 use fairrec_metrics::stereotype::{fairness, Counts, ItemGroups, Setting};
-use fairrec_train::mos::{diversity, fairness_surrogate, MosExample, MosLoss, MosWeights};
+use fairrec_train::mos::{diversity, MosExample, MosLoss, MosWeights};
 use fairrec_train::objective::{AnswerLoss, Objective};
+use fairrec_train::stereo::{fairness_surrogate, Stereo};
 use fairrec_train::trainer::{train, Run};
 use fairrec_train::{method, TrainConfig};
 use std::collections::HashMap;
@@ -71,10 +72,12 @@ fn examples(scorer: &Scorer, n: usize, seed: u64) -> Vec<MosExample> {
                 ids: enc(&s),
                 group_ids: vec![enc(&format!("f:{s}")), enc(&format!("m:{s}"))],
                 label,
-                user_group: rng.below(2) as usize,
-                target_groups,
-                history_in_group: hist.to_vec(),
-                history_len: hist[0] + hist[1] + 1.0 + rng.below(3) as f64,
+                stereo: Stereo {
+                    user_group: rng.below(2) as usize,
+                    target_groups,
+                    history_in_group: hist.to_vec(),
+                    history_len: hist[0] + hist[1] + 1.0 + rng.below(3) as f64,
+                },
             }
         })
         .collect()
@@ -296,7 +299,7 @@ fn fairness_surrogate_equals_the_metric_on_hard_predictions() {
         // The same predictions as metric input: items named by their group, histories
         // with the example's counts of group items and neutral items for the rest.
         let mut counts = Counts::new(2);
-        for (x, &y) in xs.iter().zip(&yes) {
+        for (x, &y) in xs.iter().map(|x| &x.stereo).zip(&yes) {
             let target = match x.target_groups.first() {
                 Some(0) => "if",
                 Some(_) => "im",
@@ -319,7 +322,7 @@ fn fairness_surrogate_equals_the_metric_on_hard_predictions() {
             &Device::Cpu,
         )
         .unwrap();
-        let refs: Vec<&MosExample> = xs.iter().collect();
+        let refs: Vec<&Stereo> = xs.iter().map(|x| &x.stereo).collect();
         let s = fairness_surrogate(&p, &refs, 2)
             .unwrap()
             .map(|t| 100.0 * scalar(&t));

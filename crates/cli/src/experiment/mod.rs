@@ -11,6 +11,7 @@
 
 pub mod spec;
 pub mod table;
+mod table_b;
 
 use crate::runfile::flags_from_table;
 use anyhow::{bail, Context as _, Result};
@@ -224,6 +225,9 @@ fn check_flags(spec: &Spec) -> Result<()> {
     for (m, t) in &spec.method_train {
         flags(&["train"], t, &format!("{o} [method_train.{m}]"))?;
     }
+    for (m, t) in &spec.method_audit {
+        flags(&["audit"], t, &format!("{o} [method_audit.{m}]"))?;
+    }
     for d in &spec.datasets {
         let o = format!("{o} dataset `{}`", d.name);
         if let Some(t) = &d.synth {
@@ -252,6 +256,7 @@ struct Cell<'a> {
     data: &'a Path,
     /// The prepared data's manifest hash (part of the cell's identity).
     data_hash: &'a str,
+    protocol: fairrec_data::protocol::Protocol,
     model: &'a spec::ModelSpec,
     model_path: &'a Path,
     scenario: &'a str,
@@ -307,7 +312,7 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
     let mut audit = common.clone();
     audit.extend([
         "--template".into(),
-        kind.template().name().into(),
+        kind.template(cell.protocol).name().into(),
         "--seed".into(),
         seed,
     ]);
@@ -316,6 +321,13 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
         &spec.audit,
         &format!("{origin} [audit]"),
     )?);
+    if let Some(t) = spec.method_audit.get(cell.method) {
+        audit.extend(flags(
+            &["audit"],
+            t,
+            &format!("{origin} [method_audit.{}]", cell.method),
+        )?);
+    }
     let model_id = std::fs::metadata(cell.model_path)
         .map(|m| m.len())
         .unwrap_or(0);
@@ -368,7 +380,7 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
         scenario: cell.scenario.into(),
         method: cell.method.into(),
         seed: cell.seed,
-        metrics: table::cell_metrics(&adir.join("metrics.json"))?,
+        metrics: table::cell_metrics(&adir.join("metrics.json"), &tdir.join("run.json"))?,
         seconds: t0.elapsed().as_secs_f64(),
     };
     write_atomic(&done, (serde_json::to_string_pretty(&r)? + "\n").as_bytes())?;
@@ -475,7 +487,8 @@ pub fn run_spec(spec: &Spec, out: &Path) -> Result<Grid> {
     let (mut data, mut model_paths) = (BTreeMap::new(), BTreeMap::new());
     for d in &spec.datasets {
         let dir = dataset_dir(out, d)?;
-        let hash = read_manifest(&dir)?.data_hash();
+        let manifest = read_manifest(&dir)?;
+        let hash = manifest.data_hash();
         let mut models = Vec::new();
         for m in &spec.models {
             let p = model_path(out, m, &dir, &hash, &d.name)?;
@@ -483,10 +496,10 @@ pub fn run_spec(spec: &Spec, out: &Path) -> Result<Grid> {
             models.push((m, p));
         }
         data.insert(d.name.clone(), dir.clone());
-        datasets.push((d.name.as_str(), dir, hash, models));
+        datasets.push((d.name.as_str(), dir, hash, manifest.protocol, models));
     }
     let mut cells = Vec::new();
-    for (dname, dir, hash, models) in &datasets {
+    for (dname, dir, hash, protocol, models) in &datasets {
         for (m, mpath) in models {
             for sc in &spec.scenarios {
                 for method in &spec.methods {
@@ -499,6 +512,7 @@ pub fn run_spec(spec: &Spec, out: &Path) -> Result<Grid> {
                             dataset: dname,
                             data: dir,
                             data_hash: hash,
+                            protocol: *protocol,
                             model: m,
                             model_path: mpath,
                             scenario: sc,

@@ -25,6 +25,8 @@
 //! balance_weight = 0.01
 //! [audit]                              # flags of every `fairrec audit`
 //! bootstrap = 200
+//! [method_audit."mos@z2"]              # flags of one method's audits
+//! z_threshold = 2.0
 //! [paper.ml-100k."age,gender".cl-moe]  # published figures shown beside ours
 //! f1 = 77.07
 //! ```
@@ -34,6 +36,7 @@
 
 use anyhow::{bail, Context as _, Result};
 use fairrec_data::prompt::Template;
+use fairrec_data::protocol::Protocol;
 use fairrec_train::Method;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,8 +58,13 @@ pub struct Spec {
     pub method_train: BTreeMap<String, toml::Table>,
     #[serde(default)]
     pub audit: toml::Table,
-    /// dataset -> scenario -> method -> metric (`f1`, `gd`, `rate` as the paper prints
-    /// them: F1 in %, GD and Rate as fractions) -> value.
+    /// Flags of one method's audits (after `[audit]`), e.g. another `z_threshold`.
+    #[serde(default)]
+    pub method_audit: BTreeMap<String, toml::Table>,
+    /// dataset -> scenario -> method -> metric -> value, as the paper prints them: paper
+    /// A's `f1` (%), `gd`, `rate` (fractions); paper B's `implicit`, `explicit`,
+    /// `counterfactual` (stereotype-aware fairness), `auc`, `precision`, `recall` (%) and
+    /// `trainable` (% of parameters).
     #[serde(default)]
     pub paper: BTreeMap<String, BTreeMap<String, PaperRows>>,
     /// Where the published figures come from (shown under the table).
@@ -114,20 +122,22 @@ impl Kind {
             return Ok(Kind::Train(m));
         }
         match name.parse::<Template>() {
-            Ok(t) if t != Template::Sequential => Ok(Kind::Prompt(t)),
+            Ok(t) => Ok(Kind::Prompt(t)),
             _ => bail!(
-                "method `{full}`: expected a training method ({}) or a prompting baseline (llm-rec, cot, prompt-eng-1, prompt-eng-2, prompt-eng-3)",
+                "method `{full}`: expected a training method ({}) or a prompting baseline (llm-rec, cot, prompt-eng-1, prompt-eng-2, prompt-eng-3, ins-tuning; sequential: paper B's plain LLM)",
                 Method::ALL.map(|m| m.name()).join(", ")
             ),
         }
     }
 
-    /// The template the method is audited with.
-    pub fn template(self) -> Template {
+    /// The template the method is audited with on data of `protocol`: a prompting
+    /// baseline's own; Ins-Tuning's; else the protocol's (LLM Rec for paper A's,
+    /// the sequential prompt for paper B's).
+    pub fn template(self, protocol: Protocol) -> Template {
         match self {
             Kind::Prompt(t) => t,
             Kind::Train(Method::InsTuning) => Template::InsTuning,
-            Kind::Train(_) => Template::LlmRec,
+            Kind::Train(_) => Template::default_for(protocol),
         }
     }
 }
@@ -150,9 +160,14 @@ impl Spec {
         for m in &self.methods {
             Kind::parse(m)?;
         }
-        for k in self.method_train.keys() {
-            if !self.methods.contains(k) {
-                bail!("[method_train.{k}]: `{k}` is not in `methods`");
+        for (table, keys) in [
+            ("method_train", &self.method_train),
+            ("method_audit", &self.method_audit),
+        ] {
+            for k in keys.keys() {
+                if !self.methods.contains(k) {
+                    bail!("[{table}.{k}]: `{k}` is not in `methods`");
+                }
             }
         }
         if self.datasets.is_empty() || self.models.is_empty() || self.methods.is_empty() {

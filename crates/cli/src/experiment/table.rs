@@ -1,8 +1,10 @@
 //! An experiment's results table: per (dataset, model, scenario), one row per method with
-//! the mean and sample standard deviation over seeds of F1 (original prompts), and GD, Rate
-//! (Eq. 3 as printed) and Rate^2 (the squared relative deviation the paper's tables show)
-//! for the joint scenario and each attribute; the published figures beside ours when the
-//! experiment file has them. Written as `results.md`, `results.html` and `results.csv`.
+//! the mean and sample standard deviation over seeds. Paper A's sections show F1 (original
+//! prompts), and GD, Rate (Eq. 3 as printed) and Rate^2 (the squared relative deviation the
+//! paper's tables show) for the joint scenario and each attribute; paper B's sections
+//! (data of its protocol, whose audits have stereotype figures) are rendered by
+//! [`super::table_b`]. The published figures stand beside ours when the experiment file
+//! has them. Written as `results.md`, `results.html` and `results.csv`.
 
 use super::spec::Spec;
 use super::CellResult;
@@ -13,8 +15,14 @@ use fairrec_data::sample::write_atomic;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The numbers of one audit's `metrics.json` that the table uses.
-pub fn cell_metrics(path: &Path) -> Result<BTreeMap<String, f64>> {
+/// The numbers of one audit's `metrics.json` that the table uses: `f1`, `auc`,
+/// `precision`, `recall` of the original prompts; paper A's `gd/<attrs>`, `rate/<attrs>`,
+/// `rate_sq/<attrs>`; paper B's `stereo/<attr>/<setting>` (total, with `stereo_same/...`
+/// and `stereo_other/...`), `pair/<attr>/<setting>/users=<s'>,items=<s>` (signed Delta)
+/// and `side/<attr>/<side>/<figure>` (explicit-setting performance by user or item
+/// group); and, from the training run's `run.json` when there is one, `trainable` (the
+/// fraction of parameters trained).
+pub fn cell_metrics(path: &Path, train_run: &Path) -> Result<BTreeMap<String, f64>> {
     let v: serde_json::Value = serde_json::from_slice(
         &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
     )?;
@@ -31,6 +39,43 @@ pub fn cell_metrics(path: &Path) -> Result<BTreeMap<String, f64>> {
                     out.insert(format!("{k}/{attr}"), x);
                 }
             }
+        }
+    }
+    if let Some(st) = v["stereotype"].as_object() {
+        for (attr, e) in st {
+            for (setting, f) in e["settings"].as_object().into_iter().flatten() {
+                for (key, name) in [
+                    ("stereo", "total"),
+                    ("stereo_same", "same_group"),
+                    ("stereo_other", "other_group"),
+                ] {
+                    if let Some(x) = f[name].as_f64() {
+                        out.insert(format!("{key}/{attr}/{setting}"), x);
+                    }
+                }
+                for (pair, d) in f["pairs"].as_object().into_iter().flatten() {
+                    if let Some(x) = d.as_f64() {
+                        out.insert(format!("pair/{attr}/{setting}/{pair}"), x);
+                    }
+                }
+            }
+            for (side, c) in e["performance"].as_object().into_iter().flatten() {
+                for k in ["f1", "auc", "precision", "recall"] {
+                    if let Some(x) = c[k].as_f64() {
+                        out.insert(format!("side/{attr}/{side}/{k}"), x);
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(bytes) = std::fs::read(train_run) {
+        let r: serde_json::Value =
+            serde_json::from_slice(&bytes).with_context(|| format!("{}", train_run.display()))?;
+        if let (Some(t), Some(b)) = (
+            r["trainable_parameters"].as_f64(),
+            r["base_parameters"].as_f64(),
+        ) {
+            out.insert("trainable".into(), t / b);
         }
     }
     Ok(out)
@@ -61,7 +106,7 @@ pub fn read_cells(dir: &Path) -> Result<Vec<CellResult>> {
 }
 
 /// Mean and sample standard deviation (`None` with one value).
-fn mean_std(xs: &[f64]) -> (f64, Option<f64>) {
+pub(super) fn mean_std(xs: &[f64]) -> (f64, Option<f64>) {
     let n = xs.len() as f64;
     let m = xs.iter().sum::<f64>() / n;
     let sd = (xs.len() > 1)
@@ -70,7 +115,7 @@ fn mean_std(xs: &[f64]) -> (f64, Option<f64>) {
 }
 
 /// `scale` turns a fraction into the printed unit (100 for %, 100 for x10^-2, ...).
-fn fmt(xs: &[f64], scale: f64) -> String {
+pub(super) fn fmt(xs: &[f64], scale: f64) -> String {
     if xs.is_empty() {
         return "–".into();
     }
@@ -100,13 +145,123 @@ const UNITS: [(&str, &str, f64); 3] = [
     ("rate_sq", "Rate² ×10⁻³", 1000.0),
 ];
 
+/// The cells of one method in a section, in the order of the experiment's methods.
+pub(super) struct Row<'a> {
+    pub method: &'a str,
+    pub cells: Vec<&'a CellResult>,
+}
+
+impl Row<'_> {
+    /// The values of `metric` over the row's cells (cells without it are skipped).
+    pub fn vals(&self, metric: &str) -> Vec<f64> {
+        self.cells
+            .iter()
+            .filter_map(|c| c.metrics.get(metric).copied())
+            .collect()
+    }
+
+    /// A `results.csv` line for `metric` (nothing when no cell has it).
+    pub fn csv(&self, section: &str, metric: &str) -> String {
+        let v = self.vals(metric);
+        if v.is_empty() {
+            return String::new();
+        }
+        let (m, s) = mean_std(&v);
+        format!(
+            "{section},{},{metric},{},{m},{}\n",
+            self.method,
+            v.len(),
+            s.map_or(String::new(), |s| s.to_string())
+        )
+    }
+}
+
+/// The notes under a section's table: methods that never answer Yes, or always do;
+/// `all_yes_means` says what the fairness figures then mean.
+pub(super) fn answer_notes(rows: &[Row], all_yes_means: &str) -> Vec<Block> {
+    let (mut no_yes, mut all_yes) = (Vec::new(), Vec::new());
+    for r in rows {
+        if r.vals("f1").iter().all(|&f| f == 0.0) {
+            no_yes.push(r.method);
+        }
+        let recall = r.vals("recall");
+        if !recall.is_empty() && recall.iter().all(|&r| r == 1.0) {
+            all_yes.push(r.method);
+        }
+    }
+    let mut out = Vec::new();
+    if !no_yes.is_empty() {
+        out.push(Block::Note(format!(
+            "F1 is 0 for {} in every seed: no true positive among the original prompts (typically the model answers No to everything). Its fairness figures then describe a model that recommends nothing (GD = 0 means that every variant is equally useless, not that the model is fair; Rate is undefined).",
+            no_yes.join(", ")
+        )));
+    }
+    if !all_yes.is_empty() {
+        out.push(Block::Note(format!(
+            "Recall is 100 % for {} in every seed: every liked target among the original prompts gets Yes (typically the model answers Yes to everything, and F1 is then the all-Yes F1). {all_yes_means}",
+            all_yes.join(", ")
+        )));
+    }
+    out
+}
+
+/// A horizontal bar chart of mean ± std over seeds of `metric` (times `scale`) per row.
+pub(super) fn bars_chart(title: &str, rows: &[Row], metric: &str, scale: f64) -> Option<Block> {
+    let bars: Vec<Bar> = rows
+        .iter()
+        .filter_map(|r| {
+            let v = r.vals(metric);
+            if v.is_empty() {
+                return None;
+            }
+            let (m, s) = mean_std(&v);
+            Some(Bar {
+                label: r.method.to_string(),
+                value: Some(m * scale),
+                ci: s.map(|s| [(m - s) * scale, (m + s) * scale]),
+            })
+        })
+        .collect();
+    if bars.is_empty() {
+        return None;
+    }
+    let hi = bars
+        .iter()
+        .filter_map(|b| b.ci.map_or(b.value, |c| Some(c[1])))
+        .fold(0.1, f64::max);
+    Some(Block::Chart(hbars(
+        title,
+        &bars,
+        None,
+        0.0,
+        hi * 1.1,
+        &|v| format!("{v:.2}"),
+    )))
+}
+
+/// A published figure as the paper prints it (`–` when the file has none).
+pub(super) fn paper_value(
+    paper: Option<&crate::experiment::spec::PaperRows>,
+    method: &str,
+    metric: &str,
+    scale: f64,
+) -> String {
+    paper
+        .and_then(|p| p.get(method))
+        .and_then(|r| r.get(metric))
+        .map_or("–".into(), |v| {
+            let decimals = if metric == "trainable" { 4 } else { 2 };
+            format!("{:.*}", decimals, v * scale)
+        })
+}
+
 pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
     let mut blocks = vec![Block::Heading(1, format!("Experiment `{}`", spec.name))];
     if !spec.description.is_empty() {
         blocks.push(Block::Para(spec.description.clone()));
     }
     blocks.push(Block::Para(format!(
-        "{} finished cells. Mean ± sample standard deviation over seeds {:?} (prompting baselines are scored once: their scores do not depend on the seed). F1, precision and AUC are of the original prompts (true attributes stated). GD and Rate follow paper A's Eq. 2-3 with g = F1, read counterfactually (the same test users stated with every value, against the neutral prompt); Rate² is the mean squared relative deviation, which is what the paper's tables print under “Rate”.",
+        "{} finished cells. Mean ± sample standard deviation over seeds {:?} (prompting baselines are scored once: their scores do not depend on the seed).",
         cells.len(),
         spec.seeds
     )));
@@ -120,127 +275,34 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
     }
     for (ds, model, sc) in &sections {
         blocks.push(Block::Heading(2, format!("{ds} · {model} · scenario {sc}")));
-        let keys = fairness_keys(sc);
+        let rows: Vec<Row> = spec
+            .methods
+            .iter()
+            .map(|method| Row {
+                method,
+                cells: cells
+                    .iter()
+                    .filter(|c| {
+                        &c.dataset == ds
+                            && &c.model == model
+                            && &c.scenario == sc
+                            && &c.method == method
+                    })
+                    .collect(),
+            })
+            .filter(|r| !r.cells.is_empty())
+            .collect();
         let paper = spec.paper.get(ds).and_then(|p| p.get(sc));
-        let mut head = vec![
-            "Method".to_string(),
-            "n".into(),
-            "F1 %".into(),
-            "AUC %".into(),
-        ];
-        for k in &keys {
-            for (_, label, _) in UNITS {
-                head.push(format!("{label} ({k})"));
-            }
-        }
-        if paper.is_some() {
-            head.extend([
-                "paper F1 %".into(),
-                "paper GD ×10⁻²".into(),
-                "paper Rate ×10⁻³".into(),
-            ]);
-        }
-        let mut rows = Vec::new();
-        let mut bars = Vec::new();
-        let (mut no_yes, mut all_yes): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
-        for method in &spec.methods {
-            let mine: Vec<&CellResult> = cells
+        let name = format!("{ds},{model},\"{sc}\"");
+        let paper_b = rows.iter().any(|r| {
+            r.cells
                 .iter()
-                .filter(|c| {
-                    &c.dataset == ds
-                        && &c.model == model
-                        && &c.scenario == sc
-                        && &c.method == method
-                })
-                .collect();
-            if mine.is_empty() {
-                continue;
-            }
-            let vals = |m: &str| -> Vec<f64> {
-                mine.iter()
-                    .filter_map(|c| c.metrics.get(m).copied())
-                    .collect()
-            };
-            if vals("f1").iter().all(|&f| f == 0.0) {
-                no_yes.push(method.clone());
-            }
-            let recall = vals("recall");
-            if !recall.is_empty() && recall.iter().all(|&r| r == 1.0) {
-                all_yes.push(method.clone());
-            }
-            let mut row = vec![
-                method.clone(),
-                mine.len().to_string(),
-                fmt(&vals("f1"), 100.0),
-                fmt(&vals("auc"), 100.0),
-            ];
-            for k in &keys {
-                for (m, _, scale) in UNITS {
-                    row.push(fmt(&vals(&format!("{m}/{k}")), scale));
-                }
-            }
-            if let Some(p) = paper {
-                let get = |m: &str, s: f64| {
-                    p.get(method)
-                        .and_then(|r| r.get(m))
-                        .map_or("–".into(), |v| format!("{:.2}", v * s))
-                };
-                row.extend([get("f1", 1.0), get("gd", 100.0), get("rate", 1000.0)]);
-            }
-            rows.push(row);
-            let all = [("f1", "f1".to_string())].into_iter().chain(
-                keys.iter()
-                    .flat_map(|k| UNITS.map(|(m, _, _)| (m, format!("{m}/{k}")))),
-            );
-            for (_, key) in all {
-                let v = vals(&key);
-                if let (false, (m, s)) = (v.is_empty(), mean_std(&v)) {
-                    csv += &format!(
-                        "{ds},{model},\"{sc}\",{method},{key},{},{m},{}\n",
-                        v.len(),
-                        s.map_or(String::new(), |s| s.to_string())
-                    );
-                }
-            }
-            let gd = vals(&format!("gd/{}", keys[0]));
-            if !gd.is_empty() {
-                let (m, s) = mean_std(&gd);
-                bars.push(Bar {
-                    label: method.clone(),
-                    value: Some(m * 100.0),
-                    ci: s.map(|s| [(m - s) * 100.0, (m + s) * 100.0]),
-                });
-            }
-        }
-        blocks.push(Block::Table(head, rows));
-        if !no_yes.is_empty() {
-            blocks.push(Block::Note(format!(
-                "F1 is 0 for {} in every seed: no true positive among the original prompts (typically the model answers No to everything). GD = 0 then means that every variant is equally useless, not that the model is fair; Rate is undefined.",
-                no_yes.join(", ")
-            )));
-        }
-        if !all_yes.is_empty() {
-            blocks.push(Block::Note(format!(
-                "Recall is 100 % for {} in every seed: every liked target among the original prompts gets Yes (typically the model answers Yes to everything, and F1 is then the all-Yes F1). A GD near 0 then says that the stated attributes cannot move an answer that never changes, not that the model is fair.",
-                all_yes.join(", ")
-            )));
-        }
-        if !bars.is_empty() {
-            let hi = bars
-                .iter()
-                .filter_map(|b| b.ci.map_or(b.value, |c| Some(c[1])))
-                .fold(0.1, f64::max);
-            blocks.push(Block::Chart(hbars(
-                &format!(
-                    "GD ({}) ×10⁻², mean ± std over seeds; lower is fairer",
-                    keys[0]
-                ),
-                &bars,
-                None,
-                0.0,
-                hi * 1.1,
-                &|v| format!("{v:.2}"),
-            )));
+                .any(|c| c.metrics.keys().any(|k| k.starts_with("stereo/")))
+        });
+        if paper_b {
+            super::table_b::section(&mut blocks, &mut csv, &name, sc, &rows, paper);
+        } else {
+            section_a(&mut blocks, &mut csv, &name, sc, &rows, paper);
         }
     }
     if !spec.paper.is_empty() && !spec.paper_source.is_empty() {
@@ -261,4 +323,71 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
     )?;
     write_atomic(&dir.join("results.csv"), csv.as_bytes())?;
     Ok(())
+}
+
+/// Paper A's section: F1, AUC, and GD, Rate and Rate² of the joint scenario and each
+/// attribute.
+fn section_a(
+    blocks: &mut Vec<Block>,
+    csv: &mut String,
+    name: &str,
+    sc: &str,
+    rows: &[Row],
+    paper: Option<&crate::experiment::spec::PaperRows>,
+) {
+    blocks.push(Block::Para("F1 and AUC are of the original prompts (true attributes stated). GD and Rate follow paper A's Eq. 2-3 with g = F1, read counterfactually (the same test users stated with every value, against the neutral prompt); Rate² is the mean squared relative deviation, which is what the paper's tables print under “Rate”.".into()));
+    let keys = fairness_keys(sc);
+    let mut head = vec![
+        "Method".to_string(),
+        "n".into(),
+        "F1 %".into(),
+        "AUC %".into(),
+    ];
+    for k in &keys {
+        for (_, label, _) in UNITS {
+            head.push(format!("{label} ({k})"));
+        }
+    }
+    if paper.is_some() {
+        head.extend([
+            "paper F1 %".into(),
+            "paper GD ×10⁻²".into(),
+            "paper Rate ×10⁻³".into(),
+        ]);
+    }
+    let mut table = Vec::new();
+    for r in rows {
+        let mut row = vec![
+            r.method.to_string(),
+            r.cells.len().to_string(),
+            fmt(&r.vals("f1"), 100.0),
+            fmt(&r.vals("auc"), 100.0),
+        ];
+        for k in &keys {
+            for (m, _, scale) in UNITS {
+                row.push(fmt(&r.vals(&format!("{m}/{k}")), scale));
+            }
+        }
+        if paper.is_some() {
+            row.extend([
+                paper_value(paper, r.method, "f1", 1.0),
+                paper_value(paper, r.method, "gd", 100.0),
+                paper_value(paper, r.method, "rate", 1000.0),
+            ]);
+        }
+        table.push(row);
+        *csv += &r.csv(name, "f1");
+        for k in &keys {
+            for (m, _, _) in UNITS {
+                *csv += &r.csv(name, &format!("{m}/{k}"));
+            }
+        }
+    }
+    blocks.push(Block::Table(head, table));
+    blocks.extend(answer_notes(rows, "A GD near 0 then says that the stated attributes cannot move an answer that never changes, not that the model is fair."));
+    let title = format!(
+        "GD ({}) ×10⁻², mean ± std over seeds; lower is fairer",
+        keys[0]
+    );
+    blocks.extend(bars_chart(&title, rows, &format!("gd/{}", keys[0]), 100.0));
 }

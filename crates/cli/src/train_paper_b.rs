@@ -1,5 +1,6 @@
-//! `fairrec train --method mos` (paper B's Mixture-of-Stereotypes) and `--method ifairlrs`
-//! (its item-side baseline's sample weights) on a prepared dataset.
+//! What paper B's training needs of a prepared dataset: `fairrec train --method mos`
+//! (Mixture-of-Stereotypes), `--method ifairlrs` (its item-side baseline's sample weights)
+//! and the conventional paradigms trained with the fairness loss (`--fairness-weight`).
 //! The stereotype groups are the values of the one sensitive attribute of the scenario;
 //! items join a group by their stereotype z-score in the train split
 //! (`fairrec_metrics::stereotype`); each example carries one input per group (the prompt
@@ -18,12 +19,18 @@ use fairrec_lm::score::Scorer;
 use fairrec_metrics::stereotype::{item_groups, Interactions, ItemGroups, StereotypeConfig};
 use fairrec_train::ifairlrs::{sample_weights, Weighing};
 use fairrec_train::mos::MosExample;
+use fairrec_train::objective::Example;
+use fairrec_train::stereo::{Stereo, StereoExample};
 use fairrec_train::TrainConfig;
 
 /// Fill in the scenario's attribute and its values (the stereotype groups); paper B's
 /// methods need exactly one sensitive attribute.
 pub fn settle(cfg: &mut TrainConfig, attributes: &[String], manifest: &Manifest) -> Result<()> {
-    let name = cfg.method.name();
+    let name = if cfg.method.is_paradigm() {
+        format!("{} with --fairness-weight", cfg.method.name())
+    } else {
+        cfg.method.name().to_string()
+    };
     let [attr] = attributes else {
         bail!(
             "--method {name} needs exactly one sensitive attribute (--attributes), got [{}]",
@@ -105,17 +112,9 @@ pub fn route_inputs(
     Ok(samples
         .iter()
         .zip(ids.chunks(groups.len()))
-        .map(|(s, group_ids)| {
-            let mut in_group = vec![0.0; groups.len()];
-            for h in s.history_ids() {
-                for &g in items.of(h) {
-                    in_group[g] += 1.0;
-                }
-            }
-            RouteInput {
-                group_ids: group_ids.to_vec(),
-                history_in_group: in_group,
-            }
+        .map(|(s, group_ids)| RouteInput {
+            group_ids: group_ids.to_vec(),
+            history_in_group: history_by_group(s, items),
         })
         .collect())
 }
@@ -141,22 +140,62 @@ pub fn encode(
         .zip(ids)
         .zip(routes)
         .map(|((s, ids), r)| {
-            let value = s.attributes.get(attr).map(String::as_str).unwrap_or("");
-            let Some(user_group) = mc.groups.iter().position(|g| g == value) else {
-                bail!(
-                    "sample {}: `{attr}` = `{value}` is not one of [{}]",
-                    s.sample_id,
-                    mc.groups.join(", ")
-                );
-            };
             Ok(MosExample {
                 ids,
                 group_ids: r.group_ids,
                 label: s.label,
-                user_group,
-                target_groups: items.of(&s.target_id).to_vec(),
-                history_in_group: r.history_in_group,
-                history_len: s.history_ids().len() as f64,
+                stereo: stereo_of(s, attr, &mc.groups, items)?,
+            })
+        })
+        .collect()
+}
+
+/// What the fairness loss knows of `s`: its user's group among `groups` (the values of
+/// `attr`), its target's stereotype groups and its history counted by group.
+pub fn stereo_of(s: &Sample, attr: &str, groups: &[String], items: &ItemGroups) -> Result<Stereo> {
+    let value = s.attributes.get(attr).map(String::as_str).unwrap_or("");
+    let Some(user_group) = groups.iter().position(|g| g == value) else {
+        bail!(
+            "sample {}: `{attr}` = `{value}` is not one of [{}]",
+            s.sample_id,
+            groups.join(", ")
+        );
+    };
+    Ok(Stereo {
+        user_group,
+        target_groups: items.of(&s.target_id).to_vec(),
+        history_in_group: history_by_group(s, items),
+        history_len: s.history_ids().len() as f64,
+    })
+}
+
+/// The history items of `s` in each stereotype group of `items`.
+fn history_by_group(s: &Sample, items: &ItemGroups) -> Vec<f64> {
+    let mut in_group = vec![0.0; items.groups.len()];
+    for h in s.history_ids() {
+        for &g in items.of(h) {
+            in_group[g] += 1.0;
+        }
+    }
+    in_group
+}
+
+/// `examples` (encoded from `samples`, in order) with their fairness-loss tags for the
+/// stereotype settings of `cfg` (a paradigm trained with `--fairness-weight`).
+pub fn with_stereo(
+    examples: Vec<Example>,
+    samples: &[Sample],
+    cfg: &TrainConfig,
+    items: &ItemGroups,
+) -> Result<Vec<StereoExample>> {
+    let st = &cfg.stereotype;
+    examples
+        .into_iter()
+        .zip(samples)
+        .map(|(example, s)| {
+            Ok(StereoExample {
+                example,
+                stereo: stereo_of(s, &st.attribute, &st.groups, items)?,
             })
         })
         .collect()

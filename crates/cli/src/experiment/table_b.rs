@@ -1,0 +1,163 @@
+//! Paper B's section of an experiment table (Tables II, IV, V, VI of the MoS paper): per
+//! method, stereotype-aware fairness in the implicit, explicit and counterfactual settings,
+//! AUC, precision and recall of the explicit prompts, and the share of parameters trained;
+//! then the user-side / item-side breakdown (Figure 5) with the neutral items below the
+//! z threshold (Figure 6).
+
+use super::table::{answer_notes, bars_chart, fmt, paper_value, Row};
+use crate::experiment::spec::PaperRows;
+use crate::report::Block;
+
+const SETTINGS: [&str; 3] = ["implicit", "explicit", "counterfactual"];
+const PERFORMANCE: [(&str, &str); 3] = [
+    ("auc", "AUC"),
+    ("precision", "Precision"),
+    ("recall", "Recall"),
+];
+
+/// `100 * sum |Delta|` of one side in the explicit setting, from a cell's signed pairs
+/// (`pair/<attr>/explicit/users=<u>,items=<s>`): over the item groups for `users=<u>`,
+/// over the user groups for `items=<s>`.
+fn side_fairness(c: &super::CellResult, attr: &str, side: &str) -> Option<f64> {
+    let prefix = format!("pair/{attr}/explicit/");
+    let mut total = None;
+    for (k, v) in c.metrics.range(prefix.clone()..) {
+        let Some(pair) = k.strip_prefix(&prefix) else {
+            break;
+        };
+        let (users, items) = pair.split_once(',')?;
+        if users == side || items == side {
+            total = Some(total.unwrap_or(0.0) + 100.0 * v.abs());
+        }
+    }
+    total
+}
+
+pub(super) fn section(
+    blocks: &mut Vec<Block>,
+    csv: &mut String,
+    name: &str,
+    sc: &str,
+    rows: &[Row],
+    paper: Option<&PaperRows>,
+) {
+    blocks.push(Block::Para("Stereotype-aware fairness (paper B; the definition is in `fairrec_metrics::stereotype`): 100 × Σ |Δ(s′, s)| over the pairs of user group s′ and item stereotype group s, where Δ is the share of group-s items among the targets answered Yes for users of s′ minus their share in those users' histories; lower is fairer. Implicit: no attribute stated; explicit: the user's true value; counterfactual: the other value. AUC, precision and recall are of the explicit prompts. Trainable %: trained parameters over the base model's.".into()));
+    for attr in sc.split(',') {
+        let mut head = vec!["Method".to_string(), "n".into(), "Trainable %".into()];
+        head.extend(SETTINGS.map(|s| format!("{s} ({attr})")));
+        head.extend(PERFORMANCE.map(|(_, l)| format!("{l} %")));
+        let paper_trainable =
+            paper.is_some_and(|p| p.values().any(|r| r.contains_key("trainable")));
+        if paper.is_some() {
+            head.extend(SETTINGS.map(|s| format!("paper {s}")));
+            head.extend(PERFORMANCE.map(|(_, l)| format!("paper {l} %")));
+        }
+        if paper_trainable {
+            head.push("paper Trainable %".into());
+        }
+        let mut table = Vec::new();
+        for r in rows {
+            let trainable = r.vals("trainable");
+            let mut row = vec![
+                r.method.to_string(),
+                r.cells.len().to_string(),
+                if trainable.is_empty() {
+                    "–".into()
+                } else {
+                    format!("{:.4}", 100.0 * trainable[0])
+                },
+            ];
+            for s in SETTINGS {
+                let key = format!("stereo/{attr}/{s}");
+                row.push(fmt(&r.vals(&key), 1.0));
+                *csv += &r.csv(name, &key);
+            }
+            for (k, _) in PERFORMANCE {
+                row.push(fmt(&r.vals(k), 100.0));
+                *csv += &r.csv(name, k);
+            }
+            if paper.is_some() {
+                for s in SETTINGS {
+                    row.push(paper_value(paper, r.method, s, 1.0));
+                }
+                for (k, _) in PERFORMANCE {
+                    row.push(paper_value(paper, r.method, k, 1.0));
+                }
+            }
+            if paper_trainable {
+                row.push(paper_value(paper, r.method, "trainable", 1.0));
+            }
+            table.push(row);
+        }
+        blocks.push(Block::Table(head, table));
+        blocks.extend(answer_notes(rows, "Stereotype-aware fairness then compares the test targets' own group shares with the histories', not choices of the model."));
+        let title = format!(
+            "Stereotype-aware fairness, explicit setting ({attr}), mean ± std over seeds; lower is fairer"
+        );
+        blocks.extend(bars_chart(
+            &title,
+            rows,
+            &format!("stereo/{attr}/explicit"),
+            1.0,
+        ));
+        side_table(blocks, csv, name, attr, rows);
+    }
+}
+
+/// The user-side / item-side breakdown of the explicit setting (Figure 5) and the neutral
+/// items, below the z threshold (Figure 6).
+fn side_table(blocks: &mut Vec<Block>, csv: &mut String, name: &str, attr: &str, rows: &[Row]) {
+    let prefix = format!("side/{attr}/");
+    let mut sides: Vec<String> = Vec::new();
+    for r in rows {
+        for c in &r.cells {
+            for k in c.metrics.keys() {
+                if let Some(side) = k.strip_prefix(&prefix).and_then(|s| s.split_once('/')) {
+                    if !sides.iter().any(|x| x == side.0) {
+                        sides.push(side.0.to_string());
+                    }
+                }
+            }
+        }
+    }
+    if sides.is_empty() {
+        return;
+    }
+    // Users, the item groups, the neutral items, then consistent / inconsistent pairs.
+    let rank = |s: &str| match s {
+        _ if s.starts_with("users=") => 0,
+        "items=neutral" => 2,
+        _ if s.starts_with("items=") => 1,
+        _ => 3,
+    };
+    sides.sort_by_key(|s| (rank(s), s.clone()));
+    blocks.push(Block::Heading(
+        3,
+        format!("By side ({attr}, explicit setting)"),
+    ));
+    blocks.push(Block::Para("Each side's predictions: `users=g` are the targets of users of group g, `items=g` the targets in item stereotype group g, `items=neutral` the targets in no group (stereotype z-score below the threshold: paper B's Figure 6 compares them with the grouped items), `match=consistent` / `match=inconsistent` the targets in the user's own group / in another group (Table I). Σ|Δ| of a side sums 100 × |Δ| over the pairs it takes part in (Figure 5): same-group pairs for `match=consistent`, other-group pairs for `match=inconsistent`.".into()));
+    let mut head = vec!["Method".to_string(), "Side".into(), "Σ|Δ|".into()];
+    head.extend(PERFORMANCE.map(|(_, l)| format!("{l} %")));
+    let mut table = Vec::new();
+    for r in rows {
+        for side in &sides {
+            let fair: Vec<f64> = match side.as_str() {
+                "match=consistent" => r.vals(&format!("stereo_same/{attr}/explicit")),
+                "match=inconsistent" => r.vals(&format!("stereo_other/{attr}/explicit")),
+                _ => r
+                    .cells
+                    .iter()
+                    .filter_map(|c| side_fairness(c, attr, side))
+                    .collect(),
+            };
+            let mut row = vec![r.method.to_string(), side.clone(), fmt(&fair, 1.0)];
+            for (k, _) in PERFORMANCE {
+                let key = format!("{prefix}{side}/{k}");
+                row.push(fmt(&r.vals(&key), 100.0));
+                *csv += &r.csv(name, &key);
+            }
+            table.push(row);
+        }
+    }
+    blocks.push(Block::Table(head, table));
+}

@@ -1,0 +1,161 @@
+//! Paper B's stereotype-aware fairness as a training loss (Eq. 13), for MoS and for the
+//! conventional paradigms that Table V trains "using the same learning objectives" (LoRA,
+//! p-tuning, prompt tuning, full-model tuning): the answer loss plus `lambda_f` times a
+//! batch surrogate of the metric with `P(Yes)` as soft counts. The metric itself is
+//! defined in `fairrec_metrics::stereotype`; the surrogate is that definition on one
+//! batch. Table V leaves MoS's diversity term (Eq. 14) out for these paradigms ("no expert
+//! module is involved"), and so does [`StereoLoss`].
+
+use crate::error::Result;
+use crate::objective::{AnswerLoss, Example, Objective};
+use candle_core::{Tensor, D};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// What the fairness surrogate knows of one training example: the user's stereotype group,
+/// the target item's groups and the user's history counted by group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stereo {
+    /// The user's group (index into the stereotype groups).
+    pub user_group: usize,
+    /// The stereotype groups the target item belongs to (none: a neutral item).
+    pub target_groups: Vec<usize>,
+    /// The user's history items in each stereotype group.
+    pub history_in_group: Vec<f64>,
+    /// The user's history length (every item, neutral ones included).
+    pub history_len: f64,
+}
+
+/// Eq. 13's surrogate: `sum |Delta(s', s)|` over the defined (user group, item group)
+/// pairs of the batch, with `p_yes` `[B]` as soft counts of Yes (a fraction; the metric
+/// prints 100 times it). `Delta(s', s)` = the share of group-`s` targets among the Yes
+/// answers to users of `s'` minus the share of group-`s` items in those users' histories.
+/// `None` when no pair is defined (no user with history items).
+pub fn fairness_surrogate(
+    p_yes: &Tensor,
+    items: &[&Stereo],
+    groups: usize,
+) -> Result<Option<Tensor>> {
+    let dev = p_yes.device();
+    let b = items.len();
+    let mut total: Option<Tensor> = None;
+    for u in 0..groups {
+        let rows: Vec<f32> = items
+            .iter()
+            .map(|e| f32::from(u8::from(e.user_group == u)))
+            .collect();
+        let hist: f64 = items
+            .iter()
+            .filter(|e| e.user_group == u)
+            .map(|e| e.history_len)
+            .sum();
+        if hist <= 0.0 {
+            continue;
+        }
+        let of_u = Tensor::from_vec(rows.clone(), b, dev)?;
+        let yes = (p_yes * &of_u)?.sum_all()?;
+        // yes > 0 for any soft P(Yes); on hard predictions a group with no Yes is
+        // undefined, as in the metric.
+        if yes.to_scalar::<f32>()? <= 0.0 {
+            continue;
+        }
+        for s in 0..groups {
+            let inside: Vec<f32> = items
+                .iter()
+                .zip(&rows)
+                .map(|(e, r)| r * f32::from(u8::from(e.target_groups.contains(&s))))
+                .collect();
+            let h_in: f64 = items
+                .iter()
+                .filter(|e| e.user_group == u)
+                .map(|e| e.history_in_group.get(s).copied().unwrap_or(0.0))
+                .sum();
+            let y_in = (p_yes * Tensor::from_vec(inside, b, dev)?)?.sum_all()?;
+            let delta = ((y_in / &yes)? - h_in / hist)?.abs()?;
+            total = Some(match total {
+                None => delta,
+                Some(t) => (t + delta)?,
+            });
+        }
+    }
+    Ok(total)
+}
+
+/// `P(Yes)` `[B]` from answer logits `[B, V]`: the softmax over the (Yes, No) pair.
+pub fn p_yes(answer: &AnswerLoss, logits: &Tensor) -> Result<Tensor> {
+    let yes_no = answer.yes_no(logits)?;
+    Ok(candle_nn::ops::softmax(&yes_no, D::Minus1)?
+        .narrow(1, 0, 1)?
+        .squeeze(1)?)
+}
+
+/// A training example with what the surrogate needs of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StereoExample {
+    pub example: Example,
+    pub stereo: Stereo,
+}
+
+/// Running means of the loss parts between optimizer steps.
+#[derive(Default)]
+struct Tally {
+    n: f64,
+    ntp: f64,
+    fair: (f64, f64),
+}
+
+/// `mean_i NLL_i + lambda_f * fairness_surrogate` (Eq. 12 + Eq. 13, Eq. 15 without the
+/// diversity term) on whatever the model has attached (LoRA, a soft prompt, p-tuning's
+/// encoder, or every weight).
+pub struct StereoLoss<'a> {
+    pub answer: AnswerLoss<'a>,
+    /// `lambda_f`.
+    pub weight: f64,
+    /// Number of stereotype groups.
+    pub groups: usize,
+    tally: RefCell<Tally>,
+}
+
+impl<'a> StereoLoss<'a> {
+    pub fn new(answer: AnswerLoss<'a>, weight: f64, groups: usize) -> Self {
+        StereoLoss {
+            answer,
+            weight,
+            groups,
+            tally: RefCell::new(Tally::default()),
+        }
+    }
+}
+
+impl Objective for StereoLoss<'_> {
+    type Item = StereoExample;
+
+    fn loss(&self, items: &[&StereoExample]) -> Result<(Tensor, usize)> {
+        let ids: Vec<Vec<u32>> = items.iter().map(|e| e.example.ids.clone()).collect();
+        let labels: Vec<bool> = items.iter().map(|e| e.example.label).collect();
+        let (nll, _, _, logits) = self.answer.forward_prefixed(&ids, &labels, None, None)?;
+        let mut loss = nll.mean_all()?;
+        let mut t = self.tally.borrow_mut();
+        t.n += 1.0;
+        t.ntp += f64::from(loss.to_scalar::<f32>()?);
+        let stereo: Vec<&Stereo> = items.iter().map(|e| &e.stereo).collect();
+        if let Some(f) = fairness_surrogate(&p_yes(&self.answer, &logits)?, &stereo, self.groups)? {
+            t.fair.0 += f64::from(f.to_scalar::<f32>()?);
+            t.fair.1 += 1.0;
+            loss = (loss + (f * self.weight)?)?;
+        }
+        Ok((loss, ids.iter().map(Vec::len).sum()))
+    }
+
+    fn end_step(&self) -> BTreeMap<String, f64> {
+        let t = std::mem::take(&mut *self.tally.borrow_mut());
+        let mut out = BTreeMap::new();
+        if t.n > 0.0 {
+            out.insert("ntp".into(), t.ntp / t.n);
+        }
+        if t.fair.1 > 0.0 {
+            out.insert("fairness".into(), t.fair.0 / t.fair.1);
+        }
+        out
+    }
+}
