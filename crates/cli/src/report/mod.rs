@@ -326,6 +326,28 @@ fn stereotype_blocks(attr: &str, s: &StereotypeEntry, out: &mut Vec<Block>) {
             out.push(Block::Note(format!("{setting} {k} is undefined: {why}.")));
         }
     }
+    if !s.performance.is_empty() {
+        out.push(Block::Para("Explicit setting by side: the targets of each user group, of each item stereotype group, of the neutral items (below z*), and those in the user's own group (consistent) or another group (inconsistent).".into()));
+        let rows = s
+            .performance
+            .iter()
+            .map(|(side, c)| class_row(side, c, &|_| None))
+            .collect();
+        out.push(Block::Table(
+            [
+                "side",
+                "F1 %",
+                "precision %",
+                "recall %",
+                "AUC %",
+                "n",
+                "positives",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+        ));
+    }
 }
 
 /// The report's blocks.
