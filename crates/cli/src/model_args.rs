@@ -45,15 +45,10 @@ impl ModelArgs {
         load(&self.model, &Device::Cpu)
             .with_context(|| format!("loading the model {}", self.model.display()))
     }
-
-    /// Load a decoder-only model on the CPU; `what` names what needs one.
-    pub fn load_decoder(&self, what: &str) -> Result<Loaded> {
-        Ok(self.load()?.into_decoder(what)?)
-    }
 }
 
-/// Load `m` and attach the PEFT adapter directory `adapter` (LoRA, prompt tuning or MoS;
-/// decoder-only models).
+/// Load `m` and attach the PEFT adapter directory `adapter` (LoRA on decoder-only models;
+/// prompt tuning, p-tuning and MoS on decoders and T5).
 pub fn load_with_adapter(
     m: &ModelArgs,
     adapter: Option<&std::path::Path>,
@@ -61,13 +56,8 @@ pub fn load_with_adapter(
     let Some(dir) = adapter else {
         return Ok((m.load()?, None));
     };
-    let mut loaded = m.load_decoder("an adapter")?;
-    let tuning = fairrec_lm::peft::load(dir, &mut loaded.model, &loaded.tokenizer)
+    let mut loaded = m.load()?;
+    let tuning = fairrec_lm::peft::load_model(dir, &mut loaded.model, &loaded.tokenizer)
         .with_context(|| format!("loading the adapter {}", dir.display()))?;
-    let loaded = Loaded {
-        model: Model::Decoder(loaded.model),
-        tokenizer: loaded.tokenizer,
-        path: loaded.path,
-    };
     Ok((loaded, Some(tuning)))
 }

@@ -234,8 +234,8 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         answer_space: spec.answer_space.clone(),
         ..a.model.clone()
     };
-    let mut loaded = margs.load_decoder("training")?;
-    let tuning = method::setup(&mut loaded.model, &loaded.tokenizer, cfg)?;
+    let mut loaded = margs.load()?;
+    let tuning = method::setup_model(&mut loaded.model, &loaded.tokenizer, cfg)?;
     let scorer = Scorer::new(
         &loaded.model,
         &loaded.tokenizer,
@@ -258,7 +258,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         scorer: &scorer,
         valid: &valid,
         save: &|dir: &Path| {
-            method::save(
+            method::save_model(
                 &tuning,
                 &loaded.model,
                 &loaded.tokenizer,
@@ -413,7 +413,7 @@ fn fit<O: Objective>(c: &Ctx, objective: &O, train_set: &[O::Item], copies: usiz
     let (a, spec, cfg) = (c.a, c.spec, &c.spec.train);
     let spec_path = a.out.join("train_config.json");
     std::fs::create_dir_all(&a.out)?;
-    let model_cfg = &c.scorer.model("training")?.cfg;
+    let base_parameters = c.scorer.backbone.parameters();
     if !a.resume {
         write_atomic(
             &spec_path,
@@ -426,7 +426,7 @@ fn fit<O: Objective>(c: &Ctx, objective: &O, train_set: &[O::Item], copies: usiz
             "attributes": spec.attributes, "template": spec.template.name(), "format": a.model.format(),
             "answer_tokens": [tok.decode(&[c.scorer.yes])?, tok.decode(&[c.scorer.no])?],
             "train_samples": train_set.len(), "train_prompts": copies, "valid_examples": c.valid.len(),
-            "trainable_parameters": c.tuning.parameters(), "base_parameters": model_cfg.parameters(),
+            "trainable_parameters": c.tuning.parameters(), "base_parameters": base_parameters,
             "git_revision": crate::git_revision(), "fingerprint": cfg.fingerprint(),
         });
         write_atomic(
@@ -443,8 +443,8 @@ fn fit<O: Objective>(c: &Ctx, objective: &O, train_set: &[O::Item], copies: usiz
         copies,
         c.valid.len(),
         c.tuning.parameters(),
-        100.0 * c.tuning.parameters() as f64 / model_cfg.parameters() as f64,
-        model_cfg.parameters()
+        100.0 * c.tuning.parameters() as f64 / base_parameters as f64,
+        base_parameters
     );
     let before = if cfg.eval && !a.no_eval_before && !a.resume && !c.valid.is_empty() {
         let p = match objective.predict_valid(c.valid, cfg.batch_size * 2) {

@@ -224,7 +224,7 @@ pub fn sample_prompts(
             .map(|r| fairrec_lm::mos::history_shares(&r.history_in_group))
             .collect();
         let mix = fairrec_lm::grad::no_grad(|| -> fairrec_lm::Result<_> {
-            mixture.mix(&mixture.pool(scorer.model("MoS")?, &groups)?, &shares)
+            mixture.mix(&mixture.pool(scorer.backbone.host(), &groups)?, &shares)
         })?;
         parts.push(mix.prompts.detach());
     }

@@ -4,7 +4,7 @@
 //! of transformers' first-step logits at the "Yes" and "No" ids.
 
 mod common;
-use common::{fails, ok};
+use common::{fails, ok, p};
 use std::path::{Path, PathBuf};
 
 const YES: usize = 5;
@@ -72,18 +72,160 @@ fn score_on_a_t5_directory_gives_transformers_first_step_answer() {
     }
 }
 
+/// The fixture T5 (64 ids) with a character-level tokenizer (lower-cased letters, digits,
+/// space and some punctuation; `?` for the rest), so that paper B's prompts are real,
+/// distinct inputs.
+fn char_t5_dir(tmp: &Path) -> PathBuf {
+    let (dir, _) = t5_dir(tmp);
+    let chars = "?abcdefghijklmnopqrstuvwxyz0123456789 .,:;'()-";
+    let vocab: serde_json::Map<String, serde_json::Value> = chars
+        .chars()
+        .enumerate()
+        .map(|(i, c)| (c.to_string(), serde_json::json!(i)))
+        .collect();
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": {"type": "Lowercase"},
+        "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "."}, "behavior": "Isolated", "invert": false},
+        "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "?"},
+    });
+    std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
+    let cfg =
+        serde_json::json!({"chat_template": "{{ messages[0]['content'] }}", "eos_token": "?"});
+    std::fs::write(dir.join("tokenizer_config.json"), cfg.to_string()).unwrap();
+    dir
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 #[test]
-fn a_t5_model_refuses_adapters_and_training_with_a_clear_error() {
+fn t5_trains_mos_and_p_tuning_on_its_encoder_and_audit_routes_as_training_did() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, _) = t5_dir(tmp.path());
-    let e = fails(&[
-        "score",
+    let model = char_t5_dir(tmp.path());
+    let data = common::prepared_world(tmp.path(), "40", "30", &["--protocol", "mos"]);
+    let train = |method: &str, out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut a = vec![
+            "train",
+            "--method",
+            method,
+            "--model",
+            p(&model),
+            "--data",
+            p(&data),
+            "--out",
+            p(out),
+            "--attributes",
+            "gender",
+            "--limit-train",
+            "8",
+            "--limit-valid",
+            "6",
+            "--batch-size",
+            "2",
+            "--virtual-tokens",
+            "2",
+            "--answer-space",
+            "none",
+            "--lr",
+            "0.05",
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect()
+    };
+    let mos = tmp.path().join("mos");
+    let s = ok(&strs(&train("mos", &mos, &["--mos-experts", "2"])));
+    assert!(s.contains("epoch 1: valid AUC"), "{s}");
+    let adapter = json(&mos.join("adapter/adapter_config.json"));
+    assert_eq!(adapter["peft_type"], "FAIRREC_MOS");
+    assert_eq!(adapter["task_type"], "SEQ_2_SEQ_LM");
+    let log = std::fs::read_to_string(mos.join("train_log.jsonl")).unwrap();
+    let step: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    for k in ["ntp", "fairness", "diversity", "expert/1"] {
+        assert!(step[k].is_number(), "no `{k}` in {step}");
+    }
+    let run = json(&mos.join("run.json"));
+    let base = run["base_parameters"].as_u64().unwrap();
+    assert!(base > 0 && run["trainable_parameters"].as_u64().unwrap() < base);
+    // audit routes each sample's prompt in front of T5's encoder as training's validation did
+    let audit = tmp.path().join("audit");
+    ok(&[
+        "audit",
         "--model",
-        dir.to_str().unwrap(),
+        p(&model),
         "--adapter",
-        tmp.path().to_str().unwrap(),
-        "--prompt",
-        "w3",
+        p(&mos.join("adapter")),
+        "--data",
+        p(&data),
+        "--split",
+        "valid",
+        "--limit",
+        "6",
+        "--attributes",
+        "gender",
+        "--variants",
+        "original;neutral",
+        "--answer-space",
+        "none",
+        "--bootstrap",
+        "0",
+        "--out",
+        p(&audit),
     ]);
-    assert!(e.contains("decoder-only") && e.contains("T5"), "{e}");
+    let preds = std::fs::read_to_string(audit.join("predictions.jsonl")).unwrap();
+    let original: Vec<f64> = preds
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["variant"] == "original")
+        .map(|v| v["p_yes"].as_f64().unwrap())
+        .collect();
+    assert_eq!(original.len(), 6);
+    let eval: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|v| v["event"] == "eval")
+        .unwrap();
+    let mean = original.iter().sum::<f64>() / 6.0;
+    let logged = eval["eval"]["mean_p_yes"].as_f64().unwrap();
+    assert!(
+        (mean - logged).abs() < 1e-5,
+        "audit {mean} vs training {logged}"
+    );
+    // p-tuning on T5, saved as PEFT saves a seq2seq prompt on the encoder only
+    let pt = tmp.path().join("pt");
+    ok(&strs(&train("p-tuning", &pt, &[])));
+    let adapter = json(&pt.join("adapter/adapter_config.json"));
+    assert_eq!(adapter["peft_type"], "P_TUNING");
+    assert_eq!(adapter["task_type"], "SEQ_2_SEQ_LM");
+    assert_eq!(adapter["num_transformer_submodules"], 1);
+    let scored = |adapter: Option<&Path>| {
+        let mut a = vec![
+            "score",
+            "--model",
+            p(&model),
+            "--answer-space",
+            "none",
+            "--prompt",
+            "a user likes b",
+        ];
+        if let Some(d) = adapter {
+            a.extend(["--adapter", p(d)]);
+        }
+        let out = ok(&a);
+        let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        v["p_yes"].as_f64().unwrap()
+    };
+    assert_ne!(scored(None), scored(Some(&pt.join("adapter"))));
+    // adapters and full tuning need a decoder
+    let e = fails(&strs(&train("lora", &tmp.path().join("lora"), &[])));
+    assert!(
+        e.contains("T5 trains the prompt-based methods") && e.contains("decoder-only"),
+        "{e}"
+    );
+}
+
+fn strs(a: &[String]) -> Vec<&str> {
+    a.iter().map(String::as_str).collect()
 }

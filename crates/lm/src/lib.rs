@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod gguf;
 pub mod grad;
+pub mod host;
 pub mod load;
 pub mod model;
 pub mod mos;
@@ -22,4 +23,5 @@ pub mod tuning;
 
 pub use config::LlamaConfig;
 pub use error::{LmError, Result};
+pub use host::PromptHost;
 pub use model::Llama;

@@ -41,7 +41,7 @@
 
 use crate::error::{LmError, Result};
 use crate::grad::weight;
-use crate::model::Llama;
+use crate::host::PromptHost;
 use crate::prompt::{PromptInit, SoftPrompt};
 use crate::tokenizer::Tok;
 use candle_core::{Tensor, Var, D};
@@ -124,7 +124,7 @@ impl MixturePrompt {
     /// identical, as their diversity gradient is zero); the router starts at `N(0, 0.02^2)`
     /// with zero bias; `beta` at 0.
     pub fn new(
-        model: &Llama,
+        model: &dyn PromptHost,
         tok: &Tok,
         cfg: MosConfig,
         init: &PromptInit,
@@ -143,7 +143,7 @@ impl MixturePrompt {
                 cfg.top_k
             )));
         }
-        let h = model.cfg.hidden_size;
+        let h = model.hidden_size();
         let rows = (0..cfg.experts)
             .map(|k| {
                 let p = SoftPrompt::new(
@@ -161,7 +161,7 @@ impl MixturePrompt {
         let w: Vec<f32> = (0..cfg.experts * h)
             .map(|_| 0.02 * rng.normal() as f32)
             .collect();
-        let dev = model.device();
+        let dev = model.host_device();
         Ok(MixturePrompt {
             experts: Var::from_tensor(&experts)?,
             router_weight: Var::from_tensor(&Tensor::from_vec(w, (cfg.experts, h), dev)?)?,
@@ -202,7 +202,7 @@ impl MixturePrompt {
 
     /// Eq. 7 input: `e_g`, the mean frozen token embedding of each group input,
     /// `groups[b][g]` the token ids of example `b`'s input for group `g` -> `[B, G, H]`.
-    pub fn pool(&self, model: &Llama, groups: &[Vec<Vec<u32>>]) -> Result<Tensor> {
+    pub fn pool(&self, model: &dyn PromptHost, groups: &[Vec<Vec<u32>>]) -> Result<Tensor> {
         let g = self.cfg.groups.len();
         let mut ids = Vec::new();
         let mut avg = Vec::new();
@@ -227,13 +227,13 @@ impl MixturePrompt {
                 avg.extend(r);
             }
         }
-        let dev = model.device();
+        let dev = model.host_device();
         let rows = Tensor::from_vec(avg, (groups.len() * g, total), dev)?;
         let idx = Tensor::from_vec(ids, total, dev)?;
-        let e = model.embed_tokens.detach().index_select(&idx, 0)?;
+        let e = model.input_embedding().detach().index_select(&idx, 0)?;
         Ok(rows
             .matmul(&e)?
-            .reshape((groups.len(), g, model.cfg.hidden_size))?)
+            .reshape((groups.len(), g, model.hidden_size()))?)
     }
 
     /// Eq. 7-11 for a batch: `features` `[B, G, H]` from [`MixturePrompt::pool`], `shares`

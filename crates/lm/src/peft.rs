@@ -13,9 +13,15 @@
 //! * MoS (no PEFT equivalent): `peft_type` `FAIRREC_MOS` with the [`MosConfig`] under
 //!   `mos`, keys `mos.experts` (`[K, N, H]`), `mos.router.weight` / `.bias` and
 //!   `mos.reweight.bias`; PEFT cannot load it.
+//!
+//! Prompts on T5 go in front of the encoder input only: `task_type` `SEQ_2_SEQ_LM` with
+//! `num_transformer_submodules` 1 (PEFT's default for seq2seq, 2, also prompts the decoder;
+//! such files are refused). LoRA attaches to decoder-only models.
 
 use crate::adapter::AdapterConfig;
 use crate::error::{LmError, Result};
+use crate::host::PromptHost;
+use crate::load::Model;
 use crate::model::Llama;
 use crate::mos::{MixturePrompt, MosConfig};
 use crate::prompt::{PromptInit, SoftPrompt};
@@ -33,7 +39,8 @@ pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
 /// `adapter_config.json` for `tuning` on a model of `model.cfg` (full fine-tuning has no
 /// adapter file: save the whole model with [`crate::load::save_hf_dir`]).
-pub fn config_json(tuning: &Tuning, model: &Llama, base: &str) -> Result<Value> {
+pub fn config_json(tuning: &Tuning, model: &dyn PromptHost, base: &str) -> Result<Value> {
+    let dims = model.peft_dims();
     Ok(match tuning {
         Tuning::Adapters(set) => {
             let c = &set.cfg;
@@ -67,13 +74,13 @@ pub fn config_json(tuning: &Tuning, model: &Llama, base: &str) -> Result<Value> 
         Tuning::Prompt { prompt, init } => {
             let mut v = json!({
                 "peft_type": "PROMPT_TUNING",
-                "task_type": "CAUSAL_LM",
+                "task_type": dims.task_type,
                 "base_model_name_or_path": base,
                 "num_virtual_tokens": prompt.len(),
-                "token_dim": model.cfg.hidden_size,
+                "token_dim": dims.token_dim,
                 "num_transformer_submodules": 1,
-                "num_attention_heads": model.cfg.num_attention_heads,
-                "num_layers": model.cfg.num_hidden_layers,
+                "num_attention_heads": dims.heads,
+                "num_layers": dims.layers,
                 "inference_mode": true,
                 "revision": null,
             });
@@ -98,9 +105,9 @@ pub fn config_json(tuning: &Tuning, model: &Llama, base: &str) -> Result<Value> 
         }
         Tuning::Mos(m) => json!({
             "peft_type": "FAIRREC_MOS",
-            "task_type": "CAUSAL_LM",
+            "task_type": dims.task_type,
             "base_model_name_or_path": base,
-            "token_dim": model.cfg.hidden_size,
+            "token_dim": dims.token_dim,
             "mos": m.cfg,
             "inference_mode": true,
         }),
@@ -113,7 +120,11 @@ pub fn config_json(tuning: &Tuning, model: &Llama, base: &str) -> Result<Value> 
 }
 
 /// The two files of an adapter directory, as bytes.
-pub fn adapter_files(tuning: &Tuning, model: &Llama, base: &str) -> Result<Vec<(String, Vec<u8>)>> {
+pub fn adapter_files(
+    tuning: &Tuning,
+    model: &dyn PromptHost,
+    base: &str,
+) -> Result<Vec<(String, Vec<u8>)>> {
     let cfg = serde_json::to_vec_pretty(&config_json(tuning, model, base)?)
         .map_err(|e| LmError::Invalid(e.to_string()))?;
     let tensors: Vec<(String, Tensor)> = match tuning {
@@ -144,7 +155,7 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
 }
 
 /// Save `tuning` in PEFT's format into `dir` (replaced as a whole, crash-safe).
-pub fn save(tuning: &Tuning, model: &Llama, base: &str, dir: &Path) -> Result<()> {
+pub fn save(tuning: &Tuning, model: &dyn PromptHost, base: &str, dir: &Path) -> Result<()> {
     let files = adapter_files(tuning, model, base)?;
     let refs: Vec<(&str, &[u8])> = files
         .iter()
@@ -165,6 +176,35 @@ fn model_err(path: &Path, message: impl Into<String>) -> LmError {
 
 /// Load an adapter directory written by fairrec or by PEFT and attach it to `model`.
 pub fn load(dir: &Path, model: &mut Llama, tok: &crate::tokenizer::Tok) -> Result<Tuning> {
+    load_into(dir, Target::Decoder(model), tok)
+}
+
+/// As [`load`] for either backbone: LoRA needs a decoder; prompts (prompt tuning,
+/// p-tuning, MoS) go on T5's encoder input too.
+pub fn load_model(dir: &Path, model: &mut Model, tok: &crate::tokenizer::Tok) -> Result<Tuning> {
+    match model {
+        Model::Decoder(m) => load_into(dir, Target::Decoder(m), tok),
+        Model::T5(m) => load_into(dir, Target::Prompts(m), tok),
+    }
+}
+
+/// What an adapter directory is attached to.
+enum Target<'a> {
+    Decoder(&'a mut Llama),
+    /// A backbone that takes prompts only.
+    Prompts(&'a mut dyn PromptHost),
+}
+
+impl Target<'_> {
+    fn host(&mut self) -> &mut dyn PromptHost {
+        match self {
+            Target::Decoder(m) => *m,
+            Target::Prompts(m) => *m,
+        }
+    }
+}
+
+fn load_into(dir: &Path, mut model: Target, tok: &crate::tokenizer::Tok) -> Result<Tuning> {
     let cfg_path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&cfg_path).map_err(|source| LmError::Io {
         path: cfg_path.clone(),
@@ -212,7 +252,15 @@ pub fn load(dir: &Path, model: &mut Llama, tok: &crate::tokenizer::Tok) -> Resul
                     "LoRA with trained biases is not supported",
                 ));
             }
-            Tuning::Adapters(model.attach_adapters(&ac, 0)?)
+            match &mut model {
+                Target::Decoder(m) => Tuning::Adapters(m.attach_adapters(&ac, 0)?),
+                Target::Prompts(_) => {
+                    return Err(model_err(
+                        &cfg_path,
+                        "LoRA adapters attach to decoder-only models; this model takes prompts only (prompt tuning, p-tuning, MoS)",
+                    ))
+                }
+            }
         }
         // A saved p-tuning prompt is the encoder's output: it loads as a fixed prompt.
         "PROMPT_TUNING" | "P_TUNING" => {
@@ -226,7 +274,7 @@ pub fn load(dir: &Path, model: &mut Llama, tok: &crate::tokenizer::Tok) -> Resul
                 .and_then(Value::as_u64)
                 .unwrap_or(1);
             if subs != 1 {
-                return Err(model_err(&cfg_path, format!("num_transformer_submodules = {subs}: only decoder-only prompts (1) load here")));
+                return Err(model_err(&cfg_path, format!("num_transformer_submodules = {subs}: only prompts on one submodule (1: a decoder's input or T5's encoder input) load here")));
             }
             let init = match cfg.get("prompt_tuning_init").and_then(Value::as_str) {
                 Some("TEXT") => PromptInit::Text(
@@ -238,8 +286,9 @@ pub fn load(dir: &Path, model: &mut Llama, tok: &crate::tokenizer::Tok) -> Resul
                 Some("SAMPLE_VOCAB") => PromptInit::SampleVocab,
                 _ => PromptInit::Random,
             };
-            let prompt = Arc::new(SoftPrompt::new(model, tok, n, &PromptInit::Random, 0)?);
-            model.soft_prompt = Some(prompt.clone());
+            let host = model.host();
+            let prompt = Arc::new(SoftPrompt::new(host, tok, n, &PromptInit::Random, 0)?);
+            *host.soft_prompt_slot() = Some(prompt.clone());
             Tuning::Prompt { prompt, init }
         }
         "FAIRREC_MOS" => {
@@ -248,7 +297,7 @@ pub fn load(dir: &Path, model: &mut Llama, tok: &crate::tokenizer::Tok) -> Resul
                 .cloned()
                 .ok_or_else(|| model_err(&cfg_path, "no `mos` section"))
                 .and_then(|v| serde_json::from_value(v).map_err(|e| model_err(&cfg_path, format!("`mos`: {e}"))))?;
-            Tuning::Mos(Arc::new(MixturePrompt::new(model, tok, mc, &PromptInit::Random, 0)?))
+            Tuning::Mos(Arc::new(MixturePrompt::new(model.host(), tok, mc, &PromptInit::Random, 0)?))
         }
         other => {
             return Err(model_err(

@@ -5,7 +5,7 @@
 //! `0..N`, the tokens `N..N+T`).
 
 use crate::error::{LmError, Result};
-use crate::model::Llama;
+use crate::host::PromptHost;
 use crate::tokenizer::Tok;
 use candle_core::{Tensor, Var};
 use fairrec_core::Rng;
@@ -107,8 +107,14 @@ pub struct SoftPrompt {
 impl SoftPrompt {
     /// `n` virtual tokens for `model`, initialised as asked (`seed` drives the random
     /// forms).
-    pub fn new(model: &Llama, tok: &Tok, n: usize, init: &PromptInit, seed: u64) -> Result<Self> {
-        Self::from_embedding(&model.embed_tokens, tok, n, init, seed)
+    pub fn new(
+        model: &dyn PromptHost,
+        tok: &Tok,
+        n: usize,
+        init: &PromptInit,
+        seed: u64,
+    ) -> Result<Self> {
+        Self::from_embedding(model.input_embedding(), tok, n, init, seed)
     }
 
     /// As [`SoftPrompt::new`] for any model whose input embedding table (`[vocab, H]`) is

@@ -56,6 +56,24 @@ impl<'a> From<&'a crate::t5::T5> for Backbone<'a> {
     }
 }
 
+impl<'a> Backbone<'a> {
+    /// Number of parameters of the base model.
+    pub fn parameters(&self) -> usize {
+        match *self {
+            Backbone::Decoder(m) => m.cfg.parameters(),
+            Backbone::T5(m) => m.parameters(),
+        }
+    }
+
+    /// The backbone as a host of soft prompts (its input embedding table, its prompt slot).
+    pub fn host(&self) -> &'a dyn crate::host::PromptHost {
+        match *self {
+            Backbone::Decoder(m) => m,
+            Backbone::T5(m) => m,
+        }
+    }
+}
+
 /// Renders prompts and scores them.
 pub struct Scorer<'a> {
     pub backbone: Backbone<'a>,
@@ -116,13 +134,13 @@ impl<'a> Scorer<'a> {
         })
     }
 
-    /// The decoder-only model, or an error naming `what` needs one (training methods read
-    /// hidden states and full-vocabulary logits at decoder positions).
+    /// The decoder-only model, or an error naming `what` needs one (methods that read
+    /// hidden states at decoder positions: paper A's L_diff, UP5's discriminator).
     pub fn model(&self, what: &str) -> Result<&'a Llama> {
         match self.backbone {
             Backbone::Decoder(m) => Ok(m),
             Backbone::T5(_) => Err(LmError::Invalid(format!(
-                "{what} needs a decoder-only model (Llama, Qwen2, SmolLM); T5 models score but do not train yet"
+                "{what} needs a decoder-only model (Llama, Qwen2, SmolLM); T5 models score and train prompts (prompt tuning, p-tuning, MoS) only"
             ))),
         }
     }
@@ -201,6 +219,24 @@ impl<'a> Scorer<'a> {
             .flat_map(|r| (0..t).map(move |j| u32::from(j < r.len())))
             .collect();
         Ok(Tensor::from_vec(m, (ids.len(), t), self.device())?)
+    }
+
+    /// Full-vocabulary logits `[B, V]` (f32) at the answer position of already-encoded
+    /// prompts, with one soft prompt per row in front if given (`[B, P, H]`), whichever the
+    /// backbone: a decoder's last prompt position, T5's first decoder step. Differentiable
+    /// (the answer loss of training).
+    pub fn vocab_logits(&self, ids: &[Vec<u32>], prefix: Option<&Tensor>) -> Result<Tensor> {
+        match self.backbone {
+            Backbone::Decoder(m) => {
+                let (x, last) = self.batch(ids)?;
+                let f = m.forward_prefixed(&x, prefix, None)?;
+                m.logits_at(&f.last, &last)
+            }
+            Backbone::T5(m) => {
+                let (x, _) = self.batch(ids)?;
+                m.first_step_vocab_logits(&x, &self.padding_mask(ids)?, prefix)
+            }
+        }
     }
 
     /// Logits `[B, 2]` of (Yes, No) for already-encoded prompts, with one soft prompt per

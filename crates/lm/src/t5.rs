@@ -499,6 +499,39 @@ impl T5 {
         &self.device
     }
 
+    /// Number of parameters of the checkpoint (every tensor, the head once if tied).
+    pub fn parameters(&self) -> usize {
+        let n = |t: &Tensor| t.elem_count();
+        let attn = |a: &T5Attention| {
+            [&a.q, &a.k, &a.v, &a.o]
+                .iter()
+                .map(|l| n(&l.weight))
+                .sum::<usize>()
+                + a.relative_attention_bias.as_ref().map_or(0, n)
+        };
+        let stack = |s: &T5Stack| {
+            n(&s.final_layer_norm.weight)
+                + s.block
+                    .iter()
+                    .map(|b| {
+                        attn(&b.self_attn)
+                            + n(&b.self_norm.weight)
+                            + b.cross
+                                .as_ref()
+                                .map_or(0, |(a, norm)| attn(a) + n(&norm.weight))
+                            + n(&b.ff.wi_0.weight)
+                            + b.ff.wi_1.as_ref().map_or(0, |l| n(&l.weight))
+                            + n(&b.ff.wo.weight)
+                            + n(&b.ff_norm.weight)
+                    })
+                    .sum::<usize>()
+        };
+        n(&self.shared)
+            + self.lm_head.as_ref().map_or(0, n)
+            + stack(&self.encoder)
+            + stack(&self.decoder)
+    }
+
     fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         Ok(weight(&self.shared)
@@ -564,6 +597,22 @@ impl T5 {
     pub fn logits(&self, h: &Tensor) -> Result<Tensor> {
         let (w, s) = self.head();
         Ok((h * s)?.broadcast_matmul(&w.t()?)?.to_dtype(DType::F32)?)
+    }
+
+    /// Logits `[B, vocab]` (f32) at the first decoder step for right-padded encoder inputs
+    /// (`ids`, `mask` `[B, T]`) with an optional per-row encoder prefix: what the answer
+    /// loss of training reads (the first decoder token is the answer).
+    pub fn first_step_vocab_logits(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        prefix: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let b = ids.dim(0)?;
+        let (enc, enc_mask) = self.encode(ids, mask, prefix)?;
+        let start = Tensor::from_vec(vec![self.cfg.start_token(); b], (b, 1), &self.device)?;
+        let h = self.decode(&start, &enc, &enc_mask)?;
+        Ok(self.logits(&h)?.squeeze(1)?)
     }
 
     /// Logits `[B, tokens.len()]` (f32) of the given tokens at the first decoder step, for

@@ -7,7 +7,6 @@ use crate::error::{LmError, Result};
 use crate::model::{Linear, Llama};
 use crate::mos::MixturePrompt;
 use crate::prompt::{PromptInit, SoftPrompt};
-use crate::tokenizer::Tok;
 use candle_core::{Tensor, Var};
 use fairrec_core::Rng;
 use std::sync::Arc;
@@ -170,32 +169,6 @@ impl Llama {
             vars.push((key, v));
         }
         Ok(vars)
-    }
-
-    /// Attach a fresh p-tuning prompt: `n` virtual tokens through a prompt encoder of
-    /// hidden width `hidden` (0: the model's width).
-    pub fn attach_p_tuning(
-        &mut self,
-        n: usize,
-        hidden: usize,
-        seed: u64,
-    ) -> Result<Arc<SoftPrompt>> {
-        let p = Arc::new(SoftPrompt::p_tuning(&self.embed_tokens, n, hidden, seed)?);
-        self.soft_prompt = Some(p.clone());
-        Ok(p)
-    }
-
-    /// Attach a fresh soft prompt of `n` virtual tokens.
-    pub fn attach_soft_prompt(
-        &mut self,
-        tok: &Tok,
-        n: usize,
-        init: &PromptInit,
-        seed: u64,
-    ) -> Result<Arc<SoftPrompt>> {
-        let p = Arc::new(SoftPrompt::new(self, tok, n, init, seed)?);
-        self.soft_prompt = Some(p.clone());
-        Ok(p)
     }
 }
 

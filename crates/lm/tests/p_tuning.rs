@@ -9,6 +9,7 @@ use common::{ids, logits, max_abs, tiny};
 use fairrec_lm::peft;
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
+use fairrec_lm::PromptHost;
 
 fn rows(t: &Tensor) -> Vec<Vec<f32>> {
     t.to_vec2::<f32>().unwrap()

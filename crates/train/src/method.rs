@@ -2,20 +2,51 @@
 //! is saved (PEFT adapter files, or a whole HF model directory for full fine-tuning).
 
 use crate::config::{Method, TrainConfig};
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use fairrec_lm::load::save_hf_dir;
+use fairrec_lm::load::Model;
 use fairrec_lm::mos::{MixturePrompt, MosConfig};
 use fairrec_lm::prompt::PromptInit;
+use fairrec_lm::score::Backbone;
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
-use fairrec_lm::Llama;
+use fairrec_lm::{Llama, PromptHost};
 use std::path::Path;
 use std::sync::Arc;
 
 /// Make `model` trainable as `cfg.method` asks (adapters seeded with `cfg.seed`).
 pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+    if let Some(t) = setup_prompts(model, tok, cfg)? {
+        return Ok(t);
+    }
     Ok(match cfg.method {
         Method::Full => Tuning::Full(model.make_trainable()?),
+        // LoRA, paper B's baselines and paper A's methods (LoRA or LoRA-MoE, as `cfg.lora` says).
+        _ => Tuning::Adapters(model.attach_adapters(&cfg.lora, cfg.seed)?),
+    })
+}
+
+/// As [`setup`] for either backbone: T5 takes the prompt-based methods (prompt tuning,
+/// p-tuning, MoS, UP5's prompt); adapters and full tuning need a decoder.
+pub fn setup_model(model: &mut Model, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+    match model {
+        Model::Decoder(m) => setup(m, tok, cfg),
+        Model::T5(m) => setup_prompts(m, tok, cfg)?.ok_or_else(|| {
+            TrainError::Config(format!(
+                "--method {} on T5: T5 trains the prompt-based methods (prompt-tuning, p-tuning, mos); LoRA, full tuning and paper A's methods need a decoder-only model",
+                cfg.method.name()
+            ))
+        }),
+    }
+}
+
+/// The prompt-based methods' tuning on any host of soft prompts; `None` for the others.
+fn setup_prompts(
+    model: &mut dyn PromptHost,
+    tok: &Tok,
+    cfg: &TrainConfig,
+) -> Result<Option<Tuning>> {
+    Ok(Some(match cfg.method {
         Method::PromptTuning | Method::Up5 => Tuning::Prompt {
             prompt: model.attach_soft_prompt(
                 tok,
@@ -49,24 +80,43 @@ pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> 
                 cfg.seed,
             )?))
         }
-        // LoRA, paper B's baselines and paper A's methods (LoRA or LoRA-MoE, as `cfg.lora` says).
-        _ => Tuning::Adapters(model.attach_adapters(&cfg.lora, cfg.seed)?),
-    })
+        _ => return Ok(None),
+    }))
 }
 
 /// Save what `tuning` trained into `dir`: PEFT files (`adapter_config.json`,
 /// `adapter_model.safetensors`) for adapters and prompts; `config.json`,
 /// `model.safetensors` and the tokenizer for full fine-tuning.
 pub fn save(tuning: &Tuning, model: &Llama, tok: &Tok, base: &str, dir: &Path) -> Result<()> {
+    save_model_ref(tuning, Backbone::Decoder(model), tok, base, dir)
+}
+
+/// As [`save`] for either backbone.
+pub fn save_model(tuning: &Tuning, model: &Model, tok: &Tok, base: &str, dir: &Path) -> Result<()> {
+    save_model_ref(tuning, model.into(), tok, base, dir)
+}
+
+fn save_model_ref(
+    tuning: &Tuning,
+    model: Backbone,
+    tok: &Tok,
+    base: &str,
+    dir: &Path,
+) -> Result<()> {
     match tuning {
         Tuning::Full(vars) => {
+            let Backbone::Decoder(m) = model else {
+                return Err(TrainError::Config(
+                    "full fine-tuning saves decoder-only models only".into(),
+                ));
+            };
             let tensors: Vec<_> = vars
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
                 .collect();
-            save_hf_dir(&model.cfg, &tensors, tok, dir)?
+            save_hf_dir(&m.cfg, &tensors, tok, dir)?
         }
-        _ => fairrec_lm::peft::save(tuning, model, base, dir)?,
+        _ => fairrec_lm::peft::save(tuning, model.host(), base, dir)?,
     }
     Ok(())
 }

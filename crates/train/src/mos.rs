@@ -77,7 +77,7 @@ impl<'a> MosLoss<'a> {
         let groups: Vec<Vec<Vec<u32>>> = items.iter().map(|e| e.group_ids.clone()).collect();
         let features = self
             .mixture
-            .pool(self.answer.scorer.model("MoS training")?, &groups)?;
+            .pool(self.answer.scorer.backbone.host(), &groups)?;
         let shares: Vec<Vec<f64>> = items
             .iter()
             .map(|e| fairrec_lm::mos::history_shares(&e.stereo.history_in_group))
@@ -136,9 +136,7 @@ impl Objective for MosLoss<'_> {
         let mix = self.prompts(items)?;
         let ids: Vec<Vec<u32>> = items.iter().map(|e| e.ids.clone()).collect();
         let labels: Vec<bool> = items.iter().map(|e| e.label).collect();
-        let (nll, _, _, logits) =
-            self.answer
-                .forward_prefixed(&ids, &labels, Some(&mix.prompts), None)?;
+        let (nll, logits) = self.answer.nll_logits(&ids, &labels, Some(&mix.prompts))?;
         let rec = nll.mean_all()?;
         let mut t = self.tally.borrow_mut();
         t.n += 1.0;

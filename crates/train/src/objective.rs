@@ -66,11 +66,28 @@ pub struct AnswerLoss<'a> {
 }
 
 impl AnswerLoss<'_> {
-    /// Per-example answer NLL `[B]` of a batch.
+    /// Per-example answer NLL `[B]` of a batch (either backbone).
     pub fn per_example(&self, items: &[&Example]) -> Result<Tensor> {
         let ids: Vec<Vec<u32>> = items.iter().map(|e| e.ids.clone()).collect();
         let labels: Vec<bool> = items.iter().map(|e| e.label).collect();
-        Ok(self.forward(&ids, &labels, None)?.0)
+        Ok(self.nll_logits(&ids, &labels, None)?.0)
+    }
+
+    /// The per-prompt answer NLL `[B]` and the answer logits `[B, V]`, with one soft prompt
+    /// per row in front if given (`[B, P, H]`), on either backbone (a decoder's last prompt
+    /// position, T5's first decoder step).
+    pub fn nll_logits(
+        &self,
+        ids: &[Vec<u32>],
+        labels: &[bool],
+        prefix: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let logits = self.scorer.vocab_logits(ids, prefix)?;
+        let targets: Vec<u32> = labels
+            .iter()
+            .map(|&l| if l { self.scorer.yes } else { self.scorer.no })
+            .collect();
+        Ok((answer_nll(&logits, &targets)?, logits))
     }
 
     /// One forward pass over encoded prompts: the per-prompt answer NLL `[B]`, the
@@ -86,7 +103,8 @@ impl AnswerLoss<'_> {
     }
 
     /// As [`AnswerLoss::forward`] with one soft prompt per row in front (`prefix`
-    /// `[B, P, H]`), also returning the answer position's logits `[B, V]`.
+    /// `[B, P, H]`), also returning the answer position's logits `[B, V]` (decoders only:
+    /// the forward pass carries hidden states).
     pub fn forward_prefixed(
         &self,
         ids: &[Vec<u32>],

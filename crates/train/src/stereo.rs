@@ -133,7 +133,7 @@ impl Objective for StereoLoss<'_> {
     fn loss(&self, items: &[&StereoExample]) -> Result<(Tensor, usize)> {
         let ids: Vec<Vec<u32>> = items.iter().map(|e| e.example.ids.clone()).collect();
         let labels: Vec<bool> = items.iter().map(|e| e.example.label).collect();
-        let (nll, _, _, logits) = self.answer.forward_prefixed(&ids, &labels, None, None)?;
+        let (nll, logits) = self.answer.nll_logits(&ids, &labels, None)?;
         let mut loss = nll.mean_all()?;
         let mut t = self.tally.borrow_mut();
         t.n += 1.0;

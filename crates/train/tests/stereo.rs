@@ -11,6 +11,7 @@ use fairrec_lm::adapter::AdapterConfig;
 use fairrec_lm::prompt::PromptInit;
 use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
 use fairrec_lm::tuning::Tuning;
+use fairrec_lm::PromptHost;
 use fairrec_train::objective::{AnswerLoss, Example, Objective};
 use fairrec_train::stereo::{Stereo, StereoExample, StereoLoss};
 use fairrec_train::trainer::{train, Run};

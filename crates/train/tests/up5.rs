@@ -8,6 +8,7 @@ use common::{check_finite_differences, check_gradient_of, model, scalar, tok, to
 use fairrec_core::Rng;
 use fairrec_lm::prompt::PromptInit;
 use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
+use fairrec_lm::PromptHost;
 use fairrec_train::objective::{answer_nll, AnswerLoss, Example, Objective};
 use fairrec_train::up5::{reverse_gradient, Up5Example, Up5Loss};
 

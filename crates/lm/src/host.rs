@@ -1,0 +1,113 @@
+//! What prompt-based tunings (prompt tuning, p-tuning, MoS) need of a backbone, for the
+//! decoders and T5 alike: the input embedding table (prompt initialisation, MoS's pooled
+//! router input), the slot of the attached soft prompt (a decoder reads it in front of the
+//! tokens, T5 in front of the encoder input) and the dimensions PEFT writes in
+//! `adapter_config.json`.
+
+use crate::error::Result;
+use crate::model::Llama;
+use crate::prompt::{PromptInit, SoftPrompt};
+use crate::t5::T5;
+use crate::tokenizer::Tok;
+use candle_core::{Device, Tensor};
+use std::sync::Arc;
+
+/// The model dimensions in a PEFT prompt config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeftDims {
+    pub token_dim: usize,
+    pub heads: usize,
+    pub layers: usize,
+    /// PEFT's `task_type`: `CAUSAL_LM` or `SEQ_2_SEQ_LM`.
+    pub task_type: &'static str,
+}
+
+/// A backbone that takes soft prompts.
+pub trait PromptHost {
+    /// The input embedding table, `[vocab, H]`.
+    fn input_embedding(&self) -> &Tensor;
+    /// Where the attached soft prompt lives.
+    fn soft_prompt_slot(&mut self) -> &mut Option<Arc<SoftPrompt>>;
+    fn peft_dims(&self) -> PeftDims;
+
+    /// The embedding width `H`.
+    fn hidden_size(&self) -> usize {
+        self.input_embedding().dim(1).unwrap_or(0)
+    }
+
+    fn host_device(&self) -> &Device {
+        self.input_embedding().device()
+    }
+
+    /// Attach a fresh soft prompt of `n` virtual tokens (prompt tuning).
+    fn attach_soft_prompt(
+        &mut self,
+        tok: &Tok,
+        n: usize,
+        init: &PromptInit,
+        seed: u64,
+    ) -> Result<Arc<SoftPrompt>> {
+        let p = Arc::new(SoftPrompt::from_embedding(
+            self.input_embedding(),
+            tok,
+            n,
+            init,
+            seed,
+        )?);
+        *self.soft_prompt_slot() = Some(p.clone());
+        Ok(p)
+    }
+
+    /// Attach a fresh p-tuning prompt: `n` virtual tokens through a prompt encoder of
+    /// hidden width `hidden` (0: the model's width).
+    fn attach_p_tuning(&mut self, n: usize, hidden: usize, seed: u64) -> Result<Arc<SoftPrompt>> {
+        let p = Arc::new(SoftPrompt::p_tuning(
+            self.input_embedding(),
+            n,
+            hidden,
+            seed,
+        )?);
+        *self.soft_prompt_slot() = Some(p.clone());
+        Ok(p)
+    }
+}
+
+impl PromptHost for Llama {
+    fn input_embedding(&self) -> &Tensor {
+        &self.embed_tokens
+    }
+
+    fn soft_prompt_slot(&mut self) -> &mut Option<Arc<SoftPrompt>> {
+        &mut self.soft_prompt
+    }
+
+    fn peft_dims(&self) -> PeftDims {
+        PeftDims {
+            token_dim: self.cfg.hidden_size,
+            heads: self.cfg.num_attention_heads,
+            layers: self.cfg.num_hidden_layers,
+            task_type: "CAUSAL_LM",
+        }
+    }
+}
+
+impl PromptHost for T5 {
+    fn input_embedding(&self) -> &Tensor {
+        &self.shared
+    }
+
+    fn soft_prompt_slot(&mut self) -> &mut Option<Arc<SoftPrompt>> {
+        &mut self.soft_prompt
+    }
+
+    /// A T5 prompt goes in front of the encoder input only: PEFT's
+    /// `num_transformer_submodules` 1 with `SEQ_2_SEQ_LM` (see [`crate::peft`]).
+    fn peft_dims(&self) -> PeftDims {
+        PeftDims {
+            token_dim: self.cfg.d_model,
+            heads: self.cfg.num_heads,
+            layers: self.cfg.num_layers,
+            task_type: "SEQ_2_SEQ_LM",
+        }
+    }
+}
