@@ -102,7 +102,7 @@ fn json(path: &Path) -> serde_json::Value {
 }
 
 #[test]
-fn t5_trains_mos_and_p_tuning_on_its_encoder_and_audit_routes_as_training_did() {
+fn t5_trains_mos_p_tuning_and_lora_and_audit_routes_as_training_did() {
     let tmp = tempfile::tempdir().unwrap();
     let model = char_t5_dir(tmp.path());
     let data = common::prepared_world(tmp.path(), "40", "30", &["--protocol", "mos"]);
@@ -218,12 +218,22 @@ fn t5_trains_mos_and_p_tuning_on_its_encoder_and_audit_routes_as_training_did() 
         v["p_yes"].as_f64().unwrap()
     };
     assert_ne!(scored(None), scored(Some(&pt.join("adapter"))));
-    // adapters and full tuning need a decoder
-    let e = fails(&strs(&train("lora", &tmp.path().join("lora"), &[])));
-    assert!(
-        e.contains("T5 trains the prompt-based methods") && e.contains("decoder-only"),
-        "{e}"
-    );
+    // LoRA on T5's q and v (the methods' default q_proj, v_proj), in PEFT's seq2seq layout
+    let lora = tmp.path().join("lora");
+    ok(&strs(&train("lora", &lora, &[])));
+    let adapter = json(&lora.join("adapter/adapter_config.json"));
+    assert_eq!(adapter["peft_type"], "LORA");
+    assert_eq!(adapter["task_type"], "SEQ_2_SEQ_LM");
+    assert_eq!(adapter["target_modules"], serde_json::json!(["q", "v"]));
+    assert_ne!(scored(None), scored(Some(&lora.join("adapter"))));
+    // full tuning and UP5 need a decoder
+    for method in ["full", "up5"] {
+        let e = fails(&strs(&train(method, &tmp.path().join(method), &[])));
+        assert!(
+            e.contains("decoder-only") && e.contains("T5"),
+            "{method}: {e}"
+        );
+    }
 }
 
 fn strs(a: &[String]) -> Vec<&str> {

@@ -27,6 +27,27 @@ pub const TARGET_MODULES: [&str; 7] = [
     "down_proj",
 ];
 
+/// The linear modules of a T5 block (`SelfAttention` / `EncDecAttention` `q`, `k`, `v`,
+/// `o`; `DenseReluDense` `wi`, or `wi_0` and `wi_1` when gated, and `wo`).
+pub const T5_TARGET_MODULES: [&str; 8] = ["q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"];
+
+/// The T5 module a Llama-family target name stands for (`q_proj` -> `q`, `gate_proj` ->
+/// `wi_0`, `up_proj` -> `wi_1`, `down_proj` -> `wo`), so that the methods' default targets
+/// (`q_proj`, `v_proj`) mean T5's `q`, `v` (PEFT's default for T5); T5 names map to
+/// themselves.
+pub fn t5_target(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "q_proj" => "q",
+        "k_proj" => "k",
+        "v_proj" => "v",
+        "o_proj" => "o",
+        "gate_proj" => "wi_0",
+        "up_proj" => "wi_1",
+        "down_proj" => "wo",
+        other => T5_TARGET_MODULES.iter().find(|t| **t == other)?,
+    })
+}
+
 /// What to attach.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdapterConfig {

@@ -34,7 +34,7 @@ impl<'a> From<&'a Model> for crate::score::Backbone<'a> {
 
 impl Loaded<Model> {
     /// The decoder, or an error saying that `what` needs one (T5 models score, through
-    /// `audit` and `score`, and train prompts, but take no LoRA adapters).
+    /// `audit` and `score`, and train prompts and LoRA).
     pub fn into_decoder(self, what: &str) -> Result<Loaded<Llama>> {
         match self.model {
             Model::Decoder(model) => Ok(Loaded {
@@ -45,7 +45,7 @@ impl Loaded<Model> {
             Model::T5(_) => Err(LmError::Model {
                 path: self.path,
                 message: format!(
-                    "a T5 model: {what} needs a decoder-only model (Llama, Qwen2, SmolLM); T5 models score (audit, score) and train prompts (prompt tuning, p-tuning, MoS) only"
+                    "a T5 model: {what} needs a decoder-only model (Llama, Qwen2, SmolLM); T5 models score (audit, score) and train prompts (prompt tuning, p-tuning, MoS) and LoRA only"
                 ),
             }),
         }

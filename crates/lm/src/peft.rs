@@ -16,7 +16,8 @@
 //!
 //! Prompts on T5 go in front of the encoder input only: `task_type` `SEQ_2_SEQ_LM` with
 //! `num_transformer_submodules` 1 (PEFT's default for seq2seq, 2, also prompts the decoder;
-//! such files are refused). LoRA attaches to decoder-only models.
+//! such files are refused). LoRA on T5 uses its module paths
+//! (`base_model.model.encoder.block.0.layer.0.SelfAttention.q.lora_A.weight`).
 
 use crate::adapter::AdapterConfig;
 use crate::error::{LmError, Result};
@@ -25,6 +26,7 @@ use crate::load::Model;
 use crate::model::Llama;
 use crate::mos::{MixturePrompt, MosConfig};
 use crate::prompt::{PromptInit, SoftPrompt};
+use crate::t5::T5;
 use crate::tuning::Tuning;
 use candle_core::{Device, Tensor};
 use serde_json::{json, Value};
@@ -46,7 +48,7 @@ pub fn config_json(tuning: &Tuning, model: &dyn PromptHost, base: &str) -> Resul
             let c = &set.cfg;
             let mut v = json!({
                 "peft_type": "LORA",
-                "task_type": "CAUSAL_LM",
+                "task_type": dims.task_type,
                 "base_model_name_or_path": base,
                 "r": c.r,
                 "lora_alpha": c.alpha,
@@ -179,27 +181,26 @@ pub fn load(dir: &Path, model: &mut Llama, tok: &crate::tokenizer::Tok) -> Resul
     load_into(dir, Target::Decoder(model), tok)
 }
 
-/// As [`load`] for either backbone: LoRA needs a decoder; prompts (prompt tuning,
-/// p-tuning, MoS) go on T5's encoder input too.
+/// As [`load`] for either backbone (on T5, LoRA on its `q`/`k`/`v`/`o`/`wi`/`wo` modules and
+/// prompts in front of the encoder input).
 pub fn load_model(dir: &Path, model: &mut Model, tok: &crate::tokenizer::Tok) -> Result<Tuning> {
     match model {
         Model::Decoder(m) => load_into(dir, Target::Decoder(m), tok),
-        Model::T5(m) => load_into(dir, Target::Prompts(m), tok),
+        Model::T5(m) => load_into(dir, Target::T5(m), tok),
     }
 }
 
 /// What an adapter directory is attached to.
 enum Target<'a> {
     Decoder(&'a mut Llama),
-    /// A backbone that takes prompts only.
-    Prompts(&'a mut dyn PromptHost),
+    T5(&'a mut T5),
 }
 
 impl Target<'_> {
     fn host(&mut self) -> &mut dyn PromptHost {
         match self {
             Target::Decoder(m) => *m,
-            Target::Prompts(m) => *m,
+            Target::T5(m) => *m,
         }
     }
 }
@@ -252,15 +253,10 @@ fn load_into(dir: &Path, mut model: Target, tok: &crate::tokenizer::Tok) -> Resu
                     "LoRA with trained biases is not supported",
                 ));
             }
-            match &mut model {
-                Target::Decoder(m) => Tuning::Adapters(m.attach_adapters(&ac, 0)?),
-                Target::Prompts(_) => {
-                    return Err(model_err(
-                        &cfg_path,
-                        "LoRA adapters attach to decoder-only models; this model takes prompts only (prompt tuning, p-tuning, MoS)",
-                    ))
-                }
-            }
+            Tuning::Adapters(match &mut model {
+                Target::Decoder(m) => m.attach_adapters(&ac, 0)?,
+                Target::T5(m) => m.attach_adapters(&ac, 0)?,
+            })
         }
         // A saved p-tuning prompt is the encoder's output: it loads as a fixed prompt.
         "PROMPT_TUNING" | "P_TUNING" => {

@@ -140,7 +140,7 @@ impl<'a> Scorer<'a> {
         match self.backbone {
             Backbone::Decoder(m) => Ok(m),
             Backbone::T5(_) => Err(LmError::Invalid(format!(
-                "{what} needs a decoder-only model (Llama, Qwen2, SmolLM); T5 models score and train prompts (prompt tuning, p-tuning, MoS) only"
+                "{what} needs a decoder-only model (Llama, Qwen2, SmolLM); T5 models score and train prompts (prompt tuning, p-tuning, MoS) and LoRA only"
             ))),
         }
     }

@@ -89,8 +89,6 @@ impl Llama {
 
     /// Attach a fresh adapter (seeded) to every linear module named in `cfg.targets`.
     pub fn attach_adapters(&mut self, cfg: &AdapterConfig, seed: u64) -> Result<AdapterSet> {
-        let device = self.device().clone();
-        let mut rng = fairrec_core::Rng::derive(seed, "adapter-init");
         if let Some(bad) = cfg
             .targets
             .iter()
@@ -101,19 +99,8 @@ impl Llama {
                 TARGET_MODULES.join(", ")
             )));
         }
-        let mut modules = Vec::new();
-        for (path, lin) in self.linears_mut() {
-            if cfg.targets.contains(&lin.name) {
-                let (out_dim, in_dim) = lin.weight.dims2()?;
-                let a = Arc::new(Adapter::new(cfg, in_dim, out_dim, &mut rng, &device)?);
-                lin.adapter = Some(a.clone());
-                modules.push((path, a));
-            }
-        }
-        Ok(AdapterSet {
-            cfg: cfg.clone(),
-            modules,
-        })
+        let device = self.device().clone();
+        attach(self.linears_mut(), cfg, seed, &device)
     }
 
     /// Fold every plain-LoRA adapter into its base weight (`W0 + s B A`) and detach it.
@@ -169,6 +156,100 @@ impl Llama {
             vars.push((key, v));
         }
         Ok(vars)
+    }
+}
+
+/// Attach a fresh adapter (seeded) to every module of `linears` whose name `cfg.targets`
+/// holds.
+fn attach(
+    linears: Vec<(String, &mut Linear)>,
+    cfg: &AdapterConfig,
+    seed: u64,
+    device: &candle_core::Device,
+) -> Result<AdapterSet> {
+    let mut rng = fairrec_core::Rng::derive(seed, "adapter-init");
+    let mut modules = Vec::new();
+    for (path, lin) in linears {
+        if cfg.targets.contains(&lin.name) {
+            let (out_dim, in_dim) = lin.weight.dims2()?;
+            let a = Arc::new(Adapter::new(cfg, in_dim, out_dim, &mut rng, device)?);
+            lin.adapter = Some(a.clone());
+            modules.push((path, a));
+        }
+    }
+    Ok(AdapterSet {
+        cfg: cfg.clone(),
+        modules,
+    })
+}
+
+impl crate::t5::T5 {
+    /// Every linear module with its checkpoint path
+    /// (`encoder.block.0.layer.0.SelfAttention.q`, ...).
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out = Vec::new();
+        for (stack, s) in [
+            ("encoder", &mut self.encoder),
+            ("decoder", &mut self.decoder),
+        ] {
+            for (i, b) in s.block.iter_mut().enumerate() {
+                let p = format!("{stack}.block.{i}.layer");
+                let a = &mut b.self_attn;
+                for lin in [&mut a.q, &mut a.k, &mut a.v, &mut a.o] {
+                    out.push((format!("{p}.0.SelfAttention.{}", lin.name), lin));
+                }
+                let ff_at = if let Some((a, _)) = &mut b.cross {
+                    for lin in [&mut a.q, &mut a.k, &mut a.v, &mut a.o] {
+                        out.push((format!("{p}.1.EncDecAttention.{}", lin.name), lin));
+                    }
+                    2
+                } else {
+                    1
+                };
+                let f = &mut b.ff;
+                let mut ff = vec![&mut f.wi_0];
+                ff.extend(f.wi_1.as_mut());
+                ff.push(&mut f.wo);
+                for lin in ff {
+                    out.push((format!("{p}.{ff_at}.DenseReluDense.{}", lin.name), lin));
+                }
+            }
+        }
+        out
+    }
+
+    /// Attach a fresh adapter (seeded) to every linear module named in `cfg.targets`,
+    /// given by T5's names or their Llama-family equivalents ([`crate::adapter::t5_target`]);
+    /// the returned set records T5's names.
+    pub fn attach_adapters(&mut self, cfg: &AdapterConfig, seed: u64) -> Result<AdapterSet> {
+        let mut targets = Vec::new();
+        for t in &cfg.targets {
+            let name = crate::adapter::t5_target(t).ok_or_else(|| {
+                LmError::Invalid(format!(
+                    "unknown T5 target module `{t}` (one of {})",
+                    crate::adapter::T5_TARGET_MODULES.join(", ")
+                ))
+            })?;
+            // A gated model has wi_0/wi_1, a plain one wi: `wi_0` also means `wi`.
+            for n in [name, if name == "wi_0" { "wi" } else { name }] {
+                if !targets.iter().any(|x: &String| x == n) {
+                    targets.push(n.to_string());
+                }
+            }
+        }
+        let cfg = AdapterConfig {
+            targets,
+            ..cfg.clone()
+        };
+        let device = self.device().clone();
+        let set = attach(self.linears_mut(), &cfg, seed, &device)?;
+        if set.modules.is_empty() {
+            return Err(LmError::Invalid(format!(
+                "no T5 module matches the targets [{}]",
+                cfg.targets.join(", ")
+            )));
+        }
+        Ok(set)
     }
 }
 

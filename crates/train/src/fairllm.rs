@@ -77,7 +77,7 @@ impl Objective for FairLlmLoss<'_> {
             .map(|p| p.sensitive.label)
             .chain(items.iter().map(|p| p.neutral.label))
             .collect();
-        let (_, _, _, logits) = self.answer.forward_prefixed(&ids, &labels, None, None)?;
+        let (_, logits) = self.answer.nll_logits(&ids, &labels, None)?;
         let yes_no = self.answer.yes_no(&logits)?;
         let d = (yes_no.narrow(1, 0, 1)? - yes_no.narrow(1, 1, 1)?)?.squeeze(D::Minus1)?;
         let (ds, dn) = (d.narrow(0, 0, b)?, d.narrow(0, b, b)?);

@@ -27,16 +27,25 @@ pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> 
 }
 
 /// As [`setup`] for either backbone: T5 takes the prompt-based methods (prompt tuning,
-/// p-tuning, MoS, UP5's prompt); adapters and full tuning need a decoder.
+/// p-tuning, MoS) and LoRA (lora, ifairlrs, fairllm); full tuning, UP5 and paper A's methods
+/// need a decoder.
 pub fn setup_model(model: &mut Model, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
     match model {
         Model::Decoder(m) => setup(m, tok, cfg),
-        Model::T5(m) => setup_prompts(m, tok, cfg)?.ok_or_else(|| {
-            TrainError::Config(format!(
-                "--method {} on T5: T5 trains the prompt-based methods (prompt-tuning, p-tuning, mos); LoRA, full tuning and paper A's methods need a decoder-only model",
-                cfg.method.name()
-            ))
-        }),
+        Model::T5(m) => {
+            if let Some(t) = setup_prompts(m, tok, cfg)? {
+                return Ok(t);
+            }
+            match cfg.method {
+                Method::Lora | Method::IFairLrs | Method::FairLlm => {
+                    Ok(Tuning::Adapters(m.attach_adapters(&cfg.lora, cfg.seed)?))
+                }
+                _ => Err(TrainError::Config(format!(
+                    "--method {} on T5: T5 trains LoRA (lora, ifairlrs, fairllm) and prompts (prompt-tuning, p-tuning, mos); full tuning, UP5 and paper A's methods need a decoder-only model",
+                    cfg.method.name()
+                ))),
+            }
+        }
     }
 }
 
