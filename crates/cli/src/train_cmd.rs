@@ -333,7 +333,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
                 Ok(fairrec_train::up5::Up5Example { example, group })
             })
             .collect::<Result<Vec<_>>>()?;
-        let hidden = scorer.model("UP5")?.cfg.hidden_size;
+        let hidden = scorer.backbone.host().hidden_size();
         let objective = fairrec_train::up5::Up5Loss::new(
             answer,
             cfg.adversary_weight,

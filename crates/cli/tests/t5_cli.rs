@@ -226,8 +226,13 @@ fn t5_trains_mos_p_tuning_and_lora_and_audit_routes_as_training_did() {
     assert_eq!(adapter["task_type"], "SEQ_2_SEQ_LM");
     assert_eq!(adapter["target_modules"], serde_json::json!(["q", "v"]));
     assert_ne!(scored(None), scored(Some(&lora.join("adapter"))));
-    // full tuning and UP5 need a decoder
-    for method in ["full", "up5"] {
+    // UP5's discriminator reads T5's first-step decoder state
+    let up5 = tmp.path().join("up5");
+    ok(&strs(&train("up5", &up5, &[])));
+    let log = std::fs::read_to_string(up5.join("train_log.jsonl")).unwrap();
+    assert!(log.contains("\"adversary_accuracy\""), "{log}");
+    // full tuning and paper A's methods need a decoder
+    for method in ["full", "cf-diff"] {
         let e = fails(&strs(&train(method, &tmp.path().join(method), &[])));
         assert!(
             e.contains("decoder-only") && e.contains("T5"),

@@ -226,15 +226,28 @@ impl<'a> Scorer<'a> {
     /// backbone: a decoder's last prompt position, T5's first decoder step. Differentiable
     /// (the answer loss of training).
     pub fn vocab_logits(&self, ids: &[Vec<u32>], prefix: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self.answer_state(ids, prefix)?.1)
+    }
+
+    /// The final hidden state at the answer position `[B, H]` (a decoder's last prompt
+    /// position after the final norm; T5's first decoder step after the decoder's final
+    /// norm) and the full-vocabulary logits there `[B, V]` (f32). Differentiable.
+    pub fn answer_state(
+        &self,
+        ids: &[Vec<u32>],
+        prefix: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (x, last) = self.batch(ids)?;
         match self.backbone {
             Backbone::Decoder(m) => {
-                let (x, last) = self.batch(ids)?;
                 let f = m.forward_prefixed(&x, prefix, None)?;
-                m.logits_at(&f.last, &last)
+                let state = crate::model::gather_positions(&f.last, &last)?;
+                Ok((state, m.logits_at(&f.last, &last)?))
             }
             Backbone::T5(m) => {
-                let (x, _) = self.batch(ids)?;
-                m.first_step_vocab_logits(&x, &self.padding_mask(ids)?, prefix)
+                let h = m.first_step_state(&x, &self.padding_mask(ids)?, prefix)?;
+                let logits = m.logits(&h.unsqueeze(1)?)?.squeeze(1)?;
+                Ok((h, logits))
             }
         }
     }

@@ -608,11 +608,22 @@ impl T5 {
         mask: &Tensor,
         prefix: Option<&Tensor>,
     ) -> Result<Tensor> {
+        let h = self.first_step_state(ids, mask, prefix)?;
+        Ok(self.logits(&h.unsqueeze(1)?)?.squeeze(1)?)
+    }
+
+    /// The decoder's output `[B, d]` (after its final norm) at the first decoder step: the
+    /// state the answer is read from.
+    pub fn first_step_state(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        prefix: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let b = ids.dim(0)?;
         let (enc, enc_mask) = self.encode(ids, mask, prefix)?;
         let start = Tensor::from_vec(vec![self.cfg.start_token(); b], (b, 1), &self.device)?;
-        let h = self.decode(&start, &enc, &enc_mask)?;
-        Ok(self.logits(&h)?.squeeze(1)?)
+        Ok(self.decode(&start, &enc, &enc_mask)?.squeeze(1)?)
     }
 
     /// Logits `[B, tokens.len()]` (f32) of the given tokens at the first decoder step, for

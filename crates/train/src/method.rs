@@ -27,7 +27,7 @@ pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> 
 }
 
 /// As [`setup`] for either backbone: T5 takes the prompt-based methods (prompt tuning,
-/// p-tuning, MoS) and LoRA (lora, ifairlrs, fairllm); full tuning, UP5 and paper A's methods
+/// p-tuning, MoS, UP5) and LoRA (lora, ifairlrs, fairllm); full tuning and paper A's methods
 /// need a decoder.
 pub fn setup_model(model: &mut Model, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
     match model {
@@ -41,7 +41,7 @@ pub fn setup_model(model: &mut Model, tok: &Tok, cfg: &TrainConfig) -> Result<Tu
                     Ok(Tuning::Adapters(m.attach_adapters(&cfg.lora, cfg.seed)?))
                 }
                 _ => Err(TrainError::Config(format!(
-                    "--method {} on T5: T5 trains LoRA (lora, ifairlrs, fairllm) and prompts (prompt-tuning, p-tuning, mos); full tuning, UP5 and paper A's methods need a decoder-only model",
+                    "--method {} on T5: T5 trains LoRA (lora, ifairlrs, fairllm) and prompts (prompt-tuning, p-tuning, mos, up5); full tuning and paper A's methods need a decoder-only model",
                     cfg.method.name()
                 ))),
             }

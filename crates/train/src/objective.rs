@@ -83,11 +83,15 @@ impl AnswerLoss<'_> {
         prefix: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
         let logits = self.scorer.vocab_logits(ids, prefix)?;
-        let targets: Vec<u32> = labels
+        Ok((answer_nll(&logits, &self.targets(labels))?, logits))
+    }
+
+    /// The answer token of each label (Yes or No).
+    pub fn targets(&self, labels: &[bool]) -> Vec<u32> {
+        labels
             .iter()
             .map(|&l| if l { self.scorer.yes } else { self.scorer.no })
-            .collect();
-        Ok((answer_nll(&logits, &targets)?, logits))
+            .collect()
     }
 
     /// One forward pass over encoded prompts: the per-prompt answer NLL `[B]`, the
@@ -116,11 +120,7 @@ impl AnswerLoss<'_> {
         let (x, last) = self.scorer.batch(ids)?;
         let f = model.forward_prefixed(&x, prefix, capture_layer)?;
         let logits = model.logits_at(&f.last, &last)?;
-        let targets: Vec<u32> = labels
-            .iter()
-            .map(|&l| if l { self.scorer.yes } else { self.scorer.no })
-            .collect();
-        Ok((answer_nll(&logits, &targets)?, f, last, logits))
+        Ok((answer_nll(&logits, &self.targets(labels))?, f, last, logits))
     }
 
     /// The (Yes, No) columns of answer logits `[B, V]` -> `[B, 2]`.

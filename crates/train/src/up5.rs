@@ -4,9 +4,9 @@
 //! against a discriminator that tries to read it. As we implement it (**our reading** of a
 //! baseline paper B describes in one sentence):
 //!
-//! - the representation `h` is the final hidden state at the prompt's last token (the
-//!   state the answer is read from), of the prompt that states the attribute (paper B's
-//!   explicit setting);
+//! - the representation `h` is the final hidden state the answer is read from (a decoder's
+//!   at the prompt's last token; T5's decoder output at the first step), of the prompt that
+//!   states the attribute (paper B's explicit setting);
 //! - the discriminator is a linear classifier `softmax(W h + b)` over the attribute's values,
 //!   trained with cross-entropy `CE`;
 //! - the prompt is trained adversarially through a gradient-reversal layer
@@ -20,7 +20,6 @@ use crate::error::Result;
 use crate::objective::{AnswerLoss, Example, Objective};
 use candle_core::{Tensor, Var, D};
 use fairrec_core::Rng;
-use fairrec_lm::pool::Capture;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -52,7 +51,6 @@ pub struct Up5Loss<'a> {
     pub answer: AnswerLoss<'a>,
     /// `lambda` of the reversal.
     pub lambda: f64,
-    pub capture: Capture,
     /// `W` `[groups, H]` and `b` `[groups]`.
     pub weight: Var,
     pub bias: Var,
@@ -77,10 +75,6 @@ impl<'a> Up5Loss<'a> {
         Ok(Up5Loss {
             answer,
             lambda,
-            capture: Capture {
-                layer: None,
-                pooling: fairrec_lm::pool::Pooling::Last,
-            },
             weight: Var::from_tensor(&Tensor::from_vec(w, (groups, hidden), &device)?)?,
             bias: Var::zeros(groups, candle_core::DType::F32, &device)?,
             tally: RefCell::new(Tally::default()),
@@ -100,13 +94,9 @@ impl Objective for Up5Loss<'_> {
     fn loss(&self, items: &[&Up5Example]) -> Result<(Tensor, usize)> {
         let ids: Vec<Vec<u32>> = items.iter().map(|e| e.example.ids.clone()).collect();
         let labels: Vec<bool> = items.iter().map(|e| e.example.label).collect();
-        let (nll, f, last, _) =
-            self.answer
-                .forward_prefixed(&ids, &labels, None, self.capture.layer)?;
-        let h = self
-            .capture
-            .pool(&f, &last)?
-            .to_dtype(candle_core::DType::F32)?;
+        let (h, answer_logits) = self.answer.scorer.answer_state(&ids, None)?;
+        let h = h.to_dtype(candle_core::DType::F32)?;
+        let nll = crate::objective::answer_nll(&answer_logits, &self.answer.targets(&labels))?;
         let logits = self.discriminate(&reverse_gradient(&h, self.lambda)?)?;
         let groups: Vec<u32> = items.iter().map(|e| e.group as u32).collect();
         let ce = crate::objective::answer_nll(&logits, &groups)?.mean_all()?;
