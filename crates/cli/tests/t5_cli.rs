@@ -231,14 +231,28 @@ fn t5_trains_mos_p_tuning_and_lora_and_audit_routes_as_training_did() {
     ok(&strs(&train("up5", &up5, &[])));
     let log = std::fs::read_to_string(up5.join("train_log.jsonl")).unwrap();
     assert!(log.contains("\"adversary_accuracy\""), "{log}");
-    // full tuning and paper A's methods need a decoder
-    for method in ["full", "cf-diff"] {
-        let e = fails(&strs(&train(method, &tmp.path().join(method), &[])));
-        assert!(
-            e.contains("decoder-only") && e.contains("T5"),
-            "{method}: {e}"
-        );
-    }
+    // full tuning writes a T5 directory that scores like any model
+    let full = tmp.path().join("full");
+    ok(&strs(&train("full", &full, &["--lr", "0.01"])));
+    let cfg = json(&full.join("adapter/config.json"));
+    assert_eq!(cfg["model_type"], "t5");
+    let tuned = {
+        let out = ok(&[
+            "score",
+            "--model",
+            p(&full.join("adapter")),
+            "--answer-space",
+            "none",
+            "--prompt",
+            "a user likes b",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        v["p_yes"].as_f64().unwrap()
+    };
+    assert_ne!(tuned, scored(None));
+    // paper A's methods need a decoder
+    let e = fails(&strs(&train("cf-diff", &tmp.path().join("cfd"), &[])));
+    assert!(e.contains("decoder-only") && e.contains("T5"), "{e}");
 }
 
 fn strs(a: &[String]) -> Vec<&str> {

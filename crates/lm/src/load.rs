@@ -173,6 +173,29 @@ pub fn save_hf_dir(
     } else {
         "LlamaForCausalLM"
     }]);
+    write_hf_dir(&cfg_json, tensors, tok, dir)
+}
+
+/// Save a T5 model as an HF directory that [`load`] (and transformers) read back:
+/// `config.json` (`model_type` `t5`), `model.safetensors`, the tokenizer files.
+pub fn save_t5_dir(
+    cfg: &crate::t5::T5Config,
+    tensors: &[(String, candle_core::Tensor)],
+    tok: &Tok,
+    dir: &Path,
+) -> Result<()> {
+    let mut cfg_json = serde_json::to_value(cfg).map_err(|e| LmError::Invalid(e.to_string()))?;
+    cfg_json["model_type"] = serde_json::json!("t5");
+    cfg_json["architectures"] = serde_json::json!(["T5ForConditionalGeneration"]);
+    write_hf_dir(&cfg_json, tensors, tok, dir)
+}
+
+fn write_hf_dir(
+    cfg_json: &serde_json::Value,
+    tensors: &[(String, candle_core::Tensor)],
+    tok: &Tok,
+    dir: &Path,
+) -> Result<()> {
     let name = |id: Option<u32>| id.and_then(|i| tok.inner.id_to_token(i));
     let tok_cfg = serde_json::json!({
         "chat_template": tok.chat_template,
@@ -188,7 +211,7 @@ pub fn save_hf_dir(
         .to_string(false)
         .map_err(|e| LmError::Tokenizer(e.to_string()))?;
     let files: Vec<(&str, Vec<u8>)> = vec![
-        ("config.json", json(&cfg_json)?),
+        ("config.json", json(cfg_json)?),
         (
             "model.safetensors",
             crate::peft::safetensors_bytes(tensors)?,

@@ -149,13 +149,7 @@ impl Llama {
 
     /// Turn every weight into a trainable variable (full fine-tuning).
     pub fn make_trainable(&mut self) -> Result<Vec<(String, Var)>> {
-        let mut vars = Vec::new();
-        for (key, t) in self.named_tensors_mut() {
-            let v = Var::from_tensor(&t.detach().copy()?)?;
-            *t = v.as_tensor().clone();
-            vars.push((key, v));
-        }
-        Ok(vars)
+        trainable(self.named_tensors_mut())
     }
 }
 
@@ -183,6 +177,49 @@ fn attach(
     })
 }
 
+/// The linear modules of one T5 block and its other weights (layer norms, the position
+/// bucket table of block 0), with checkpoint paths under `p` (`encoder.block.0.layer`).
+#[allow(clippy::type_complexity)]
+fn t5_block_parts<'a>(
+    b: &'a mut crate::t5::T5Block,
+    p: &str,
+) -> (Vec<(String, &'a mut Linear)>, Vec<(String, &'a mut Tensor)>) {
+    let (mut lin, mut other): (Vec<(String, &mut Linear)>, Vec<(String, &mut Tensor)>) =
+        (Vec::new(), Vec::new());
+    let a = &mut b.self_attn;
+    if let Some(t) = &mut a.relative_attention_bias {
+        other.push((
+            format!("{p}.0.SelfAttention.relative_attention_bias.weight"),
+            t,
+        ));
+    }
+    for l in [&mut a.q, &mut a.k, &mut a.v, &mut a.o] {
+        lin.push((format!("{p}.0.SelfAttention.{}", l.name), l));
+    }
+    other.push((format!("{p}.0.layer_norm.weight"), &mut b.self_norm.weight));
+    let ff_at = if let Some((a, norm)) = &mut b.cross {
+        for l in [&mut a.q, &mut a.k, &mut a.v, &mut a.o] {
+            lin.push((format!("{p}.1.EncDecAttention.{}", l.name), l));
+        }
+        other.push((format!("{p}.1.layer_norm.weight"), &mut norm.weight));
+        2
+    } else {
+        1
+    };
+    let f = &mut b.ff;
+    let mut ff = vec![&mut f.wi_0];
+    ff.extend(f.wi_1.as_mut());
+    ff.push(&mut f.wo);
+    for l in ff {
+        lin.push((format!("{p}.{ff_at}.DenseReluDense.{}", l.name), l));
+    }
+    other.push((
+        format!("{p}.{ff_at}.layer_norm.weight"),
+        &mut b.ff_norm.weight,
+    ));
+    (lin, other)
+}
+
 impl crate::t5::T5 {
     /// Every linear module with its checkpoint path
     /// (`encoder.block.0.layer.0.SelfAttention.q`, ...).
@@ -193,26 +230,7 @@ impl crate::t5::T5 {
             ("decoder", &mut self.decoder),
         ] {
             for (i, b) in s.block.iter_mut().enumerate() {
-                let p = format!("{stack}.block.{i}.layer");
-                let a = &mut b.self_attn;
-                for lin in [&mut a.q, &mut a.k, &mut a.v, &mut a.o] {
-                    out.push((format!("{p}.0.SelfAttention.{}", lin.name), lin));
-                }
-                let ff_at = if let Some((a, _)) = &mut b.cross {
-                    for lin in [&mut a.q, &mut a.k, &mut a.v, &mut a.o] {
-                        out.push((format!("{p}.1.EncDecAttention.{}", lin.name), lin));
-                    }
-                    2
-                } else {
-                    1
-                };
-                let f = &mut b.ff;
-                let mut ff = vec![&mut f.wi_0];
-                ff.extend(f.wi_1.as_mut());
-                ff.push(&mut f.wo);
-                for lin in ff {
-                    out.push((format!("{p}.{ff_at}.DenseReluDense.{}", lin.name), lin));
-                }
+                out.extend(t5_block_parts(b, &format!("{stack}.block.{i}.layer")).0);
             }
         }
         out
@@ -250,6 +268,51 @@ impl crate::t5::T5 {
             )));
         }
         Ok(set)
+    }
+}
+
+/// Replace every tensor by a fresh variable holding a copy of it.
+fn trainable(tensors: Vec<(String, &mut Tensor)>) -> Result<Vec<(String, Var)>> {
+    let mut vars = Vec::new();
+    for (key, t) in tensors {
+        let v = Var::from_tensor(&t.detach().copy()?)?;
+        *t = v.as_tensor().clone();
+        vars.push((key, v));
+    }
+    Ok(vars)
+}
+
+impl crate::t5::T5 {
+    /// Every weight with its HF checkpoint key, mutable (full fine-tuning, saving). The
+    /// head is listed once: `lm_head.weight` when the checkpoint has its own, else it is
+    /// `shared.weight`.
+    pub fn named_tensors_mut(&mut self) -> Vec<(String, &mut Tensor)> {
+        let mut out: Vec<(String, &mut Tensor)> = vec![("shared.weight".into(), &mut self.shared)];
+        if let Some(h) = &mut self.lm_head {
+            out.push(("lm_head.weight".into(), h));
+        }
+        for (stack, s) in [
+            ("encoder", &mut self.encoder),
+            ("decoder", &mut self.decoder),
+        ] {
+            for (i, b) in s.block.iter_mut().enumerate() {
+                let (lin, other) = t5_block_parts(b, &format!("{stack}.block.{i}.layer"));
+                for (path, l) in lin {
+                    push_linear(&mut out, path, l);
+                }
+                out.extend(other);
+            }
+            out.push((
+                format!("{stack}.final_layer_norm.weight"),
+                &mut s.final_layer_norm.weight,
+            ));
+        }
+        out
+    }
+
+    /// Turn every weight into a trainable variable (full fine-tuning).
+    pub fn make_trainable(&mut self) -> Result<Vec<(String, Var)>> {
+        trainable(self.named_tensors_mut())
     }
 }
 

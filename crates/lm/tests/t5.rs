@@ -341,3 +341,39 @@ fn lora_on_t5_is_the_identity_until_trained_and_saves_and_loads_in_peft_layout()
     );
     assert!(err < 1e-6, "loaded adapter differs by {err}");
 }
+
+#[test]
+fn t5_weights_by_checkpoint_key_save_and_load_back() {
+    for name in ["relu", "gated"] {
+        let c = case(name);
+        let (ids, mask, _) = inputs(&c);
+        let mut m = c.model;
+        let want = m.first_step_vocab_logits(&ids, &mask, None).unwrap();
+        let file =
+            candle_core::safetensors::load(fixture(name).join("model.safetensors"), &Device::Cpu)
+                .unwrap();
+        let keys: Vec<String> = m.named_tensors_mut().into_iter().map(|(k, _)| k).collect();
+        // Every checkpoint tensor is ours, except the stacks' copies of the shared table.
+        let mut expected: Vec<&String> = file
+            .keys()
+            .filter(|k| !k.ends_with("embed_tokens.weight"))
+            .collect();
+        expected.sort();
+        let mut ours: Vec<&String> = keys.iter().collect();
+        ours.sort();
+        assert_eq!(ours, expected, "{name}");
+        let tensors: Vec<(String, Tensor)> = m
+            .named_tensors_mut()
+            .into_iter()
+            .map(|(k, t)| (k, t.clone()))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let tok = fairrec_lm::tokenizer::Tok::bytes_only(&[], None).unwrap();
+        fairrec_lm::load::save_t5_dir(&m.cfg, &tensors, &tok, dir.path()).unwrap();
+        assert!(is_t5_dir(dir.path()));
+        let back = load_t5(dir.path(), &Device::Cpu).unwrap();
+        let got = back.first_step_vocab_logits(&ids, &mask, None).unwrap();
+        let (err, _) = compare(&got, &want.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_eq!(err, 0.0, "{name}: saved and loaded back differs by {err}");
+    }
+}

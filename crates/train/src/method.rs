@@ -26,9 +26,9 @@ pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> 
     })
 }
 
-/// As [`setup`] for either backbone: T5 takes the prompt-based methods (prompt tuning,
-/// p-tuning, MoS, UP5) and LoRA (lora, ifairlrs, fairllm); full tuning and paper A's methods
-/// need a decoder.
+/// As [`setup`] for either backbone: T5 takes full tuning, the prompt-based methods (prompt
+/// tuning, p-tuning, MoS, UP5) and LoRA (lora, ifairlrs, fairllm); paper A's methods need a
+/// decoder.
 pub fn setup_model(model: &mut Model, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
     match model {
         Model::Decoder(m) => setup(m, tok, cfg),
@@ -37,11 +37,12 @@ pub fn setup_model(model: &mut Model, tok: &Tok, cfg: &TrainConfig) -> Result<Tu
                 return Ok(t);
             }
             match cfg.method {
+                Method::Full => Ok(Tuning::Full(m.make_trainable()?)),
                 Method::Lora | Method::IFairLrs | Method::FairLlm => {
                     Ok(Tuning::Adapters(m.attach_adapters(&cfg.lora, cfg.seed)?))
                 }
                 _ => Err(TrainError::Config(format!(
-                    "--method {} on T5: T5 trains LoRA (lora, ifairlrs, fairllm) and prompts (prompt-tuning, p-tuning, mos, up5); full tuning and paper A's methods need a decoder-only model",
+                    "--method {} on T5: T5 trains full, LoRA (lora, ifairlrs, fairllm) and prompts (prompt-tuning, p-tuning, mos, up5); paper A's methods need a decoder-only model (L_diff reads decoder hidden states at prompt positions)",
                     cfg.method.name()
                 ))),
             }
@@ -114,16 +115,14 @@ fn save_model_ref(
 ) -> Result<()> {
     match tuning {
         Tuning::Full(vars) => {
-            let Backbone::Decoder(m) = model else {
-                return Err(TrainError::Config(
-                    "full fine-tuning saves decoder-only models only".into(),
-                ));
-            };
             let tensors: Vec<_> = vars
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
                 .collect();
-            save_hf_dir(&m.cfg, &tensors, tok, dir)?
+            match model {
+                Backbone::Decoder(m) => save_hf_dir(&m.cfg, &tensors, tok, dir)?,
+                Backbone::T5(m) => fairrec_lm::load::save_t5_dir(&m.cfg, &tensors, tok, dir)?,
+            }
         }
         _ => fairrec_lm::peft::save(tuning, model.host(), base, dir)?,
     }
