@@ -181,7 +181,10 @@ pub struct TrainArgs {
     /// MoS: weight of the expert diversity term (Eq. 14; 0 = the ablation) [default: 0.1].
     #[arg(long)]
     pub diversity_weight: Option<f64>,
-    /// MoS, IFairLRS: z-score above which an item belongs to a stereotype group [default: 1].
+    /// MoS: weight of a load-balance loss on the router (ours, not in paper B; against routing that collapses onto one expert) [default: 0].
+    #[arg(long)]
+    pub mos_balance_weight: Option<f64>,
+    /// Paper B's methods: z-score above which an item belongs to a stereotype group [default: 1].
     #[arg(long)]
     pub z_threshold: Option<f64>,
     /// p-tuning: hidden width of the prompt encoder [default: the model's width].
@@ -229,6 +232,7 @@ impl TrainArgs {
             weights: MosWeights {
                 fairness: mos_fairness,
                 diversity: self.diversity_weight.unwrap_or(dm.weights.diversity),
+                balance: self.mos_balance_weight.unwrap_or(dm.weights.balance),
             },
         };
         let stereotype = StereotypeSettings {

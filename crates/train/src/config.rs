@@ -431,6 +431,7 @@ impl TrainConfig {
         }
         if !(m.weights.fairness >= 0.0
             && m.weights.diversity >= 0.0
+            && m.weights.balance >= 0.0
             && self.divergence_weight >= 0.0
             && self.adversary_weight >= 0.0
             && self.fairness_weight >= 0.0)

@@ -31,6 +31,12 @@ pub struct MosWeights {
     pub fairness: f64,
     /// `lambda_d` on the diversity term (0 = the "no diversity" ablation).
     pub diversity: f64,
+    /// Weight of a load-balance loss on the router (ours, not in paper B; 0 = none): the
+    /// Switch Transformer form `K * sum_k f_k P_k` over the batch's group inputs, `f_k` the
+    /// share of inputs whose most probable expert is `k`, `P_k` the mean router
+    /// probability of `k` (1 when balanced). Against routing that collapses onto one expert.
+    #[serde(default)]
+    pub balance: f64,
 }
 
 impl Default for MosWeights {
@@ -38,6 +44,7 @@ impl Default for MosWeights {
         MosWeights {
             fairness: 0.1,
             diversity: 0.1,
+            balance: 0.0,
         }
     }
 }
@@ -48,6 +55,7 @@ struct Tally {
     rec: f64,
     fair: (f64, f64),
     div: f64,
+    balance: f64,
     weights: Vec<f64>,
 }
 
@@ -156,6 +164,12 @@ impl Objective for MosLoss<'_> {
                 loss = (loss + (f * self.weights.fairness)?)?;
             }
         }
+        let g = self.mixture.cfg.groups.len();
+        let (bal, _) = crate::fair::balance_loss(&mix.probs, &vec![g - 1; items.len()], g)?;
+        t.balance += f64::from(bal.to_scalar::<f32>()?);
+        if self.weights.balance > 0.0 {
+            loss = (loss + (bal * self.weights.balance)?)?;
+        }
         let div = diversity(&fairrec_lm::grad::weight(self.mixture.experts.as_tensor()))?;
         t.div += f64::from(div.to_scalar::<f32>()?);
         if self.weights.diversity > 0.0 {
@@ -187,6 +201,7 @@ impl Objective for MosLoss<'_> {
         }
         out.insert("ntp".into(), t.rec / t.n);
         out.insert("diversity".into(), t.div / t.n);
+        out.insert("balance".into(), t.balance / t.n);
         if t.fair.1 > 0.0 {
             out.insert("fairness".into(), t.fair.0 / t.fair.1);
         }

@@ -364,6 +364,53 @@ fn gradients_reach_every_mos_tensor_and_match_finite_differences() {
 }
 
 #[test]
+fn the_balance_term_is_switch_load_balance_over_group_inputs() {
+    let tok = tok();
+    let m = model(&tok);
+    let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
+    let mx = mixture(&m, cfg(4, 1, Routing::Top, true));
+    let mut rng = Rng::new(12);
+    set(
+        &mx.router_weight,
+        randn(&mut rng, 4 * m.cfg.hidden_size, 0.5),
+    );
+    let xs = examples(&scorer, 8, 5);
+    let refs: Vec<&MosExample> = xs.iter().collect();
+    let weights = |balance: f64| MosWeights {
+        fairness: 0.0,
+        diversity: 0.0,
+        balance,
+    };
+    let plain = MosLoss::new(AnswerLoss { scorer: &scorer }, &mx, weights(0.0));
+    let balanced = MosLoss::new(AnswerLoss { scorer: &scorer }, &mx, weights(2.0));
+    // By hand: K * sum_k f_k P_k over the B x G group inputs.
+    let probs = rows3(&plain.prompts(&refs).unwrap().probs);
+    let (k, mut f, mut p, mut n) = (4, [0f64; 4], [0f64; 4], 0.0);
+    for row in probs.iter().flatten() {
+        let top = (0..k).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+        f[top] += 1.0;
+        for j in 0..k {
+            p[j] += f64::from(row[j]);
+        }
+        n += 1.0;
+    }
+    let by_hand: f64 = (0..k).map(|j| f[j] / n * p[j] / n).sum::<f64>() * k as f64;
+    assert!(by_hand >= 1.0 - 1e-6, "K sum f P is at least 1: {by_hand}");
+    let (a, b) = (
+        scalar(&plain.loss(&refs).unwrap().0),
+        scalar(&balanced.loss(&refs).unwrap().0),
+    );
+    assert!(
+        (b - a - 2.0 * by_hand).abs() < 1e-4,
+        "{b} - {a} vs 2 x {by_hand}"
+    );
+    assert!((balanced.end_step()["balance"] - by_hand).abs() < 1e-5);
+    // The router gets its gradient (through P).
+    let g = balanced.loss(&refs).unwrap().0.backward().unwrap();
+    assert!(g.get(mx.router_weight.as_tensor()).is_some());
+}
+
+#[test]
 fn mos_training_learns_with_the_base_frozen_and_saves_what_loads() {
     let tok = tok();
     let mut m = model(&tok);
