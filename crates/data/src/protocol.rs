@@ -298,6 +298,17 @@ pub fn prepare(raw: &RawDataset, cfg: &ProtocolConfig) -> Result<Prepared> {
         };
         dest.append(&mut per_user[u]);
     }
+    if cfg.protocol == Protocol::Mos {
+        // A user has many windows: a seeded order per split, so that the first N samples
+        // (`--limit`, `--limit-train`) are windows of many users, not all of a few.
+        for (name, split) in [
+            ("train", &mut out.train),
+            ("valid", &mut out.valid),
+            ("test", &mut out.test),
+        ] {
+            Rng::derive(cfg.seed, &format!("mos-order-{name}")).shuffle(split);
+        }
+    }
     Ok(out)
 }
 
