@@ -61,6 +61,10 @@ pub struct CellResult {
     pub method: String,
     /// `None` for prompting baselines (seed-independent).
     pub seed: Option<u64>,
+    /// The data's protocol (`cl-moe`: paper A's table; `mos`: paper B's); absent in cells
+    /// written before it was recorded (all paper A's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
     /// `f1`, `auc` of the original prompts; `gd/<attr>`, `rate/<attr>`, `rate_sq/<attr>`.
     pub metrics: BTreeMap<String, f64>,
     pub seconds: f64,
@@ -380,7 +384,12 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
         scenario: cell.scenario.into(),
         method: cell.method.into(),
         seed: cell.seed,
-        metrics: table::cell_metrics(&adir.join("metrics.json"), &tdir.join("run.json"))?,
+        protocol: Some(cell.protocol.name().to_string()),
+        metrics: table::cell_metrics(
+            &adir.join("metrics.json"),
+            &tdir.join("run.json"),
+            cell.protocol == fairrec_data::protocol::Protocol::Mos,
+        )?,
         seconds: t0.elapsed().as_secs_f64(),
     };
     write_atomic(&done, (serde_json::to_string_pretty(&r)? + "\n").as_bytes())?;

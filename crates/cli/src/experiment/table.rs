@@ -2,7 +2,7 @@
 //! the mean and sample standard deviation over seeds. Paper A's sections show F1 (original
 //! prompts), and GD, Rate (Eq. 3 as printed) and Rate^2 (the squared relative deviation the
 //! paper's tables show) for the joint scenario and each attribute; paper B's sections
-//! (data of its protocol, whose audits have stereotype figures) are rendered by
+//! (cells on data of its `mos` protocol) are rendered by
 //! [`super::table_b`]. The published figures stand beside ours when the experiment file
 //! has them. Written as `results.md`, `results.html` and `results.csv`.
 
@@ -17,12 +17,12 @@ use std::path::Path;
 
 /// The numbers of one audit's `metrics.json` that the table uses: `f1`, `auc`,
 /// `precision`, `recall` of the original prompts; paper A's `gd/<attrs>`, `rate/<attrs>`,
-/// `rate_sq/<attrs>`; paper B's `stereo/<attr>/<setting>` (total, with `stereo_same/...`
+/// `rate_sq/<attrs>`; for paper B's cells (`paper_b`), `stereo/<attr>/<setting>` (total, with `stereo_same/...`
 /// and `stereo_other/...`), `pair/<attr>/<setting>/users=<s'>,items=<s>` (signed Delta)
 /// and `side/<attr>/<side>/<figure>` (explicit-setting performance by user or item
 /// group); and, from the training run's `run.json` when there is one, `trainable` (the
 /// fraction of parameters trained).
-pub fn cell_metrics(path: &Path, train_run: &Path) -> Result<BTreeMap<String, f64>> {
+pub fn cell_metrics(path: &Path, train_run: &Path, paper_b: bool) -> Result<BTreeMap<String, f64>> {
     let v: serde_json::Value = serde_json::from_slice(
         &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
     )?;
@@ -41,7 +41,7 @@ pub fn cell_metrics(path: &Path, train_run: &Path) -> Result<BTreeMap<String, f6
             }
         }
     }
-    if let Some(st) = v["stereotype"].as_object() {
+    if let Some(st) = v["stereotype"].as_object().filter(|_| paper_b) {
         for (attr, e) in st {
             for (setting, f) in e["settings"].as_object().into_iter().flatten() {
                 for (key, name) in [
@@ -294,11 +294,9 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
             .collect();
         let paper = spec.paper.get(ds).and_then(|p| p.get(sc));
         let name = format!("{ds},{model},\"{sc}\"");
-        let paper_b = rows.iter().any(|r| {
-            r.cells
-                .iter()
-                .any(|c| c.metrics.keys().any(|k| k.starts_with("stereo/")))
-        });
+        let paper_b = rows
+            .iter()
+            .any(|r| r.cells.iter().any(|c| c.protocol.as_deref() == Some("mos")));
         if paper_b {
             super::table_b::section(&mut blocks, &mut csv, &name, sc, &rows, paper);
         } else {
