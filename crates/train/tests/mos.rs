@@ -8,7 +8,7 @@
 mod common;
 
 use candle_core::{Device, Tensor, Var};
-use common::{check_finite_differences, model, scalar, tok, toy_prompt};
+use common::{check_finite_differences, model, scalar, tok, toy_prompt, train_in_tempdir};
 use fairrec_core::Rng;
 use fairrec_lm::mos::{history_shares, MixturePrompt, MosConfig, Routing};
 use fairrec_lm::prompt::PromptInit;
@@ -19,7 +19,6 @@ use fairrec_metrics::stereotype::{fairness, Counts, ItemGroups, Setting};
 use fairrec_train::mos::{diversity, MosExample, MosLoss, MosWeights};
 use fairrec_train::objective::{AnswerLoss, Objective};
 use fairrec_train::stereo::{fairness_surrogate, Stereo};
-use fairrec_train::trainer::{train, Run};
 use fairrec_train::{method, TrainConfig};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -455,27 +454,11 @@ fn mos_training_learns_with_the_base_frozen_and_saves_what_loads() {
         eval: false,
         ..TrainConfig::default()
     };
-    let d = tempfile::tempdir().unwrap();
     let save = |dir: &std::path::Path| method::save(&tuning, &m, &tok, "tiny", dir);
-    let summary = train(
-        Run {
-            cfg: &c,
-            dir: d.path(),
-            tuning: &tuning,
-            objective: &objective,
-            train: &train_set,
-            valid: &[],
-            scorer: &scorer,
-            save: &save,
-            resume: false,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    let (summary, log, d) = train_in_tempdir(&c, &tuning, &objective, &train_set, &scorer, &save);
     assert_eq!(summary.steps, 60);
     let trained_p = objective.p_yes(&valid, 8).unwrap();
     let after = auc(&trained_p);
-    let log = std::fs::read_to_string(d.path().join("train_log.jsonl")).unwrap();
     assert!(
         after > 0.75 && after > before,
         "valid AUC {before} -> {after}\n{log}"

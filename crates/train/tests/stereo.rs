@@ -5,7 +5,9 @@
 //! gets a gradient on every weight; a LoRA run leaves the base weights untouched.
 
 mod common;
-use common::{check_finite_differences, model, randomise_b, scalar, tok, toy_prompt};
+use common::{
+    check_finite_differences, model, randomise_b, scalar, tok, toy_prompt, train_in_tempdir,
+};
 use fairrec_core::Rng;
 use fairrec_lm::adapter::AdapterConfig;
 use fairrec_lm::prompt::PromptInit;
@@ -14,7 +16,6 @@ use fairrec_lm::tuning::Tuning;
 use fairrec_lm::PromptHost;
 use fairrec_train::objective::{AnswerLoss, Example, Objective};
 use fairrec_train::stereo::{Stereo, StereoExample, StereoLoss};
-use fairrec_train::trainer::{train, Run};
 use fairrec_train::{method, TrainConfig};
 
 /// Toy prompts with random tags: two groups, targets in group 0, 1 or neither, histories
@@ -199,25 +200,9 @@ fn full_tuning_gets_the_gradient_of_every_weight_and_lora_leaves_the_base_alone(
     let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
     let train_set = examples(&scorer, 32, 4);
     let objective = StereoLoss::new(AnswerLoss { scorer: &scorer }, c.fairness_weight, 2);
-    let d = tempfile::tempdir().unwrap();
     let save = |dir: &std::path::Path| method::save(&tuning, &m, &tok, "tiny", dir);
-    let summary = train(
-        Run {
-            cfg: &c,
-            dir: d.path(),
-            tuning: &tuning,
-            objective: &objective,
-            train: &train_set,
-            valid: &[],
-            scorer: &scorer,
-            save: &save,
-            resume: false,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    let (summary, log, _d) = train_in_tempdir(&c, &tuning, &objective, &train_set, &scorer, &save);
     assert_eq!(summary.steps, 8);
-    let log = std::fs::read_to_string(d.path().join("train_log.jsonl")).unwrap();
     assert!(
         log.contains("\"fairness\"") && log.contains("\"ntp\""),
         "{log}"

@@ -65,6 +65,21 @@ fn class_row(name: &str, c: &ClassBlock, ci: &dyn Fn(&str) -> Option<[f64; 2]>) 
     ]
 }
 
+/// The header of a table of [`class_row`]s whose first column is `first`.
+fn class_head(first: &str) -> Vec<String> {
+    [
+        first,
+        "F1 %",
+        "precision %",
+        "recall %",
+        "AUC %",
+        "n",
+        "positives",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Plain-words summary of one attribute set.
 fn summary(set: &str, f: &FairnessEntry) -> String {
     let (Some(b), Some(gd)) = (f.point.neutral_f1, f.point.gd) else {
@@ -333,20 +348,7 @@ fn stereotype_blocks(attr: &str, s: &StereotypeEntry, out: &mut Vec<Block>) {
             .iter()
             .map(|(side, c)| class_row(side, c, &|_| None))
             .collect();
-        out.push(Block::Table(
-            [
-                "side",
-                "F1 %",
-                "precision %",
-                "recall %",
-                "AUC %",
-                "n",
-                "positives",
-            ]
-            .map(String::from)
-            .to_vec(),
-            rows,
-        ));
+        out.push(Block::Table(class_head("side"), rows));
     }
 }
 
@@ -382,20 +384,7 @@ pub fn blocks(m: &Metrics, p: &Provenance) -> Vec<Block> {
             .filter(|(k, _)| *k != "original" && *k != "neutral")
             .map(|(k, c)| class_row(k, c, &|_| None)),
     );
-    out.push(Block::Table(
-        [
-            "prompts",
-            "F1 %",
-            "precision %",
-            "recall %",
-            "AUC %",
-            "n",
-            "positives",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows,
-    ));
+    out.push(Block::Table(class_head("prompts"), rows));
     fairness_blocks(m, &mut out);
     if let Some(st) = &m.stereotype {
         out.push(Block::Heading(

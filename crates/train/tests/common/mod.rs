@@ -107,3 +107,33 @@ pub fn randomise_b(vars: &[(String, Var)]) {
         }
     }
 }
+
+/// Train `objective` on `train_set` with `c` (no validation set) in a fresh directory;
+/// returns the summary, the step log (`train_log.jsonl`) and the directory.
+pub fn train_in_tempdir<O: fairrec_train::objective::Objective>(
+    c: &fairrec_train::TrainConfig,
+    tuning: &fairrec_lm::tuning::Tuning,
+    objective: &O,
+    train_set: &[O::Item],
+    scorer: &fairrec_lm::score::Scorer,
+    save: &dyn Fn(&std::path::Path) -> fairrec_train::Result<()>,
+) -> (fairrec_train::trainer::Summary, String, tempfile::TempDir) {
+    let d = tempfile::tempdir().unwrap();
+    let summary = fairrec_train::trainer::train(
+        fairrec_train::trainer::Run {
+            cfg: c,
+            dir: d.path(),
+            tuning,
+            objective,
+            train: train_set,
+            valid: &[],
+            scorer,
+            save,
+            resume: false,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let log = std::fs::read_to_string(d.path().join("train_log.jsonl")).unwrap();
+    (summary, log, d)
+}
