@@ -8,7 +8,9 @@
 mod common;
 
 use candle_core::{Device, Tensor, Var};
-use common::{check_finite_differences, model, scalar, tok, toy_prompt, train_in_tempdir};
+use common::{
+    check_finite_differences, model, random_stereo, scalar, tok, toy_prompt, train_in_tempdir,
+};
 use fairrec_core::Rng;
 use fairrec_lm::mos::{history_shares, MixturePrompt, MosConfig, Routing};
 use fairrec_lm::prompt::PromptInit;
@@ -61,22 +63,11 @@ fn examples(scorer: &Scorer, n: usize, seed: u64) -> Vec<MosExample> {
     (0..n)
         .map(|_| {
             let (s, label) = toy_prompt(&mut rng, 5);
-            let target_groups = match rng.below(3) {
-                0 => vec![0],
-                1 => vec![1],
-                _ => vec![],
-            };
-            let hist = [rng.below(4) as f64, rng.below(4) as f64];
             MosExample {
                 ids: enc(&s),
                 group_ids: vec![enc(&format!("f:{s}")), enc(&format!("m:{s}"))],
                 label,
-                stereo: Stereo {
-                    user_group: rng.below(2) as usize,
-                    target_groups,
-                    history_in_group: hist.to_vec(),
-                    history_len: hist[0] + hist[1] + 1.0 + rng.below(3) as f64,
-                },
+                stereo: random_stereo(&mut rng, 4, 3),
             }
         })
         .collect()

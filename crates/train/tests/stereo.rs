@@ -6,7 +6,8 @@
 
 mod common;
 use common::{
-    check_finite_differences, model, randomise_b, scalar, tok, toy_prompt, train_in_tempdir,
+    check_finite_differences, model, random_stereo, randomise_b, scalar, tok, toy_prompt,
+    train_in_tempdir,
 };
 use fairrec_core::Rng;
 use fairrec_lm::adapter::AdapterConfig;
@@ -25,23 +26,12 @@ fn examples(scorer: &Scorer, n: usize, seed: u64) -> Vec<StereoExample> {
     (0..n)
         .map(|_| {
             let (text, label) = toy_prompt(&mut rng, 4);
-            let target_groups = match rng.below(3) {
-                0 => vec![0],
-                1 => vec![1],
-                _ => vec![],
-            };
-            let hist = [rng.below(3) as f64, rng.below(3) as f64];
             StereoExample {
                 example: Example {
                     ids: scorer.encode(&[text]).unwrap().remove(0),
                     label,
                 },
-                stereo: Stereo {
-                    user_group: rng.below(2) as usize,
-                    target_groups,
-                    history_in_group: hist.to_vec(),
-                    history_len: hist[0] + hist[1] + 1.0 + rng.below(2) as f64,
-                },
+                stereo: random_stereo(&mut rng, 3, 2),
             }
         })
         .collect()

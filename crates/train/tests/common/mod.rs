@@ -137,3 +137,27 @@ pub fn train_in_tempdir<O: fairrec_train::objective::Objective>(
     let log = std::fs::read_to_string(d.path().join("train_log.jsonl")).unwrap();
     (summary, log, d)
 }
+
+/// Random stereotype tags for two groups: the target in group 0, 1 or neither, history
+/// counts below `max_in_group` per group and up to `extra - 1` neutral items beyond one.
+pub fn random_stereo(
+    rng: &mut fairrec_core::Rng,
+    max_in_group: u64,
+    extra: u64,
+) -> fairrec_train::stereo::Stereo {
+    let target_groups = match rng.below(3) {
+        0 => vec![0],
+        1 => vec![1],
+        _ => vec![],
+    };
+    let hist = [
+        rng.below(max_in_group) as f64,
+        rng.below(max_in_group) as f64,
+    ];
+    fairrec_train::stereo::Stereo {
+        user_group: rng.below(2) as usize,
+        target_groups,
+        history_in_group: hist.to_vec(),
+        history_len: hist[0] + hist[1] + 1.0 + rng.below(extra) as f64,
+    }
+}
