@@ -412,6 +412,48 @@ fn show_rerenders_committed_cells_and_names_degenerate_answers() {
     );
 }
 
+const TABLES: [&str; 3] = ["results.md", "results.csv", "results.html"];
+
+#[test]
+fn every_committed_result_rerenders_to_its_committed_tables() {
+    // experiments/results/<name>/ holds experiment.json, the cells' cell.json and the
+    // tables: `show` on a copy must write the same Markdown, CSV and HTML, so no committed
+    // table says what its cells do not.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/results");
+    let mut checked = Vec::new();
+    for e in std::fs::read_dir(&root).unwrap() {
+        let src = e.unwrap().path();
+        if !src.join("experiment.json").is_file() {
+            continue;
+        }
+        let t = tempfile::tempdir().unwrap();
+        for entry in walk(&src) {
+            let rel = entry.strip_prefix(&src).unwrap();
+            if TABLES.iter().any(|t| rel == Path::new(t)) {
+                continue;
+            }
+            let dest = t.path().join(rel);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(&entry, &dest).unwrap();
+        }
+        ok(&["experiment", "show", p(t.path())]);
+        for table in TABLES {
+            let committed = std::fs::read_to_string(src.join(table)).unwrap();
+            let rendered = std::fs::read_to_string(t.path().join(table)).unwrap();
+            assert!(
+                committed == rendered,
+                "{}: the committed {table} differs from what its cells render",
+                src.display()
+            );
+        }
+        checked.push(src.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    assert!(
+        checked.iter().any(|n| n == "paper-a-table2-sushi3"),
+        "{checked:?}"
+    );
+}
+
 /// Every file under `dir`.
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
