@@ -115,13 +115,20 @@ pub(super) fn mean_std(xs: &[f64]) -> (f64, Option<f64>) {
 }
 
 /// `scale` turns a fraction into the printed unit (100 for %, 100 for x10^-2, ...).
-pub(super) fn fmt(xs: &[f64], scale: f64) -> String {
+/// Mean ± std of `xs` times `scale`; `(k/n)` after it when only `k` of the row's `n`
+/// cells define the figure (the others left it undefined, e.g. no Yes answer).
+pub(super) fn fmt(xs: &[f64], scale: f64, n: usize) -> String {
     if xs.is_empty() {
         return "–".into();
     }
-    match mean_std(xs) {
+    let figure = match mean_std(xs) {
         (m, Some(s)) => format!("{:.2} ± {:.2}", m * scale, s * scale),
         (m, None) => format!("{:.2}", m * scale),
+    };
+    if xs.len() < n {
+        format!("{figure} ({}/{n})", xs.len())
+    } else {
+        figure
     }
 }
 
@@ -261,7 +268,7 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
         blocks.push(Block::Para(spec.description.clone()));
     }
     blocks.push(Block::Para(format!(
-        "{} finished cells. Mean ± sample standard deviation over seeds {:?} (prompting baselines are scored once: their scores do not depend on the seed).",
+        "{} finished cells. Mean ± sample standard deviation over seeds {:?} (prompting baselines are scored once: their scores do not depend on the seed); a figure that only k of a row's n cells define is followed by (k/n).",
         cells.len(),
         spec.seeds
     )));
@@ -358,12 +365,12 @@ fn section_a(
         let mut row = vec![
             r.method.to_string(),
             r.cells.len().to_string(),
-            fmt(&r.vals("f1"), 100.0),
-            fmt(&r.vals("auc"), 100.0),
+            fmt(&r.vals("f1"), 100.0, r.cells.len()),
+            fmt(&r.vals("auc"), 100.0, r.cells.len()),
         ];
         for k in &keys {
             for (m, _, scale) in UNITS {
-                row.push(fmt(&r.vals(&format!("{m}/{k}")), scale));
+                row.push(fmt(&r.vals(&format!("{m}/{k}")), scale, r.cells.len()));
             }
         }
         if paper.is_some() {
@@ -388,4 +395,19 @@ fn section_a(
         keys[0]
     );
     blocks.extend(bars_chart(&title, rows, &format!("gd/{}", keys[0]), 100.0));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt;
+
+    #[test]
+    fn a_figure_defined_in_some_cells_says_in_how_many() {
+        // 0.1 and 0.3 (x100): mean 20, sample std sqrt(((10)^2 + (10)^2) / 1) = 14.142...
+        assert_eq!(fmt(&[0.1, 0.3], 100.0, 3), "20.00 ± 14.14 (2/3)");
+        assert_eq!(fmt(&[0.1, 0.3], 100.0, 2), "20.00 ± 14.14");
+        assert_eq!(fmt(&[0.5], 1.0, 1), "0.50");
+        assert_eq!(fmt(&[0.5], 1.0, 3), "0.50 (1/3)");
+        assert_eq!(fmt(&[], 1.0, 3), "–");
+    }
 }

@@ -69,11 +69,11 @@ pub(super) fn section(
             ];
             for s in SETTINGS {
                 let key = format!("stereo/{attr}/{s}");
-                row.push(fmt(&r.vals(&key), 1.0));
+                row.push(fmt(&r.vals(&key), 1.0, r.cells.len()));
                 *csv += &r.csv(name, &key);
             }
             for (k, _) in PERFORMANCE {
-                row.push(fmt(&r.vals(k), 100.0));
+                row.push(fmt(&r.vals(k), 100.0, r.cells.len()));
                 *csv += &r.csv(name, k);
             }
             if paper.is_some() {
@@ -150,10 +150,14 @@ fn side_table(blocks: &mut Vec<Block>, csv: &mut String, name: &str, attr: &str,
                     .filter_map(|c| side_fairness(c, attr, side))
                     .collect(),
             };
-            let mut row = vec![r.method.to_string(), side.clone(), fmt(&fair, 1.0)];
+            let mut row = vec![
+                r.method.to_string(),
+                side.clone(),
+                fmt(&fair, 1.0, r.cells.len()),
+            ];
             for (k, _) in PERFORMANCE {
                 let key = format!("{prefix}{side}/{k}");
-                row.push(fmt(&r.vals(&key), 100.0));
+                row.push(fmt(&r.vals(&key), 100.0, r.cells.len()));
                 *csv += &r.csv(name, &key);
             }
             table.push(row);
