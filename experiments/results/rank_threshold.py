@@ -51,18 +51,15 @@ def setting(p: dict):
     return None
 
 
-def ranked(pred_file: Path, out: Path) -> float:
-    """Write `pred_file` with each setting's P(Yes) as percentiles; return the explicit
-    prompts' median P(Yes)."""
-    ps = [json.loads(line) for line in pred_file.open()]
+def percentiles(ps: list) -> list:
+    """`ps` with each setting's P(Yes) replaced by its percentile (rank + 0.5) / n within
+    the setting (ties share their mean rank); predictions in no setting keep theirs."""
+    out = [dict(p) for p in ps]
     by = defaultdict(list)
     for i, p in enumerate(ps):
         s = setting(p)
         if s is not None:
             by[s].append(i)
-    if "explicit" not in by:
-        sys.exit(f"{pred_file}: no prediction of the original (explicit) variant")
-    median = statistics.median(ps[i]["p_yes"] for i in by["explicit"])
     for idx in by.values():
         idx.sort(key=lambda i: ps[i]["p_yes"])
         n, j = len(idx), 0
@@ -71,32 +68,21 @@ def ranked(pred_file: Path, out: Path) -> float:
             while k + 1 < n and ps[idx[k + 1]]["p_yes"] == ps[idx[j]]["p_yes"]:
                 k += 1
             for i in idx[j:k + 1]:
-                ps[i]["p_yes"] = ((j + k) / 2 + 0.5) / n
+                out[i]["p_yes"] = ((j + k) / 2 + 0.5) / n
             j = k + 1
-    out.write_text("".join(json.dumps(p) + "\n" for p in ps))
-    return median
+    return out
 
 
-def audit(fairrec: str, pred_file: Path, data: str, replace=None, rank=True):
-    """The cell's predictions ranked (unless not `rank`), re-audited at 0.5; (metrics,
-    explicit median). `replace(p)` gives each prediction's P(Yes) first, if given."""
+def reaudit(fairrec: str, ps: list, data: str) -> dict:
+    """`fairrec metrics` at the 0.5 threshold on the predictions `ps`."""
     with tempfile.TemporaryDirectory() as tmp:
-        ranks = Path(tmp) / "ranked.jsonl"
-        if replace is not None:
-            ps = [json.loads(line) for line in pred_file.open()]
-            src = Path(tmp) / "replaced.jsonl"
-            src.write_text("".join(json.dumps({**p, "p_yes": replace(p)}) + "\n" for p in ps))
-            pred_file = src
-        if rank:
-            median = ranked(pred_file, ranks)
-        else:
-            ranks, median = pred_file, None
-        out = Path(tmp) / "audit"
+        src, out = Path(tmp) / "predictions.jsonl", Path(tmp) / "audit"
+        src.write_text("".join(json.dumps(p) + "\n" for p in ps))
         subprocess.run(
-            [fairrec, "-q", "metrics", "--predictions", str(ranks), "--data", data,
+            [fairrec, "-q", "metrics", "--predictions", str(src), "--data", data,
              "--threshold", "0.5", "--bootstrap", "0", "--out", str(out)],
             check=True, stdout=subprocess.DEVNULL)
-        return json.loads((out / "metrics.json").read_text()), median
+        return json.loads((out / "metrics.json").read_text())
 
 
 def fmt(xs):
@@ -116,7 +102,7 @@ def main():
     rows = defaultdict(lambda: defaultdict(list))
     order = []
 
-    def add(method, m, t, name):
+    def add(method, m, median=None):
         if method not in order:
             order.append(method)
         for attr, st in m["stereotype"].items():
@@ -124,31 +110,36 @@ def main():
                 total = st["settings"].get(s, {}).get("total")
                 if total is not None:
                     rows[method][f"{s} ({attr})"].append(total)
-        rows[method]["threshold"].append(t)
-        rows[method]["cells"].append(name)
+        rows[method]["median"].append(median)
 
-    preds = sorted(a.run_dir.glob("cells/*/*/*/*/*/audit/predictions.jsonl"))
-    if not preds:
+    files = sorted(a.run_dir.glob("cells/*/*/*/*/*/audit/predictions.jsonl"))
+    if not files:
         sys.exit(f"{a.run_dir}: no cell with audit/predictions.jsonl")
-    for pred in preds:
-        cell = pred.parent.parent
-        run = json.loads((pred.parent / "run.json").read_text())
-        add(cell.parent.name, *audit(a.fairrec, pred, run["data"]), cell.name)
+    first = None
+    for f in files:
+        ps = [json.loads(line) for line in f.open()]
+        data = json.loads((f.parent / "run.json").read_text())["data"]
+        explicit = [p["p_yes"] for p in ps if setting(p) == "explicit"]
+        if not explicit:
+            sys.exit(f"{f}: no prediction of the original (explicit) variant")
+        add(f.parent.parent.parent.name, reaudit(a.fairrec, percentiles(ps), data),
+            statistics.median(explicit))
+        first = first or (ps, data)
     # References on the first cell's prompts (every cell audits the same test prompts).
-    data = json.loads((preds[0].parent / "run.json").read_text())["data"]
-    add("(all Yes)", audit(a.fairrec, preds[0], data, lambda p: 1.0, rank=False)[0], None, "-")
+    ps, data = first
+    add("(all Yes)", reaudit(a.fairrec, [{**p, "p_yes": 1.0} for p in ps], data))
     for d in range(a.draws):
         rng = random.Random(d)
-        add(f"(random top half, {a.draws} draws)",
-            audit(a.fairrec, preds[0], data, lambda p: rng.random())[0], None, "-")
-    cols = sorted({c for r in rows.values() for c in r if c not in ("threshold", "cells")},
+        shuffled = percentiles([{**p, "p_yes": rng.random()} for p in ps])
+        add(f"(random top half, {a.draws} draws)", reaudit(a.fairrec, shuffled, data))
+    cols = sorted({c for r in rows.values() for c in r if c != "median"},
                   key=lambda c: (c.split(" ", 1)[1], SETTINGS.index(c.split(" ", 1)[0])))
     print("| Method | n | " + " | ".join(cols) + " | explicit median P(Yes) |")
     print("|---|---|" + "---|" * len(cols) + "---|")
     for method in order:
         r = rows[method]
-        ts = ", ".join(sorted({f"{t:.3f}" for t in r["threshold"] if t is not None})) or "–"
-        print(f"| {method} | {len(r['cells'])} | "
+        ts = ", ".join(sorted({f"{t:.3f}" for t in r["median"] if t is not None})) or "–"
+        print(f"| {method} | {len(r['median'])} | "
               + " | ".join(fmt(r[c]) for c in cols) + f" | {ts} |")
 
 

@@ -376,11 +376,7 @@ fn show_rerenders_committed_cells_and_names_degenerate_answers() {
     let t = tempfile::tempdir().unwrap();
     let (plain, changed) = (t.path().join("plain"), t.path().join("changed"));
     for to in [&plain, &changed] {
-        for entry in walk(&src) {
-            let dest = to.join(entry.strip_prefix(&src).unwrap());
-            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-            std::fs::copy(&entry, &dest).unwrap();
-        }
+        copy_tree(&src, to, &[]);
     }
     let cf = changed.join("cells/sushi3/smollm2-135m/age+gender/cf");
     for seed in 0..3 {
@@ -427,15 +423,7 @@ fn every_committed_result_rerenders_to_its_committed_tables() {
             continue;
         }
         let t = tempfile::tempdir().unwrap();
-        for entry in walk(&src) {
-            let rel = entry.strip_prefix(&src).unwrap();
-            if TABLES.iter().any(|t| rel == Path::new(t)) {
-                continue;
-            }
-            let dest = t.path().join(rel);
-            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-            std::fs::copy(&entry, &dest).unwrap();
-        }
+        copy_tree(&src, t.path(), &TABLES);
         ok(&["experiment", "show", p(t.path())]);
         for table in TABLES {
             let committed = std::fs::read_to_string(src.join(table)).unwrap();
@@ -452,6 +440,20 @@ fn every_committed_result_rerenders_to_its_committed_tables() {
         checked.iter().any(|n| n == "paper-a-table2-sushi3"),
         "{checked:?}"
     );
+}
+
+/// Copy every file under `src` to the same place under `to`, except the top-level files
+/// named in `skip`.
+fn copy_tree(src: &Path, to: &Path, skip: &[&str]) {
+    for entry in walk(src) {
+        let rel = entry.strip_prefix(src).unwrap();
+        if skip.iter().any(|s| rel == Path::new(s)) {
+            continue;
+        }
+        let dest = to.join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &dest).unwrap();
+    }
 }
 
 /// Every file under `dir`.

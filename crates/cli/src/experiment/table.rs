@@ -167,6 +167,11 @@ impl Row<'_> {
             .collect()
     }
 
+    /// `metric` over the row's cells as the table prints it ([`fmt`]).
+    pub fn figure(&self, metric: &str, scale: f64) -> String {
+        fmt(&self.vals(metric), scale, self.cells.len())
+    }
+
     /// A `results.csv` line for `metric` (nothing when no cell has it).
     pub fn csv(&self, section: &str, metric: &str) -> String {
         let v = self.vals(metric);
@@ -365,12 +370,12 @@ fn section_a(
         let mut row = vec![
             r.method.to_string(),
             r.cells.len().to_string(),
-            fmt(&r.vals("f1"), 100.0, r.cells.len()),
-            fmt(&r.vals("auc"), 100.0, r.cells.len()),
+            r.figure("f1", 100.0),
+            r.figure("auc", 100.0),
         ];
         for k in &keys {
             for (m, _, scale) in UNITS {
-                row.push(fmt(&r.vals(&format!("{m}/{k}")), scale, r.cells.len()));
+                row.push(r.figure(&format!("{m}/{k}"), scale));
             }
         }
         if paper.is_some() {

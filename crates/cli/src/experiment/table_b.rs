@@ -69,11 +69,11 @@ pub(super) fn section(
             ];
             for s in SETTINGS {
                 let key = format!("stereo/{attr}/{s}");
-                row.push(fmt(&r.vals(&key), 1.0, r.cells.len()));
+                row.push(r.figure(&key, 1.0));
                 *csv += &r.csv(name, &key);
             }
             for (k, _) in PERFORMANCE {
-                row.push(fmt(&r.vals(k), 100.0, r.cells.len()));
+                row.push(r.figure(k, 100.0));
                 *csv += &r.csv(name, k);
             }
             if paper.is_some() {
@@ -157,7 +157,7 @@ fn side_table(blocks: &mut Vec<Block>, csv: &mut String, name: &str, attr: &str,
             ];
             for (k, _) in PERFORMANCE {
                 let key = format!("{prefix}{side}/{k}");
-                row.push(fmt(&r.vals(&key), 100.0, r.cells.len()));
+                row.push(r.figure(&key, 100.0));
                 *csv += &r.csv(name, &key);
             }
             table.push(row);
