@@ -172,10 +172,46 @@ fn paper_b_grid_reports_stereotype_fairness_per_setting_and_side() {
     let file = t.path().join("b.toml");
     std::fs::write(&file, PAPER_B).unwrap();
     let a = t.path().join("a");
+    // A part of the grid first: experiment.json keeps the file's whole grid, and the table
+    // shows the cells that have finished.
+    let out = ok(&[
+        "experiment",
+        "run",
+        p(&file),
+        "--out",
+        p(&a),
+        "--methods",
+        "mos,lora",
+    ]);
+    assert!(out.contains("2 cells"), "{out}");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("experiment.json")).unwrap()).unwrap();
+    assert_eq!(spec["methods"].as_array().unwrap().len(), 8, "{spec}");
+    let md = std::fs::read_to_string(a.join("results.md")).unwrap();
+    assert!(
+        md.contains("2 finished cells") && md.contains("| mos | 1 |"),
+        "{md}"
+    );
+    assert!(!md.contains("| up5 |"), "{md}");
+    let e = fails(&[
+        "experiment",
+        "run",
+        p(&file),
+        "--out",
+        p(&a),
+        "--methods",
+        "cf",
+    ]);
+    assert!(
+        e.contains("--methods cf") && e.contains("no such method"),
+        "{e}"
+    );
     let out = ok(&["experiment", "run", p(&file), "--out", p(&a)]);
     assert!(out.contains("8 cells"), "{out}");
     let md = std::fs::read_to_string(a.join("results.md")).unwrap();
     for m in [
+        "8 finished cells",
+        "% bootstrap interval",
         "| implicit (gender) | explicit (gender) | counterfactual (gender) | AUC % | Precision % | Recall % |",
         "paper explicit",
         "53.71",
@@ -214,6 +250,9 @@ fn paper_b_grid_reports_stereotype_fairness_per_setting_and_side() {
     ] {
         assert!(m[k].as_f64().is_some(), "no {k} in {m}");
     }
+    // the audit's interval of F1 reaches the cell
+    let (lo, hi) = (m["ci_lo/f1"].as_f64(), m["ci_hi/f1"].as_f64());
+    assert!(lo.zip(hi).is_some_and(|(lo, hi)| lo <= hi), "{m}");
     // a side's figure is the sum of its pairs
     let pairs: f64 = m
         .as_object()

@@ -339,9 +339,22 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
         "train": train_argv, "audit": audit, "data": cell.data_hash, "model": [model, model_id],
     }));
     let done = dir.join("cell.json");
+    let (adir, tdir) = (dir.join("audit"), dir.join("train"));
+    let paper_b = cell.protocol == fairrec_data::protocol::Protocol::Mos;
+    let metrics =
+        || table::cell_metrics(&adir.join("metrics.json"), &tdir.join("run.json"), paper_b);
     if let Ok(bytes) = std::fs::read(&done) {
-        if let Ok(r) = serde_json::from_slice::<CellResult>(&bytes) {
+        if let Ok(mut r) = serde_json::from_slice::<CellResult>(&bytes) {
             if r.hash == hash {
+                // Figures are re-read from the audit, so that a cell finished by an older
+                // fairrec carries what this one's tables take (e.g. the intervals).
+                if adir.join("metrics.json").exists() {
+                    let m = metrics()?;
+                    if m != r.metrics {
+                        r.metrics = m;
+                        write_atomic(&done, (serde_json::to_string_pretty(&r)? + "\n").as_bytes())?;
+                    }
+                }
                 return Ok(r);
             }
         }
@@ -353,7 +366,6 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
     std::fs::create_dir_all(dir)?;
     write_atomic(&hash_file, hash.as_bytes())?;
     let log = dir.join("log.txt");
-    let tdir = dir.join("train");
     if let Some(f) = &train_argv {
         if !tdir.join("summary.json").exists() {
             let ck = fairrec_train::trainer::checkpoint_dir(&tdir);
@@ -372,7 +384,6 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
         let flag = if full { "--model" } else { "--adapter" };
         audit.extend([flag.into(), trained.to_string_lossy().into_owned()]);
     }
-    let adir = dir.join("audit");
     call(
         &argv(&["audit", "--out", &adir.to_string_lossy()], &audit),
         &log,
@@ -385,11 +396,7 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
         method: cell.method.into(),
         seed: cell.seed,
         protocol: Some(cell.protocol.name().to_string()),
-        metrics: table::cell_metrics(
-            &adir.join("metrics.json"),
-            &tdir.join("run.json"),
-            cell.protocol == fairrec_data::protocol::Protocol::Mos,
-        )?,
+        metrics: metrics()?,
         seconds: t0.elapsed().as_secs_f64(),
     };
     write_atomic(&done, (serde_json::to_string_pretty(&r)? + "\n").as_bytes())?;
@@ -398,21 +405,22 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
 
 fn run_grid(a: &RunArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
-    let mut spec = Spec::read(&a.file)?;
-    if let Some(m) = &a.methods {
-        for x in m {
-            Kind::parse(x)?;
+    let spec = Spec::read(&a.file)?;
+    for x in a.methods.iter().flatten() {
+        Kind::parse(x)?;
+        if !spec.methods.contains(x) {
+            bail!("--methods {x}: {} has no such method", a.file.display());
         }
-        spec.methods = m.clone();
     }
-    if let Some(s) = &a.seeds {
-        spec.seeds = s.clone();
-    }
+    let only = Only {
+        methods: a.methods.clone(),
+        seeds: a.seeds.clone(),
+    };
     let out = a
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&spec.name));
-    let grid = run_spec(&spec, &out)?;
+    let grid = run_spec(&spec, &out, &only)?;
     say!(
         "{} cells in {:.0}s; results in {}",
         grid.cells,
@@ -420,6 +428,23 @@ fn run_grid(a: &RunArgs) -> Result<()> {
         out.join("results.md").display()
     );
     grid.check()
+}
+
+/// The cells of an experiment file to run now (`--methods`, `--seeds`; `None`: all). The
+/// others are left as they are, and the tables show every finished cell of the file's grid.
+#[derive(Debug, Default)]
+pub struct Only {
+    pub methods: Option<Vec<String>>,
+    pub seeds: Option<Vec<u64>>,
+}
+
+impl Only {
+    fn keeps(&self, method: &str, seed: Option<u64>) -> bool {
+        self.methods
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|x| x == method))
+            && seed.is_none_or(|s| self.seeds.as_ref().is_none_or(|x| x.contains(&s)))
+    }
 }
 
 /// What a grid run produced.
@@ -484,8 +509,9 @@ fn line(bar: &indicatif::ProgressBar, s: String) {
     }
 }
 
-/// Run (or continue) every cell of `spec` in `out` and write the results tables there.
-pub fn run_spec(spec: &Spec, out: &Path) -> Result<Grid> {
+/// Run (or continue) the cells of `spec` that `only` keeps in `out`, and write the results
+/// tables of every finished cell there (`experiment.json` is the whole file's grid).
+pub fn run_spec(spec: &Spec, out: &Path, only: &Only) -> Result<Grid> {
     check_flags(spec)?;
     std::fs::create_dir_all(out)?;
     write_atomic(
@@ -516,7 +542,7 @@ pub fn run_spec(spec: &Spec, out: &Path) -> Result<Grid> {
                         Kind::Prompt(_) => vec![None],
                         Kind::Train(_) => spec.seeds.iter().map(|s| Some(*s)).collect(),
                     };
-                    for seed in seeds {
+                    for seed in seeds.into_iter().filter(|s| only.keeps(method, *s)) {
                         cells.push(Cell {
                             dataset: dname,
                             data: dir,
@@ -554,7 +580,7 @@ pub fn run_spec(spec: &Spec, out: &Path) -> Result<Grid> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    table::write(out, spec, &results)?;
+    table::write(out, spec, &table::read_cells(out)?)?;
     Ok(Grid {
         cells: cells.len(),
         results,

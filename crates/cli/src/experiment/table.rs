@@ -21,15 +21,27 @@ use std::path::Path;
 /// and `stereo_other/...`), `pair/<attr>/<setting>/users=<s'>,items=<s>` (signed Delta)
 /// and `side/<attr>/<side>/<figure>` (explicit-setting performance by user or item
 /// group); and, from the training run's `run.json` when there is one, `trainable` (the
-/// fraction of parameters trained).
+/// fraction of parameters trained). Where the audit has a bootstrap interval for a figure
+/// `k` (over test users, `metrics.json` → `ci`), its ends are `ci_lo/k` and `ci_hi/k`, and
+/// `ci_level` is the interval's confidence.
 pub fn cell_metrics(path: &Path, train_run: &Path, paper_b: bool) -> Result<BTreeMap<String, f64>> {
     let v: serde_json::Value = serde_json::from_slice(
         &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
     )?;
     let mut out = BTreeMap::new();
+    let interval = |out: &mut BTreeMap<String, f64>, key: &str, ci: &serde_json::Value| {
+        if let (Some(lo), Some(hi)) = (ci[0].as_f64(), ci[1].as_f64()) {
+            out.insert(format!("ci_lo/{key}"), lo);
+            out.insert(format!("ci_hi/{key}"), hi);
+        }
+    };
+    if let Some(c) = v["bootstrap"]["confidence"].as_f64() {
+        out.insert("ci_level".into(), c);
+    }
     for k in ["f1", "auc", "precision", "recall"] {
         if let Some(x) = v["original"][k].as_f64() {
             out.insert(k.to_string(), x);
+            interval(&mut out, k, &v["ci"][format!("original.{k}")]);
         }
     }
     if let Some(f) = v["fairness"].as_object() {
@@ -37,6 +49,7 @@ pub fn cell_metrics(path: &Path, train_run: &Path, paper_b: bool) -> Result<BTre
             for k in ["gd", "rate", "rate_sq"] {
                 if let Some(x) = e[k].as_f64() {
                     out.insert(format!("{k}/{attr}"), x);
+                    interval(&mut out, &format!("{k}/{attr}"), &e["ci"][k]);
                 }
             }
         }
@@ -50,7 +63,9 @@ pub fn cell_metrics(path: &Path, train_run: &Path, paper_b: bool) -> Result<BTre
                     ("stereo_other", "other_group"),
                 ] {
                     if let Some(x) = f[name].as_f64() {
-                        out.insert(format!("{key}/{attr}/{setting}"), x);
+                        let k = format!("{key}/{attr}/{setting}");
+                        out.insert(k.clone(), x);
+                        interval(&mut out, &k, &e["ci"][format!("{setting}.{name}")]);
                     }
                 }
                 for (pair, d) in f["pairs"].as_object().into_iter().flatten() {
@@ -217,6 +232,60 @@ pub(super) fn answer_notes(rows: &[Row], all_yes_means: &str) -> Vec<Block> {
     out
 }
 
+/// One figure of one cell with its bootstrap interval, `x [lo, hi]` (times `scale`): `x`
+/// alone where the cell has no interval for it, `–` where it has no figure.
+pub(super) fn with_interval(c: &CellResult, metric: &str, scale: f64) -> String {
+    let m = &c.metrics;
+    match (
+        m.get(metric),
+        m.get(&format!("ci_lo/{metric}")),
+        m.get(&format!("ci_hi/{metric}")),
+    ) {
+        (Some(x), Some(lo), Some(hi)) => {
+            format!("{:.2} [{:.2}, {:.2}]", x * scale, lo * scale, hi * scale)
+        }
+        (Some(x), _, _) => format!("{:.2}", x * scale),
+        _ => "–".into(),
+    }
+}
+
+/// Each cell's figures with the audit's bootstrap intervals (over test users): one row per
+/// method and seed, one column per `(metric, header, scale)`. The ± of the main table is the
+/// spread over seeds; these are one seed's uncertainty from its finite test sample. Nothing
+/// when no cell has an interval (cells finished before they were recorded).
+pub(super) fn interval_table(rows: &[Row], columns: &[(String, String, f64)]) -> Vec<Block> {
+    let Some(level) = rows
+        .iter()
+        .flat_map(|r| r.cells.iter())
+        .filter(|c| c.metrics.keys().any(|k| k.starts_with("ci_lo/")))
+        .find_map(|c| c.metrics.get("ci_level").copied())
+    else {
+        return Vec::new();
+    };
+    let mut head = vec!["Method".to_string(), "Seed".into()];
+    head.extend(columns.iter().map(|(_, h, _)| h.clone()));
+    let mut table = Vec::new();
+    for r in rows {
+        let mut cells = r.cells.clone();
+        cells.sort_by_key(|c| c.seed);
+        for c in cells {
+            let mut row = vec![
+                r.method.to_string(),
+                c.seed.map_or("–".into(), |s| s.to_string()),
+            ];
+            row.extend(columns.iter().map(|(k, _, sc)| with_interval(c, k, *sc)));
+            table.push(row);
+        }
+    }
+    vec![
+        Block::Para(format!(
+            "Each cell with its {:.0} % bootstrap interval (the audit's, resampling test users; `audit/metrics.json`). The ± above is the spread over seeds; an interval is one seed's uncertainty from its finite test sample.",
+            100.0 * level
+        )),
+        Block::Table(head, table),
+    ]
+}
+
 /// A horizontal bar chart of mean ± std over seeds of `metric` (times `scale`) per row.
 pub(super) fn bars_chart(title: &str, rows: &[Row], metric: &str, scale: f64) -> Option<Block> {
     let bars: Vec<Bar> = rows
@@ -267,15 +336,34 @@ pub(super) fn paper_value(
         })
 }
 
+/// Write the tables of the finished cells of `spec`'s grid (its methods and seeds; other
+/// cells in `dir` are left out).
 pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
+    let cells: Vec<CellResult> = cells
+        .iter()
+        .filter(|c| {
+            spec.methods.contains(&c.method) && c.seed.is_none_or(|s| spec.seeds.contains(&s))
+        })
+        .cloned()
+        .collect();
+    let cells = &cells[..];
+    let mut seeds: Vec<u64> = cells.iter().filter_map(|c| c.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
     let mut blocks = vec![Block::Heading(1, format!("Experiment `{}`", spec.name))];
     if !spec.description.is_empty() {
         blocks.push(Block::Para(spec.description.clone()));
     }
+    let over = if seeds.is_empty() {
+        "Every cell is a prompting baseline, scored once (its scores do not depend on the seed)"
+            .to_string()
+    } else {
+        format!("Mean ± sample standard deviation over seeds {seeds:?} (prompting baselines are scored once: their scores do not depend on the seed)")
+    };
     blocks.push(Block::Para(format!(
-        "{} finished cells. Mean ± sample standard deviation over seeds {:?} (prompting baselines are scored once: their scores do not depend on the seed); a figure that only k of a row's n cells define is followed by (k/n).",
+        "{} finished cell{}. {over}; a figure that only k of a row's n cells define is followed by (k/n).",
         cells.len(),
-        spec.seeds
+        if cells.len() == 1 { "" } else { "s" },
     )));
     let mut csv = String::from("dataset,model,scenario,method,metric,n,mean,std\n");
     let mut sections: Vec<(String, String, String)> = Vec::new();
@@ -395,6 +483,12 @@ fn section_a(
     }
     blocks.push(Block::Table(head, table));
     blocks.extend(answer_notes(rows, "A GD near 0 then says that the stated attributes cannot move an answer that never changes, not that the model is fair."));
+    let mut columns = vec![("f1".to_string(), "F1 %".to_string(), 100.0)];
+    columns.extend(
+        keys.iter()
+            .map(|k| (format!("gd/{k}"), format!("GD ×10⁻² ({k})"), 100.0)),
+    );
+    blocks.extend(interval_table(rows, &columns));
     let title = format!(
         "GD ({}) ×10⁻², mean ± std over seeds; lower is fairer",
         keys[0]
@@ -404,7 +498,84 @@ fn section_a(
 
 #[cfg(test)]
 mod tests {
-    use super::fmt;
+    use super::{cell_metrics, fmt, interval_table, with_interval, Row};
+    use crate::report::Block;
+
+    /// The audit's intervals reach the cell (`ci_lo/k`, `ci_hi/k`) for the figures the
+    /// tables take, and are printed beside the figure.
+    #[test]
+    fn a_cells_bootstrap_intervals_come_from_its_audit() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("metrics.json");
+        std::fs::write(
+            &m,
+            r#"{"bootstrap": {"confidence": 0.9},
+                "original": {"f1": 0.5, "auc": 0.6, "precision": 0.4, "recall": 0.7},
+                "ci": {"original.f1": [0.25, 0.75], "original.recall": [0.5, 0.875]},
+                "stereotype": {"gender": {
+                    "settings": {"explicit": {"total": 25.0, "same_group": 10.0, "pairs": {}}},
+                    "ci": {"explicit.total": [16.5, 52.0]}}}}"#,
+        )
+        .unwrap();
+        let c = cell_metrics(&m, &dir.path().join("none.json"), true).unwrap();
+        assert_eq!(c["ci_level"], 0.9);
+        assert_eq!((c["ci_lo/f1"], c["ci_hi/f1"]), (0.25, 0.75));
+        assert_eq!((c["ci_lo/recall"], c["ci_hi/recall"]), (0.5, 0.875));
+        assert!(!c.contains_key("ci_lo/auc") && !c.contains_key("ci_lo/precision"));
+        let k = "stereo/gender/explicit";
+        assert_eq!(
+            (c[k], c[&format!("ci_lo/{k}")], c[&format!("ci_hi/{k}")]),
+            (25.0, 16.5, 52.0)
+        );
+        // same_group has a figure but no interval in this audit.
+        assert!(c.contains_key("stereo_same/gender/explicit"));
+        assert!(!c.contains_key("ci_lo/stereo_same/gender/explicit"));
+
+        let cell = |seed, metrics| super::CellResult {
+            hash: String::new(),
+            dataset: "d".into(),
+            model: "m".into(),
+            scenario: "gender".into(),
+            method: "mos".into(),
+            seed: Some(seed),
+            protocol: None,
+            metrics,
+            seconds: 0.0,
+        };
+        let a = cell(1, c.clone());
+        assert_eq!(with_interval(&a, "f1", 100.0), "50.00 [25.00, 75.00]");
+        assert_eq!(with_interval(&a, "precision", 100.0), "40.00");
+        assert_eq!(with_interval(&a, "gd/gender", 100.0), "–");
+        let b = cell(0, [("f1".to_string(), 0.125)].into());
+        let rows = [Row {
+            method: "mos",
+            cells: vec![&a, &b],
+        }];
+        let cols = [("f1".to_string(), "F1 %".to_string(), 100.0)];
+        let blocks = interval_table(&rows, &cols);
+        let Some(Block::Para(p)) = blocks.first() else {
+            panic!("the interval table starts with its paragraph")
+        };
+        assert!(p.contains("90 % bootstrap interval"), "{p}");
+        let Some(Block::Table(head, body)) = blocks.get(1) else {
+            panic!("a table follows the paragraph")
+        };
+        assert_eq!(head, &["Method", "Seed", "F1 %"]);
+        // Sorted by seed; the cell without intervals shows its figure alone.
+        assert_eq!(
+            body,
+            &[
+                vec!["mos".to_string(), "0".into(), "12.50".into()],
+                vec!["mos".to_string(), "1".into(), "50.00 [25.00, 75.00]".into()],
+            ]
+        );
+        // No cell with intervals: no table.
+        let rows = [Row {
+            method: "mos",
+            cells: vec![&b],
+        }];
+        assert!(interval_table(&rows, &cols).is_empty());
+    }
 
     #[test]
     fn a_figure_defined_in_some_cells_says_in_how_many() {

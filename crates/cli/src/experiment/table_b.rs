@@ -4,7 +4,7 @@
 //! then the user-side / item-side breakdown (Figure 5) with the neutral items below the
 //! z threshold (Figure 6).
 
-use super::table::{answer_notes, bars_chart, fmt, paper_value, Row};
+use super::table::{answer_notes, bars_chart, fmt, interval_table, paper_value, Row};
 use crate::experiment::spec::PaperRows;
 use crate::report::Block;
 
@@ -91,6 +91,20 @@ pub(super) fn section(
         }
         blocks.push(Block::Table(head, table));
         blocks.extend(answer_notes(rows, "Stereotype-aware fairness then compares the test targets' own group shares with the histories', not choices of the model."));
+        let mut columns: Vec<(String, String, f64)> = SETTINGS
+            .iter()
+            .map(|s| (format!("stereo/{attr}/{s}"), format!("{s} ({attr})"), 1.0))
+            .collect();
+        columns.extend(
+            PERFORMANCE[1..]
+                .iter()
+                .map(|(k, l)| (k.to_string(), format!("{l} %"), 100.0)),
+        );
+        let intervals = interval_table(rows, &columns);
+        if !intervals.is_empty() {
+            blocks.extend(intervals);
+            blocks.push(Block::Note("Σ|Δ| adds absolute values, which resampling inflates, so its intervals lie mostly above the figure. Read them as the spread that a test sample of this size allows: two methods differ only where their intervals are apart.".into()));
+        }
         let title = format!(
             "Stereotype-aware fairness, explicit setting ({attr}), mean ± std over seeds; lower is fairer"
         );

@@ -88,7 +88,7 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
         a.out.display(),
         spec.methods.join(", ")
     );
-    let grid = run_spec(&spec, &a.out)?;
+    let grid = run_spec(&spec, &a.out, &Default::default())?;
     grid.check()?;
     let r = report::build(&a.out, &spec, &grid, t0.elapsed().as_secs_f64())?;
     render::write(&a.out, &r)?;
