@@ -174,15 +174,9 @@ fn paper_b_grid_reports_stereotype_fairness_per_setting_and_side() {
     let a = t.path().join("a");
     // A part of the grid first: experiment.json keeps the file's whole grid, and the table
     // shows the cells that have finished.
-    let out = ok(&[
-        "experiment",
-        "run",
-        p(&file),
-        "--out",
-        p(&a),
-        "--methods",
-        "mos,lora",
-    ]);
+    let (f, o) = (p(&file), p(&a));
+    let only = |m: &'static str| ["experiment", "run", f, "--out", o, "--methods", m];
+    let out = ok(&only("mos,lora"));
     assert!(out.contains("2 cells"), "{out}");
     let spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(a.join("experiment.json")).unwrap()).unwrap();
@@ -193,15 +187,7 @@ fn paper_b_grid_reports_stereotype_fairness_per_setting_and_side() {
         "{md}"
     );
     assert!(!md.contains("| up5 |"), "{md}");
-    let e = fails(&[
-        "experiment",
-        "run",
-        p(&file),
-        "--out",
-        p(&a),
-        "--methods",
-        "cf",
-    ]);
+    let e = fails(&only("cf"));
     assert!(
         e.contains("--methods cf") && e.contains("no such method"),
         "{e}"
