@@ -104,20 +104,24 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         }
     }
     let ids = scorer.encode(&jobs.iter().map(|j| j.2.clone()).collect::<Vec<_>>())?;
+    // A variant that states what the original prompt states (`gender=female` for a female
+    // user) is the same prompt, with the same soft prompt: each distinct one is scored once.
+    let same_as = first_of_each(jobs.iter().zip(&ids).map(|(j, ids)| (j.0, ids)));
     // Length bucketing: score prompts of similar length together to cut padding.
-    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    let mut order: Vec<usize> = (0..jobs.len()).filter(|&k| same_as[k] == k).collect();
     order.sort_by_key(|&k| ids[k].len());
-    let total_tokens: usize = ids.iter().map(Vec::len).sum();
+    let total_tokens: usize = order.iter().map(|&k| ids[k].len()).sum();
     tracing::info!(
-        prompts = jobs.len(),
+        prompts = order.len(),
         tokens = total_tokens,
-        "scoring {} samples x {} variants with {}",
+        "scoring {} samples x {} variants ({} distinct prompts) with {}",
         samples.len(),
         variants.len(),
+        order.len(),
         a.model.model.display()
     );
     let bar = crate::progress_bar(
-        jobs.len() as u64,
+        order.len() as u64,
         "{bar:40} {pos}/{len} prompts {msg} [{elapsed_precise} < {eta_precise}]",
     );
     let mut p_yes = vec![0.0; jobs.len()];
@@ -146,6 +150,9 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         ));
     }
     bar.finish_and_clear();
+    for k in 0..jobs.len() {
+        p_yes[k] = p_yes[same_as[k]];
+    }
     let mut lines = Vec::new();
     for ((i, v, _), p) in jobs.iter().zip(&p_yes) {
         let s = &samples[*i];
@@ -158,7 +165,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         "command": "audit", "model": a.model.model, "adapter": a.adapter, "data": a.data, "data_hash": manifest.data_hash(), "split": a.split,
         "limit": a.limit, "attributes": scenario, "template": template.name(), "format": format, "answer_tokens": [loaded.tokenizer.decode(&[scorer.yes])?, loaded.tokenizer.decode(&[scorer.no])?],
         "variants": variants.iter().map(|v| v.to_string()).collect::<Vec<_>>(), "batch_size": a.batch_size, "seed": a.seed,
-        "prompts": jobs.len(), "tokens": total_tokens, "scoring_seconds": t_score.elapsed().as_secs_f64(),
+        "prompts": jobs.len(), "distinct_prompts": order.len(), "tokens": total_tokens, "scoring_seconds": t_score.elapsed().as_secs_f64(),
         "git_revision": crate::git_revision(),
     });
     write_atomic(
@@ -166,8 +173,9 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         (serde_json::to_string_pretty(&run)? + "\n").as_bytes(),
     )?;
     say!(
-        "scored {} prompts ({} tokens) in {:.1}s ({:.0} tokens/s)",
+        "scored {} prompts ({} distinct, {} tokens) in {:.1}s ({:.0} tokens/s)",
         jobs.len(),
+        order.len(),
         total_tokens,
         t_score.elapsed().as_secs_f64(),
         total_tokens as f64 / t_score.elapsed().as_secs_f64()
@@ -187,4 +195,21 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     })?;
     tracing::info!("audit done in {:.1}s", t0.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// For each key, the index of the first equal key (itself when it is the first).
+fn first_of_each<K: std::hash::Hash + Eq>(keys: impl Iterator<Item = K>) -> Vec<usize> {
+    let mut first = std::collections::HashMap::new();
+    keys.enumerate()
+        .map(|(k, key)| *first.entry(key).or_insert(k))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn equal_keys_point_at_their_first() {
+        let keys = [(0, "a"), (0, "b"), (0, "a"), (1, "a"), (1, "a")];
+        assert_eq!(super::first_of_each(keys.into_iter()), [0, 1, 0, 3, 3]);
+    }
 }

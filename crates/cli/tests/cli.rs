@@ -448,7 +448,7 @@ fn audit_scores_every_variant_and_reports() {
     let data = small_dataset(t.path(), "80");
     let (model, out) = (t.path().join("model"), t.path().join("audit"));
     tiny_hf_model(&model);
-    let s = ok(&[
+    let argv = [
         "audit",
         "--model",
         p(&model),
@@ -456,28 +456,67 @@ fn audit_scores_every_variant_and_reports() {
         p(&data),
         "--limit",
         "6",
-        "--variants",
-        "all",
-        "--bootstrap",
-        "20",
-        "--out",
-        p(&out),
-    ]);
+    ];
+    let s = ok(&[
+        &argv[..],
+        &["--variants", "all", "--bootstrap", "20", "--out", p(&out)],
+    ]
+    .concat());
     assert!(
-        s.contains("scored 78 prompts"),
-        "6 samples x 13 variants: {s}"
+        s.contains("scored 78 prompts (72 distinct"),
+        "6 samples x 13 variants, of which the original prompt is one: {s}"
     );
-    let preds = std::fs::read_to_string(out.join("predictions.jsonl")).unwrap();
-    assert_eq!(preds.lines().count(), 78);
-    let variants: std::collections::BTreeSet<String> = preds
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["variant"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+    let read = |out: &Path| -> Vec<serde_json::Value> {
+        let preds = std::fs::read_to_string(out.join("predictions.jsonl")).unwrap();
+        preds
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let all = read(&out);
+    assert_eq!(all.len(), 78);
+    // The variant equal to the original prompt (its own age and gender) gets the score it
+    // gets when it is scored from its own text, in a run without the original.
+    let mut combos: Vec<&str> = all
+        .iter()
+        .filter_map(|x| x["variant"].as_str())
+        .filter(|v| v.starts_with("age=") && v.contains(",gender="))
         .collect();
+    combos.sort_unstable();
+    combos.dedup();
+    assert_eq!(combos.len(), 6, "{combos:?}");
+    let alone = t.path().join("alone");
+    let v = combos.join(";");
+    let e = fails(
+        &[
+            &argv[..],
+            &["--variants", &v, "--bootstrap", "0", "--out", p(&alone)],
+        ]
+        .concat(),
+    );
+    // (its metrics need the original prompts; the predictions are written before that)
+    assert!(e.contains("no predictions for variant `original`"), "{e}");
+    let alone = read(&alone);
+    assert_eq!(alone.len(), 36);
+    for o in all.iter().filter(|x| x["variant"] == "original") {
+        let at = |k: &str| o["attributes"][k].as_str().unwrap().to_string();
+        let own = format!("age={},gender={}", at("age"), at("gender"));
+        let of = |preds: &[serde_json::Value]| {
+            preds
+                .iter()
+                .find(|x| x["sample_id"] == o["sample_id"] && x["variant"] == own.as_str())
+                .unwrap_or_else(|| panic!("no {own} for {}", o["sample_id"]))["p_yes"]
+                .as_f64()
+                .unwrap()
+        };
+        let (a, b) = (of(&all), of(&alone));
+        assert!(
+            (a - b).abs() < 1e-5,
+            "{own}: {a} (as the original) vs {b} (its own text)"
+        );
+    }
+    let variants: std::collections::BTreeSet<&str> =
+        all.iter().filter_map(|x| x["variant"].as_str()).collect();
     assert_eq!(variants.len(), 13);
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
@@ -515,7 +554,8 @@ fn audit_scores_every_variant_and_reports() {
         "--out",
         p(&out),
     ]);
-    assert!(s.contains("scored 16 prompts"), "{s}");
+    // The original prompt states age too: no variant repeats it.
+    assert!(s.contains("scored 16 prompts (16 distinct"), "{s}");
     let e = fails(&[
         "audit",
         "--model",
