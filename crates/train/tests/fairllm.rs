@@ -4,9 +4,8 @@
 
 mod common;
 use candle_core::{Device, Tensor};
-use common::{check_finite_differences, model, randomise_b, scalar, tok, toy_prompt};
+use common::{check_finite_differences, lora_model, scalar, toy_prompt};
 use fairrec_core::Rng;
-use fairrec_lm::adapter::AdapterConfig;
 use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
 use fairrec_train::fairllm::{jeffreys_from_log_odds, FairLlmLoss, PairExample};
 use fairrec_train::objective::{AnswerLoss, Example, Objective};
@@ -64,10 +63,7 @@ fn pairs(scorer: &Scorer, n: usize) -> Vec<PairExample> {
 
 #[test]
 fn the_loss_is_ntp_plus_lambda_times_the_mean_divergence_prompt_by_prompt() {
-    let tok = tok();
-    let mut m = model(&tok);
-    m.attach_adapters(&AdapterConfig::lora(4, 8.0, &["q_proj", "v_proj"]), 1)
-        .unwrap();
+    let (tok, m, _) = lora_model(false);
     let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
     let items = pairs(&scorer, 3);
     let refs: Vec<&PairExample> = items.iter().collect();
@@ -117,15 +113,10 @@ fn the_loss_is_ntp_plus_lambda_times_the_mean_divergence_prompt_by_prompt() {
 
 #[test]
 fn gradients_of_every_lora_tensor_match_finite_differences() {
-    let tok = tok();
-    let mut m = model(&tok);
-    let set = m
-        .attach_adapters(&AdapterConfig::lora(4, 8.0, &["q_proj", "v_proj"]), 1)
-        .unwrap();
-    randomise_b(&set.named_vars());
+    let (tok, m, vars) = lora_model(true);
     let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
     let items = pairs(&scorer, 2);
     let refs: Vec<&PairExample> = items.iter().collect();
     let obj = FairLlmLoss::new(AnswerLoss { scorer: &scorer }, 3.0);
-    check_finite_differences(&set.named_vars(), &|| obj.loss(&refs).unwrap().0, "fairllm");
+    check_finite_differences(&vars, &|| obj.loss(&refs).unwrap().0, "fairllm");
 }

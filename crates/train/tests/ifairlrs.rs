@@ -2,8 +2,7 @@
 //! per-example answer NLL weighted by hand, with gradients reaching every LoRA tensor.
 
 mod common;
-use common::{model, scalar, tok, toy_prompt};
-use fairrec_lm::adapter::AdapterConfig;
+use common::{lora_model, scalar, toy_prompt};
 use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
 use fairrec_train::ifairlrs::{sample_weights, Weighing, WeightedExample, WeightedLoss};
 use fairrec_train::objective::{AnswerLoss, Example, Objective};
@@ -62,11 +61,7 @@ fn an_over_recommended_group_is_down_weighted_and_weights_average_one() {
 
 #[test]
 fn the_weighted_loss_is_the_weighted_mean_nll_and_reaches_every_adapter() {
-    let tok = tok();
-    let mut m = model(&tok);
-    let set = m
-        .attach_adapters(&AdapterConfig::lora(4, 8.0, &["q_proj", "v_proj"]), 1)
-        .unwrap();
+    let (tok, m, vars) = lora_model(false);
     let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
     let mut rng = fairrec_core::Rng::derive(3, "ifairlrs-test");
     let items: Vec<WeightedExample> = (0..4)
@@ -103,7 +98,7 @@ fn the_weighted_loss_is_the_weighted_mean_nll_and_reaches_every_adapter() {
         scalar(&loss)
     );
     let grads = loss.backward().unwrap();
-    for (name, v) in set.named_vars() {
+    for (name, v) in &vars {
         assert!(grads.get(v.as_tensor()).is_some(), "no gradient for {name}");
     }
 }

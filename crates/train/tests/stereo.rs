@@ -6,8 +6,8 @@
 
 mod common;
 use common::{
-    check_finite_differences, model, random_stereo, randomise_b, scalar, tok, toy_prompt,
-    train_in_tempdir,
+    check_finite_differences, lora_model, model, random_stereo, randomise_b, scalar, tok,
+    toy_prompt, train_in_tempdir,
 };
 use fairrec_core::Rng;
 use fairrec_lm::adapter::AdapterConfig;
@@ -68,12 +68,7 @@ fn surrogate_by_hand(p: &[f64], xs: &[StereoExample]) -> f64 {
 
 #[test]
 fn the_loss_is_ntp_plus_lambda_times_the_surrogate_prompt_by_prompt() {
-    let tok = tok();
-    let mut m = model(&tok);
-    let set = m
-        .attach_adapters(&AdapterConfig::lora(4, 8.0, &["q_proj", "v_proj"]), 1)
-        .unwrap();
-    randomise_b(&set.named_vars());
+    let (tok, m, _) = lora_model(true);
     let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
     let xs = examples(&scorer, 10, 1);
     let refs: Vec<&StereoExample> = xs.iter().collect();

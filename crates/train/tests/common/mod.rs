@@ -14,6 +14,19 @@ pub fn model(tok: &Tok) -> Llama {
     random_model(&LlamaConfig::tiny(tok.vocab_size()), 5, 0.2, &Device::Cpu).unwrap()
 }
 
+/// The tiny model with a rank-4 LoRA (alpha 8) on `q_proj` and `v_proj`, and the adapter's
+/// variables; with `random_b`, seeded non-zero `lora_B` ([`randomise_b`]).
+pub fn lora_model(random_b: bool) -> (Tok, Llama, Vec<(String, Var)>) {
+    let tok = tok();
+    let mut m = model(&tok);
+    let lora = fairrec_lm::adapter::AdapterConfig::lora(4, 8.0, &["q_proj", "v_proj"]);
+    let vars = m.attach_adapters(&lora, 1).unwrap().named_vars();
+    if random_b {
+        randomise_b(&vars);
+    }
+    (tok, m, vars)
+}
+
 /// A toy prompt: random letters ending in `a` (label Yes) or `b` (No), of
 /// `3..3 + spread` letters before the answer letter.
 pub fn toy_prompt(rng: &mut fairrec_core::Rng, spread: u64) -> (String, bool) {
