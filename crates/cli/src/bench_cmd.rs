@@ -2,6 +2,8 @@
 //! shape asked (batch x seq), for a real model or a named architecture with random weights.
 //! Train mode is LoRA r 8 (alpha 16) on q_proj/v_proj with the answer-token loss at the
 //! last position and an AdamW step, as `bench/torch_bench.py` does in PyTorch + peft.
+//! Peak mode measures the CPU's f32 FMA throughput ([`crate::bench_peak`]); every step's
+//! line carries its model FLOPs, so GFLOP/s can be set against that ceiling.
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
@@ -17,12 +19,12 @@ use std::time::Instant;
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// A GGUF file or HF directory; or use --shape for random weights.
-    #[arg(long, conflicts_with = "shape", required_unless_present = "shape")]
+    #[arg(long, conflicts_with = "shape")]
     pub model: Option<PathBuf>,
     /// A named architecture with random weights: smollm2-135m, qwen2-0.5b, qwen2-1.5b, qwen2-7b.
     #[arg(long)]
     pub shape: Option<String>,
-    /// score or train.
+    /// score, train, or peak (the CPU's f32 FMA throughput with every core; no model).
     #[arg(long, default_value = "score")]
     pub mode: String,
     #[arg(long, default_value_t = 4)]
@@ -84,7 +86,24 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Threads the CPU kernels use (gemm and candle split their work over rayon's pool).
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 pub fn run(a: &BenchArgs) -> Result<()> {
+    if a.mode == "peak" {
+        if a.device != "cpu" {
+            bail!("--mode peak measures the CPU; drop --device {}", a.device);
+        }
+        let gflops = crate::bench_peak::fma_peak_gflops(threads())?;
+        say!(
+            "{}",
+            serde_json::json!({"program": "fairrec", "mode": "peak", "threads": threads(), "gflops": gflops,
+                "kernel": "12 independent vfmadd231ps chains on ymm registers (f32, AVX2 FMA)"})
+        );
+        return Ok(());
+    }
     let device = device(&a.device)?;
     let dtype = match a.dtype.as_str() {
         "f32" => DType::F32,
@@ -122,8 +141,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         "score" => {
             for _ in 0..=a.steps {
                 let t = Instant::now();
-                let f = model.forward(&x, None)?;
-                let l = model.token_logits_at(&f.last, &last, &targets[..2.min(targets.len())])?;
+                let h = model.forward_at(&x, None, &last)?;
+                let l = model.token_logits(&h, &targets[..2.min(targets.len())])?;
                 l.to_vec2::<f32>()?;
                 times.push(t.elapsed().as_secs_f64());
             }
@@ -134,8 +153,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             let mut opt = AdamW::new(set.named_vars(), AdamWConfig::default())?;
             for _ in 0..=a.steps {
                 let t = Instant::now();
-                let f = model.forward(&x, None)?;
-                let logits = model.logits_at(&f.last, &last)?;
+                let logits = model.head_logits(&model.forward_at(&x, None, &last)?)?;
                 let loss = answer_nll(&logits, &targets)?.mean_all()?;
                 let g = loss.backward()?;
                 let grads = opt
@@ -152,17 +170,19 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 times.push(t.elapsed().as_secs_f64());
             }
         }
-        o => bail!("--mode `{o}`: expected score or train"),
+        o => bail!("--mode `{o}`: expected score, train or peak"),
     }
     let timed = &times[1..];
     let mean = timed.iter().sum::<f64>() / timed.len().max(1) as f64;
     let tokens = (a.batch * a.seq) as f64;
+    let flop = crate::bench_peak::step_flops(&model.cfg, a.batch, a.seq, a.mode == "train");
     say!(
         "{}",
         serde_json::json!({
             "program": "fairrec", "mode": a.mode, "model": a.model.as_ref().map(|p| p.display().to_string()).or(a.shape.clone()),
-            "batch": a.batch, "seq": a.seq, "device": a.device, "dtype": a.dtype, "steps": timed.len(), "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "batch": a.batch, "seq": a.seq, "device": a.device, "dtype": a.dtype, "steps": timed.len(), "threads": threads(),
             "load_s": load_s, "step_s": mean, "tokens_per_s": tokens / mean, "step_times_s": timed,
+            "step_gflop": flop / 1e9, "gflops": flop / 1e9 / mean,
             "peak_rss_bytes": peak_rss(), "peak_rss_gib": peak_rss().map(|b| b as f64 / (1u64 << 30) as f64),
         })
     );

@@ -7,6 +7,7 @@ macro_rules! say {
 
 mod audit_cmd;
 mod bench_cmd;
+mod bench_peak;
 mod data_cmd;
 mod experiment;
 mod metrics_cmd;

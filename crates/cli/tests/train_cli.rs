@@ -230,9 +230,23 @@ fn bench_reports_throughput_and_memory() {
         assert_eq!(v["steps"], 2);
         assert!(v["tokens_per_s"].as_f64().unwrap() > 0.0);
         assert!(v["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
+        let (gflop, step_s) = (v["step_gflop"].as_f64().unwrap(), v["step_s"].as_f64().unwrap());
+        assert!(gflop > 0.0);
+        assert!((v["gflops"].as_f64().unwrap() - gflop / step_s).abs() <= 1e-9 * gflop / step_s);
     }
     let e = fails(&["bench", "--shape", "gpt5", "--mode", "score"]);
     assert!(e.contains("--shape `gpt5`"), "{e}");
+    let e = fails(&["bench", "--mode", "score"]);
+    assert!(e.contains("give --model or --shape"), "{e}");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        let s = ok(&["bench", "--mode", "peak"]);
+        let v: serde_json::Value = serde_json::from_str(s.lines().last().unwrap()).unwrap();
+        assert_eq!(v["mode"], "peak");
+        assert!(v["gflops"].as_f64().unwrap() > 1.0, "{v}");
+        return;
+    }
+    assert!(fails(&["bench", "--mode", "peak"]).contains("AVX2"));
 }
 
 /// `fairrec score` against transformers on the same GGUF (reference made by

@@ -162,6 +162,23 @@ impl Rotary {
         Ok(ops::rope(x, &self.cos, &self.sin)?)
     }
 
+    /// Rotate `x` of shape `[B, H, D]` (one position per row) for positions
+    /// `positions[b]`, composed as in `rope_slow` (half-split layout: the first half gets
+    /// `x1 cos - x2 sin`, the second `x2 cos + x1 sin`).
+    pub fn apply_at(&self, x: &Tensor, positions: &[usize]) -> Result<Tensor> {
+        let (b, _, d) = x.dims3()?;
+        let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+        let idx = Tensor::from_vec(idx, b, x.device())?;
+        let table = |c: &Tensor| -> Result<Tensor> {
+            let rows = c.index_select(&idx, 0)?.to_dtype(x.dtype())?;
+            Ok(Tensor::cat(&[&rows, &rows], 1)?.reshape((b, 1, d))?)
+        };
+        let (cos, sin) = (table(&self.cos)?, table(&self.sin)?);
+        let (x1, x2) = (x.narrow(2, 0, d / 2)?, x.narrow(2, d / 2, d / 2)?);
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], 2)?;
+        Ok((x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?)
+    }
+
     /// Rotate `x` of shape `[B, H, T, D]` for positions `0..T`.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let t = x.dim(2)?;
@@ -228,6 +245,53 @@ impl Attention {
         let k = rotate(self.k_proj.forward(x)?, self.n_kv)?;
         let v = self.v_proj.forward(x)?;
         let y = ops::causal_attention(&q, &k, &v, self.n_heads, self.n_kv)?;
+        self.o_proj.forward_add(&y, Some(residual))
+    }
+
+    /// Attention output at one query position per row only: `n` `[B, T, H]` is the normed
+    /// input (keys and values come from every position), `rows[b]` the query's position;
+    /// it attends to keys `0..=rows[b]`. `residual` `[B, 1, H]` is added to the output
+    /// projection -> `[B, 1, H]`. Keys and values run through the same kernels as
+    /// [`Attention::forward`]; the single query row is composed.
+    fn forward_rows(
+        &self,
+        n: &Tensor,
+        rotary: &Rotary,
+        rows: &[usize],
+        residual: &Tensor,
+    ) -> Result<Tensor> {
+        let (b, t, _) = n.dims3()?;
+        let (nh, nkv, hd) = (self.n_heads, self.n_kv, self.head_dim);
+        let (k, v) = (self.k_proj.forward(n)?, self.v_proj.forward(n)?);
+        // [B, kv heads, T, d]
+        let (k, v) = if ops::fused(n) {
+            let bthd = |y: &Tensor| y.reshape((b, t, nkv, hd));
+            let k = rotary
+                .apply_bthd(&bthd(&k)?)?
+                .transpose(1, 2)?
+                .contiguous()?;
+            (k, bthd(&v)?.transpose(1, 2)?.contiguous()?)
+        } else {
+            (rotary.apply(&self.heads(k, nkv)?)?, self.heads(v, nkv)?)
+        };
+        let q = self
+            .q_proj
+            .forward(&gather_positions(n, rows)?.unsqueeze(1)?)?;
+        let q = rotary.apply_at(&q.reshape((b, nh, hd))?, rows)?;
+        // The query heads of one key/value head side by side: [B, kv heads, group, d].
+        let q = q.reshape((b, nkv, nh / nkv, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let att = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let mask: Vec<f32> = rows
+            .iter()
+            .flat_map(|&r| (0..t).map(move |j| if j > r { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (b, 1, 1, t), n.device())?;
+        let att = candle_nn::ops::softmax(&att.broadcast_add(&mask)?, D::Minus1)?;
+        let y = att
+            .to_dtype(v.dtype())?
+            .matmul(&v)?
+            .reshape((b, 1, nh * hd))?;
         self.o_proj.forward_add(&y, Some(residual))
     }
 
@@ -341,6 +405,23 @@ impl DecoderLayer {
     }
 }
 
+impl DecoderLayer {
+    /// The block's output at one position per row, `rows[b]`, -> `[B, 1, H]`: keys and
+    /// values from every position, everything else (query, output projection, MLP, norms
+    /// after attention) at those positions only. Equals [`DecoderLayer::forward`] read at
+    /// `rows` (tested).
+    pub fn forward_rows(&self, x: &Tensor, rotary: &Rotary, rows: &[usize]) -> Result<Tensor> {
+        let n = self.input_layernorm.forward(x)?;
+        let x_rows = gather_positions(x, rows)?.unsqueeze(1)?;
+        let h = self.self_attn.forward_rows(&n, rotary, rows, &x_rows)?;
+        let m = &self.mlp;
+        if ops::fused(&h) {
+            return m.forward_fused(&self.post_attention_layernorm.forward(&h)?, &h);
+        }
+        Ok((&h + m.forward(&self.post_attention_layernorm.forward(&h)?)?)?)
+    }
+}
+
 /// The whole decoder.
 #[derive(Debug, Clone)]
 pub struct Llama {
@@ -438,17 +519,60 @@ impl Llama {
         prefix: Option<&Tensor>,
         capture_layer: Option<usize>,
     ) -> Result<Forward> {
+        let (x, p) = self.embeds(ids, prefix)?;
+        self.forward_embeds(&x, p, capture_layer)
+    }
+
+    /// The input embeddings of [`Llama::forward_prefixed`] and the number of virtual tokens
+    /// in front.
+    fn embeds(&self, ids: &Tensor, prefix: Option<&Tensor>) -> Result<(Tensor, usize)> {
         let x = self.embed(ids)?;
         match (&self.soft_prompt, prefix) {
             (Some(_), Some(_)) => Err(crate::error::LmError::Invalid(
                 "a per-row prefix cannot be combined with an attached soft prompt".into(),
             )),
-            (Some(p), None) => self.forward_embeds(&p.prepend(&x)?, p.len(), capture_layer),
-            (None, Some(p)) => {
-                self.forward_embeds(&Tensor::cat(&[p, &x], 1)?, p.dim(1)?, capture_layer)
-            }
-            (None, None) => self.forward_embeds(&x, 0, capture_layer),
+            (Some(p), None) => Ok((p.prepend(&x)?, p.len())),
+            (None, Some(p)) => Ok((Tensor::cat(&[p, &x], 1)?, p.dim(1)?)),
+            (None, None) => Ok((x, 0)),
         }
+    }
+
+    /// The final hidden states (after the last norm) at one token position per row,
+    /// `positions[b]`, -> `[B, H]`: what [`Llama::forward_prefixed`] gives there, with the
+    /// last block run at those positions only ([`DecoderLayer::forward_rows`]; its keys and
+    /// values still cover every position). Scoring and the answer loss read nothing else,
+    /// so this saves the last block's query, output and MLP products at the other
+    /// positions (1/L of the linear FLOPs, less its key/value share).
+    pub fn forward_at(
+        &self,
+        ids: &Tensor,
+        prefix: Option<&Tensor>,
+        positions: &[usize],
+    ) -> Result<Tensor> {
+        let (x, p) = self.embeds(ids, prefix)?;
+        let t = x.dim(1)?;
+        self.check_len(t)?;
+        let rows: Vec<usize> = positions.iter().map(|&q| q + p).collect();
+        let Some((last, init)) = self.layers.split_last() else {
+            return gather_positions(&self.norm.forward(&x)?, &rows);
+        };
+        let mask = self.causal_mask(t)?;
+        let mut x = x;
+        for layer in init {
+            x = layer.forward(&x, &self.rotary, &mask)?;
+        }
+        let h = last.forward_rows(&x, &self.rotary, &rows)?;
+        Ok(self.norm.forward(&h)?.squeeze(1)?)
+    }
+
+    fn check_len(&self, t: usize) -> Result<()> {
+        if t > self.rotary.max_len() {
+            return Err(crate::error::LmError::Invalid(format!(
+                "input of {t} positions exceeds the model's context of {}",
+                self.rotary.max_len()
+            )));
+        }
+        Ok(())
     }
 
     /// Run every block on input embeddings `[B, P + T, H]` whose first `prefix` positions
@@ -460,12 +584,7 @@ impl Llama {
         capture_layer: Option<usize>,
     ) -> Result<Forward> {
         let t = x.dim(1)?;
-        if t > self.rotary.max_len() {
-            return Err(crate::error::LmError::Invalid(format!(
-                "input of {t} positions exceeds the model's context of {}",
-                self.rotary.max_len()
-            )));
-        }
+        self.check_len(t)?;
         let mask = self.causal_mask(t)?;
         let mut x = x.clone();
         let mut captured = None;
@@ -484,15 +603,19 @@ impl Llama {
     /// Logits (f32, whatever the model's dtype) over the whole vocabulary at one position per row: `hidden` `[B, T, H]`,
     /// `positions[b]` the position to read -> `[B, vocab]`.
     pub fn logits_at(&self, hidden: &Tensor, positions: &[usize]) -> Result<Tensor> {
-        let h = gather_positions(hidden, positions)?;
+        self.head_logits(&gather_positions(hidden, positions)?)
+    }
+
+    /// Logits (f32) over the whole vocabulary of hidden states `h` `[B, H]` -> `[B, vocab]`.
+    pub fn head_logits(&self, h: &Tensor) -> Result<Tensor> {
         let w = weight(self.head());
-        if ops::fused(&h) && !w.track_op() {
+        if ops::fused(h) && !w.track_op() {
             // The vocabulary-sized head: a generic matmul's backward would also form its
             // gradient (hidden x vocab), which nothing trains.
-            return Ok(ops::frozen_linear(&h, &w)?);
+            return Ok(ops::frozen_linear(h, &w)?);
         }
-        if ops::frozen_on_device(&h) && !w.track_op() {
-            return Ok(ops::frozen_linear(&h, &w)?.to_dtype(DType::F32)?);
+        if ops::frozen_on_device(h) && !w.track_op() {
+            return Ok(ops::frozen_linear(h, &w)?.to_dtype(DType::F32)?);
         }
         Ok(h.matmul(&w.t()?)?.to_dtype(DType::F32)?)
     }
@@ -524,7 +647,11 @@ impl Llama {
         positions: &[usize],
         tokens: &[u32],
     ) -> Result<Tensor> {
-        let h = gather_positions(hidden, positions)?;
+        self.token_logits(&gather_positions(hidden, positions)?, tokens)
+    }
+
+    /// Logits of the given tokens only for hidden states `h` `[B, H]` -> `[B, tokens.len()]`.
+    pub fn token_logits(&self, h: &Tensor, tokens: &[u32]) -> Result<Tensor> {
         let idx = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
         let rows = weight(self.head()).index_select(&idx, 0)?;
         Ok(h.matmul(&rows.t()?)?.to_dtype(DType::F32)?)

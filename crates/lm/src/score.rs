@@ -240,9 +240,9 @@ impl<'a> Scorer<'a> {
         let (x, last) = self.batch(ids)?;
         match self.backbone {
             Backbone::Decoder(m) => {
-                let f = m.forward_prefixed(&x, prefix, None)?;
-                let state = crate::model::gather_positions(&f.last, &last)?;
-                Ok((state, m.logits_at(&f.last, &last)?))
+                let state = m.forward_at(&x, prefix, &last)?;
+                let logits = m.head_logits(&state)?;
+                Ok((state, logits))
             }
             Backbone::T5(m) => {
                 let h = m.first_step_state(&x, &self.padding_mask(ids)?, prefix)?;
@@ -256,7 +256,10 @@ impl<'a> Scorer<'a> {
     /// row in front if given (`[B, P, H]`), whichever the backbone.
     pub fn yes_no_logits(&self, ids: &[Vec<u32>], prefix: Option<&Tensor>) -> Result<Tensor> {
         match self.backbone {
-            Backbone::Decoder(_) => Ok(self.answer_logits_prefixed(ids, prefix, None)?.0),
+            Backbone::Decoder(m) => {
+                let (x, last) = self.batch(ids)?;
+                m.token_logits(&m.forward_at(&x, prefix, &last)?, &[self.yes, self.no])
+            }
             Backbone::T5(m) => {
                 let (x, _) = self.batch(ids)?;
                 m.first_step_logits(&x, &self.padding_mask(ids)?, prefix, &[self.yes, self.no])

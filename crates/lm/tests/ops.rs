@@ -347,3 +347,62 @@ fn full_fine_tuning_gets_every_weight_gradient_on_both_paths() {
     }
     assert!(vars.iter().any(|(n, _)| n.ends_with("layernorm.weight")));
 }
+
+/// `Llama::forward_at` (the last block at the answer rows only) against the full forward
+/// read at those rows: logits and every adapter's gradient, on both paths, with grouped
+/// key/value heads, Qwen2's biases, rows of different lengths (one at position 0) and a
+/// per-row prefix of virtual tokens.
+#[test]
+fn the_last_block_at_the_answer_rows_equals_the_full_forward_read_there() {
+    let all = fairrec_lm::adapter::TARGET_MODULES;
+    let mut qwen = cfg();
+    qwen.model_type = Some("qwen2".into());
+    for (c, targets) in [(cfg(), &all[..]), (qwen, &["q_proj", "v_proj"][..])] {
+        let mut model = random::random_model(&c, 4, 0.2, &Device::Cpu).unwrap();
+        let set = model
+            .attach_adapters(&AdapterConfig::lora(4, 8.0, targets), 0)
+            .unwrap();
+        let vars = set.named_vars();
+        for (i, (_, v)) in vars.iter().enumerate() {
+            v.set(&(randn(v.dims(), 200 + i as u64) * 0.1).unwrap())
+                .unwrap();
+        }
+        let x = tokens(3, 70);
+        let rows = [69, 40, 0];
+        let prefix = randn(&[3, 2, c.hidden_size], 9);
+        for p in [None, Some(&prefix)] {
+            let full = || {
+                let f = model.forward_prefixed(&x, p, None).unwrap();
+                model.logits_at(&f.last, &rows).unwrap()
+            };
+            let at = || {
+                let h = model.forward_at(&x, p, &rows).unwrap();
+                model.head_logits(&h).unwrap()
+            };
+            let run = |f: &dyn Fn() -> Tensor| {
+                let l = f();
+                let g = probe(&l, 5).backward().unwrap();
+                (l, g)
+            };
+            for reference in [false, true] {
+                let both = || (run(&full), run(&at));
+                let ((lf, gf), (la, ga)) = if reference {
+                    ops::reference(both)
+                } else {
+                    both()
+                };
+                let what = format!(
+                    "{:?} prefix {} reference {reference}",
+                    c.model_type,
+                    p.is_some()
+                );
+                assert_close(&la, &lf, 1e-5, &format!("logits, {what}"));
+                for (name, v) in &vars {
+                    let (a, b) = (ga.get(v).unwrap(), gf.get(v).unwrap());
+                    assert!(max_abs(b) > 0.0, "{name}: zero gradient, {what}");
+                    assert_close(a, b, 1e-4, &format!("{name}, {what}"));
+                }
+            }
+        }
+    }
+}

@@ -12,6 +12,7 @@
 //! recomputes it one head at a time (one more `Q K^T`, a few percent of a training step),
 //! so a layer's attention keeps no `[B, H, T, T]` tensor alive between the passes.
 
+use super::fastexp::softmax_in_place;
 use super::{cpu_slice, cpu_tensor, matmul, msg, with_f32, View};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -89,13 +90,7 @@ impl Attention {
             );
             for i in r0..r1 {
                 let row = &mut p[i * t..(i + 1) * t];
-                let max = row[..=i].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                let mut sum = 0f32;
-                for x in &mut row[..=i] {
-                    *x = (*x - max).exp();
-                    sum += *x;
-                }
-                row[..=i].iter_mut().for_each(|x| *x /= sum);
+                softmax_in_place(&mut row[..=i]);
                 row[i + 1..].fill(0.0);
             }
         }

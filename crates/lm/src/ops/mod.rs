@@ -24,6 +24,7 @@
 //! frozen projections still go through [`frozen_linear`] ([`frozen_on_device`]).
 
 mod attention;
+pub mod fastexp;
 mod linear;
 mod norm;
 mod rope;

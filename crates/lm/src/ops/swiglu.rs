@@ -5,6 +5,7 @@
 //! backward needs `dy = dz W` and `g`, `u` only, so `y` (`[B, T, intermediate]`, the
 //! widest activation of the block) is never kept for backward.
 
+use super::fastexp::{sigmoid, wide_fn};
 use super::linear::{project, project_back};
 use super::{cpu_slice, cpu_tensor, msg, with_f32};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
@@ -13,8 +14,25 @@ use rayon::prelude::*;
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+wide_fn! {
+    /// `y = silu(g) * u` on one chunk.
+    fn gate_chunk(y: &mut [f32], g: &[f32], u: &[f32]) {
+        for ((y, g), u) in y.iter_mut().zip(g).zip(u) {
+            *y = g * sigmoid(*g) * u;
+        }
+    }
+}
+
+wide_fn! {
+    /// [`gate_bwd`] on one chunk.
+    fn gate_bwd_chunk(dg: &mut [f32], du: &mut [f32], g: &[f32], u: &[f32], dy: &[f32]) {
+        let rows = dg.iter_mut().zip(du.iter_mut()).zip(g.iter().zip(u).zip(dy));
+        for ((dg, du), ((&g, &u), &dy)) in rows {
+            let s = sigmoid(g);
+            *dg = dy * u * s * (1.0 + g * (1.0 - s));
+            *du = dy * g * s;
+        }
+    }
 }
 
 /// `silu(g) * u`, elementwise.
@@ -22,11 +40,7 @@ fn gate(g: &[f32], u: &[f32]) -> Vec<f32> {
     let mut y = vec![0f32; g.len()];
     y.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
-        .for_each(|(y, (g, u))| {
-            for ((y, g), u) in y.iter_mut().zip(g).zip(u) {
-                *y = g * sigmoid(*g) * u;
-            }
-        });
+        .for_each(|(y, (g, u))| gate_chunk(y, g, u));
     y
 }
 
@@ -38,13 +52,7 @@ fn gate_bwd(g: &[f32], u: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
         .zip(du.par_chunks_mut(CHUNK))
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
         .zip(dy.par_chunks(CHUNK))
-        .for_each(|(((dg, du), (g, u)), dy)| {
-            for i in 0..g.len() {
-                let s = sigmoid(g[i]);
-                dg[i] = dy[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
-                du[i] = dy[i] * g[i] * s;
-            }
-        });
+        .for_each(|(((dg, du), (g, u)), dy)| gate_bwd_chunk(dg, du, g, u, dy));
     (dg, du)
 }
 
