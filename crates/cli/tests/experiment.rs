@@ -255,6 +255,37 @@ fn paper_b_grid_reports_stereotype_fairness_per_setting_and_side() {
             .any(|l| l.starts_with("synthetic,builtin,\"gender\",mos,stereo/gender/explicit,1,")),
         "{csv}"
     );
+    // Editing a method's flags makes its finished cell stale: a run of other methods leaves
+    // it out of the tables (and `show` agrees) until a run includes it again.
+    let edited = PAPER_B.replace(
+        "[method_train.\"lora@fair\"]\nfairness_weight = 0.5",
+        "[method_train.\"lora@fair\"]\nfairness_weight = 0.25",
+    );
+    assert_ne!(edited, PAPER_B);
+    std::fs::write(&file, edited).unwrap();
+    let out = ok(&only("mos"));
+    assert!(
+        out.contains("1 finished cell(s) left out") && out.contains("lora@fair/seed-0"),
+        "{out}"
+    );
+    let md = std::fs::read_to_string(a.join("results.md")).unwrap();
+    assert!(
+        md.contains("7 finished cells") && !md.contains("| lora@fair |"),
+        "{md}"
+    );
+    assert!(cell.join("lora@fair/seed-0/stale").exists());
+    assert!(ok(&["experiment", "show", p(&a)]).contains("lora@fair/seed-0"));
+    assert_eq!(std::fs::read_to_string(a.join("results.md")).unwrap(), md);
+    let out = ok(&only("lora@fair"));
+    assert!(!out.contains("left out"), "{out}");
+    let md = std::fs::read_to_string(a.join("results.md")).unwrap();
+    assert!(
+        md.contains("8 finished cells") && md.contains("| lora@fair | 1 |"),
+        "{md}"
+    );
+    let cfg =
+        std::fs::read_to_string(cell.join("lora@fair/seed-0/train/train_config.json")).unwrap();
+    assert!(cfg.contains("\"fairness_weight\": 0.25"), "{cfg}");
 }
 
 #[test]

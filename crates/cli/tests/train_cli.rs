@@ -230,7 +230,10 @@ fn bench_reports_throughput_and_memory() {
         assert_eq!(v["steps"], 2);
         assert!(v["tokens_per_s"].as_f64().unwrap() > 0.0);
         assert!(v["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
-        let (gflop, step_s) = (v["step_gflop"].as_f64().unwrap(), v["step_s"].as_f64().unwrap());
+        let (gflop, step_s) = (
+            v["step_gflop"].as_f64().unwrap(),
+            v["step_s"].as_f64().unwrap(),
+        );
         assert!(gflop > 0.0);
         assert!((v["gflops"].as_f64().unwrap() - gflop / step_s).abs() <= 1e-9 * gflop / step_s);
     }

@@ -279,6 +279,26 @@ fn tokens(b: usize, t: usize) -> Tensor {
     Tensor::from_vec(ids, (b, t), &Device::Cpu).unwrap()
 }
 
+/// A seeded model with LoRA r 4 on `targets`, its B factors randomised too (from
+/// `var_seed` on): LoRA's B starts at zero, which would leave A without gradient.
+fn lora_model(
+    c: &LlamaConfig,
+    seed: u64,
+    targets: &[&str],
+    var_seed: u64,
+) -> (fairrec_lm::Llama, Vec<(String, Var)>) {
+    let mut model = random::random_model(c, seed, 0.2, &Device::Cpu).unwrap();
+    let set = model
+        .attach_adapters(&AdapterConfig::lora(4, 8.0, targets), 0)
+        .unwrap();
+    let vars = set.named_vars();
+    for (i, (_, v)) in vars.iter().enumerate() {
+        v.set(&(randn(v.dims(), var_seed + i as u64) * 0.1).unwrap())
+            .unwrap();
+    }
+    (model, vars)
+}
+
 #[test]
 fn the_decoder_gives_the_same_outputs_and_adapter_gradients_on_both_paths() {
     let all = fairrec_lm::adapter::TARGET_MODULES;
@@ -289,16 +309,7 @@ fn the_decoder_gives_the_same_outputs_and_adapter_gradients_on_both_paths() {
     // gate; and Qwen2's biased q/k/v projections.
     let qv = &["q_proj", "v_proj"][..];
     for (c, targets) in [(cfg(), &all[..]), (cfg(), qv), (qwen, qv)] {
-        let mut model = random::random_model(&c, 1, 0.2, &Device::Cpu).unwrap();
-        let set = model
-            .attach_adapters(&AdapterConfig::lora(4, 8.0, targets), 0)
-            .unwrap();
-        let vars = set.named_vars();
-        // LoRA's B starts at zero, which would leave A without gradient: randomise it.
-        for (i, (_, v)) in vars.iter().enumerate() {
-            v.set(&(randn(v.dims(), 100 + i as u64) * 0.1).unwrap())
-                .unwrap();
-        }
+        let (model, vars) = lora_model(&c, 1, targets, 100);
         let x = tokens(2, 70);
         let run = || {
             let f = model.forward(&x, Some(0)).unwrap();
@@ -358,15 +369,7 @@ fn the_last_block_at_the_answer_rows_equals_the_full_forward_read_there() {
     let mut qwen = cfg();
     qwen.model_type = Some("qwen2".into());
     for (c, targets) in [(cfg(), &all[..]), (qwen, &["q_proj", "v_proj"][..])] {
-        let mut model = random::random_model(&c, 4, 0.2, &Device::Cpu).unwrap();
-        let set = model
-            .attach_adapters(&AdapterConfig::lora(4, 8.0, targets), 0)
-            .unwrap();
-        let vars = set.named_vars();
-        for (i, (_, v)) in vars.iter().enumerate() {
-            v.set(&(randn(v.dims(), 200 + i as u64) * 0.1).unwrap())
-                .unwrap();
-        }
+        let (model, vars) = lora_model(&c, 4, targets, 200);
         let x = tokens(3, 70);
         let rows = [69, 40, 0];
         let prefix = randn(&[3, 2, c.hidden_size], 9);

@@ -6,7 +6,8 @@
 //! data manifest's hash, the model). A finished cell (its `cell.json` carries that hash) is
 //! skipped on rerun; a cell whose training was killed continues from its checkpoint
 //! (`fairrec train --resume`, exact), and its audit is rerun. A cell whose configuration
-//! changed starts over. Prompting baselines are scored once (their scores do not depend on
+//! changed starts over when it runs; until then (a run with `--methods`/`--seeds` that
+//! leaves it out) it is marked stale and kept out of the tables. Prompting baselines are scored once (their scores do not depend on
 //! the seed). Cells that fail are reported and the others still run.
 
 pub mod spec;
@@ -80,7 +81,8 @@ pub fn run(c: ExperimentCommand) -> Result<()> {
                 })?,
             )?;
             let cells = table::read_cells(&a.dir)?;
-            table::write(&a.dir, &spec, &cells)
+            table::write(&a.dir, &spec, &cells)?;
+            say_stale(&a.dir)
         }
     }
 }
@@ -268,8 +270,17 @@ struct Cell<'a> {
     seed: Option<u64>,
 }
 
-fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
-    let t0 = std::time::Instant::now();
+/// A cell's resolved commands and its identity.
+struct Resolved {
+    kind: Kind,
+    train_argv: Option<Vec<String>>,
+    audit: Vec<String>,
+    /// The hash of the commands, the data and the model: what a finished cell must carry.
+    hash: String,
+}
+
+/// The commands a cell runs under the file as it is now, and their hash.
+fn resolve(spec: &Spec, cell: &Cell) -> Result<Resolved> {
     let kind = Kind::parse(cell.method)?;
     let origin = format!("experiment `{}`", spec.name);
     let model_flags = flags(&["train"], &cell.model.flags, &origin)?;
@@ -338,6 +349,47 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
     let hash = hash_hex(&serde_json::json!({
         "train": train_argv, "audit": audit, "data": cell.data_hash, "model": [model, model_id],
     }));
+    Ok(Resolved {
+        kind,
+        train_argv,
+        audit,
+        hash,
+    })
+}
+
+/// The marker file of a finished cell that the experiment file no longer describes.
+pub const STALE: &str = "stale";
+
+/// Mark the finished cell in `dir` stale if its hash is not `hash` (the file's now), or
+/// clear the mark. Stale cells stay on disk and out of the tables until they are rerun.
+fn mark_stale(dir: &Path, hash: &str) -> Result<()> {
+    let marker = dir.join(STALE);
+    let done = std::fs::read(dir.join("cell.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<CellResult>(&b).ok());
+    match done {
+        Some(r) if r.hash != hash => write_atomic(
+            &marker,
+            format!(
+                "finished under another configuration (cell hash {}; the experiment file now gives {hash}): left out of the tables until `fairrec experiment run` runs it again\n",
+                r.hash
+            )
+            .as_bytes(),
+        )?,
+        _ if marker.exists() => std::fs::remove_file(&marker)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
+    let t0 = std::time::Instant::now();
+    let Resolved {
+        kind,
+        train_argv,
+        mut audit,
+        hash,
+    } = resolve(spec, cell)?;
     let done = dir.join("cell.json");
     let (adir, tdir) = (dir.join("audit"), dir.join("train"));
     let paper_b = cell.protocol == fairrec_data::protocol::Protocol::Mos;
@@ -355,6 +407,7 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
                         write_atomic(&done, (serde_json::to_string_pretty(&r)? + "\n").as_bytes())?;
                     }
                 }
+                mark_stale(dir, &hash)?;
                 return Ok(r);
             }
         }
@@ -499,6 +552,19 @@ fn cell_name(
     )
 }
 
+/// Name the finished cells that the tables leave out because they are stale.
+fn say_stale(out: &Path) -> Result<()> {
+    let stale = table::stale_cells(out)?;
+    if !stale.is_empty() {
+        say!(
+            "{} finished cell(s) left out of the tables: run under another configuration of the experiment file (marked `{STALE}`; a run that includes them reruns them): {}",
+            stale.len(),
+            stale.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// A line above the progress bar, or on stdout when there is no bar to draw (not a
 /// terminal), so that logs still show each finished cell.
 fn line(bar: &indicatif::ProgressBar, s: String) {
@@ -542,23 +608,39 @@ pub fn run_spec(spec: &Spec, out: &Path, only: &Only) -> Result<Grid> {
                         Kind::Prompt(_) => vec![None],
                         Kind::Train(_) => spec.seeds.iter().map(|s| Some(*s)).collect(),
                     };
-                    for seed in seeds.into_iter().filter(|s| only.keeps(method, *s)) {
-                        cells.push(Cell {
-                            dataset: dname,
-                            data: dir,
-                            data_hash: hash,
-                            protocol: *protocol,
-                            model: m,
-                            model_path: mpath,
-                            scenario: sc,
-                            method,
-                            seed,
-                        });
+                    for seed in seeds {
+                        let kept = only.keeps(method, seed);
+                        cells.push((
+                            kept,
+                            Cell {
+                                dataset: dname,
+                                data: dir,
+                                data_hash: hash,
+                                protocol: *protocol,
+                                model: m,
+                                model_path: mpath,
+                                scenario: sc,
+                                method,
+                                seed,
+                            },
+                        ));
                     }
                 }
             }
         }
     }
+    // Cells not run now: a finished one that the file no longer describes is marked stale.
+    for (_, c) in cells.iter().filter(|(kept, _)| !kept) {
+        let name = cell_name(c.dataset, &c.model.name, c.scenario, c.method, c.seed);
+        let dir = out.join("cells").join(&name);
+        if dir.exists() {
+            mark_stale(&dir, &resolve(spec, c)?.hash).with_context(|| name.clone())?;
+        }
+    }
+    let cells: Vec<Cell> = cells
+        .into_iter()
+        .filter_map(|(k, c)| k.then_some(c))
+        .collect();
     let bar = crate::progress_bar(
         cells.len() as u64,
         "{bar:40} {pos}/{len} cells {msg} [{elapsed_precise} < {eta_precise}]",
@@ -581,6 +663,7 @@ pub fn run_spec(spec: &Spec, out: &Path, only: &Only) -> Result<Grid> {
     }
     bar.finish_and_clear();
     table::write(out, spec, &table::read_cells(out)?)?;
+    say_stale(out)?;
     Ok(Grid {
         cells: cells.len(),
         results,

@@ -96,9 +96,12 @@ pub fn cell_metrics(path: &Path, train_run: &Path, paper_b: bool) -> Result<BTre
     Ok(out)
 }
 
-/// Every finished cell under `dir/cells`.
+/// Every finished cell under `dir/cells`, except those marked stale ([`super::STALE`]).
 pub fn read_cells(dir: &Path) -> Result<Vec<CellResult>> {
     fn walk(p: &Path, out: &mut Vec<CellResult>) -> Result<()> {
+        if p.join(super::STALE).exists() {
+            return Ok(());
+        }
         for e in std::fs::read_dir(p)? {
             let p = e?.path();
             if p.is_dir() {
@@ -117,6 +120,28 @@ pub fn read_cells(dir: &Path) -> Result<Vec<CellResult>> {
     if cells.exists() {
         walk(&cells, &mut out)?;
     }
+    Ok(out)
+}
+
+/// The cells under `dir/cells` marked stale (their names, `dataset/model/...`), sorted.
+pub fn stale_cells(dir: &Path) -> Result<Vec<String>> {
+    let cells = dir.join("cells");
+    let mut out = Vec::new();
+    let mut todo = vec![cells.clone()];
+    while let Some(p) = todo.pop() {
+        if !p.is_dir() {
+            continue;
+        }
+        if p.join(super::STALE).exists() {
+            let name = p.strip_prefix(&cells).unwrap_or(&p);
+            out.push(name.to_string_lossy().into_owned());
+            continue;
+        }
+        for e in std::fs::read_dir(&p)? {
+            todo.push(e?.path());
+        }
+    }
+    out.sort();
     Ok(out)
 }
 
