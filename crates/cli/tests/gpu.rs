@@ -1,5 +1,5 @@
 //! The CUDA path against the CPU: the same seeded tiny model on both devices gives the same
-//! logits and LoRA gradients in f32 (the CUDA path is candle's composed ops plus the
+//! logits (also through `Llama::forward_at`, the scoring path) and LoRA gradients in f32 (the CUDA path is candle's composed ops plus the
 //! frozen projections of `ops::frozen_linear`), and bf16 on CUDA stays within bf16's
 //! precision of them. Built only with `--features cuda`; on a machine without a CUDA device
 //! each test says so and returns. (It lives with the CLI so that it builds with the same
@@ -34,7 +34,7 @@ fn model(device: &Device, dtype: DType) -> Llama {
 
 /// Logits at the last position and the LoRA gradients (`B` set to a fixed ramp so that
 /// the update is not zero), in a fixed order, all on the CPU.
-fn run(device: &Device, dtype: DType) -> (Tensor, Vec<(String, Tensor)>) {
+fn run(device: &Device, dtype: DType) -> (Tensor, Tensor, Vec<(String, Tensor)>) {
     let mut m = model(device, dtype);
     let set = m
         .attach_adapters(
@@ -55,6 +55,10 @@ fn run(device: &Device, dtype: DType) -> (Tensor, Vec<(String, Tensor)>) {
     let ids = Tensor::from_vec(ids, (2, 70), device).unwrap();
     let f = m.forward(&ids, None).unwrap();
     let logits = m.logits_at(&f.last, &[69, 40]).unwrap();
+    // The scoring path: the last block at the answer rows only.
+    let at = m
+        .head_logits(&m.forward_at(&ids, None, &[69, 40]).unwrap())
+        .unwrap();
     let loss = candle_nn::ops::log_softmax(&logits, 1).unwrap();
     let loss = loss
         .narrow(1, 5, 1)
@@ -73,7 +77,8 @@ fn run(device: &Device, dtype: DType) -> (Tensor, Vec<(String, Tensor)>) {
             (n.clone(), g.to_device(&Device::Cpu).unwrap())
         })
         .collect();
-    (logits.to_device(&Device::Cpu).unwrap(), g)
+    let cpu = |t: &Tensor| t.to_device(&Device::Cpu).unwrap();
+    (cpu(&logits), cpu(&at), g)
 }
 
 fn max_abs(t: &Tensor) -> f32 {
@@ -90,10 +95,15 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
 #[test]
 fn cuda_f32_gives_the_cpu_logits_and_lora_gradients() {
     let Some(gpu) = cuda() else { return };
-    let (cl, cg) = run(&Device::Cpu, DType::F32);
-    let (gl, gg) = run(&gpu, DType::F32);
+    let (cl, _, cg) = run(&Device::Cpu, DType::F32);
+    let (gl, ga, gg) = run(&gpu, DType::F32);
     // cuBLAS may use TF32-free f32 GEMMs with another summation order: 1e-4 relative.
     assert!(rel_err(&cl, &gl) < 1e-4, "logits: {}", rel_err(&cl, &gl));
+    assert!(
+        rel_err(&cl, &ga) < 1e-4,
+        "answer rows: {}",
+        rel_err(&cl, &ga)
+    );
     assert_eq!(cg.len(), 12, "2 layers x 3 targets x (A, B)");
     for ((n, c), (_, g)) in cg.iter().zip(&gg) {
         assert!(rel_err(c, g) < 1e-3, "{n}: {}", rel_err(c, g));
@@ -103,9 +113,14 @@ fn cuda_f32_gives_the_cpu_logits_and_lora_gradients() {
 #[test]
 fn cuda_bf16_stays_within_bf16_precision_of_f32() {
     let Some(gpu) = cuda() else { return };
-    let (cl, cg) = run(&Device::Cpu, DType::F32);
-    let (hl, hg) = run(&gpu, DType::BF16);
+    let (cl, _, cg) = run(&Device::Cpu, DType::F32);
+    let (hl, ha, hg) = run(&gpu, DType::BF16);
     assert!(rel_err(&cl, &hl) < 0.05, "logits: {}", rel_err(&cl, &hl));
+    assert!(
+        rel_err(&cl, &ha) < 0.05,
+        "answer rows: {}",
+        rel_err(&cl, &ha)
+    );
     for ((n, c), (_, h)) in cg.iter().zip(&hg) {
         assert_eq!(h.dtype(), DType::F32, "{n}: LoRA gradients stay f32");
         assert!(rel_err(c, h) < 0.15, "{n}: {}", rel_err(c, h));
