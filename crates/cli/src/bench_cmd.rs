@@ -86,9 +86,10 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Threads the CPU kernels use (gemm and candle split their work over rayon's pool).
+/// Threads the CPU kernels use (`RAYON_NUM_THREADS` or the machine's cores: candle's and
+/// the fused kernels' gemm split their work over that many).
 fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    candle_core::utils::get_num_threads()
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {

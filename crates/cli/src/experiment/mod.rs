@@ -7,8 +7,9 @@
 //! skipped on rerun; a cell whose training was killed continues from its checkpoint
 //! (`fairrec train --resume`, exact), and its audit is rerun. A cell whose configuration
 //! changed starts over when it runs; until then (a run with `--methods`/`--seeds` that
-//! leaves it out) it is marked stale and kept out of the tables. Prompting baselines are scored once (their scores do not depend on
-//! the seed). Cells that fail are reported and the others still run.
+//! leaves it out) it is marked stale and kept out of the tables. Prompting baselines are
+//! scored once (their scores do not depend on the seed). Cells that fail are reported and
+//! the others still run.
 
 pub mod spec;
 pub mod table;
@@ -80,9 +81,10 @@ pub fn run(c: ExperimentCommand) -> Result<()> {
                     format!("{} is not an experiment directory", a.dir.display())
                 })?,
             )?;
-            let cells = table::read_cells(&a.dir)?;
-            table::write(&a.dir, &spec, &cells)?;
-            say_stale(&a.dir)
+            let done = table::read_cells(&a.dir)?;
+            table::write(&a.dir, &spec, &done.cells)?;
+            say_stale(&done.stale);
+            Ok(())
         }
     }
 }
@@ -363,21 +365,28 @@ pub const STALE: &str = "stale";
 /// Mark the finished cell in `dir` stale if its hash is not `hash` (the file's now), or
 /// clear the mark. Stale cells stay on disk and out of the tables until they are rerun.
 fn mark_stale(dir: &Path, hash: &str) -> Result<()> {
-    let marker = dir.join(STALE);
     let done = std::fs::read(dir.join("cell.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<CellResult>(&b).ok());
     match done {
         Some(r) if r.hash != hash => write_atomic(
-            &marker,
+            &dir.join(STALE),
             format!(
                 "finished under another configuration (cell hash {}; the experiment file now gives {hash}): left out of the tables until `fairrec experiment run` runs it again\n",
                 r.hash
             )
             .as_bytes(),
         )?,
-        _ if marker.exists() => std::fs::remove_file(&marker)?,
-        _ => {}
+        _ => clear_stale(dir)?,
+    }
+    Ok(())
+}
+
+/// Remove the stale mark of the cell in `dir`, if any (its `cell.json` matches the file).
+fn clear_stale(dir: &Path) -> Result<()> {
+    let marker = dir.join(STALE);
+    if marker.exists() {
+        std::fs::remove_file(&marker)?;
     }
     Ok(())
 }
@@ -407,7 +416,7 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
                         write_atomic(&done, (serde_json::to_string_pretty(&r)? + "\n").as_bytes())?;
                     }
                 }
-                mark_stale(dir, &hash)?;
+                clear_stale(dir)?;
                 return Ok(r);
             }
         }
@@ -553,8 +562,7 @@ fn cell_name(
 }
 
 /// Name the finished cells that the tables leave out because they are stale.
-fn say_stale(out: &Path) -> Result<()> {
-    let stale = table::stale_cells(out)?;
+fn say_stale(stale: &[String]) {
     if !stale.is_empty() {
         say!(
             "{} finished cell(s) left out of the tables: run under another configuration of the experiment file (marked `{STALE}`; a run that includes them reruns them): {}",
@@ -562,7 +570,6 @@ fn say_stale(out: &Path) -> Result<()> {
             stale.join(", ")
         );
     }
-    Ok(())
 }
 
 /// A line above the progress bar, or on stdout when there is no bar to draw (not a
@@ -662,8 +669,9 @@ pub fn run_spec(spec: &Spec, out: &Path, only: &Only) -> Result<Grid> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    table::write(out, spec, &table::read_cells(out)?)?;
-    say_stale(out)?;
+    let done = table::read_cells(out)?;
+    table::write(out, spec, &done.cells)?;
+    say_stale(&done.stale);
     Ok(Grid {
         cells: cells.len(),
         results,

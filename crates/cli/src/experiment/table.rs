@@ -96,18 +96,27 @@ pub fn cell_metrics(path: &Path, train_run: &Path, paper_b: bool) -> Result<BTre
     Ok(out)
 }
 
-/// Every finished cell under `dir/cells`, except those marked stale ([`super::STALE`]).
-pub fn read_cells(dir: &Path) -> Result<Vec<CellResult>> {
-    fn walk(p: &Path, out: &mut Vec<CellResult>) -> Result<()> {
+/// The finished cells under `dir/cells`: those the tables show, and the names
+/// (`dataset/model/...`, sorted) of those marked stale ([`super::STALE`]), left out.
+pub struct Finished {
+    pub cells: Vec<CellResult>,
+    pub stale: Vec<String>,
+}
+
+/// Every finished cell under `dir/cells` ([`Finished`]).
+pub fn read_cells(dir: &Path) -> Result<Finished> {
+    fn walk(root: &Path, p: &Path, out: &mut Finished) -> Result<()> {
         if p.join(super::STALE).exists() {
+            let name = p.strip_prefix(root).unwrap_or(p);
+            out.stale.push(name.to_string_lossy().into_owned());
             return Ok(());
         }
         for e in std::fs::read_dir(p)? {
             let p = e?.path();
             if p.is_dir() {
-                walk(&p, out)?;
+                walk(root, &p, out)?;
             } else if p.file_name().is_some_and(|n| n == "cell.json") {
-                out.push(
+                out.cells.push(
                     serde_json::from_slice(&std::fs::read(&p)?)
                         .with_context(|| format!("{}", p.display()))?,
                 );
@@ -115,33 +124,15 @@ pub fn read_cells(dir: &Path) -> Result<Vec<CellResult>> {
         }
         Ok(())
     }
-    let mut out = Vec::new();
+    let mut out = Finished {
+        cells: Vec::new(),
+        stale: Vec::new(),
+    };
     let cells = dir.join("cells");
     if cells.exists() {
-        walk(&cells, &mut out)?;
+        walk(&cells, &cells, &mut out)?;
     }
-    Ok(out)
-}
-
-/// The cells under `dir/cells` marked stale (their names, `dataset/model/...`), sorted.
-pub fn stale_cells(dir: &Path) -> Result<Vec<String>> {
-    let cells = dir.join("cells");
-    let mut out = Vec::new();
-    let mut todo = vec![cells.clone()];
-    while let Some(p) = todo.pop() {
-        if !p.is_dir() {
-            continue;
-        }
-        if p.join(super::STALE).exists() {
-            let name = p.strip_prefix(&cells).unwrap_or(&p);
-            out.push(name.to_string_lossy().into_owned());
-            continue;
-        }
-        for e in std::fs::read_dir(&p)? {
-            todo.push(e?.path());
-        }
-    }
-    out.sort();
+    out.stale.sort();
     Ok(out)
 }
 
