@@ -67,7 +67,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     if samples.is_empty() {
         bail!("split `{}` of {} has no samples", a.split, a.data.display());
     }
-    let scenario = crate::train_cmd::scenario(&manifest, a.attributes.as_deref(), &a.data)?;
+    let scenario = fairrec_train::encode::scenario(&manifest, a.attributes.as_deref(), &a.data)?;
     let template = a
         .template
         .unwrap_or(Template::default_for(manifest.protocol));
@@ -87,14 +87,16 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     let scorer = Scorer::new(&loaded.model, &loaded.tokenizer, format, a.model.space()?)?;
     // MoS: one mixed soft prompt per sample, in front of every variant of it.
     let prefixes = match &tuning {
-        Some(fairrec_lm::tuning::Tuning::Mos(m)) => Some(crate::train_paper_b::sample_prompts(
-            &scorer,
-            template,
-            &samples,
-            m,
-            &read_split(&a.data, "train")?,
-            a.batch_size,
-        )?),
+        Some(fairrec_lm::tuning::Tuning::Mos(m)) => {
+            Some(fairrec_train::methods::mos::sample_prompts(
+                &scorer,
+                template,
+                &samples,
+                m,
+                &read_split(&a.data, "train")?,
+                a.batch_size,
+            )?)
+        }
         _ => None,
     };
     let mut jobs: Vec<(usize, &Variant, String)> = Vec::new();

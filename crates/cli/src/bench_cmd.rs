@@ -11,8 +11,8 @@ use clap::Args;
 use fairrec_core::Rng;
 use fairrec_lm::adapter::AdapterConfig;
 use fairrec_lm::config::LlamaConfig;
-use fairrec_train::objective::answer_nll;
-use fairrec_train::optim::{AdamW, AdamWConfig};
+use fairrec_train::engine::objective::answer_nll;
+use fairrec_train::engine::optim::{AdamW, AdamWConfig};
 use std::path::PathBuf;
 use std::time::Instant;
 

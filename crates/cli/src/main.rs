@@ -19,7 +19,6 @@ mod runfile;
 mod score_cmd;
 mod train_args;
 mod train_cmd;
-mod train_paper_b;
 
 use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

@@ -1,6 +1,7 @@
 //! `fairrec train`'s flags and how they resolve into a [`TrainConfig`]: every method starts
-//! from its own defaults (`Method::defaults`: paper A's settings for its methods) and the
-//! flags given override them.
+//! from its own defaults (`Method::defaults`: `TrainConfig::default()` with the method's
+//! settings over it, e.g. paper A's for its methods) and the flags given override them.
+//! The flags carry no defaults of their own, so the library's are the only ones.
 
 use crate::model_args::ModelArgs;
 use anyhow::{bail, Result};
@@ -10,10 +11,10 @@ use fairrec_data::prompt::Template;
 use fairrec_lm::mos::Routing;
 use fairrec_lm::pool::Pooling;
 use fairrec_lm::prompt::PromptInit;
-use fairrec_train::config::{MosSettings, StereotypeSettings};
-use fairrec_train::curriculum::{Curriculum, TauSource};
-use fairrec_train::mos::MosWeights;
-use fairrec_train::schedule::Decay;
+use fairrec_train::engine::schedule::Decay;
+use fairrec_train::methods::mos::loss::{MosSettings, MosWeights};
+use fairrec_train::methods::paper_a::curriculum::{Curriculum, TauSource};
+use fairrec_train::methods::stereo::StereotypeSettings;
 use fairrec_train::{Method, TrainConfig};
 use std::path::PathBuf;
 
@@ -69,37 +70,42 @@ pub struct TrainArgs {
     /// Stop after N optimizer steps.
     #[arg(long)]
     pub max_steps: Option<u64>,
-    /// Samples per forward pass (with all their augmented copies).
-    #[arg(long, default_value_t = 4)]
-    pub batch_size: usize,
-    /// Forward passes per optimizer step.
-    #[arg(long, default_value_t = 1)]
-    pub grad_accum: usize,
-    /// Global gradient-norm clip (0: none).
-    #[arg(long, default_value_t = 1.0)]
-    pub max_grad_norm: f64,
-    /// Fraction of the steps spent in linear warmup.
-    #[arg(long, default_value_t = 0.05)]
-    pub warmup_ratio: f64,
-    /// Decay after warmup: constant, linear or cosine.
-    #[arg(long, default_value = "linear")]
-    pub schedule: Decay,
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    #[arg(long, default_value_t = 0.9)]
-    pub beta1: f64,
-    #[arg(long, default_value_t = 0.999)]
-    pub beta2: f64,
-    #[arg(long, default_value_t = 1e-8)]
-    pub adam_eps: f64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Samples per forward pass (with all their augmented copies) [default: 4].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Forward passes per optimizer step [default: 1].
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    /// Global gradient-norm clip (0: none) [default: 1].
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// Fraction of the steps spent in linear warmup [default: 0.05].
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    /// Decay after warmup: constant, linear or cosine [default: linear].
+    #[arg(long)]
+    pub schedule: Option<Decay>,
+    /// AdamW's decoupled weight decay [default: 0].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// [default: 0.9].
+    #[arg(long)]
+    pub beta1: Option<f64>,
+    /// [default: 0.999].
+    #[arg(long)]
+    pub beta2: Option<f64>,
+    /// [default: 1e-8].
+    #[arg(long)]
+    pub adam_eps: Option<f64>,
+    /// [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Stop when the valid AUC has not improved for N epochs.
     #[arg(long)]
     pub early_stopping: Option<usize>,
-    /// Checkpoint every N optimizer steps (and at every epoch end).
-    #[arg(long, default_value_t = 50)]
-    pub checkpoint_every: u64,
+    /// Checkpoint every N optimizer steps (and at every epoch end) [default: 50].
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
     /// Do not score the valid split after each epoch.
     #[arg(long)]
     pub no_eval: bool,
@@ -133,9 +139,9 @@ pub struct TrainArgs {
     /// Block whose output L_diff compares (0-based) [default: the final hidden states].
     #[arg(long)]
     pub diff_layer: Option<usize>,
-    /// How L_diff pools a prompt's states: last (token) or mean.
-    #[arg(long, default_value = "last")]
-    pub diff_pooling: Pooling,
+    /// How L_diff pools a prompt's states: last (token) or mean [default: last].
+    #[arg(long)]
+    pub diff_pooling: Option<Pooling>,
     /// Also train the neutral copies on the answer loss.
     #[arg(long)]
     pub ntp_neutral: bool,
@@ -151,27 +157,24 @@ pub struct TrainArgs {
     /// What tau tracks: cl-moe (the step's CL-MoE loss, as Eq. 19 is printed) or raw (Eq. 7).
     #[arg(long)]
     pub tau_source: Option<TauSource>,
-    /// Virtual tokens of prompt tuning.
-    #[arg(long, default_value_t = 20)]
-    pub virtual_tokens: usize,
+    /// Virtual tokens of prompt tuning (and of each MoS expert) [default: 20].
+    #[arg(long)]
+    pub virtual_tokens: Option<usize>,
     /// Prompt initialisation: text, sample-vocab or random [default: text; mos: sample-vocab].
     #[arg(long)]
     pub prompt_init: Option<String>,
-    /// The text whose token embeddings start the prompt (--prompt-init text).
-    #[arg(
-        long,
-        default_value = "Predict whether the user will like the item. Answer Yes or No."
-    )]
-    pub prompt_init_text: String,
+    /// The text whose token embeddings start the prompt (--prompt-init text) [default: "Predict whether the user will like the item. Answer Yes or No."].
+    #[arg(long)]
+    pub prompt_init_text: Option<String>,
     /// MoS: prompt experts [default: 4].
     #[arg(long)]
     pub mos_experts: Option<usize>,
     /// MoS: experts kept per group input [default: 1].
     #[arg(long)]
     pub mos_top_k: Option<usize>,
-    /// MoS: top (the k most probable experts) or stochastic (drawn in proportion while training).
-    #[arg(long, default_value = "top")]
-    pub mos_routing: String,
+    /// MoS: top (the k most probable experts) or stochastic (drawn in proportion while training) [default: top].
+    #[arg(long)]
+    pub mos_routing: Option<String>,
     /// MoS ablation: no reweighting layer (the groups' routes are averaged).
     #[arg(long)]
     pub no_reweight: bool,
@@ -203,17 +206,23 @@ impl TrainArgs {
     /// flags.
     pub fn config(&self, attributes: usize) -> Result<TrainConfig> {
         let d = self.method.defaults(attributes >= 2);
+        let text = match (&self.prompt_init_text, &TrainConfig::default().prompt_init) {
+            (Some(t), _) => t.clone(),
+            (None, PromptInit::Text(t)) => t.clone(),
+            (None, _) => String::new(),
+        };
         let prompt_init = match self.prompt_init.as_deref() {
             None => d.prompt_init.clone(),
-            Some("text") => PromptInit::Text(self.prompt_init_text.clone()),
+            Some("text") => PromptInit::Text(text),
             Some("sample-vocab") => PromptInit::SampleVocab,
             Some("random") => PromptInit::Random,
             Some(o) => bail!("--prompt-init `{o}`: expected text, sample-vocab or random"),
         };
-        let routing = match self.mos_routing.as_str() {
-            "top" => Routing::Top,
-            "stochastic" => Routing::Stochastic,
-            o => bail!("--mos-routing `{o}`: expected top or stochastic"),
+        let routing = match self.mos_routing.as_deref() {
+            None => d.mos.routing,
+            Some("top") => Routing::Top,
+            Some("stochastic") => Routing::Stochastic,
+            Some(o) => bail!("--mos-routing `{o}`: expected top or stochastic"),
         };
         let dm = &d.mos;
         let mos_fairness = match self.fairness_weight {
@@ -242,7 +251,7 @@ impl TrainArgs {
         let mut objective = d.objective.clone();
         objective.diff_weight = self.diff_weight.unwrap_or(objective.diff_weight);
         objective.capture.layer = self.diff_layer;
-        objective.capture.pooling = self.diff_pooling;
+        objective.capture.pooling = self.diff_pooling.unwrap_or(objective.capture.pooling);
         objective.ntp_neutral = self.ntp_neutral;
         objective.balance_weight = self.balance_weight.unwrap_or(objective.balance_weight);
         if self.no_curriculum {
@@ -264,22 +273,22 @@ impl TrainArgs {
         let c = TrainConfig {
             method: self.method,
             lr: self.lr.unwrap_or(d.lr),
-            schedule: self.schedule,
-            warmup_ratio: self.warmup_ratio,
+            schedule: self.schedule.unwrap_or(d.schedule),
+            warmup_ratio: self.warmup_ratio.unwrap_or(d.warmup_ratio),
             epochs: self.epochs.unwrap_or(d.epochs),
             max_steps: self.max_steps,
-            batch_size: self.batch_size,
-            grad_accum: self.grad_accum,
-            max_grad_norm: self.max_grad_norm,
-            adamw: fairrec_train::optim::AdamWConfig {
-                beta1: self.beta1,
-                beta2: self.beta2,
-                eps: self.adam_eps,
-                weight_decay: self.weight_decay,
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            grad_accum: self.grad_accum.unwrap_or(d.grad_accum),
+            max_grad_norm: self.max_grad_norm.unwrap_or(d.max_grad_norm),
+            adamw: fairrec_train::engine::optim::AdamWConfig {
+                beta1: self.beta1.unwrap_or(d.adamw.beta1),
+                beta2: self.beta2.unwrap_or(d.adamw.beta2),
+                eps: self.adam_eps.unwrap_or(d.adamw.eps),
+                weight_decay: self.weight_decay.unwrap_or(d.adamw.weight_decay),
             },
-            seed: self.seed,
+            seed: self.seed.unwrap_or(d.seed),
             early_stopping: self.early_stopping,
-            checkpoint_every: self.checkpoint_every,
+            checkpoint_every: self.checkpoint_every.unwrap_or(d.checkpoint_every),
             eval: !self.no_eval,
             lora: fairrec_lm::adapter::AdapterConfig {
                 r: self.lora_r.unwrap_or(d.lora.r),
@@ -290,7 +299,7 @@ impl TrainArgs {
                 experts: self.experts.unwrap_or(d.lora.experts),
                 top_k: self.top_k,
             },
-            virtual_tokens: self.virtual_tokens,
+            virtual_tokens: self.virtual_tokens.unwrap_or(d.virtual_tokens),
             prompt_init,
             objective,
             mos,
@@ -303,7 +312,7 @@ impl TrainArgs {
                 _ => self.fairness_weight.unwrap_or(d.fairness_weight),
             },
         };
-        c.validate()?;
+        fairrec_train::methods::validate(&c)?;
         Ok(c)
     }
 

@@ -82,6 +82,16 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Write `value` as pretty JSON with a final newline, atomically ([`write_atomic`]). Keys
+/// come out sorted (through `serde_json::Value`), as the files written with `json!` always
+/// had them, so a typed record and its older untyped writer give the same bytes.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let text = serde_json::to_value(value)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .map_err(std::io::Error::other)?;
+    write_atomic(path, (text + "\n").as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

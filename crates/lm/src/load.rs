@@ -32,6 +32,62 @@ impl<'a> From<&'a Model> for crate::score::Backbone<'a> {
     }
 }
 
+/// A mutable view of either family: what a training method makes trainable and what an
+/// adapter directory is attached to.
+pub enum ModelMut<'a> {
+    Decoder(&'a mut Llama),
+    T5(&'a mut crate::t5::T5),
+}
+
+impl<'a> From<&'a mut Model> for ModelMut<'a> {
+    fn from(m: &'a mut Model) -> Self {
+        match m {
+            Model::Decoder(m) => ModelMut::Decoder(m),
+            Model::T5(m) => ModelMut::T5(m),
+        }
+    }
+}
+
+impl<'a> From<&'a mut Llama> for ModelMut<'a> {
+    fn from(m: &'a mut Llama) -> Self {
+        ModelMut::Decoder(m)
+    }
+}
+
+impl ModelMut<'_> {
+    /// The model as a host of soft prompts.
+    pub fn host(&mut self) -> &mut dyn crate::PromptHost {
+        match self {
+            ModelMut::Decoder(m) => *m,
+            ModelMut::T5(m) => *m,
+        }
+    }
+
+    /// Attach LoRA (or LoRA-MoE) adapters as `cfg` says, seeded with `seed`.
+    pub fn attach_adapters(
+        &mut self,
+        cfg: &crate::adapter::AdapterConfig,
+        seed: u64,
+    ) -> Result<crate::tuning::AdapterSet> {
+        match self {
+            ModelMut::Decoder(m) => m.attach_adapters(cfg, seed),
+            ModelMut::T5(m) => m.attach_adapters(cfg, seed),
+        }
+    }
+
+    /// Make every weight trainable (full fine-tuning).
+    pub fn make_trainable(&mut self) -> Result<Vec<(String, candle_core::Var)>> {
+        match self {
+            ModelMut::Decoder(m) => m.make_trainable(),
+            ModelMut::T5(m) => m.make_trainable(),
+        }
+    }
+
+    pub fn is_t5(&self) -> bool {
+        matches!(self, ModelMut::T5(_))
+    }
+}
+
 impl Loaded<Model> {
     /// The decoder, or an error saying that `what` needs one (T5 models score, through
     /// `audit` and `score`, and train prompts and LoRA).

@@ -22,11 +22,10 @@
 use crate::adapter::AdapterConfig;
 use crate::error::{LmError, Result};
 use crate::host::PromptHost;
-use crate::load::Model;
+use crate::load::{Model, ModelMut};
 use crate::model::Llama;
 use crate::mos::{MixturePrompt, MosConfig};
 use crate::prompt::{PromptInit, SoftPrompt};
-use crate::t5::T5;
 use crate::tuning::Tuning;
 use candle_core::{Device, Tensor};
 use serde_json::{json, Value};
@@ -178,34 +177,16 @@ fn model_err(path: &Path, message: impl Into<String>) -> LmError {
 
 /// Load an adapter directory written by fairrec or by PEFT and attach it to `model`.
 pub fn load(dir: &Path, model: &mut Llama, tok: &crate::tokenizer::Tok) -> Result<Tuning> {
-    load_into(dir, Target::Decoder(model), tok)
+    load_into(dir, ModelMut::Decoder(model), tok)
 }
 
 /// As [`load`] for either backbone (on T5, LoRA on its `q`/`k`/`v`/`o`/`wi`/`wo` modules and
 /// prompts in front of the encoder input).
 pub fn load_model(dir: &Path, model: &mut Model, tok: &crate::tokenizer::Tok) -> Result<Tuning> {
-    match model {
-        Model::Decoder(m) => load_into(dir, Target::Decoder(m), tok),
-        Model::T5(m) => load_into(dir, Target::T5(m), tok),
-    }
+    load_into(dir, model.into(), tok)
 }
 
-/// What an adapter directory is attached to.
-enum Target<'a> {
-    Decoder(&'a mut Llama),
-    T5(&'a mut T5),
-}
-
-impl Target<'_> {
-    fn host(&mut self) -> &mut dyn PromptHost {
-        match self {
-            Target::Decoder(m) => *m,
-            Target::T5(m) => *m,
-        }
-    }
-}
-
-fn load_into(dir: &Path, mut model: Target, tok: &crate::tokenizer::Tok) -> Result<Tuning> {
+fn load_into(dir: &Path, mut model: ModelMut, tok: &crate::tokenizer::Tok) -> Result<Tuning> {
     let cfg_path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&cfg_path).map_err(|source| LmError::Io {
         path: cfg_path.clone(),
@@ -253,10 +234,7 @@ fn load_into(dir: &Path, mut model: Target, tok: &crate::tokenizer::Tok) -> Resu
                     "LoRA with trained biases is not supported",
                 ));
             }
-            Tuning::Adapters(match &mut model {
-                Target::Decoder(m) => m.attach_adapters(&ac, 0)?,
-                Target::T5(m) => m.attach_adapters(&ac, 0)?,
-            })
+            Tuning::Adapters(model.attach_adapters(&ac, 0)?)
         }
         // A saved p-tuning prompt is the encoder's output: it loads as a fixed prompt.
         "PROMPT_TUNING" | "P_TUNING" => {

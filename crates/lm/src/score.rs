@@ -36,6 +36,22 @@ pub enum AnswerSpace {
     None,
 }
 
+impl std::str::FromStr for AnswerSpace {
+    type Err = LmError;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => AnswerSpace::Auto,
+            "leading" => AnswerSpace::Leading,
+            "none" => AnswerSpace::None,
+            other => {
+                return Err(LmError::Invalid(format!(
+                    "--answer-space `{other}`: expected auto, leading or none"
+                )))
+            }
+        })
+    }
+}
+
 /// The network a [`Scorer`] runs: a decoder reads the answer at the prompt's last
 /// position; T5 at its first decoder step (see [`crate::t5`]).
 #[derive(Clone, Copy)]

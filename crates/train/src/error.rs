@@ -7,6 +7,8 @@ use std::path::PathBuf;
 pub enum TrainError {
     #[error(transparent)]
     Lm(#[from] fairrec_lm::LmError),
+    #[error(transparent)]
+    Data(#[from] fairrec_data::DataError),
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
     /// A file of the run directory could not be read or written.
@@ -30,6 +32,16 @@ pub enum TrainError {
         epoch: usize,
         kept: String,
     },
+    /// A file of the run directory is not the JSON it should be.
+    #[error("{}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The run's data or flags do not fit the method (the message names the flag).
+    #[error("{0}")]
+    Input(String),
     /// A configuration value out of range.
     #[error("invalid training configuration: {0}")]
     Config(String),

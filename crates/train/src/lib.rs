@@ -1,25 +1,27 @@
-//! fairrec's trainer on the LM engine: AdamW with warmup and linear or cosine decay,
-//! gradient accumulation and clipping, seeded determinism, per-epoch validation with early
-//! stopping, crash-safe checkpoints with exact resume, a NaN/inf guard, and the engine's
-//! methods (LoRA, full fine-tuning, prompt tuning) and paper A's fairness methods (CF, Diff,
-//! CF-Diff, LoRA-MoE, CL-MoE's SuperLoss curriculum, Ins-Tuning) and paper B's (MoS,
-//! the IFairLRS, FaiRLLM-objective and UP5 baselines).
+//! fairrec's trainer, and every training method of both papers, from prepared samples to a
+//! trained adapter. In pipeline order:
+//!
+//! 1. [`engine`]: the loop (AdamW with warmup and linear or cosine decay, gradient
+//!    accumulation and clipping, seeded determinism, per-epoch validation with early
+//!    stopping, crash-safe checkpoints with exact resume, a NaN/inf guard), the answer loss.
+//! 2. [`config`]: [`TrainConfig`] (everything that decides a result) and [`RunSpec`] (what
+//!    a run directory needs to resume).
+//! 3. [`encode`]: samples -> prompts -> token ids.
+//! 4. [`methods`]: one module per method or family (the paradigms; paper A's CF, Diff,
+//!    CF-Diff, LoRA-MoE, CL-MoE, Ins-Tuning; paper B's MoS and the IFairLRS, FaiRLLM and
+//!    UP5 baselines), each declaring what it trains, on which copies, with which loss;
+//!    [`method`] lists their names.
+//! 5. [`fit`] and [`run`]: the run directory's protocol and the entry point a program calls.
 
-pub mod checkpoint;
 pub mod config;
-pub mod curriculum;
+pub mod encode;
+pub mod engine;
 pub mod error;
-pub mod fair;
-pub mod fairllm;
-pub mod ifairlrs;
+pub mod fit;
 pub mod method;
-pub mod mos;
-pub mod objective;
-pub mod optim;
-pub mod schedule;
-pub mod stereo;
-pub mod trainer;
-pub mod up5;
+pub mod methods;
+pub mod run;
 
-pub use config::{Method, TrainConfig};
+pub use config::{RunSpec, TrainConfig};
 pub use error::{Result, TrainError};
+pub use method::Method;

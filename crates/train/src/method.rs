@@ -1,130 +1,93 @@
-//! Methods of the engine: what each makes trainable on a loaded model, and how its result
-//! is saved (PEFT adapter files, or a whole HF model directory for full fine-tuning).
+//! The names of the training methods: what `--method` takes and `train_config.json` stores.
+//! What each method does is in [`crate::methods`] (one module per method or family); this
+//! list is the one place a new method's name is added (the compiler then points at the one
+//! `match` arm in `crate::methods::Method::def` that it needs).
 
-use crate::config::{Method, TrainConfig};
-use crate::error::{Result, TrainError};
-use fairrec_lm::load::save_hf_dir;
-use fairrec_lm::load::Model;
-use fairrec_lm::mos::{MixturePrompt, MosConfig};
-use fairrec_lm::prompt::PromptInit;
-use fairrec_lm::score::Backbone;
-use fairrec_lm::tokenizer::Tok;
-use fairrec_lm::tuning::Tuning;
-use fairrec_lm::{Llama, PromptHost};
-use std::path::Path;
-use std::sync::Arc;
+/// Declares [`Method`] with its names, [`Method::ALL`] and `FromStr`.
+macro_rules! method_names {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+        /// A training method (what a run makes trainable, on which copies of the data, with
+        /// which losses: see [`crate::methods`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum Method {
+            $($(#[$doc])* $variant,)*
+        }
 
-/// Make `model` trainable as `cfg.method` asks (adapters seeded with `cfg.seed`).
-pub fn setup(model: &mut Llama, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
-    if let Some(t) = setup_prompts(model, tok, cfg)? {
-        return Ok(t);
-    }
-    Ok(match cfg.method {
-        Method::Full => Tuning::Full(model.make_trainable()?),
-        // LoRA, paper B's baselines and paper A's methods (LoRA or LoRA-MoE, as `cfg.lora` says).
-        _ => Tuning::Adapters(model.attach_adapters(&cfg.lora, cfg.seed)?),
-    })
-}
+        impl Method {
+            pub const ALL: [Method; [$($name),*].len()] = [$(Method::$variant,)*];
 
-/// As [`setup`] for either backbone: T5 takes full tuning, the prompt-based methods (prompt
-/// tuning, p-tuning, MoS, UP5) and LoRA (lora, ifairlrs, fairllm); paper A's methods need a
-/// decoder.
-pub fn setup_model(model: &mut Model, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
-    match model {
-        Model::Decoder(m) => setup(m, tok, cfg),
-        Model::T5(m) => {
-            if let Some(t) = setup_prompts(m, tok, cfg)? {
-                return Ok(t);
-            }
-            match cfg.method {
-                Method::Full => Ok(Tuning::Full(m.make_trainable()?)),
-                Method::Lora | Method::IFairLrs | Method::FairLlm => {
-                    Ok(Tuning::Adapters(m.attach_adapters(&cfg.lora, cfg.seed)?))
+            /// The name `--method` takes.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Method::$variant => $name,)*
                 }
-                _ => Err(TrainError::Config(format!(
-                    "--method {} on T5: T5 trains full, LoRA (lora, ifairlrs, fairllm) and prompts (prompt-tuning, p-tuning, mos, up5); paper A's methods need a decoder-only model (L_diff reads decoder hidden states at prompt positions)",
-                    cfg.method.name()
-                ))),
             }
         }
+    };
+}
+
+method_names! {
+    /// LoRA adapters on the target modules.
+    Lora = "lora",
+    /// Every weight.
+    Full = "full",
+    /// A soft prompt of virtual tokens.
+    PromptTuning = "prompt-tuning",
+    /// Virtual tokens through a trainable prompt encoder (p-tuning, MLP).
+    PTuning = "p-tuning",
+    /// Paper A's Ins-Tuning baseline.
+    InsTuning = "ins-tuning",
+    /// Paper A: counterfactual augmentation.
+    Cf = "cf",
+    /// Paper A: `L_diff`.
+    Diff = "diff",
+    /// Paper A: CF-Diff (Eq. 7).
+    CfDiff = "cf-diff",
+    /// Paper A: LoRA-MoE (Eq. 10-12).
+    Moe = "moe",
+    /// Paper A: CL-MoE (Eq. 13-19).
+    ClMoe = "cl-moe",
+    /// Paper B's Mixture-of-Stereotypes soft prompts ([`crate::methods::mos`]).
+    Mos = "mos",
+    /// Paper B's item-side baseline IFairLRS ([`crate::methods::ifairlrs`]).
+    IFairLrs = "ifairlrs",
+    /// Paper B's user-side FaiRLLM-objective baseline ([`crate::methods::fairllm`]).
+    FairLlm = "fairllm",
+    /// Paper B's counterfactually fair prompting baseline UP5 ([`crate::methods::up5`]).
+    Up5 = "up5",
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "method `{s}`: expected one of {}",
+                    Method::ALL.map(|m| m.name()).join(", ")
+                )
+            })
     }
 }
 
-/// The prompt-based methods' tuning on any host of soft prompts; `None` for the others.
-fn setup_prompts(
-    model: &mut dyn PromptHost,
-    tok: &Tok,
-    cfg: &TrainConfig,
-) -> Result<Option<Tuning>> {
-    Ok(Some(match cfg.method {
-        Method::PromptTuning | Method::Up5 => Tuning::Prompt {
-            prompt: model.attach_soft_prompt(
-                tok,
-                cfg.virtual_tokens,
-                &cfg.prompt_init,
-                cfg.seed,
-            )?,
-            init: cfg.prompt_init.clone(),
-        },
-        Method::PTuning => Tuning::Prompt {
-            prompt: model.attach_p_tuning(cfg.virtual_tokens, cfg.encoder_hidden_size, cfg.seed)?,
-            init: PromptInit::Random,
-        },
-        Method::Mos => {
-            let (m, st) = (&cfg.mos, &cfg.stereotype);
-            let mc = MosConfig {
-                experts: m.experts,
-                virtual_tokens: cfg.virtual_tokens,
-                groups: st.groups.clone(),
-                top_k: m.top_k,
-                routing: m.routing,
-                reweight: m.reweight,
-                attribute: st.attribute.clone(),
-                z_threshold: st.z_threshold,
-            };
-            Tuning::Mos(Arc::new(MixturePrompt::new(
-                model,
-                tok,
-                mc,
-                &cfg.prompt_init,
-                cfg.seed,
-            )?))
-        }
-        _ => return Ok(None),
-    }))
-}
+#[cfg(test)]
+mod tests {
+    use super::Method;
 
-/// Save what `tuning` trained into `dir`: PEFT files (`adapter_config.json`,
-/// `adapter_model.safetensors`) for adapters and prompts; `config.json`,
-/// `model.safetensors` and the tokenizer for full fine-tuning.
-pub fn save(tuning: &Tuning, model: &Llama, tok: &Tok, base: &str, dir: &Path) -> Result<()> {
-    save_model_ref(tuning, Backbone::Decoder(model), tok, base, dir)
-}
-
-/// As [`save`] for either backbone.
-pub fn save_model(tuning: &Tuning, model: &Model, tok: &Tok, base: &str, dir: &Path) -> Result<()> {
-    save_model_ref(tuning, model.into(), tok, base, dir)
-}
-
-fn save_model_ref(
-    tuning: &Tuning,
-    model: Backbone,
-    tok: &Tok,
-    base: &str,
-    dir: &Path,
-) -> Result<()> {
-    match tuning {
-        Tuning::Full(vars) => {
-            let tensors: Vec<_> = vars
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-                .collect();
-            match model {
-                Backbone::Decoder(m) => save_hf_dir(&m.cfg, &tensors, tok, dir)?,
-                Backbone::T5(m) => fairrec_lm::load::save_t5_dir(&m.cfg, &tensors, tok, dir)?,
-            }
-        }
-        _ => fairrec_lm::peft::save(tuning, model.host(), base, dir)?,
+    /// `train_config.json` (and so every checkpoint's fingerprint) stores serde's names,
+    /// which differ from the flag's for two methods: they must never change.
+    #[test]
+    fn serialized_names_are_stable() {
+        let json: Vec<String> = Method::ALL
+            .iter()
+            .map(|m| serde_json::to_string(m).unwrap())
+            .collect();
+        assert_eq!(
+            json.join(","),
+            "\"lora\",\"full\",\"prompt-tuning\",\"p-tuning\",\"ins-tuning\",\"cf\",\"diff\",\"cf-diff\",\"moe\",\"cl-moe\",\"mos\",\"i-fair-lrs\",\"fair-llm\",\"up5\""
+        );
     }
-    Ok(())
 }

@@ -1,7 +1,9 @@
 //! Lambert W0 and SuperLoss (paper A, Eq. 13-19) against independent arithmetic.
 
 use candle_core::{Device, Tensor, Var};
-use fairrec_train::curriculum::{lambert_w0, sigma_star, superloss_value, Curriculum, TauSource};
+use fairrec_train::methods::paper_a::curriculum::{
+    lambert_w0, sigma_star, superloss_value, Curriculum, TauSource,
+};
 
 /// `W0(w e^w) = w` on a grid of `w` covering `x` in [-1/e, 1e6]; near the branch point,
 /// where `W0` is ill-conditioned in `x`, the residual `W e^W - x` is checked instead.

@@ -11,10 +11,11 @@ use fairrec_lm::adapter::{Adapter, AdapterConfig};
 use fairrec_lm::pool::{Capture, Pooling};
 use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
 use fairrec_lm::tuning::Tuning;
-use fairrec_train::fair::{balance_loss, Copy, FairLoss, Group};
-use fairrec_train::objective::{AnswerLoss, Example, Objective};
-use fairrec_train::trainer::{train, Event, Run};
-use fairrec_train::{method, Method, TrainConfig};
+use fairrec_train::engine::objective::balance_loss;
+use fairrec_train::engine::objective::{AnswerLoss, Example, Objective};
+use fairrec_train::engine::trainer::{train, Event, Run};
+use fairrec_train::methods::paper_a::loss::{Copy, FairLoss, Group};
+use fairrec_train::{methods, Method, TrainConfig};
 use std::path::Path;
 
 /// Groups of a toy task: the answer is in the last letter (`a` Yes, `b` No); the stated
@@ -193,7 +194,7 @@ fn gradients_reach_routers_and_experts_and_match_finite_differences() {
         let tok = tok();
         let mut model = model(&tok);
         let c = paper_cfg(m);
-        let tuning = method::setup(&mut model, &tok, &c).unwrap();
+        let tuning = methods::setup(&mut model, &tok, &c).unwrap();
         randomise_b(&tuning.named_vars());
         let scorer = Scorer::new(&model, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
         let gs = groups(&scorer, 2, 6);
@@ -237,7 +238,7 @@ fn fit(
 ) -> Vec<serde_json::Value> {
     let tok = tok();
     let mut m = model(&tok);
-    let tuning = method::setup(&mut m, &tok, c).unwrap();
+    let tuning = methods::setup(&mut m, &tok, c).unwrap();
     let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
     let tr = groups(&scorer, 24, 1);
     let va = valid(&groups(&scorer, 12, 2));
@@ -246,7 +247,7 @@ fn fit(
         _ => None,
     };
     let obj = FairLoss::new(AnswerLoss { scorer: &scorer }, c.objective.clone(), set);
-    let save = |d: &Path| method::save(&tuning, &m, &tok, "tiny", d);
+    let save = |d: &Path| methods::save(&tuning, &m, &tok, "tiny", d);
     train(
         Run {
             cfg: c,

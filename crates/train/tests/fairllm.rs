@@ -7,8 +7,8 @@ use candle_core::{Device, Tensor};
 use common::{check_finite_differences, lora_model, scalar, toy_prompt};
 use fairrec_core::Rng;
 use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
-use fairrec_train::fairllm::{jeffreys_from_log_odds, FairLlmLoss, PairExample};
-use fairrec_train::objective::{AnswerLoss, Example, Objective};
+use fairrec_train::engine::objective::{AnswerLoss, Example, Objective};
+use fairrec_train::methods::fairllm::{jeffreys_from_log_odds, FairLlmLoss, PairExample};
 
 fn kl(p: f64, q: f64) -> f64 {
     p * (p / q).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - q)).ln()

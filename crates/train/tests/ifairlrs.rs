@@ -4,8 +4,8 @@
 mod common;
 use common::{lora_model, scalar, toy_prompt};
 use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
-use fairrec_train::ifairlrs::{sample_weights, Weighing, WeightedExample, WeightedLoss};
-use fairrec_train::objective::{AnswerLoss, Example, Objective};
+use fairrec_train::engine::objective::{AnswerLoss, Example, Objective};
+use fairrec_train::methods::ifairlrs::{sample_weights, Weighing, WeightedExample, WeightedLoss};
 
 fn w<'a>(history: &'a [&'a str], target: &'a &'a str, label: bool) -> Weighing<'a, &'a str> {
     Weighing {

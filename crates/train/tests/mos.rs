@@ -18,10 +18,10 @@ use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
 use fairrec_lm::tuning::Tuning;
 use fairrec_lm::Llama;
 use fairrec_metrics::stereotype::{fairness, Counts, ItemGroups, Setting};
-use fairrec_train::mos::{diversity, MosExample, MosLoss, MosWeights};
-use fairrec_train::objective::{AnswerLoss, Objective};
-use fairrec_train::stereo::{fairness_surrogate, Stereo};
-use fairrec_train::{method, TrainConfig};
+use fairrec_train::engine::objective::{AnswerLoss, Objective};
+use fairrec_train::methods::mos::loss::{diversity, MosExample, MosLoss, MosWeights};
+use fairrec_train::methods::stereo::{fairness_surrogate, Stereo};
+use fairrec_train::{methods, TrainConfig};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -445,7 +445,7 @@ fn mos_training_learns_with_the_base_frozen_and_saves_what_loads() {
         eval: false,
         ..TrainConfig::default()
     };
-    let save = |dir: &std::path::Path| method::save(&tuning, &m, &tok, "tiny", dir);
+    let save = |dir: &std::path::Path| methods::save(&tuning, &m, &tok, "tiny", dir);
     let (summary, log, d) = train_in_tempdir(&c, &tuning, &objective, &train_set, &scorer, &save);
     assert_eq!(summary.steps, 60);
     let trained_p = objective.p_yes(&valid, 8).unwrap();

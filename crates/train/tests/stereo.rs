@@ -15,9 +15,9 @@ use fairrec_lm::prompt::PromptInit;
 use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
 use fairrec_lm::tuning::Tuning;
 use fairrec_lm::PromptHost;
-use fairrec_train::objective::{AnswerLoss, Example, Objective};
-use fairrec_train::stereo::{Stereo, StereoExample, StereoLoss};
-use fairrec_train::{method, TrainConfig};
+use fairrec_train::engine::objective::{AnswerLoss, Example, Objective};
+use fairrec_train::methods::stereo::{Stereo, StereoExample, StereoLoss};
+use fairrec_train::{methods, TrainConfig};
 
 /// Toy prompts with random tags: two groups, targets in group 0, 1 or neither, histories
 /// of 1-6 items with random group counts.
@@ -185,7 +185,7 @@ fn full_tuning_gets_the_gradient_of_every_weight_and_lora_leaves_the_base_alone(
     let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
     let train_set = examples(&scorer, 32, 4);
     let objective = StereoLoss::new(AnswerLoss { scorer: &scorer }, c.fairness_weight, 2);
-    let save = |dir: &std::path::Path| method::save(&tuning, &m, &tok, "tiny", dir);
+    let save = |dir: &std::path::Path| methods::save(&tuning, &m, &tok, "tiny", dir);
     let (summary, log, _d) = train_in_tempdir(&c, &tuning, &objective, &train_set, &scorer, &save);
     assert_eq!(summary.steps, 8);
     assert!(

@@ -6,9 +6,9 @@ use fairrec_core::Rng;
 use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
 use fairrec_lm::tuning::Tuning;
 use fairrec_lm::Llama;
-use fairrec_train::objective::{AnswerLoss, Example, Objective};
-use fairrec_train::trainer::{evaluate, predict, train, Run, Summary};
-use fairrec_train::{method, Method, TrainConfig, TrainError};
+use fairrec_train::engine::objective::{AnswerLoss, Example, Objective};
+use fairrec_train::engine::trainer::{evaluate, predict, train, Run, Summary};
+use fairrec_train::{methods, Method, TrainConfig, TrainError};
 use std::path::Path;
 
 mod common;
@@ -55,12 +55,12 @@ fn run(c: &TrainConfig, dir: &Path) -> Result<(Summary, Vec<f32>, Vec<f32>), Tra
             .collect()
     };
     let before = snapshot(&mut m);
-    let tuning = method::setup(&mut m, &tok, c)?;
+    let tuning = methods::setup(&mut m, &tok, c)?;
     let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None)?;
     let tr = examples(&scorer, 96, 1);
     let va = examples(&scorer, 48, 2);
     let objective = AnswerLoss { scorer: &scorer };
-    let save = |d: &Path| method::save(&tuning, &m, &tok, "tiny", d);
+    let save = |d: &Path| methods::save(&tuning, &m, &tok, "tiny", d);
     let s = train(
         Run {
             cfg: c,
@@ -215,7 +215,7 @@ fn check_gradients(m: &Method) {
     let mut c = cfg(*m);
     c.lora.dropout = 0.0;
     c.prompt_init = fairrec_lm::prompt::PromptInit::Random;
-    let tuning = method::setup(&mut model, &tok, &c).unwrap();
+    let tuning = methods::setup(&mut model, &tok, &c).unwrap();
     if let Tuning::Adapters(set) = &tuning {
         // move B away from zero so that A's gradient is not zero
         for (k, v) in set.named_vars() {

@@ -9,8 +9,8 @@ use fairrec_core::Rng;
 use fairrec_lm::prompt::PromptInit;
 use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
 use fairrec_lm::PromptHost;
-use fairrec_train::objective::{answer_nll, AnswerLoss, Example, Objective};
-use fairrec_train::up5::{reverse_gradient, Up5Example, Up5Loss};
+use fairrec_train::engine::objective::{answer_nll, AnswerLoss, Example, Objective};
+use fairrec_train::methods::up5::{reverse_gradient, Up5Example, Up5Loss};
 
 #[test]
 fn the_reversal_is_the_identity_forward_and_flips_the_gradient() {

@@ -209,7 +209,7 @@ fn model_path(
     if !run.join("summary.json").exists() {
         let mut f = flags(&["train"], ft, &format!("{origin} [finetune]"))?;
         f.extend(flags(&["train"], &m.flags, &origin)?);
-        let ck = fairrec_train::trainer::checkpoint_dir(&run);
+        let ck = fairrec_train::engine::trainer::checkpoint_dir(&run);
         let mode = if ck.exists() { "--resume" } else { "--force" };
         let (b, o) = (base.to_string_lossy(), run.to_string_lossy());
         let args = [
@@ -430,7 +430,7 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
     let log = dir.join("log.txt");
     if let Some(f) = &train_argv {
         if !tdir.join("summary.json").exists() {
-            let ck = fairrec_train::trainer::checkpoint_dir(&tdir);
+            let ck = fairrec_train::engine::trainer::checkpoint_dir(&tdir);
             let resume = ck.exists() || fairrec_core::fs::previous_dir(&ck).exists();
             let t = tdir.to_string_lossy();
             let mode = if resume { "--resume" } else { "--force" };

@@ -136,8 +136,7 @@ impl Kind {
     pub fn template(self, protocol: Protocol) -> Template {
         match self {
             Kind::Prompt(t) => t,
-            Kind::Train(Method::InsTuning) => Template::InsTuning,
-            Kind::Train(_) => Template::default_for(protocol),
+            Kind::Train(m) => m.def().template(protocol),
         }
     }
 }

@@ -102,15 +102,9 @@ fn est(v: &Value, ci: &Value) -> Est {
 
 /// What people call each method.
 fn label(method: &str) -> String {
-    match method {
-        "lora" => "LoRA (LLM-RS baseline)".into(),
-        "cf-diff" => "CF-Diff".into(),
-        "cl-moe" => "CL-MoE".into(),
-        "cf" => "CF".into(),
-        "diff" => "Diff".into(),
-        "moe" => "LoRA-MoE".into(),
-        "ins-tuning" => "Ins-Tuning".into(),
-        m => m.into(),
+    match method.parse::<fairrec_train::Method>() {
+        Ok(m) => m.label().into(),
+        Err(_) => method.into(),
     }
 }
 

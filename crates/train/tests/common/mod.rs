@@ -123,17 +123,21 @@ pub fn randomise_b(vars: &[(String, Var)]) {
 
 /// Train `objective` on `train_set` with `c` (no validation set) in a fresh directory;
 /// returns the summary, the step log (`train_log.jsonl`) and the directory.
-pub fn train_in_tempdir<O: fairrec_train::objective::Objective>(
+pub fn train_in_tempdir<O: fairrec_train::engine::objective::Objective>(
     c: &fairrec_train::TrainConfig,
     tuning: &fairrec_lm::tuning::Tuning,
     objective: &O,
     train_set: &[O::Item],
     scorer: &fairrec_lm::score::Scorer,
     save: &dyn Fn(&std::path::Path) -> fairrec_train::Result<()>,
-) -> (fairrec_train::trainer::Summary, String, tempfile::TempDir) {
+) -> (
+    fairrec_train::engine::trainer::Summary,
+    String,
+    tempfile::TempDir,
+) {
     let d = tempfile::tempdir().unwrap();
-    let summary = fairrec_train::trainer::train(
-        fairrec_train::trainer::Run {
+    let summary = fairrec_train::engine::trainer::train(
+        fairrec_train::engine::trainer::Run {
             cfg: c,
             dir: d.path(),
             tuning,
@@ -157,7 +161,7 @@ pub fn random_stereo(
     rng: &mut fairrec_core::Rng,
     max_in_group: u64,
     extra: u64,
-) -> fairrec_train::stereo::Stereo {
+) -> fairrec_train::methods::stereo::Stereo {
     let target_groups = match rng.below(3) {
         0 => vec![0],
         1 => vec![1],
@@ -167,7 +171,7 @@ pub fn random_stereo(
         rng.below(max_in_group) as f64,
         rng.below(max_in_group) as f64,
     ];
-    fairrec_train::stereo::Stereo {
+    fairrec_train::methods::stereo::Stereo {
         user_group: rng.below(2) as usize,
         target_groups,
         history_in_group: hist.to_vec(),

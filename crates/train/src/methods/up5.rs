@@ -16,10 +16,18 @@
 //! - one attribute at a time (UP5 mixes per-attribute prompts for several; paper B uses one
 //!   attribute per dataset).
 
-use crate::error::Result;
-use crate::objective::{AnswerLoss, Example, Objective};
+use super::{soft_prompt, Family, MethodDef};
+use crate::config::TrainConfig;
+use crate::encode::originals;
+use crate::engine::objective::{AnswerLoss, Example, Objective};
+use crate::engine::trainer::Summary;
+use crate::error::{Result, TrainError};
+use crate::fit::Fit;
 use candle_core::{Tensor, Var, D};
 use fairrec_core::Rng;
+use fairrec_lm::load::ModelMut;
+use fairrec_lm::tokenizer::Tok;
+use fairrec_lm::tuning::Tuning;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -96,10 +104,11 @@ impl Objective for Up5Loss<'_> {
         let labels: Vec<bool> = items.iter().map(|e| e.example.label).collect();
         let (h, answer_logits) = self.answer.scorer.answer_state(&ids, None)?;
         let h = h.to_dtype(candle_core::DType::F32)?;
-        let nll = crate::objective::answer_nll(&answer_logits, &self.answer.targets(&labels))?;
+        let nll =
+            crate::engine::objective::answer_nll(&answer_logits, &self.answer.targets(&labels))?;
         let logits = self.discriminate(&reverse_gradient(&h, self.lambda)?)?;
         let groups: Vec<u32> = items.iter().map(|e| e.group as u32).collect();
-        let ce = crate::objective::answer_nll(&logits, &groups)?.mean_all()?;
+        let ce = crate::engine::objective::answer_nll(&logits, &groups)?.mean_all()?;
         let ntp = nll.mean_all()?;
         let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
         let mut t = self.tally.borrow_mut();
@@ -131,5 +140,60 @@ impl Objective for Up5Loss<'_> {
             ("up5.discriminator.weight".into(), self.weight.clone()),
             ("up5.discriminator.bias".into(), self.bias.clone()),
         ]
+    }
+}
+
+/// The method `up5`: a soft prompt against an attribute discriminator.
+pub struct Up5;
+
+pub const UP5: Up5 = Up5;
+
+impl MethodDef for Up5 {
+    fn family(&self) -> Family {
+        Family::PaperB
+    }
+
+    fn label(&self) -> &'static str {
+        "up5"
+    }
+
+    fn setup(&self, model: &mut ModelMut, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+        soft_prompt(model, tok, cfg)
+    }
+
+    fn fit(&self, f: &Fit) -> Result<Summary> {
+        let (cfg, spec) = (f.cfg(), f.spec);
+        let st = &cfg.stereotype;
+        let examples = originals(f.scorer, spec.template, f.train, &spec.attributes)?;
+        let train_set = examples
+            .into_iter()
+            .zip(f.train)
+            .map(|(example, s)| {
+                let value = s.attributes.get(&st.attribute);
+                let group = st
+                    .groups
+                    .iter()
+                    .position(|g| Some(g) == value)
+                    .ok_or_else(|| {
+                        TrainError::Input(format!(
+                            "sample {}: no `{}` value among {}",
+                            s.sample_id,
+                            st.attribute,
+                            st.groups.join(", ")
+                        ))
+                    })?;
+                Ok(Up5Example { example, group })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let hidden = f.scorer.backbone.host().hidden_size();
+        let objective = Up5Loss::new(
+            f.answer(),
+            cfg.adversary_weight,
+            st.groups.len(),
+            hidden,
+            cfg.seed,
+        )?;
+        let n = train_set.len();
+        f.fit(&objective, &train_set, n)
     }
 }

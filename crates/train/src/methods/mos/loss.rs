@@ -3,11 +3,11 @@
 //! of the expert prompts. The definitions are written down once, in the module doc of
 //! [`fairrec_lm::mos`].
 
+use crate::engine::objective::{AnswerLoss, Example, Objective};
 use crate::error::Result;
-use crate::objective::{AnswerLoss, Example, Objective};
-use crate::stereo::{fairness_surrogate, p_yes, Stereo};
+use crate::methods::stereo::{fairness_surrogate, p_yes, Stereo};
 use candle_core::Tensor;
-use fairrec_lm::mos::MixturePrompt;
+use fairrec_lm::mos::{MixturePrompt, Routing};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -57,6 +57,34 @@ struct Tally {
     div: f64,
     balance: f64,
     weights: Vec<f64>,
+}
+
+/// MoS's shape, routing and loss weights (paper B; definitions in [`fairrec_lm::mos`]).
+/// The virtual tokens per expert and their initialisation are `virtual_tokens` and
+/// `prompt_init`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MosSettings {
+    /// Prompt experts `K` (ours: 4).
+    pub experts: usize,
+    /// Experts kept per group input (Eq. 8; paper B's default top-1).
+    pub top_k: usize,
+    pub routing: Routing,
+    /// The reweighting layer (Eq. 9); off: the groups' routes are averaged.
+    pub reweight: bool,
+    /// `lambda_f`, `lambda_d` (Eq. 15).
+    pub weights: MosWeights,
+}
+
+impl Default for MosSettings {
+    fn default() -> Self {
+        MosSettings {
+            experts: 4,
+            top_k: 1,
+            routing: Routing::Top,
+            reweight: true,
+            weights: MosWeights::default(),
+        }
+    }
 }
 
 /// The objective of `mos`.
@@ -165,7 +193,8 @@ impl Objective for MosLoss<'_> {
             }
         }
         let g = self.mixture.cfg.groups.len();
-        let (bal, _) = crate::fair::balance_loss(&mix.probs, &vec![g - 1; items.len()], g)?;
+        let (bal, _) =
+            crate::engine::objective::balance_loss(&mix.probs, &vec![g - 1; items.len()], g)?;
         t.balance += f64::from(bal.to_scalar::<f32>()?);
         if self.weights.balance > 0.0 {
             loss = (loss + (bal * self.weights.balance)?)?;

@@ -16,9 +16,20 @@
 //! - The weights are scaled to mean 1 over the training set, so the learning rate keeps
 //!   its meaning; the loss of a batch is `mean_i w_i NLL_i`.
 
+use super::stereo::groups_of;
+use super::{adapters, Family, MethodDef};
+use crate::config::TrainConfig;
+use crate::encode::{originals, samples};
+use crate::engine::objective::{AnswerLoss, Example, Objective};
+use crate::engine::trainer::Summary;
 use crate::error::Result;
-use crate::objective::{AnswerLoss, Example, Objective};
+use crate::fit::Fit;
 use candle_core::Tensor;
+use fairrec_data::sample::Sample;
+use fairrec_lm::load::ModelMut;
+use fairrec_lm::tokenizer::Tok;
+use fairrec_lm::tuning::Tuning;
+use fairrec_metrics::stereotype::ItemGroups;
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -82,4 +93,76 @@ impl Objective for WeightedLoss<'_> {
         let tokens = examples.iter().map(|e| e.ids.len()).sum();
         Ok(((nll * w)?.mean_all()?, tokens))
     }
+}
+
+/// The method `ifairlrs`: LoRA on the answer loss weighted per sample.
+pub struct IFairLrs;
+
+pub const IFAIRLRS: IFairLrs = IFairLrs;
+
+impl MethodDef for IFairLrs {
+    fn family(&self) -> Family {
+        Family::PaperB
+    }
+
+    fn label(&self) -> &'static str {
+        "ifairlrs"
+    }
+
+    fn setup(&self, model: &mut ModelMut, _tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+        adapters(model, cfg)
+    }
+
+    fn fit(&self, f: &Fit) -> Result<Summary> {
+        let (cfg, spec) = (f.cfg(), f.spec);
+        let st = &cfg.stereotype;
+        let items = groups_of(
+            &samples(f.session.data, "train", None)?,
+            &st.attribute,
+            st.z_threshold,
+        );
+        let examples = originals(f.scorer, spec.template, f.train, &spec.attributes)?;
+        let weights = item_weights(f.train, &items);
+        let (lo, hi) = weights
+            .iter()
+            .fold((f64::INFINITY, 0f64), |(l, h), &w| (l.min(w), h.max(w)));
+        f.say(&format!(
+            "IFairLRS sample weights over {} samples: min {lo:.3}, max {hi:.3}, mean 1",
+            weights.len()
+        ));
+        let train_set: Vec<_> = examples
+            .into_iter()
+            .zip(weights)
+            .map(|(example, weight)| WeightedExample { example, weight })
+            .collect();
+        let n = train_set.len();
+        f.fit(&WeightedLoss { answer: f.answer() }, &train_set, n)
+    }
+}
+
+/// IFairLRS's weight of each sample ([`sample_weights`]): an item's key is the sorted list
+/// of the stereotype groups it belongs to (empty: neutral).
+pub fn item_weights(samples: &[Sample], items: &ItemGroups) -> Vec<f64> {
+    let key = |item: &str| {
+        let mut k = items.membership.get(item).cloned().unwrap_or_default();
+        k.sort_unstable();
+        k
+    };
+    let keyed: Vec<(Vec<Vec<usize>>, Vec<usize>)> = samples
+        .iter()
+        .map(|s| {
+            let history = s.history_ids().into_iter().map(&key).collect();
+            (history, key(&s.target_id))
+        })
+        .collect();
+    let weighing: Vec<Weighing<'_, Vec<usize>>> = keyed
+        .iter()
+        .zip(samples)
+        .map(|((history, target), s)| Weighing {
+            history,
+            target,
+            label: s.label,
+        })
+        .collect();
+    sample_weights(&weighing)
 }

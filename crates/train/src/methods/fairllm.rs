@@ -14,9 +14,18 @@
 //! divergence, its symmetric form and `lambda` (default 1) are **our choices**; paper B
 //! names the baseline without its loss.
 
+use super::{adapters, Family, MethodDef};
+use crate::config::TrainConfig;
+use crate::encode::{examples, originals};
+use crate::engine::objective::{answer_nll, AnswerLoss, Example, Objective};
+use crate::engine::trainer::Summary;
 use crate::error::Result;
-use crate::objective::{answer_nll, AnswerLoss, Example, Objective};
+use crate::fit::Fit;
 use candle_core::{Tensor, D};
+use fairrec_core::Variant;
+use fairrec_lm::load::ModelMut;
+use fairrec_lm::tokenizer::Tok;
+use fairrec_lm::tuning::Tuning;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -109,5 +118,45 @@ impl Objective for FairLlmLoss<'_> {
             out.insert("divergence".into(), t.divergence / t.n);
         }
         out
+    }
+}
+
+/// The method `fairllm`: LoRA on the explicit setting's answer loss plus the divergence
+/// from the implicit setting's answer.
+pub struct FairLlm;
+
+pub const FAIRLLM: FairLlm = FairLlm;
+
+impl MethodDef for FairLlm {
+    fn family(&self) -> Family {
+        Family::PaperB
+    }
+
+    fn label(&self) -> &'static str {
+        "fairllm"
+    }
+
+    fn setup(&self, model: &mut ModelMut, _tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+        adapters(model, cfg)
+    }
+
+    fn fit(&self, f: &Fit) -> Result<Summary> {
+        let spec = f.spec;
+        // Explicit setting (the true value stated) against implicit (no profile).
+        let sensitive = originals(f.scorer, spec.template, f.train, &spec.attributes)?;
+        let neutral = examples(
+            f.scorer,
+            spec.template,
+            f.train,
+            &Variant::Neutral,
+            &spec.attributes,
+        )?;
+        let pairs: Vec<_> = sensitive
+            .into_iter()
+            .zip(neutral)
+            .map(|(sensitive, neutral)| PairExample { sensitive, neutral })
+            .collect();
+        let objective = FairLlmLoss::new(f.answer(), f.cfg().divergence_weight);
+        f.fit(&objective, &pairs, 2 * pairs.len())
     }
 }

@@ -2,8 +2,8 @@
 //! one directory that is replaced as a whole (see `fairrec_core::fs::replace_dir`), so a
 //! run killed at any instant resumes from the last complete checkpoint.
 
+use crate::engine::optim::AdamW;
 use crate::error::{io_err, Result, TrainError};
-use crate::optim::AdamW;
 use candle_core::{Device, Tensor};
 use fairrec_lm::peft::safetensors_bytes;
 use std::collections::HashMap;

@@ -6,12 +6,12 @@
 //! `(seed, step, module)`, so the same seed gives the same bytes, and a run resumed from a
 //! checkpoint continues exactly as the uninterrupted run would have.
 
-use crate::checkpoint::{self, LoopState};
 use crate::config::TrainConfig;
+use crate::engine::checkpoint::{self, LoopState};
+use crate::engine::objective::{Example, Objective};
+use crate::engine::optim::{clip, AdamW};
+use crate::engine::schedule::lr_at;
 use crate::error::{io_err, Result, TrainError};
-use crate::objective::{Example, Objective};
-use crate::optim::{clip, AdamW};
-use crate::schedule::lr_at;
 use candle_core::Tensor;
 use fairrec_core::Rng;
 use fairrec_lm::score::Scorer;
@@ -50,13 +50,19 @@ pub struct EvalLog {
 
 /// What the loop reports as it goes.
 pub enum Event<'a> {
-    Start { total_steps: u64, done: u64 },
+    Start {
+        total_steps: u64,
+        done: u64,
+    },
     Step(&'a StepLog),
     Eval(&'a EvalLog),
+    /// A line of progress from around the loop (the run's set-up, validation before
+    /// training, its end).
+    Message(&'a str),
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub steps: u64,
     pub total_steps: u64,
@@ -187,7 +193,7 @@ fn non_finite(what: &'static str, value: f64, s: &LoopState, dir: &Path) -> Trai
 /// Train. Returns when the epochs or `max_steps` are done, or early stopping triggers.
 pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Summary> {
     let cfg = run.cfg;
-    cfg.validate()?;
+    cfg.check_values()?;
     let t0 = Instant::now();
     let n = run.train.len();
     if n == 0 {
@@ -288,7 +294,7 @@ pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Sum
             }
             let lr = lr_at(cfg.lr, cfg.schedule, warmup, total, s.step);
             opt.step(&grads, lr)?;
-            let psum = crate::optim::global_norm(
+            let psum = crate::engine::optim::global_norm(
                 &opt.params
                     .iter()
                     .map(|p| p.1.as_tensor().clone())

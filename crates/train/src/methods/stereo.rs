@@ -5,12 +5,128 @@
 //! defined in `fairrec_metrics::stereotype`; the surrogate is that definition on one
 //! batch. Table V leaves MoS's diversity term (Eq. 14) out for these paradigms ("no expert
 //! module is involved"), and so does [`StereoLoss`].
+//!
+//! Also here: the stereotype groups of a run (the values of its one sensitive attribute,
+//! [`StereotypeSettings`]), the items that join them in the train split ([`groups_of`]),
+//! and what the loss knows of each sample ([`stereo_of`]).
 
-use crate::error::Result;
-use crate::objective::{AnswerLoss, Example, Objective};
+use crate::engine::objective::{AnswerLoss, Example, Objective};
+use crate::error::{Result, TrainError};
 use candle_core::{Tensor, D};
+use fairrec_data::pipeline::Manifest;
+use fairrec_data::sample::Sample;
+use fairrec_metrics::stereotype::{item_groups, Interactions, ItemGroups, StereotypeConfig};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+
+/// The stereotype groups of paper B's methods: the values of one sensitive attribute, and
+/// the items that join a group by their stereotype z-score in the train split
+/// (`fairrec_metrics::stereotype`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StereotypeSettings {
+    /// The sensitive attribute whose values are the stereotype groups.
+    pub attribute: String,
+    /// Its values, sorted (filled from the data).
+    pub groups: Vec<String>,
+    /// Items whose stereotype z-score exceeds this belong to a group.
+    pub z_threshold: f64,
+}
+
+impl Default for StereotypeSettings {
+    fn default() -> Self {
+        StereotypeSettings {
+            attribute: String::new(),
+            groups: Vec::new(),
+            z_threshold: 1.0,
+        }
+    }
+}
+
+impl StereotypeSettings {
+    /// Fill in the scenario's attribute and its values (the stereotype groups): paper B's
+    /// methods (`method`, as the error names it) need exactly one sensitive attribute.
+    pub fn settle(
+        &mut self,
+        method: &str,
+        attributes: &[String],
+        manifest: &Manifest,
+    ) -> Result<()> {
+        let [attr] = attributes else {
+            return Err(TrainError::Input(format!(
+                "--method {method} needs exactly one sensitive attribute (--attributes), got [{}]",
+                attributes.join(", ")
+            )));
+        };
+        let mut values = manifest
+            .attribute_values
+            .get(attr)
+            .cloned()
+            .unwrap_or_default();
+        if values.len() < 2 {
+            return Err(TrainError::Input(format!(
+                "--method {method}: attribute `{attr}` has fewer than two values in the data"
+            )));
+        }
+        values.sort();
+        self.attribute = attr.clone();
+        self.groups = values;
+        Ok(())
+    }
+}
+
+/// The item stereotype groups of the train split (history and target of every sample)
+/// for `attr` at `z_threshold`.
+pub fn groups_of(train: &[Sample], attr: &str, z_threshold: f64) -> ItemGroups {
+    let inter: Vec<Interactions> = train
+        .iter()
+        .filter_map(|s| {
+            let mut items = s.history_ids();
+            items.push(&s.target_id);
+            Some(Interactions {
+                user: &s.user_id,
+                group: s.attributes.get(attr)?,
+                items,
+            })
+        })
+        .collect();
+    item_groups(
+        &inter,
+        &StereotypeConfig {
+            z_threshold,
+            normalize: true,
+        },
+    )
+}
+
+/// What the fairness loss knows of `s`: its user's group among `groups` (the values of
+/// `attr`), its target's stereotype groups and its history counted by group.
+pub fn stereo_of(s: &Sample, attr: &str, groups: &[String], items: &ItemGroups) -> Result<Stereo> {
+    let value = s.attributes.get(attr).map(String::as_str).unwrap_or("");
+    let Some(user_group) = groups.iter().position(|g| g == value) else {
+        return Err(TrainError::Input(format!(
+            "sample {}: `{attr}` = `{value}` is not one of [{}]",
+            s.sample_id,
+            groups.join(", ")
+        )));
+    };
+    Ok(Stereo {
+        user_group,
+        target_groups: items.of(&s.target_id).to_vec(),
+        history_in_group: history_by_group(s, items),
+        history_len: s.history_ids().len() as f64,
+    })
+}
+
+/// The history items of `s` in each stereotype group of `items`.
+pub fn history_by_group(s: &Sample, items: &ItemGroups) -> Vec<f64> {
+    let mut in_group = vec![0.0; items.groups.len()];
+    for h in s.history_ids() {
+        for &g in items.of(h) {
+            in_group[g] += 1.0;
+        }
+    }
+    in_group
+}
 
 /// What the fairness surrogate knows of one training example: the user's stereotype group,
 /// the target item's groups and the user's history counted by group.

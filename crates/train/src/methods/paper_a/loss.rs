@@ -21,13 +21,45 @@
 //! The Euclidean distance is computed as `sqrt(|d|^2 + 1e-12)` so that its gradient stays
 //! finite when two states coincide.
 
-use crate::config::ObjectiveConfig;
+use super::curriculum::Curriculum;
+use crate::engine::objective::{balance_loss, AnswerLoss, Objective};
 use crate::error::{Result, TrainError};
-use crate::objective::{AnswerLoss, Objective};
 use candle_core::{DType, Tensor, D};
+use fairrec_lm::pool::{Capture, Pooling};
 use fairrec_lm::tuning::AdapterSet;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+
+/// The losses beyond `L_LLM` (paper A).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectiveConfig {
+    /// Weight of `L_diff` (Eq. 6; Eq. 7 has 1). 0: no `L_diff`.
+    pub diff_weight: f64,
+    /// Which hidden state `L_diff` compares (default: the final layer's state at the last
+    /// prompt token; READING.md).
+    pub capture: Capture,
+    /// Also train the neutral copy on `L_LLM` (by default it is only `L_diff`'s anchor).
+    pub ntp_neutral: bool,
+    /// SuperLoss curriculum (CL-MoE).
+    pub curriculum: Option<Curriculum>,
+    /// Weight of the load-balance loss on the routers (MoE; 0: none).
+    pub balance_weight: f64,
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        ObjectiveConfig {
+            diff_weight: 0.0,
+            capture: Capture {
+                layer: None,
+                pooling: Pooling::Last,
+            },
+            ntp_neutral: false,
+            curriculum: None,
+            balance_weight: 0.0,
+        }
+    }
+}
 
 /// One copy of a sample: its prompt ids and what kind of copy it is (`original`,
 /// `counterfactual`, `aux-gender`, ... ; used for logs).
@@ -192,34 +224,6 @@ struct PerCopy {
 fn mean_f64(t: &Tensor) -> Result<(f64, f64)> {
     let v = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
     Ok((v.iter().sum(), v.len() as f64))
-}
-
-/// Load-balance loss `E * sum_j f_j P_j` of router weights `w` `[B, T, E]` over the real
-/// positions (row `b` real at `t < T - t_ids + last[b] + 1`, so a soft-prompt prefix
-/// counts as real), and the mean weight `P_j` of each expert.
-pub fn balance_loss(w: &Tensor, last: &[usize], t_ids: usize) -> Result<(Tensor, Vec<f64>)> {
-    let (b, t, e) = w.dims3()?;
-    let offset = t.saturating_sub(t_ids);
-    let mask: Vec<f32> = (0..b)
-        .flat_map(|r| (0..t).map(move |j| f32::from(u8::from(j < offset + last[r] + 1))))
-        .collect();
-    let n: f32 = mask.iter().sum();
-    let mask = Tensor::from_vec(mask, (b, t, 1), w.device())?;
-    let p = (w.broadcast_mul(&mask)?.sum((0, 1))? / n as f64)?; // [E]
-    let top = w.argmax_keepdim(D::Minus1)?; // [B, T, 1]
-    let onehot = Tensor::arange(0u32, e as u32, w.device())?
-        .reshape((1, 1, e))?
-        .broadcast_eq(&top)?
-        .to_dtype(DType::F32)?;
-    let f = (onehot.broadcast_mul(&mask)?.sum((0, 1))? / n as f64)?.detach();
-    let loss = ((f * &p)?.sum_all()? * e as f64)?;
-    let usage = p
-        .detach()
-        .to_vec1::<f32>()?
-        .iter()
-        .map(|&x| x as f64)
-        .collect();
-    Ok((loss, usage))
 }
 
 impl Objective for FairLoss<'_> {

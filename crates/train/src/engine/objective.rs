@@ -1,9 +1,10 @@
 //! Training objectives. The recommendation loss of both papers is next-token prediction of
 //! the answer: cross-entropy over the whole vocabulary at the answer position, the target
-//! being the first token of "Yes" or "No" (paper A's `L_LLM`, Eq. 4).
+//! being the first token of "Yes" or "No" (paper A's `L_LLM`, Eq. 4); and the Switch
+//! Transformer load-balance loss on router weights that LoRA-MoE and MoS share.
 
 use crate::error::Result;
-use candle_core::Tensor;
+use candle_core::{DType, Tensor, D};
 use fairrec_lm::score::Scorer;
 use std::collections::BTreeMap;
 
@@ -30,7 +31,7 @@ pub trait Objective {
 
     /// P(Yes) of the validation examples (in their order) when the method scores them
     /// otherwise than the model with its tuning attached does (MoS routes one prompt per
-    /// example); `None`: [`crate::trainer::predict`] scores them.
+    /// example); `None`: [`crate::engine::trainer::predict`] scores them.
     fn predict_valid(&self, _valid: &[Example], _batch: usize) -> Option<Result<Vec<f64>>> {
         None
     }
@@ -136,4 +137,32 @@ impl Objective for AnswerLoss<'_> {
         let tokens = items.iter().map(|e| e.ids.len()).sum();
         Ok((self.per_example(items)?.mean_all()?, tokens))
     }
+}
+
+/// Load-balance loss `E * sum_j f_j P_j` of router weights `w` `[B, T, E]` over the real
+/// positions (row `b` real at `t < T - t_ids + last[b] + 1`, so a soft-prompt prefix
+/// counts as real), and the mean weight `P_j` of each expert.
+pub fn balance_loss(w: &Tensor, last: &[usize], t_ids: usize) -> Result<(Tensor, Vec<f64>)> {
+    let (b, t, e) = w.dims3()?;
+    let offset = t.saturating_sub(t_ids);
+    let mask: Vec<f32> = (0..b)
+        .flat_map(|r| (0..t).map(move |j| f32::from(u8::from(j < offset + last[r] + 1))))
+        .collect();
+    let n: f32 = mask.iter().sum();
+    let mask = Tensor::from_vec(mask, (b, t, 1), w.device())?;
+    let p = (w.broadcast_mul(&mask)?.sum((0, 1))? / n as f64)?; // [E]
+    let top = w.argmax_keepdim(D::Minus1)?; // [B, T, 1]
+    let onehot = Tensor::arange(0u32, e as u32, w.device())?
+        .reshape((1, 1, e))?
+        .broadcast_eq(&top)?
+        .to_dtype(DType::F32)?;
+    let f = (onehot.broadcast_mul(&mask)?.sum((0, 1))? / n as f64)?.detach();
+    let loss = ((f * &p)?.sum_all()? * e as f64)?;
+    let usage = p
+        .detach()
+        .to_vec1::<f32>()?
+        .iter()
+        .map(|&x| x as f64)
+        .collect();
+    Ok((loss, usage))
 }

@@ -1,0 +1,236 @@
+//! The training methods, one module per method or family. Each declares, in one place, what
+//! a method makes trainable, on which copies of the data, with which template, defaults,
+//! checks and losses ([`MethodDef`]); [`Method::def`] is the one `match` that maps a name
+//! to its definition.
+//!
+//! | module | methods | trains | loss |
+//! |---|---|---|---|
+//! | [`plain`] | `lora`, `full`, `prompt-tuning`, `p-tuning` | LoRA / every weight / a soft prompt / p-tuning | `L_LLM` (+ paper B's Eq. 13 with `fairness_weight`) |
+//! | [`paper_a`] | `ins-tuning`, `cf`, `diff`, `cf-diff`, `moe`, `cl-moe` | LoRA or LoRA-MoE on augmented copies | `L_LLM` + `L_diff` (Eq. 7), SuperLoss (Eq. 13-19) |
+//! | [`mos`] | `mos` | a mixture of soft-prompt experts (paper B) | Eq. 12-15 |
+//! | [`ifairlrs`] | `ifairlrs` | LoRA | weighted `L_LLM` |
+//! | [`fairllm`] | `fairllm` | LoRA | `L_LLM` + divergence with/without the attribute |
+//! | [`up5`] | `up5` | a soft prompt | `L_LLM` against an attribute discriminator |
+//!
+//! [`stereo`] is paper B's stereotype-aware fairness loss and the stereotype groups, shared
+//! by MoS, IFairLRS, UP5 and the plain methods trained with `fairness_weight`.
+//!
+//! Adding a method: a name in [`crate::method`], a module here implementing [`MethodDef`],
+//! and its arm in [`Method::def`].
+
+pub mod fairllm;
+pub mod ifairlrs;
+pub mod mos;
+pub mod paper_a;
+pub mod plain;
+pub mod stereo;
+pub mod up5;
+
+use crate::config::TrainConfig;
+use crate::engine::trainer::Summary;
+use crate::error::{Result, TrainError};
+use crate::fit::Fit;
+use crate::method::Method;
+use fairrec_data::prompt::Template;
+use fairrec_data::protocol::Protocol;
+use fairrec_lm::load::{save_hf_dir, save_t5_dir, ModelMut};
+use fairrec_lm::prompt::PromptInit;
+use fairrec_lm::score::Backbone;
+use fairrec_lm::tokenizer::Tok;
+use fairrec_lm::tuning::Tuning;
+use std::path::Path;
+
+/// Where a method comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// A conventional paradigm (Table V's LoRA, p-tuning, prompt tuning, full-model
+    /// tuning): NTP, or NTP + paper B's fairness loss (`fairness_weight`).
+    Paradigm,
+    /// One of paper A's fairness methods (Sec. 5.1).
+    PaperA,
+    /// One of paper B's methods: they need one sensitive attribute and its stereotype
+    /// groups ([`stereo::StereotypeSettings`]).
+    PaperB,
+}
+
+/// Which augmented copies of a training sample a method trains on (see
+/// `fairrec_data::augment`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Copies {
+    pub counterfactual: bool,
+    /// The neutral copy, as the anchor of `L_diff`.
+    pub neutral: bool,
+    /// Single-attribute auxiliary copies (multi-attribute scenarios only).
+    pub auxiliary: bool,
+}
+
+/// Everything one method decides.
+pub trait MethodDef: Sync {
+    fn family(&self) -> Family;
+    /// The name in reports ("CL-MoE").
+    fn label(&self) -> &'static str;
+    /// The copies of each training sample it trains on (none: the original prompt only).
+    fn copies(&self) -> Copies {
+        Copies::default()
+    }
+    /// Its paper's settings over [`TrainConfig::default`] (`multi_attribute`: a scenario of
+    /// two or more sensitive attributes).
+    fn defaults(&self, _cfg: &mut TrainConfig, _multi_attribute: bool) {}
+    /// Reject settings of its own that cannot train.
+    fn validate(&self, _cfg: &TrainConfig) -> Result<()> {
+        Ok(())
+    }
+    /// The template it trains and is audited with on data of `protocol`.
+    fn template(&self, protocol: Protocol) -> Template {
+        Template::default_for(protocol)
+    }
+    /// Make `model` trainable (seeded with `cfg.seed`).
+    fn setup(&self, model: &mut ModelMut, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning>;
+    /// Build its training set and objective from the run's samples and train.
+    fn fit(&self, f: &Fit) -> Result<Summary>;
+}
+
+impl Method {
+    /// The method's definition: the one place a method's behaviour is looked up.
+    pub fn def(self) -> &'static dyn MethodDef {
+        match self {
+            Method::Lora => &plain::LORA,
+            Method::Full => &plain::FULL,
+            Method::PromptTuning => &plain::PROMPT_TUNING,
+            Method::PTuning => &plain::P_TUNING,
+            Method::InsTuning => &paper_a::INS_TUNING,
+            Method::Cf => &paper_a::CF,
+            Method::Diff => &paper_a::DIFF,
+            Method::CfDiff => &paper_a::CF_DIFF,
+            Method::Moe => &paper_a::MOE,
+            Method::ClMoe => &paper_a::CL_MOE,
+            Method::Mos => &mos::MOS,
+            Method::IFairLrs => &ifairlrs::IFAIRLRS,
+            Method::FairLlm => &fairllm::FAIRLLM,
+            Method::Up5 => &up5::UP5,
+        }
+    }
+
+    pub fn family(self) -> Family {
+        self.def().family()
+    }
+
+    /// One of paper A's fairness methods.
+    pub fn is_paper_a(self) -> bool {
+        self.family() == Family::PaperA
+    }
+
+    /// A conventional paradigm ([`Family::Paradigm`]).
+    pub fn is_paradigm(self) -> bool {
+        self.family() == Family::Paradigm
+    }
+
+    /// One of paper B's methods ([`Family::PaperB`]).
+    pub fn is_paper_b(self) -> bool {
+        self.family() == Family::PaperB
+    }
+
+    pub fn copies(self) -> Copies {
+        self.def().copies()
+    }
+
+    pub fn label(self) -> &'static str {
+        self.def().label()
+    }
+
+    /// The method's starting configuration ([`MethodDef::defaults`]).
+    pub fn defaults(self, multi_attribute: bool) -> TrainConfig {
+        let mut c = TrainConfig {
+            method: self,
+            ..TrainConfig::default()
+        };
+        self.def().defaults(&mut c, multi_attribute);
+        c
+    }
+}
+
+/// Does the run need one sensitive attribute's stereotype groups (paper B's methods, or a
+/// paradigm trained with the fairness loss)?
+pub fn needs_stereotype(cfg: &TrainConfig) -> bool {
+    cfg.method.is_paper_b() || cfg.fairness_weight > 0.0
+}
+
+/// Reject values that cannot train: [`TrainConfig::check_values`], the knobs of one family
+/// set for a method of another, and the method's own checks.
+pub fn validate(cfg: &TrainConfig) -> Result<()> {
+    cfg.check_values()?;
+    let bad = |m: &str| Err(TrainError::Config(m.into()));
+    if cfg.objective.diff_weight > 0.0 && !cfg.method.copies().neutral {
+        return bad("L_diff needs the neutral copies: use diff, cf-diff, moe or cl-moe");
+    }
+    if cfg.fairness_weight > 0.0 && !cfg.method.is_paradigm() {
+        return bad(
+            "fairness_weight applies to lora, full, prompt-tuning and p-tuning (mos has its own)",
+        );
+    }
+    cfg.method.def().validate(cfg)
+}
+
+/// Make `model` trainable as `cfg.method` asks (adapters seeded with `cfg.seed`).
+pub fn setup<'a>(model: impl Into<ModelMut<'a>>, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+    cfg.method.def().setup(&mut model.into(), tok, cfg)
+}
+
+/// LoRA (or LoRA-MoE) adapters as `cfg.lora` says.
+pub(crate) fn adapters(model: &mut ModelMut, cfg: &TrainConfig) -> Result<Tuning> {
+    Ok(Tuning::Adapters(
+        model.attach_adapters(&cfg.lora, cfg.seed)?,
+    ))
+}
+
+/// A soft prompt of `cfg.virtual_tokens` initialised as `cfg.prompt_init` says.
+pub(crate) fn soft_prompt(model: &mut ModelMut, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+    Ok(Tuning::Prompt {
+        prompt: model.host().attach_soft_prompt(
+            tok,
+            cfg.virtual_tokens,
+            &cfg.prompt_init,
+            cfg.seed,
+        )?,
+        init: cfg.prompt_init.clone(),
+    })
+}
+
+/// p-tuning's prompt encoder.
+pub(crate) fn p_tuning(model: &mut ModelMut, cfg: &TrainConfig) -> Result<Tuning> {
+    Ok(Tuning::Prompt {
+        prompt: model.host().attach_p_tuning(
+            cfg.virtual_tokens,
+            cfg.encoder_hidden_size,
+            cfg.seed,
+        )?,
+        init: PromptInit::Random,
+    })
+}
+
+/// Save what `tuning` trained into `dir`: PEFT files (`adapter_config.json`,
+/// `adapter_model.safetensors`) for adapters and prompts; `config.json`,
+/// `model.safetensors` and the tokenizer for full fine-tuning.
+pub fn save<'a>(
+    tuning: &Tuning,
+    model: impl Into<Backbone<'a>>,
+    tok: &Tok,
+    base: &str,
+    dir: &Path,
+) -> Result<()> {
+    let model = model.into();
+    match tuning {
+        Tuning::Full(vars) => {
+            let tensors: Vec<_> = vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+                .collect();
+            match model {
+                Backbone::Decoder(m) => save_hf_dir(&m.cfg, &tensors, tok, dir)?,
+                Backbone::T5(m) => save_t5_dir(&m.cfg, &tensors, tok, dir)?,
+            }
+        }
+        _ => fairrec_lm::peft::save(tuning, model.host(), base, dir)?,
+    }
+    Ok(())
+}
