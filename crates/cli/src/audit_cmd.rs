@@ -6,11 +6,14 @@ use crate::model_args::{load_with_adapter, ModelArgs};
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use fairrec_core::Variant;
-use fairrec_data::pipeline::{read_manifest, read_split};
-use fairrec_data::prompt::{audit_variants, render, Template};
+use fairrec_data::pipeline::read_manifest;
+use fairrec_data::prompt::{audit_variants, Template};
 use fairrec_data::sample::write_atomic;
+use fairrec_lm::batch::ScoreEvent;
 use fairrec_lm::score::Scorer;
-use std::io::Write as _;
+use fairrec_metrics::predictions::to_jsonl;
+use fairrec_train::audit::{score_variants, AuditPlan, AuditRecord};
+use fairrec_train::encode::{samples, scenario};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -60,14 +63,11 @@ pub struct AuditArgs {
 pub fn run(a: &AuditArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     let manifest = read_manifest(&a.data)?;
-    let mut samples = read_split(&a.data, &a.split)?;
-    if let Some(n) = a.limit {
-        samples.truncate(n);
-    }
+    let samples = samples(&a.data, &a.split, a.limit)?;
     if samples.is_empty() {
         bail!("split `{}` of {} has no samples", a.split, a.data.display());
     }
-    let scenario = fairrec_train::encode::scenario(&manifest, a.attributes.as_deref(), &a.data)?;
+    let scenario = scenario(&manifest, a.attributes.as_deref(), &a.data)?;
     let template = a
         .template
         .unwrap_or(Template::default_for(manifest.protocol));
@@ -85,102 +85,73 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     let (loaded, tuning) = load_with_adapter(&a.model, a.adapter.as_deref())?;
     let format = a.model.format();
     let scorer = Scorer::new(&loaded.model, &loaded.tokenizer, format, a.model.space()?)?;
-    // MoS: one mixed soft prompt per sample, in front of every variant of it.
-    let prefixes = match &tuning {
-        Some(fairrec_lm::tuning::Tuning::Mos(m)) => {
-            Some(fairrec_train::methods::mos::sample_prompts(
-                &scorer,
-                template,
-                &samples,
-                m,
-                &read_split(&a.data, "train")?,
-                a.batch_size,
-            )?)
-        }
-        _ => None,
+    let plan = AuditPlan {
+        data: &a.data,
+        samples: &samples,
+        variants: &variants,
+        template,
+        scenario: &scenario,
+        batch: a.batch_size,
     };
-    let mut jobs: Vec<(usize, &Variant, String)> = Vec::new();
-    for (i, s) in samples.iter().enumerate() {
-        for v in &variants {
-            jobs.push((i, v, render(template, s, v, &scenario)?));
-        }
-    }
-    let ids = scorer.encode(&jobs.iter().map(|j| j.2.clone()).collect::<Vec<_>>())?;
-    // A variant that states what the original prompt states (`gender=female` for a female
-    // user) is the same prompt, with the same soft prompt: each distinct one is scored once.
-    let same_as = first_of_each(jobs.iter().zip(&ids).map(|(j, ids)| (j.0, ids)));
-    // Length bucketing: score prompts of similar length together to cut padding.
-    let mut order: Vec<usize> = (0..jobs.len()).filter(|&k| same_as[k] == k).collect();
-    order.sort_by_key(|&k| ids[k].len());
-    let total_tokens: usize = order.iter().map(|&k| ids[k].len()).sum();
-    tracing::info!(
-        prompts = order.len(),
-        tokens = total_tokens,
-        "scoring {} samples x {} variants ({} distinct prompts) with {}",
-        samples.len(),
-        variants.len(),
-        order.len(),
-        a.model.model.display()
-    );
     let bar = crate::progress_bar(
-        order.len() as u64,
+        0,
         "{bar:40} {pos}/{len} prompts {msg} [{elapsed_precise} < {eta_precise}]",
     );
-    let mut p_yes = vec![0.0; jobs.len()];
-    let (mut done_tokens, t_score) = (0usize, std::time::Instant::now());
-    for chunk in order.chunks(a.batch_size.max(1)) {
-        let batch: Vec<Vec<u32>> = chunk.iter().map(|&k| ids[k].clone()).collect();
-        let prefix = match &prefixes {
-            Some(all) => {
-                let rows: Vec<u32> = chunk.iter().map(|&k| jobs[k].0 as u32).collect();
-                let idx = candle_core::Tensor::new(rows.as_slice(), all.device())?;
-                Some(all.index_select(&idx, 0)?)
+    let (predictions, scored) =
+        score_variants(&scorer, tuning.as_ref(), &plan, &mut |ev| match ev {
+            ScoreEvent::Start { distinct, tokens } => {
+                tracing::info!(
+                    prompts = distinct,
+                    tokens,
+                    "scoring {} samples x {} variants ({distinct} distinct prompts) with {}",
+                    samples.len(),
+                    variants.len(),
+                    a.model.model.display()
+                );
+                bar.set_length(distinct as u64);
             }
-            None => None,
-        };
-        for (&k, v) in chunk
-            .iter()
-            .zip(scorer.p_yes_prefixed(&batch, prefix.as_ref())?)
-        {
-            p_yes[k] = v;
-        }
-        done_tokens += batch.iter().map(Vec::len).sum::<usize>();
-        bar.inc(chunk.len() as u64);
-        bar.set_message(format!(
-            "{:.0} tokens/s",
-            done_tokens as f64 / t_score.elapsed().as_secs_f64()
-        ));
-    }
+            ScoreEvent::Batch {
+                prompts,
+                tokens_per_s,
+            } => {
+                bar.inc(prompts as u64);
+                bar.set_message(format!("{tokens_per_s:.0} tokens/s"));
+            }
+        })?;
     bar.finish_and_clear();
-    for k in 0..jobs.len() {
-        p_yes[k] = p_yes[same_as[k]];
-    }
-    let mut lines = Vec::new();
-    for ((i, v, _), p) in jobs.iter().zip(&p_yes) {
-        let s = &samples[*i];
-        let line = serde_json::json!({"sample_id": s.sample_id, "user_id": s.user_id, "variant": v.to_string(), "label": s.label, "p_yes": p, "attributes": s.attributes});
-        writeln!(lines, "{line}")?;
-    }
     let pred_path = a.out.join("predictions.jsonl");
-    write_atomic(&pred_path, &lines)?;
-    let run = serde_json::json!({
-        "command": "audit", "model": a.model.model, "adapter": a.adapter, "data": a.data, "data_hash": manifest.data_hash(), "split": a.split,
-        "limit": a.limit, "attributes": scenario, "template": template.name(), "format": format, "answer_tokens": [loaded.tokenizer.decode(&[scorer.yes])?, loaded.tokenizer.decode(&[scorer.no])?],
-        "variants": variants.iter().map(|v| v.to_string()).collect::<Vec<_>>(), "batch_size": a.batch_size, "seed": a.seed,
-        "prompts": jobs.len(), "distinct_prompts": order.len(), "tokens": total_tokens, "scoring_seconds": t_score.elapsed().as_secs_f64(),
-        "git_revision": crate::git_revision(),
-    });
-    write_atomic(
-        &a.out.join("run.json"),
-        (serde_json::to_string_pretty(&run)? + "\n").as_bytes(),
-    )?;
+    write_atomic(&pred_path, &to_jsonl(&predictions))?;
+    let tok = &loaded.tokenizer;
+    let record = AuditRecord {
+        command: "audit".into(),
+        model: a.model.model.clone(),
+        adapter: a.adapter.clone(),
+        data: a.data.clone(),
+        data_hash: manifest.data_hash(),
+        split: a.split.clone(),
+        limit: a.limit,
+        attributes: scenario,
+        template: template.name().into(),
+        format,
+        answer_tokens: [tok.decode(&[scorer.yes])?, tok.decode(&[scorer.no])?],
+        variants: variants.iter().map(|v| v.to_string()).collect(),
+        batch_size: a.batch_size,
+        seed: a.seed,
+        prompts: predictions.len(),
+        distinct_prompts: scored.distinct,
+        tokens: scored.tokens,
+        scoring_seconds: scored.seconds,
+        git_revision: crate::git_revision(),
+    };
+    fairrec_core::fs::write_json(&a.out.join("run.json"), &record)
+        .with_context(|| format!("writing {}", a.out.join("run.json").display()))?;
     say!(
         "scored {} prompts ({} distinct, {} tokens) in {:.1}s ({:.0} tokens/s)",
-        jobs.len(),
-        order.len(),
-        total_tokens,
-        t_score.elapsed().as_secs_f64(),
-        total_tokens as f64 / t_score.elapsed().as_secs_f64()
+        predictions.len(),
+        scored.distinct,
+        scored.tokens,
+        scored.seconds,
+        scored.tokens as f64 / scored.seconds
     );
     metrics_cmd::run(&MetricsArgs {
         predictions: Some(pred_path),
@@ -197,21 +168,4 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     })?;
     tracing::info!("audit done in {:.1}s", t0.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// For each key, the index of the first equal key (itself when it is the first).
-fn first_of_each<K: std::hash::Hash + Eq>(keys: impl Iterator<Item = K>) -> Vec<usize> {
-    let mut first = std::collections::HashMap::new();
-    keys.enumerate()
-        .map(|(k, key)| *first.entry(key).or_insert(k))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn equal_keys_point_at_their_first() {
-        let keys = [(0, "a"), (0, "b"), (0, "a"), (1, "a"), (1, "a")];
-        assert_eq!(super::first_of_each(keys.into_iter()), [0, 1, 0, 3, 3]);
-    }
 }

@@ -2,7 +2,7 @@
 //! shape asked (batch x seq), for a real model or a named architecture with random weights.
 //! Train mode is LoRA r 8 (alpha 16) on q_proj/v_proj with the answer-token loss at the
 //! last position and an AdamW step, as `bench/torch_bench.py` does in PyTorch + peft.
-//! Peak mode measures the CPU's f32 FMA throughput ([`crate::bench_peak`]); every step's
+//! Peak mode measures the CPU's f32 FMA throughput ([`fairrec_lm::flops`]); every step's
 //! line carries its model FLOPs, so GFLOP/s can be set against that ceiling.
 
 use anyhow::{bail, Result};
@@ -97,7 +97,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         if a.device != "cpu" {
             bail!("--mode peak measures the CPU; drop --device {}", a.device);
         }
-        let gflops = crate::bench_peak::fma_peak_gflops(threads())?;
+        let gflops = fairrec_lm::flops::fma_peak_gflops(threads())?;
         say!(
             "{}",
             serde_json::json!({"program": "fairrec", "mode": "peak", "threads": threads(), "gflops": gflops,
@@ -176,7 +176,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let timed = &times[1..];
     let mean = timed.iter().sum::<f64>() / timed.len().max(1) as f64;
     let tokens = (a.batch * a.seq) as f64;
-    let flop = crate::bench_peak::step_flops(&model.cfg, a.batch, a.seq, a.mode == "train");
+    let flop = fairrec_lm::flops::step_flops(&model.cfg, a.batch, a.seq, a.mode == "train");
     say!(
         "{}",
         serde_json::json!({

@@ -7,14 +7,12 @@ macro_rules! say {
 
 mod audit_cmd;
 mod bench_cmd;
-mod bench_peak;
 mod data_cmd;
 mod experiment;
 mod metrics_cmd;
 mod model_args;
 mod model_cmd;
 mod quickstart;
-mod report;
 mod runfile;
 mod score_cmd;
 mod train_args;

@@ -1,15 +1,15 @@
 //! `fairrec metrics`: audit any model's predictions.
 
-use crate::report::{blocks, html, markdown, Provenance};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use fairrec_data::pipeline::{read_manifest, read_split};
 use fairrec_data::raw::sha256_hex;
-use fairrec_data::sample::{write_atomic, Sample};
+use fairrec_data::sample::write_atomic;
+use fairrec_metrics::join::{contexts, stereotype_inputs};
 use fairrec_metrics::lists::{list_fairness, parse_lists};
-use fairrec_metrics::stereotype::{Interactions, StereotypeConfig};
-use fairrec_metrics::{audit, parse_predictions_bytes, AuditConfig, Context, StereotypeInput};
-use std::collections::HashMap;
+use fairrec_metrics::report::{blocks, html, list_blocks, markdown, Block, Provenance};
+use fairrec_metrics::stereotype::StereotypeConfig;
+use fairrec_metrics::{audit, parse_predictions_bytes, AuditConfig, Inputs, MetricsFile};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -71,33 +71,26 @@ pub fn run(a: &MetricsArgs) -> Result<()> {
         }
         None => None,
     };
-    let mut json = match &audit {
-        Some((m, _)) => serde_json::to_value(m)?,
-        None => serde_json::json!({}),
-    };
     let mut doc = match &audit {
         Some((m, prov)) => blocks(m, prov),
-        None => vec![crate::report::Block::Heading(
-            1,
-            "fairrec audit report".into(),
-        )],
+        None => vec![Block::Heading(1, "fairrec audit report".into())],
     };
-    json["inputs"] = serde_json::json!({
-        "predictions": audit.as_ref().map(|(_, p)| &p.predictions),
-        "predictions_sha256": audit.as_ref().map(|(_, p)| &p.predictions_sha256),
-        "data": a.data.as_ref().map(|d| d.display().to_string()),
-        "lists": lists.as_ref().map(|l| &l.1),
-        "lists_sha256": lists.as_ref().map(|l| &l.2),
-        "git_revision": crate::git_revision(),
-    });
     if let Some((lf, path, _)) = &lists {
-        json["fairllm"] = serde_json::to_value(lf)?;
-        crate::report::list_blocks(lf, path, &mut doc);
+        list_blocks(lf, path, &mut doc);
     }
-    write_atomic(
-        &a.out.join("metrics.json"),
-        (serde_json::to_string_pretty(&json)? + "\n").as_bytes(),
-    )?;
+    let file = MetricsFile {
+        metrics: audit.as_ref().map(|(m, _)| m.clone()),
+        inputs: Inputs {
+            predictions: audit.as_ref().map(|(_, p)| p.predictions.clone()),
+            predictions_sha256: audit.as_ref().map(|(_, p)| p.predictions_sha256.clone()),
+            data: a.data.as_ref().map(|d| d.display().to_string()),
+            lists: lists.as_ref().map(|l| l.1.clone()),
+            lists_sha256: lists.as_ref().map(|l| l.2.clone()),
+            git_revision: crate::git_revision(),
+        },
+        fairllm: lists.as_ref().map(|l| l.0.clone()),
+    };
+    file.write(&a.out.join("metrics.json"))?;
     write_atomic(&a.out.join("report.md"), markdown(&doc).as_bytes())?;
     write_atomic(
         &a.out.join("report.html"),
@@ -145,18 +138,15 @@ fn audit_predictions(
 ) -> Result<(fairrec_metrics::Metrics, Provenance)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let preds = parse_predictions_bytes(path, &bytes)?;
-    let mut samples: Vec<Sample> = Vec::new();
+    let mut train = Vec::new();
+    let mut samples = Vec::new();
     let mut attributes = Vec::new();
-    let mut train_ids = std::collections::HashSet::new();
     if let Some(dir) = &a.data {
-        let m = read_manifest(dir)?;
-        attributes = m.attributes();
-        for split in ["train", "valid", "test"] {
-            let s = read_split(dir, split)?;
-            if split == "train" {
-                train_ids = s.iter().map(|x| x.sample_id.clone()).collect();
-            }
-            samples.extend(s);
+        attributes = read_manifest(dir)?.attributes();
+        train = read_split(dir, "train")?;
+        samples.extend(train.iter().cloned());
+        for split in ["valid", "test"] {
+            samples.extend(read_split(dir, split)?);
         }
         tracing::info!(
             samples = samples.len(),
@@ -164,38 +154,8 @@ fn audit_predictions(
             dir.display()
         );
     }
-    let context: HashMap<String, Context> = samples
-        .iter()
-        .map(|s| {
-            let c = Context {
-                user: Some(s.user_id.clone()),
-                attributes: s.attributes.clone(),
-                target: Some(s.target_id.clone()),
-                history: s.history_ids().into_iter().map(str::to_string).collect(),
-            };
-            (s.sample_id.clone(), c)
-        })
-        .collect();
-    let stereo: Vec<StereotypeInput> = attributes
-        .iter()
-        .map(|attr| StereotypeInput {
-            attribute: attr.clone(),
-            train: samples
-                .iter()
-                .filter(|s| train_ids.contains(&s.sample_id))
-                .filter_map(|s| {
-                    let group = s.attributes.get(attr)?;
-                    let mut items = s.history_ids();
-                    items.push(&s.target_id);
-                    Some(Interactions {
-                        user: &s.user_id,
-                        group,
-                        items,
-                    })
-                })
-                .collect(),
-        })
-        .collect();
+    let context = contexts(&samples);
+    let stereo = stereotype_inputs(&train, &attributes);
     let cfg = AuditConfig {
         threshold: a.threshold,
         bootstrap: a.bootstrap,

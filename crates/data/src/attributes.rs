@@ -8,8 +8,7 @@
 //! codes 0-1 (15-29) `young`, 2-3 (30-49) `middle aged`, 4-5 (50+) `old`.
 //! Age buckets of paper B (Book-Crossing): under 18 `teen`, 18 and over `adult`.
 
-use crate::protocol::Protocol;
-use crate::raw::{Age, DatasetKind, User};
+use crate::raw::{Age, DatasetKind, Protocol, User};
 
 /// The `gender` attribute name.
 pub const GENDER: &str = "gender";

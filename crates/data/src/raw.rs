@@ -212,3 +212,37 @@ impl IdIndex {
         self.map.get(id).copied()
     }
 }
+
+/// Which paper's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// Paper A (CL-MoE): liked/disliked history, last rating is the target, split 7:1:2.
+    ClMoe,
+    /// Paper B (MoS): sequences of 11 interactions, split 8:1:1.
+    Mos,
+}
+
+impl Protocol {
+    /// Name on the command line and in manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::ClMoe => "cl-moe",
+            Protocol::Mos => "mos",
+        }
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cl-moe" => Ok(Protocol::ClMoe),
+            "mos" => Ok(Protocol::Mos),
+            _ => Err(DataError::Config {
+                option: "protocol".into(),
+                message: format!("unknown protocol `{s}` (expected cl-moe or mos)"),
+            }),
+        }
+    }
+}

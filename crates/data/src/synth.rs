@@ -195,6 +195,54 @@ fn normal_vec(rng: &mut Rng, d: usize, scale: f64) -> Vec<f64> {
 /// Returns the items' latent truth.
 pub fn write_world(cfg: &SynthConfig, dir: &Path) -> Result<Vec<ItemTruth>> {
     cfg.validate()?;
+    let items = synth_items(cfg);
+    let (u_user, u_data, n_ratings) = synth_users(cfg, &items);
+    let truth = items.truth;
+    let mut genre = String::new();
+    for (k, g) in ML100K_GENRES.iter().enumerate() {
+        writeln!(genre, "{g}|{k}").unwrap();
+    }
+    let mut item_truth = String::from("item_id\tgender_lean\tage_lean\tappeal\n");
+    for (i, t) in truth.iter().enumerate() {
+        writeln!(
+            item_truth,
+            "{}\t{:.6}\t{:.6}\t{:.6}",
+            i + 1,
+            t.gender_lean,
+            t.age_lean,
+            t.appeal
+        )
+        .unwrap();
+    }
+    let info = format!(
+        "{} users\n{} items\n{n_ratings} ratings\n",
+        cfg.users, cfg.items
+    );
+    let config = serde_json::to_string_pretty(cfg).expect("config serializes") + "\n";
+    for (name, body) in [
+        ("u.item", items.u_item),
+        ("u.user", u_user),
+        ("u.data", u_data),
+        ("u.genre", genre),
+        ("u.occupation", OCCUPATIONS.join("\n") + "\n"),
+        ("u.info", info),
+        ("item_truth.tsv", item_truth),
+        ("synth.json", config),
+    ] {
+        write_atomic(&dir.join(name), body.as_bytes())?;
+    }
+    Ok(truth)
+}
+
+/// The items of a world: their hidden truth, popularity and taste vectors, and `u.item`.
+struct Items {
+    truth: Vec<ItemTruth>,
+    pops: Vec<f64>,
+    vecs: Vec<Vec<f64>>,
+    u_item: String,
+}
+
+fn synth_items(cfg: &SynthConfig) -> Items {
     let mut rng = Rng::derive(cfg.seed, "synth-items");
     let mut truth = Vec::with_capacity(cfg.items);
     let mut pops = Vec::new();
@@ -240,6 +288,18 @@ pub fn write_world(cfg: &SynthConfig, dir: &Path) -> Result<Vec<ItemTruth>> {
             appeal: q,
         });
     }
+    Items {
+        truth,
+        pops,
+        vecs,
+        u_item,
+    }
+}
+
+/// The users (`u.user`) and their ratings (`u.data`) of a world with `items`, and the
+/// number of ratings.
+fn synth_users(cfg: &SynthConfig, items: &Items) -> (String, String, usize) {
+    let (truth, pops, vecs) = (&items.truth, &items.pops, &items.vecs);
     let mut urng = Rng::derive(cfg.seed, "synth-users");
     let mut u_user = String::new();
     let mut u_data = String::new();
@@ -287,38 +347,5 @@ pub fn write_world(cfg: &SynthConfig, dir: &Path) -> Result<Vec<ItemTruth>> {
             n_ratings += 1;
         }
     }
-    let mut genre = String::new();
-    for (k, g) in ML100K_GENRES.iter().enumerate() {
-        writeln!(genre, "{g}|{k}").unwrap();
-    }
-    let mut item_truth = String::from("item_id\tgender_lean\tage_lean\tappeal\n");
-    for (i, t) in truth.iter().enumerate() {
-        writeln!(
-            item_truth,
-            "{}\t{:.6}\t{:.6}\t{:.6}",
-            i + 1,
-            t.gender_lean,
-            t.age_lean,
-            t.appeal
-        )
-        .unwrap();
-    }
-    let info = format!(
-        "{} users\n{} items\n{n_ratings} ratings\n",
-        cfg.users, cfg.items
-    );
-    let config = serde_json::to_string_pretty(cfg).expect("config serializes") + "\n";
-    for (name, body) in [
-        ("u.item", u_item),
-        ("u.user", u_user),
-        ("u.data", u_data),
-        ("u.genre", genre),
-        ("u.occupation", OCCUPATIONS.join("\n") + "\n"),
-        ("u.info", info),
-        ("item_truth.tsv", item_truth),
-        ("synth.json", config),
-    ] {
-        write_atomic(&dir.join(name), body.as_bytes())?;
-    }
-    Ok(truth)
+    (u_user, u_data, n_ratings)
 }

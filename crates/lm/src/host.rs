@@ -5,9 +5,7 @@
 //! `adapter_config.json`.
 
 use crate::error::Result;
-use crate::model::Llama;
 use crate::prompt::{PromptInit, SoftPrompt};
-use crate::t5::T5;
 use crate::tokenizer::Tok;
 use candle_core::{Device, Tensor};
 use std::sync::Arc;
@@ -69,45 +67,5 @@ pub trait PromptHost {
         )?);
         *self.soft_prompt_slot() = Some(p.clone());
         Ok(p)
-    }
-}
-
-impl PromptHost for Llama {
-    fn input_embedding(&self) -> &Tensor {
-        &self.embed_tokens
-    }
-
-    fn soft_prompt_slot(&mut self) -> &mut Option<Arc<SoftPrompt>> {
-        &mut self.soft_prompt
-    }
-
-    fn peft_dims(&self) -> PeftDims {
-        PeftDims {
-            token_dim: self.cfg.hidden_size,
-            heads: self.cfg.num_attention_heads,
-            layers: self.cfg.num_hidden_layers,
-            task_type: "CAUSAL_LM",
-        }
-    }
-}
-
-impl PromptHost for T5 {
-    fn input_embedding(&self) -> &Tensor {
-        &self.shared
-    }
-
-    fn soft_prompt_slot(&mut self) -> &mut Option<Arc<SoftPrompt>> {
-        &mut self.soft_prompt
-    }
-
-    /// A T5 prompt goes in front of the encoder input only: PEFT's
-    /// `num_transformer_submodules` 1 with `SEQ_2_SEQ_LM` (see [`crate::peft`]).
-    fn peft_dims(&self) -> PeftDims {
-        PeftDims {
-            token_dim: self.cfg.d_model,
-            heads: self.cfg.num_heads,
-            layers: self.cfg.num_layers,
-            task_type: "SEQ_2_SEQ_LM",
-        }
     }
 }

@@ -1,15 +1,27 @@
-//! fairrec's LM engine on candle: Llama-family decoders (Llama, Qwen2, SmolLM/SmolLM2)
-//! loaded from HF directories or GGUF files, tokenizers, and Yes/No scoring.
+//! fairrec's LM engine on candle, in the order a model is used:
+//!
+//! 1. Models in candle's style: [`layers`] (shared), [`llama`] (Llama, Qwen2, SmolLM),
+//!    [`t5`] (T5 / Flan-T5), [`ops`] (fused CPU kernels with hand-written backward), and
+//!    loading from HF directories or GGUF files ([`load`], [`gguf`], [`tokenizer`],
+//!    [`builtin`], [`random`]); what a step costs and the CPU can do ([`flops`]).
+//! 2. What training attaches: LoRA and LoRA-MoE ([`adapter`]), soft prompts and p-tuning
+//!    ([`prompt`], on any [`host::PromptHost`]), MoS's mixture of prompts ([`mos`]), the
+//!    umbrella over them ([`tuning`]) and PEFT's file format ([`peft`], [`weights`]).
+//! 3. Scoring: P(Yes) of prompts ([`score`]), many at once ([`batch`]), hidden states for
+//!    paper A's `L_diff` ([`pool`]), and `no_grad` ([`grad`]).
 
 pub mod adapter;
+pub mod batch;
 pub mod builtin;
 pub mod config;
 pub mod error;
+pub mod flops;
 pub mod gguf;
 pub mod grad;
 pub mod host;
+pub mod layers;
+pub mod llama;
 pub mod load;
-pub mod model;
 pub mod mos;
 pub mod ops;
 pub mod peft;
@@ -20,8 +32,9 @@ pub mod score;
 pub mod t5;
 pub mod tokenizer;
 pub mod tuning;
+pub mod weights;
 
 pub use config::LlamaConfig;
 pub use error::{LmError, Result};
 pub use host::PromptHost;
-pub use model::Llama;
+pub use llama::Llama;

@@ -2,7 +2,7 @@
 
 use crate::config::LlamaConfig;
 use crate::error::{LmError, Result};
-use crate::model::Llama;
+use crate::llama::Llama;
 use crate::tokenizer::Tok;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -270,7 +270,7 @@ fn write_hf_dir(
         ("config.json", json(cfg_json)?),
         (
             "model.safetensors",
-            crate::peft::safetensors_bytes(tensors)?,
+            crate::weights::safetensors_bytes(tensors)?,
         ),
         ("tokenizer.json", tok_json.into_bytes()),
         ("tokenizer_config.json", json(&tok_cfg)?),

@@ -146,8 +146,8 @@ impl MixturePrompt {
         let h = model.hidden_size();
         let rows = (0..cfg.experts)
             .map(|k| {
-                let p = SoftPrompt::new(
-                    model,
+                let p = SoftPrompt::from_embedding(
+                    model.input_embedding(),
                     tok,
                     cfg.virtual_tokens,
                     init,

@@ -22,8 +22,8 @@
 use crate::adapter::AdapterConfig;
 use crate::error::{LmError, Result};
 use crate::host::PromptHost;
+use crate::llama::Llama;
 use crate::load::{Model, ModelMut};
-use crate::model::Llama;
 use crate::mos::{MixturePrompt, MosConfig};
 use crate::prompt::{PromptInit, SoftPrompt};
 use crate::tuning::Tuning;
@@ -141,18 +141,11 @@ pub fn adapter_files(
     };
     Ok(vec![
         (CONFIG_FILE.into(), cfg),
-        (WEIGHTS_FILE.into(), safetensors_bytes(&tensors)?),
+        (
+            WEIGHTS_FILE.into(),
+            crate::weights::safetensors_bytes(&tensors)?,
+        ),
     ])
-}
-
-/// Serialise named tensors in the safetensors format.
-pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
-    let contiguous: Vec<(String, Tensor)> = tensors
-        .iter()
-        .map(|(k, t)| Ok((k.clone(), t.contiguous()?)))
-        .collect::<Result<_>>()?;
-    safetensors::tensor::serialize(contiguous.iter().map(|(k, t)| (k.as_str(), t)), None)
-        .map_err(|e| LmError::Invalid(format!("safetensors: {e}")))
 }
 
 /// Save `tuning` in PEFT's format into `dir` (replaced as a whole, crash-safe).
@@ -261,7 +254,8 @@ fn load_into(dir: &Path, mut model: ModelMut, tok: &crate::tokenizer::Tok) -> Re
                 _ => PromptInit::Random,
             };
             let host = model.host();
-            let prompt = Arc::new(SoftPrompt::new(host, tok, n, &PromptInit::Random, 0)?);
+            let embedding = host.input_embedding();
+            let prompt = Arc::new(SoftPrompt::from_embedding(embedding, tok, n, &PromptInit::Random, 0)?);
             *host.soft_prompt_slot() = Some(prompt.clone());
             Tuning::Prompt { prompt, init }
         }

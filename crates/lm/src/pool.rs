@@ -2,7 +2,8 @@
 //! block's output and how a prompt's token states become one vector.
 
 use crate::error::{LmError, Result};
-use crate::model::{gather_positions, Forward};
+use crate::layers::gather_positions;
+use crate::llama::Forward;
 use candle_core::{Tensor, D};
 
 /// How a prompt's `[T, H]` hidden states become one `[H]` vector.

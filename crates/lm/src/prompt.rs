@@ -5,7 +5,6 @@
 //! `0..N`, the tokens `N..N+T`).
 
 use crate::error::{LmError, Result};
-use crate::host::PromptHost;
 use crate::tokenizer::Tok;
 use candle_core::{Tensor, Var};
 use fairrec_core::Rng;
@@ -105,20 +104,9 @@ pub struct SoftPrompt {
 }
 
 impl SoftPrompt {
-    /// `n` virtual tokens for `model`, initialised as asked (`seed` drives the random
-    /// forms).
-    pub fn new(
-        model: &dyn PromptHost,
-        tok: &Tok,
-        n: usize,
-        init: &PromptInit,
-        seed: u64,
-    ) -> Result<Self> {
-        Self::from_embedding(model.input_embedding(), tok, n, init, seed)
-    }
-
-    /// As [`SoftPrompt::new`] for any model whose input embedding table (`[vocab, H]`) is
-    /// `embedding` (e.g. T5's `shared`).
+    /// `n` virtual tokens for a model whose input embedding table (`[vocab, H]`) is
+    /// `embedding` (a decoder's `embed_tokens`, T5's `shared`), initialised as asked
+    /// (`seed` drives the random forms).
     pub fn from_embedding(
         embedding: &Tensor,
         tok: &Tok,

@@ -88,9 +88,9 @@ pub fn random_model(
     seed: u64,
     std: f64,
     device: &Device,
-) -> Result<crate::model::Llama> {
+) -> Result<crate::llama::Llama> {
     let w = random_weights(cfg, seed, std, device)?;
-    crate::model::Llama::new(
+    crate::llama::Llama::new(
         cfg,
         candle_nn::VarBuilder::from_tensors(w, DType::F32, device),
     )
@@ -102,7 +102,7 @@ pub fn device_random_model(
     std: f64,
     device: &Device,
     dtype: DType,
-) -> Result<crate::model::Llama> {
+) -> Result<crate::llama::Llama> {
     let w = device_random_weights(cfg, std, device, dtype)?;
-    crate::model::Llama::new(cfg, candle_nn::VarBuilder::from_tensors(w, dtype, device))
+    crate::llama::Llama::new(cfg, candle_nn::VarBuilder::from_tensors(w, dtype, device))
 }

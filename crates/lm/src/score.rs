@@ -12,7 +12,7 @@
 //! at the first decoder step ([`crate::t5`]).
 
 use crate::error::{LmError, Result};
-use crate::model::Llama;
+use crate::llama::Llama;
 use crate::tokenizer::Tok;
 use candle_core::Tensor;
 
@@ -288,18 +288,18 @@ impl<'a> Scorer<'a> {
         &self,
         ids: &[Vec<u32>],
         capture_layer: Option<usize>,
-    ) -> Result<(Tensor, crate::model::Forward)> {
+    ) -> Result<(Tensor, crate::llama::Forward)> {
         self.answer_logits_prefixed(ids, None, capture_layer)
     }
 
     /// As [`Scorer::answer_logits`] with one soft prompt per row in front (`prefix`
-    /// `[B, P, H]`; see [`crate::model::Llama::forward_prefixed`]).
+    /// `[B, P, H]`; see [`crate::llama::Llama::forward_prefixed`]).
     pub fn answer_logits_prefixed(
         &self,
         ids: &[Vec<u32>],
         prefix: Option<&Tensor>,
         capture_layer: Option<usize>,
-    ) -> Result<(Tensor, crate::model::Forward)> {
+    ) -> Result<(Tensor, crate::llama::Forward)> {
         let model = self.model("the decoder's forward pass")?;
         let (x, last) = self.batch(ids)?;
         let f = model.forward_prefixed(&x, prefix, capture_layer)?;

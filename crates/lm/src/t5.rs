@@ -3,7 +3,7 @@
 //! ..., `lm_head`), as transformers' `T5ForConditionalGeneration` computes it:
 //!
 //! - **Norm**: `T5LayerNorm` is RMSNorm without mean or bias, computed in f32
-//!   ([`crate::model::RmsNorm`]).
+//!   ([`crate::layers::RmsNorm`]).
 //! - **Attention**: no `1/sqrt(d)` scaling (T5 folds it into the initialisation); scores
 //!   `q k^T + bias`, softmax in f32. The bias is a learned scalar per head and *relative
 //!   position bucket* ([`relative_position_bucket`]), held by block 0 of each stack and
@@ -22,7 +22,8 @@
 
 use crate::error::{LmError, Result};
 use crate::grad::weight;
-use crate::model::{Linear, RmsNorm};
+use crate::host::{PeftDims, PromptHost};
+use crate::layers::{Linear, RmsNorm};
 use crate::prompt::SoftPrompt;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
@@ -645,5 +646,26 @@ impl T5 {
         Ok((h * s)?
             .matmul(&w.index_select(&idx, 0)?.t()?)?
             .to_dtype(DType::F32)?)
+    }
+}
+
+impl PromptHost for T5 {
+    fn input_embedding(&self) -> &Tensor {
+        &self.shared
+    }
+
+    fn soft_prompt_slot(&mut self) -> &mut Option<Arc<SoftPrompt>> {
+        &mut self.soft_prompt
+    }
+
+    /// A T5 prompt goes in front of the encoder input only: PEFT's
+    /// `num_transformer_submodules` 1 with `SEQ_2_SEQ_LM` (see [`crate::peft`]).
+    fn peft_dims(&self) -> PeftDims {
+        PeftDims {
+            token_dim: self.cfg.d_model,
+            heads: self.cfg.num_heads,
+            layers: self.cfg.num_layers,
+            task_type: "SEQ_2_SEQ_LM",
+        }
     }
 }

@@ -4,7 +4,8 @@
 
 use crate::adapter::{Adapter, AdapterConfig, TARGET_MODULES};
 use crate::error::{LmError, Result};
-use crate::model::{Linear, Llama};
+use crate::layers::Linear;
+use crate::llama::Llama;
 use crate::mos::MixturePrompt;
 use crate::prompt::{PromptInit, SoftPrompt};
 use candle_core::{Tensor, Var};

@@ -4,7 +4,7 @@
 use candle_core::{Device, Tensor, Var, D};
 use fairrec_core::Rng;
 use fairrec_lm::adapter::AdapterConfig;
-use fairrec_lm::model::RmsNorm;
+use fairrec_lm::layers::RmsNorm;
 use fairrec_lm::{ops, random, LlamaConfig};
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {

@@ -20,7 +20,7 @@ use fairrec_core::Variant;
 use std::collections::BTreeMap;
 
 /// F1 of one group.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GroupScore {
     pub f1: Option<f64>,
     /// Number of predictions (a bootstrap weight sum when resampled).
@@ -28,7 +28,7 @@ pub struct GroupScore {
 }
 
 /// GD and Rates of one attribute set.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SetFairness {
     /// F1 of the `neutral` predictions, `g(B)`.
     pub neutral_f1: Option<f64>,
@@ -39,7 +39,7 @@ pub struct SetFairness {
     /// name (several attributes, e.g. `age=young,gender=female`).
     pub groups: BTreeMap<String, GroupScore>,
     /// Why a figure is undefined, keyed by the figure.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub undefined: BTreeMap<String, String>,
 }
 

@@ -19,6 +19,7 @@
 //! * **Sim(a)** = mean over instructions of Sim(R^a_m, R_m); **SNSR** = max_a Sim(a) -
 //!   min_a Sim(a); **SNSV** = sqrt(mean_a (Sim(a) - mean Sim)^2). Lower is fairer.
 
+use crate::audit::resample::percentile;
 use crate::error::{MetricsError, Result};
 use fairrec_core::{Rng, Variant};
 use std::collections::{BTreeMap, HashMap};
@@ -157,26 +158,29 @@ pub const MEASURES: [(&str, Measure); 4] = [
 ];
 
 /// Sim(a) per value, SNSR and SNSV of one measure.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SimilarityFairness {
     /// Sim(a) per value (key as in paper A's groups: the value, or the variant name).
+    #[serde(deserialize_with = "nan_map")]
     pub per_value: BTreeMap<String, f64>,
+    #[serde(deserialize_with = "nan_f64")]
     pub snsr: f64,
+    #[serde(deserialize_with = "nan_f64")]
     pub snsv: f64,
     /// `snsr`, `snsv`, `per_value.<v>` -> [low, high].
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ci: BTreeMap<String, [f64; 2]>,
 }
 
 /// FaiRLLM's figures for every attribute set present.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ListFairness {
     pub k: usize,
     /// Instructions with a neutral list.
     pub instructions: usize,
     /// attribute set -> measure -> figures.
     pub attributes: BTreeMap<String, BTreeMap<String, SimilarityFairness>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
 
@@ -187,6 +191,13 @@ fn snsr_snsv(values: &[f64]) -> (f64, f64) {
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
     (max - min, var.sqrt())
 }
+
+/// The lists of one instruction, by variant.
+type Instruction<'a> = BTreeMap<&'a Variant, &'a RankedList>;
+
+/// Attribute set -> value key -> per instruction, each measure's similarity to the
+/// neutral list (`None`: no list of that value for the instruction).
+type Similarities = BTreeMap<String, BTreeMap<String, Rows>>;
 
 /// Compute FaiRLLM's figures at cut-off `k`, with `bootstrap` resamples of instructions.
 pub fn list_fairness(
@@ -199,7 +210,45 @@ pub fn list_fairness(
     if k == 0 {
         return Err(MetricsError::Invalid("k must be at least 1".into()));
     }
-    let mut by_inst: BTreeMap<&str, BTreeMap<&Variant, &RankedList>> = BTreeMap::new();
+    let (insts, notes) = instructions(lists)?;
+    let sets = similarities(&insts, k);
+    let point = evaluate(&sets, &vec![1.0; insts.len()]);
+    let mut samples = resample(&sets, insts.len(), bootstrap, seed);
+    let q = (1.0 - confidence) / 2.0;
+    let mut attributes = BTreeMap::new();
+    for (set, ms) in point {
+        let mut by_measure = BTreeMap::new();
+        for (m, (per_value, snsr, snsv)) in ms.into_iter().enumerate() {
+            let mut ci = BTreeMap::new();
+            for ((s, mm, fig), v) in samples.iter_mut() {
+                if *s == set && *mm == m && v.len() >= 2 {
+                    ci.insert(fig.clone(), [percentile(v, q), percentile(v, 1.0 - q)]);
+                }
+            }
+            by_measure.insert(
+                MEASURES[m].0.to_string(),
+                SimilarityFairness {
+                    per_value,
+                    snsr,
+                    snsv,
+                    ci,
+                },
+            );
+        }
+        attributes.insert(set, by_measure);
+    }
+    Ok(ListFairness {
+        k,
+        instructions: insts.len(),
+        attributes,
+        notes,
+    })
+}
+
+/// The lists grouped by instruction, keeping the instructions that have a neutral list (a
+/// note says how many were left out).
+fn instructions(lists: &[RankedList]) -> Result<(Vec<Instruction<'_>>, Vec<String>)> {
+    let mut by_inst: BTreeMap<&str, Instruction> = BTreeMap::new();
     for l in lists {
         if by_inst
             .entry(&l.instruction_id)
@@ -226,15 +275,19 @@ pub fn list_fairness(
             without[0]
         ));
     }
-    let insts: Vec<&BTreeMap<&Variant, &RankedList>> = by_inst
-        .values()
+    let insts: Vec<Instruction> = by_inst
+        .into_values()
         .filter(|v| v.contains_key(&Variant::Neutral))
         .collect();
     if insts.is_empty() {
         return Err(MetricsError::MissingVariant { variant: "neutral".into(), why: "FaiRLLM compares every sensitive list with the neutral list of the same instruction".into() });
     }
-    // attribute set -> value key -> per-instruction similarity per measure (None: no list)
-    let mut sets: BTreeMap<String, BTreeMap<String, Rows>> = BTreeMap::new();
+    Ok((insts, notes))
+}
+
+/// Every stated list's similarity to its instruction's neutral list at cut-off `k`.
+fn similarities(insts: &[Instruction], k: usize) -> Similarities {
+    let mut sets = Similarities::new();
     for (i, inst) in insts.iter().enumerate() {
         let neutral = &inst[&Variant::Neutral].items;
         for (v, l) in inst.iter() {
@@ -249,97 +302,85 @@ pub fn list_fairness(
             row[i] = Some(MEASURES.map(|(_, f)| f(&l.items, neutral, k)));
         }
     }
-    let evaluate = |w: &[f64]| -> BTreeMap<String, Vec<Figures>> {
-        sets.iter()
-            .map(|(set, values)| {
-                let per_measure = (0..MEASURES.len())
-                    .map(|m| {
-                        let per_value: BTreeMap<String, f64> = values
-                            .iter()
-                            .filter_map(|(v, rows)| {
-                                let (s, n) = rows
-                                    .iter()
-                                    .zip(w)
-                                    .filter_map(|(r, w)| r.map(|r| (w * r[m], *w)))
-                                    .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-                                (n > 0.0).then(|| (v.clone(), s / n))
-                            })
-                            .collect();
-                        let vals: Vec<f64> = per_value.values().copied().collect();
-                        let (r, v) = if vals.is_empty() {
-                            (0.0, 0.0)
-                        } else {
-                            snsr_snsv(&vals)
-                        };
-                        (per_value, r, v)
-                    })
-                    .collect();
-                (set.clone(), per_measure)
-            })
-            .collect()
-    };
-    let point = evaluate(&vec![1.0; insts.len()]);
+    sets
+}
+
+/// Sim(a) per value, SNSR and SNSV of every set and measure, instruction `i` counted
+/// `w[i]` times.
+fn evaluate(sets: &Similarities, w: &[f64]) -> BTreeMap<String, Vec<Figures>> {
+    sets.iter()
+        .map(|(set, values)| {
+            let per_measure = (0..MEASURES.len())
+                .map(|m| {
+                    let per_value: BTreeMap<String, f64> = values
+                        .iter()
+                        .filter_map(|(v, rows)| {
+                            let (s, n) = rows
+                                .iter()
+                                .zip(w)
+                                .filter_map(|(r, w)| r.map(|r| (w * r[m], *w)))
+                                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+                            (n > 0.0).then(|| (v.clone(), s / n))
+                        })
+                        .collect();
+                    let vals: Vec<f64> = per_value.values().copied().collect();
+                    let (r, v) = if vals.is_empty() {
+                        (0.0, 0.0)
+                    } else {
+                        snsr_snsv(&vals)
+                    };
+                    (per_value, r, v)
+                })
+                .collect();
+            (set.clone(), per_measure)
+        })
+        .collect()
+}
+
+/// The figures of `bootstrap` resamples of the `n` instructions, keyed by (set, measure,
+/// figure).
+fn resample(
+    sets: &Similarities,
+    n: usize,
+    bootstrap: usize,
+    seed: u64,
+) -> BTreeMap<(String, usize, String), Vec<f64>> {
     let mut samples: BTreeMap<(String, usize, String), Vec<f64>> = BTreeMap::new();
     for b in 0..bootstrap {
         let mut rng = Rng::derive(seed, &format!("lists-bootstrap-{b}"));
-        let mut w = vec![0.0; insts.len()];
-        for _ in 0..insts.len() {
-            w[rng.below(insts.len() as u64) as usize] += 1.0;
+        let mut w = vec![0.0; n];
+        for _ in 0..n {
+            w[rng.below(n as u64) as usize] += 1.0;
         }
-        for (set, ms) in evaluate(&w) {
+        for (set, ms) in evaluate(sets, &w) {
             for (m, (pv, r, v)) in ms.into_iter().enumerate() {
-                samples
-                    .entry((set.clone(), m, "snsr".into()))
-                    .or_default()
-                    .push(r);
-                samples
-                    .entry((set.clone(), m, "snsv".into()))
-                    .or_default()
-                    .push(v);
+                let mut push = |fig: String, x: f64| {
+                    samples.entry((set.clone(), m, fig)).or_default().push(x);
+                };
+                push("snsr".into(), r);
+                push("snsv".into(), v);
                 for (k, x) in pv {
-                    samples
-                        .entry((set.clone(), m, format!("per_value.{k}")))
-                        .or_default()
-                        .push(x);
+                    push(format!("per_value.{k}"), x);
                 }
             }
         }
     }
-    let q = (1.0 - confidence) / 2.0;
-    let pct = |v: &mut Vec<f64>, p: f64| {
-        v.sort_by(f64::total_cmp);
-        let pos = p * (v.len() - 1) as f64;
-        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-        v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-    };
-    let mut attributes = BTreeMap::new();
-    for (set, ms) in point {
-        let mut by_measure = BTreeMap::new();
-        for (m, (per_value, snsr, snsv)) in ms.into_iter().enumerate() {
-            let mut ci = BTreeMap::new();
-            for ((s, mm, fig), v) in samples.iter_mut() {
-                if *s == set && *mm == m && v.len() >= 2 {
-                    ci.insert(fig.clone(), [pct(v, q), pct(v, 1.0 - q)]);
-                }
-            }
-            by_measure.insert(
-                MEASURES[m].0.to_string(),
-                SimilarityFairness {
-                    per_value,
-                    snsr,
-                    snsv,
-                    ci,
-                },
-            );
-        }
-        attributes.insert(set, by_measure);
-    }
-    Ok(ListFairness {
-        k,
-        instructions: insts.len(),
-        attributes,
-        notes,
-    })
+    samples
+}
+
+/// A figure that serializes as `null` when it is NaN (serde_json's rule) reads back as NaN.
+fn nan_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    use serde::Deserialize;
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// As [`nan_f64`] for every value of a map.
+fn nan_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+    use serde::Deserialize;
+    let m = BTreeMap::<String, Option<f64>>::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
+        .collect())
 }
 
 #[cfg(test)]

@@ -157,3 +157,17 @@ pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
     })?;
     parse_predictions_bytes(path, &bytes)
 }
+
+/// `predictions` as JSONL, one line each with its keys sorted (as [`read_predictions`]
+/// reads them back).
+pub fn to_jsonl(predictions: &[Prediction]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in predictions {
+        // A `Prediction` always serializes (strings, numbers, maps of strings).
+        if let Ok(v) = serde_json::to_value(p) {
+            out.extend_from_slice(v.to_string().as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
+}

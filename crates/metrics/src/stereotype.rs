@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Settings of the item grouping.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StereotypeConfig {
     pub z_threshold: f64,
     pub normalize: bool,
@@ -240,7 +240,7 @@ impl Counts {
 }
 
 /// Stereotype-aware fairness in one setting.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SettingFairness {
     /// `100 * sum |Delta|` over all defined pairs.
     pub total: Option<f64>,
@@ -250,7 +250,7 @@ pub struct SettingFairness {
     pub other_group: Option<f64>,
     /// `users=<s'>,items=<s>` -> Delta (signed, as a fraction).
     pub pairs: BTreeMap<String, Option<f64>>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub undefined: BTreeMap<String, String>,
 }
 

@@ -3,7 +3,8 @@
 use fairrec_core::Rng;
 use fairrec_metrics::stereotype::Interactions;
 use fairrec_metrics::{
-    audit, parse_predictions, AuditConfig, Context, MetricsError, Prediction, StereotypeInput,
+    audit, parse_predictions, AuditConfig, Context, Inputs, MetricsError, MetricsFile, Prediction,
+    StereotypeInput,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -361,4 +362,44 @@ fn stereotype_through_the_audit() {
     let cf = &s.settings["counterfactual"];
     assert_eq!(cf.pairs["users=male,items=male"], None);
     assert!(cf.undefined.contains_key("users=male,items=male"));
+    metrics_file_round_trip(m);
+}
+
+/// `metrics.json` through [`MetricsFile`]: the bytes the earlier writer produced (the audit
+/// as a JSON value with `inputs` patched in, pretty-printed), and read back equal.
+fn metrics_file_round_trip(m: fairrec_metrics::Metrics) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metrics.json");
+    let file = MetricsFile {
+        metrics: Some(m.clone()),
+        inputs: Inputs {
+            predictions: Some("p.jsonl".into()),
+            predictions_sha256: Some("ab".into()),
+            ..Inputs::default()
+        },
+        fairllm: None,
+    };
+    file.write(&path).unwrap();
+    let mut old = serde_json::to_value(&m).unwrap();
+    old["inputs"] = serde_json::json!({
+        "predictions": "p.jsonl", "predictions_sha256": "ab", "data": null, "lists": null,
+        "lists_sha256": null, "git_revision": null,
+    });
+    let old = serde_json::to_string_pretty(&old).unwrap() + "\n";
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), old);
+    assert_eq!(MetricsFile::read(&path).unwrap(), file);
+    // A file of lists only has no audit.
+    let lists_only = MetricsFile {
+        metrics: None,
+        ..file
+    };
+    lists_only.write(&path).unwrap();
+    assert_eq!(MetricsFile::read(&path).unwrap(), lists_only);
+    // A damaged audit is an error naming the file, not a file without an audit.
+    std::fs::write(&path, r#"{"original": {"f1": 0.5}, "inputs": {}}"#).unwrap();
+    let e = MetricsFile::read(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("metrics.json") && e.contains("missing field"),
+        "{e}"
+    );
 }

@@ -38,12 +38,18 @@ pub struct TrainRecord {
     pub data: PathBuf,
     pub data_hash: String,
     pub seed: u64,
+    /// The scenario (absent from runs before 2026-11-22: empty).
+    #[serde(default)]
     pub attributes: Vec<String>,
     pub template: String,
     pub format: PromptFormat,
     /// The Yes and No tokens as the tokenizer decodes them.
     pub answer_tokens: [String; 2],
+    /// Training samples (`train_examples` in the first runs' records).
+    #[serde(alias = "train_examples")]
     pub train_samples: usize,
+    /// Prompts trained on per epoch (absent from the first runs' records: 0).
+    #[serde(default)]
     pub train_prompts: usize,
     pub valid_examples: usize,
     pub trainable_parameters: usize,

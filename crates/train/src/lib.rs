@@ -13,6 +13,7 @@
 //!    [`method`] lists their names.
 //! 5. [`fit`] and [`run`]: the run directory's protocol and the entry point a program calls.
 
+pub mod audit;
 pub mod config;
 pub mod encode;
 pub mod engine;

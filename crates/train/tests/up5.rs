@@ -47,7 +47,7 @@ fn parts(obj: &Up5Loss, items: &[&Up5Example]) -> (Tensor, Tensor) {
     let labels: Vec<bool> = items.iter().map(|e| e.example.label).collect();
     let (nll, f, last) = obj.answer.forward(&ids, &labels, None).unwrap();
     // the final state at each prompt's last token
-    let h = fairrec_lm::model::gather_positions(&f.last, &last).unwrap();
+    let h = fairrec_lm::layers::gather_positions(&f.last, &last).unwrap();
     let groups: Vec<u32> = items.iter().map(|e| e.group as u32).collect();
     let ce = answer_nll(&obj.discriminate(&h).unwrap(), &groups).unwrap();
     (nll.mean_all().unwrap(), ce.mean_all().unwrap())

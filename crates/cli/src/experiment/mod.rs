@@ -13,7 +13,6 @@
 
 pub mod spec;
 pub mod table;
-mod table_b;
 
 use crate::runfile::flags_from_table;
 use anyhow::{bail, Context as _, Result};
@@ -442,7 +441,7 @@ fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
         } else {
             tdir.join("adapter")
         };
-        let full = matches!(kind, Kind::Train(fairrec_train::Method::Full));
+        let full = matches!(kind, Kind::Train(m) if m.saves_model());
         let flag = if full { "--model" } else { "--adapter" };
         audit.extend([flag.into(), trained.to_string_lossy().into_owned()]);
     }

@@ -2,11 +2,11 @@
 //! `report.html` (inline CSS and SVG), plus `report.json` for machines.
 
 use super::report::{pts_ci, sci_ci, Est, MethodReport, Report};
-use crate::report::svg::{diverging, extent, hbars, Bar};
-use crate::report::{html, markdown, Block};
-use crate::report::{pct, with_ci};
 use anyhow::Result;
 use fairrec_data::sample::write_atomic;
+use fairrec_metrics::report::svg::{diverging, extent, hbars, Bar};
+use fairrec_metrics::report::{html, markdown, Block};
+use fairrec_metrics::report::{pct, with_ci};
 use std::path::Path;
 
 fn blocks(r: &Report) -> Vec<Block> {

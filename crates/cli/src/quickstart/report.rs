@@ -3,9 +3,11 @@
 //! audits' bootstrap intervals, and the plain-words findings.
 
 use crate::experiment::{cell_dir, spec::Spec, synth_dir, Grid};
-use crate::report::{pct, sci, with_ci};
 use anyhow::{bail, Context as _, Result};
 use fairrec_data::pipeline::read_manifest;
+use fairrec_metrics::report::{pct, sci, with_ci};
+use fairrec_metrics::MetricsFile;
+use fairrec_train::fit::SummaryFile;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -90,16 +92,6 @@ fn read_json(p: &Path) -> Result<Value> {
     .with_context(|| format!("{} is not JSON", p.display()))
 }
 
-fn est(v: &Value, ci: &Value) -> Est {
-    let ci = ci
-        .as_array()
-        .and_then(|a| Some([a.first()?.as_f64()?, a.get(1)?.as_f64()?]));
-    Est {
-        value: v.as_f64(),
-        ci,
-    }
-}
-
 /// What people call each method.
 fn label(method: &str) -> String {
     match method.parse::<fairrec_train::Method>() {
@@ -110,57 +102,64 @@ fn label(method: &str) -> String {
 
 fn method_report(out: &Path, c: &crate::experiment::CellResult) -> Result<MethodReport> {
     let dir = cell_dir(out, c);
-    let m = read_json(&dir.join("audit").join("metrics.json"))?;
-    let train = read_json(&dir.join("train").join("summary.json")).ok();
-    let ts = |k: &str| train.as_ref().and_then(|t| t["summary"][k].as_f64());
-    let mut fairness = BTreeMap::new();
-    if let Some(f) = m["fairness"].as_object() {
-        for (set, e) in f {
-            let ci = &e["ci"];
-            let shift = e["groups"]
-                .as_object()
-                .into_iter()
-                .flatten()
+    let path = dir.join("audit").join("metrics.json");
+    let m = MetricsFile::read(&path)?
+        .metrics
+        .with_context(|| format!("{} holds no audit of predictions", path.display()))?;
+    let train = read_json(&dir.join("train").join("summary.json"))
+        .ok()
+        .and_then(|v| serde_json::from_value::<SummaryFile>(v).ok())
+        .map(|f| f.summary);
+    let ci_of = |ci: &BTreeMap<String, [f64; 2]>, k: &str| ci.get(k).copied();
+    let fairness = m
+        .fairness
+        .iter()
+        .map(|(set, e)| {
+            let p = &e.point;
+            let shift = p
+                .groups
+                .iter()
                 .map(|(k, g)| {
-                    let diff = g["f1"]
-                        .as_f64()
-                        .zip(e["neutral_f1"].as_f64())
-                        .map(|(a, b)| a - b);
-                    let mut s = est(&Value::Null, &ci[format!("groups.{k}.diff")]);
-                    s.value = diff;
+                    let diff = g.f1.zip(p.neutral_f1).map(|(a, b)| a - b);
+                    let s = Est {
+                        value: diff,
+                        ci: ci_of(&e.ci, &format!("groups.{k}.diff")),
+                    };
                     (k.clone(), s)
                 })
                 .collect();
-            fairness.insert(
-                set.clone(),
-                SetReport {
-                    gd: est(&e["gd"], &ci["gd"]),
-                    rate: est(&e["rate"], &ci["rate"]),
-                    rate_sq: est(&e["rate_sq"], &ci["rate_sq"]),
-                    neutral_f1: e["neutral_f1"].as_f64(),
-                    shift,
-                },
-            );
-        }
-    }
+            let est = |value: Option<f64>, k: &str| Est {
+                value,
+                ci: ci_of(&e.ci, k),
+            };
+            let report = SetReport {
+                gd: est(p.gd, "gd"),
+                rate: est(p.rate, "rate"),
+                rate_sq: est(p.rate_sq, "rate_sq"),
+                neutral_f1: p.neutral_f1,
+                shift,
+            };
+            (set.clone(), report)
+        })
+        .collect();
+    let o = &m.original;
     Ok(MethodReport {
         method: c.method.clone(),
         label: label(&c.method),
-        f1: est(&m["original"]["f1"], &m["ci"]["original.f1"]),
-        auc: m["original"]["auc"].as_f64(),
-        precision: m["original"]["precision"].as_f64(),
-        recall: m["original"]["recall"].as_f64(),
-        all_yes: {
-            let o = &m["original"];
-            let share = o["positives"].as_f64().unwrap_or(0.0) / o["n"].as_f64().unwrap_or(1.0);
-            o["recall"].as_f64() == Some(1.0)
-                && o["precision"]
-                    .as_f64()
-                    .is_some_and(|p| (p - share).abs() < 1e-12)
+        f1: Est {
+            value: o.f1,
+            ci: ci_of(&m.ci, "original.f1"),
         },
-        valid_auc: ts("best_auc"),
-        train_seconds: ts("seconds"),
-        train_tokens: ts("tokens").map(|t| t as u64),
+        auc: o.auc,
+        precision: o.precision,
+        recall: o.recall,
+        all_yes: {
+            let share = o.positives as f64 / o.n as f64;
+            o.recall == Some(1.0) && o.precision.is_some_and(|p| (p - share).abs() < 1e-12)
+        },
+        valid_auc: train.as_ref().and_then(|t| t.best_auc),
+        train_seconds: train.as_ref().map(|t| t.seconds),
+        train_tokens: train.as_ref().map(|t| t.tokens),
         cell_seconds: c.seconds,
         fairness,
     })

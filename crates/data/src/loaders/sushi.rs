@@ -19,7 +19,7 @@
 
 use super::open;
 use crate::error::Result;
-use crate::raw::{Age, DatasetKind, Gender, IdIndex, Item, Rating, RawDataset, User};
+use crate::raw::{Age, DatasetKind, Gender, IdIndex, Item, Rating, RawDataset, SourceFile, User};
 use crate::text::Legacy;
 use fairrec_core::Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,13 +55,25 @@ const ORDER_FILE: &str = "sushi3b.5000.10.order";
 /// Load Sushi3 from `dir`.
 pub fn load(dir: &Path, opts: &SushiOptions) -> Result<RawDataset> {
     let mut sources = Vec::new();
-    let uf = open(
-        dir,
-        "sushi3.udata",
-        "Sushi3 users",
-        Legacy::Ascii,
-        &mut sources,
-    )?;
+    let users = load_users(dir, &mut sources)?;
+    let items = load_items(dir, &mut sources)?;
+    let (ratings, rated) = load_scores(dir, opts, users.len(), items.len(), &mut sources)?;
+    if dir.join(ORDER_FILE).exists() {
+        check_order_file(dir, &rated, items.len(), &mut sources)?;
+    }
+    Ok(RawDataset {
+        kind: DatasetKind::Sushi3,
+        users,
+        items,
+        ratings,
+        sources,
+        dropped: BTreeMap::new(),
+    })
+}
+
+/// `sushi3.udata`: id, gender, age code and the prefectures.
+fn load_users(dir: &Path, sources: &mut Vec<SourceFile>) -> Result<Vec<User>> {
+    let uf = open(dir, "sushi3.udata", "Sushi3 users", Legacy::Ascii, sources)?;
     let mut users = Vec::new();
     let mut uidx = IdIndex::new();
     for (line, text) in uf.lines() {
@@ -87,13 +99,12 @@ pub fn load(dir: &Path, opts: &SushiOptions) -> Result<RawDataset> {
             ]),
         });
     }
-    let itf = open(
-        dir,
-        "sushi3.idata",
-        "Sushi3 items",
-        Legacy::Ascii,
-        &mut sources,
-    )?;
+    Ok(users)
+}
+
+/// `sushi3.idata`: ids are row positions; style and group become the genres.
+fn load_items(dir: &Path, sources: &mut Vec<SourceFile>) -> Result<Vec<Item>> {
+    let itf = open(dir, "sushi3.idata", "Sushi3 items", Legacy::Ascii, sources)?;
     let mut items = Vec::new();
     for (line, text) in itf.lines() {
         let f = itf.fields(line, text, "\t", 9)?;
@@ -122,12 +133,24 @@ pub fn load(dir: &Path, opts: &SushiOptions) -> Result<RawDataset> {
             genres: vec![style.to_string(), group.to_string()],
         });
     }
+    Ok(items)
+}
+
+/// The score matrix (one row per user of `sushi3.udata`, one column per item, -1 = not
+/// scored) as ratings in each user's order, and the items each user scored.
+fn load_scores(
+    dir: &Path,
+    opts: &SushiOptions,
+    n_users: usize,
+    n_items: usize,
+    sources: &mut Vec<SourceFile>,
+) -> Result<(Vec<Rating>, Vec<BTreeSet<usize>>)> {
     let sf = open(
         dir,
         SCORE_FILE,
         "Sushi3 scores (item set B)",
         Legacy::Ascii,
-        &mut sources,
+        sources,
     )?;
     let mut ratings = Vec::new();
     let mut rated: Vec<BTreeSet<usize>> = Vec::new();
@@ -136,22 +159,19 @@ pub fn load(dir: &Path, opts: &SushiOptions) -> Result<RawDataset> {
     for (line, text) in sf.lines() {
         let row = n_rows;
         n_rows += 1;
-        if row >= users.len() {
+        if row >= n_users {
             return Err(sf.format_err(
                 line,
-                format!(
-                    "more score rows than the {} users of sushi3.udata",
-                    users.len()
-                ),
+                format!("more score rows than the {} users of sushi3.udata", n_users),
             ));
         }
         let cols: Vec<&str> = text.split_whitespace().collect();
-        if cols.len() != items.len() {
+        if cols.len() != n_items {
             return Err(crate::error::DataError::FieldCount {
                 path: sf.path.clone(),
                 line,
                 sep: " ".into(),
-                expected: items.len(),
+                expected: n_items,
                 found: cols.len(),
             });
         }
@@ -192,26 +212,13 @@ pub fn load(dir: &Path, opts: &SushiOptions) -> Result<RawDataset> {
         }
         rated.push(mine.iter().map(|(i, _)| *i).collect());
     }
-    if n_rows != users.len() {
+    if n_rows != n_users {
         return Err(sf.format_err(
             n_rows + 1,
-            format!(
-                "{n_rows} score rows for {} users in sushi3.udata",
-                users.len()
-            ),
+            format!("{n_rows} score rows for {} users in sushi3.udata", n_users),
         ));
     }
-    if dir.join(ORDER_FILE).exists() {
-        check_order_file(dir, &rated, items.len(), &mut sources)?;
-    }
-    Ok(RawDataset {
-        kind: DatasetKind::Sushi3,
-        users,
-        items,
-        ratings,
-        sources,
-        dropped: BTreeMap::new(),
-    })
+    Ok((ratings, rated))
 }
 
 /// The order file must rank exactly the items each user scored.

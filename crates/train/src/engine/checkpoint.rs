@@ -5,7 +5,7 @@
 use crate::engine::optim::AdamW;
 use crate::error::{io_err, Result, TrainError};
 use candle_core::{Device, Tensor};
-use fairrec_lm::peft::safetensors_bytes;
+use fairrec_lm::weights::safetensors_bytes;
 use std::collections::HashMap;
 use std::path::Path;
 

@@ -102,7 +102,7 @@ impl AnswerLoss<'_> {
         ids: &[Vec<u32>],
         labels: &[bool],
         capture_layer: Option<usize>,
-    ) -> Result<(Tensor, fairrec_lm::model::Forward, Vec<usize>)> {
+    ) -> Result<(Tensor, fairrec_lm::llama::Forward, Vec<usize>)> {
         let (nll, f, last, _) = self.forward_prefixed(ids, labels, None, capture_layer)?;
         Ok((nll, f, last))
     }
@@ -116,7 +116,7 @@ impl AnswerLoss<'_> {
         labels: &[bool],
         prefix: Option<&Tensor>,
         capture_layer: Option<usize>,
-    ) -> Result<(Tensor, fairrec_lm::model::Forward, Vec<usize>, Tensor)> {
+    ) -> Result<(Tensor, fairrec_lm::llama::Forward, Vec<usize>, Tensor)> {
         let model = self.scorer.model("training")?;
         let (x, last) = self.scorer.batch(ids)?;
         let f = model.forward_prefixed(&x, prefix, capture_layer)?;

@@ -84,6 +84,10 @@ pub trait MethodDef: Sync {
     fn template(&self, protocol: Protocol) -> Template {
         Template::default_for(protocol)
     }
+    /// Its result is a whole model directory (full fine-tuning), not adapter files.
+    fn saves_model(&self) -> bool {
+        false
+    }
     /// Make `model` trainable (seeded with `cfg.seed`).
     fn setup(&self, model: &mut ModelMut, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning>;
     /// Build its training set and objective from the run's samples and train.
@@ -136,6 +140,12 @@ impl Method {
 
     pub fn label(self) -> &'static str {
         self.def().label()
+    }
+
+    /// Is the trained result a model directory (`--model`) rather than an adapter
+    /// (`--adapter`)?
+    pub fn saves_model(self) -> bool {
+        self.def().saves_model()
     }
 
     /// The method's starting configuration ([`MethodDef::defaults`]).

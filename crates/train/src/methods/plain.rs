@@ -59,6 +59,10 @@ impl MethodDef for Plain {
         self.label
     }
 
+    fn saves_model(&self) -> bool {
+        self.trains == Trains::Full
+    }
+
     fn setup(&self, model: &mut ModelMut, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
         match self.trains {
             Trains::Lora => adapters(model, cfg),

@@ -15,7 +15,8 @@ use crate::error::{Result, TrainError};
 use candle_core::{Tensor, D};
 use fairrec_data::pipeline::Manifest;
 use fairrec_data::sample::Sample;
-use fairrec_metrics::stereotype::{item_groups, Interactions, ItemGroups, StereotypeConfig};
+use fairrec_metrics::join::interactions;
+use fairrec_metrics::stereotype::{item_groups, ItemGroups, StereotypeConfig};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -77,20 +78,8 @@ impl StereotypeSettings {
 /// The item stereotype groups of the train split (history and target of every sample)
 /// for `attr` at `z_threshold`.
 pub fn groups_of(train: &[Sample], attr: &str, z_threshold: f64) -> ItemGroups {
-    let inter: Vec<Interactions> = train
-        .iter()
-        .filter_map(|s| {
-            let mut items = s.history_ids();
-            items.push(&s.target_id);
-            Some(Interactions {
-                user: &s.user_id,
-                group: s.attributes.get(attr)?,
-                items,
-            })
-        })
-        .collect();
     item_groups(
-        &inter,
+        &interactions(train, attr),
         &StereotypeConfig {
             z_threshold,
             normalize: true,

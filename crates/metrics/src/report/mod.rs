@@ -3,9 +3,9 @@
 
 pub mod svg;
 
-use fairrec_metrics::audit::{ClassBlock, FairnessEntry, StereotypeEntry};
-use fairrec_metrics::lists::ListFairness;
-use fairrec_metrics::Metrics;
+use crate::audit::{ClassBlock, FairnessEntry, StereotypeEntry};
+use crate::lists::ListFairness;
+use crate::Metrics;
 use svg::Bar;
 
 /// One piece of a report.
@@ -27,12 +27,12 @@ pub struct Provenance {
 }
 
 /// A fraction in percent with two decimals (`undefined` for `None`).
-pub(crate) fn pct(v: Option<f64>) -> String {
+pub fn pct(v: Option<f64>) -> String {
     v.map_or("undefined".into(), |v| format!("{:.2}", 100.0 * v))
 }
 
 /// Scientific notation with three decimals, `0` for zero (`undefined` for `None`).
-pub(crate) fn sci(v: Option<f64>) -> String {
+pub fn sci(v: Option<f64>) -> String {
     v.map_or("undefined".into(), |v| {
         if v == 0.0 {
             "0".into()
@@ -43,7 +43,7 @@ pub(crate) fn sci(v: Option<f64>) -> String {
 }
 
 /// `v [low, high]` with the interval printed by `f`, or `v` alone.
-pub(crate) fn with_ci(v: String, ci: Option<&[f64; 2]>, f: &dyn Fn(f64) -> String) -> String {
+pub fn with_ci(v: String, ci: Option<&[f64; 2]>, f: &dyn Fn(f64) -> String) -> String {
     match ci {
         Some([a, b]) => format!("{v} [{}, {}]", f(*a), f(*b)),
         None => v,
@@ -192,69 +192,70 @@ fn fairness_blocks(m: &Metrics, out: &mut Vec<Block>) {
         &|v| format!("{:.2}", 100.0 * v),
     )));
     for (k, f) in &m.fairness {
-        out.push(Block::Heading(3, format!("{k}: F1 per group")));
-        out.push(Block::Para(summary(k, f)));
-        let mut rows = vec![vec![
-            "neutral".into(),
-            pct(m.neutral.f1),
-            String::new(),
-            String::new(),
-            m.neutral.n.to_string(),
-        ]];
-        let mut bars = Vec::new();
-        for (g, s) in &f.point.groups {
-            let ci = f.ci.get(&format!("groups.{g}.f1"));
-            let diff = s.f1.zip(m.neutral.f1).map(|(a, b)| a - b);
-            let dci = f.ci.get(&format!("groups.{g}.diff"));
-            let cell = |c: Option<&[f64; 2]>| {
-                c.map_or(String::new(), |c| {
-                    format!(" [{:+.2}, {:+.2}]", 100.0 * c[0], 100.0 * c[1])
-                })
-            };
-            rows.push(vec![
-                g.clone(),
-                format!("{}{}", pct(s.f1), cell(ci).replace('+', "")),
-                diff.map_or("undefined".into(), |d| format!("{:+.2}", 100.0 * d)) + &cell(dci),
-                String::new(),
-                format!("{}", s.n),
-            ]);
-            bars.push(Bar {
-                label: g.clone(),
-                value: s.f1,
-                ci: ci.copied(),
-            });
-        }
-        for r in &mut rows {
-            r.remove(3);
-        }
-        out.push(Block::Table(
-            vec![
-                "group".into(),
-                "F1 % [interval]".into(),
-                "F1 − neutral [paired interval]".into(),
-                "n".into(),
-            ],
-            rows,
-        ));
-        let vals: Vec<f64> = bars
-            .iter()
-            .flat_map(|b| b.value.into_iter().chain(b.ci.into_iter().flatten()))
-            .chain(m.neutral.f1)
-            .collect();
-        let lo = (vals.iter().copied().fold(1.0_f64, f64::min) - 0.05).max(0.0);
-        let hi = (vals.iter().copied().fold(0.0_f64, f64::max) + 0.05).min(1.0);
-        let reference = m.neutral.f1.map(|v| ("neutral F1", v));
-        out.push(Block::Chart(svg::hbars(
-            &format!("{k}: F1 per stated value vs the neutral prompt (%)"),
-            &bars,
-            reference,
-            lo,
-            hi.max(lo + 0.01),
-            &|v| format!("{:.1}", 100.0 * v),
-        )));
-        for (fig, why) in &f.point.undefined {
-            out.push(Block::Note(format!("`{k}` {fig} is undefined: {why}.")));
-        }
+        set_blocks(k, f, &m.neutral, out);
+    }
+}
+
+/// One attribute set's section: F1 per group against the neutral prompt, as a table and a
+/// chart.
+fn set_blocks(k: &str, f: &FairnessEntry, neutral: &ClassBlock, out: &mut Vec<Block>) {
+    out.push(Block::Heading(3, format!("{k}: F1 per group")));
+    out.push(Block::Para(summary(k, f)));
+    let mut rows = vec![vec![
+        "neutral".into(),
+        pct(neutral.f1),
+        String::new(),
+        neutral.n.to_string(),
+    ]];
+    let mut bars = Vec::new();
+    for (g, s) in &f.point.groups {
+        let ci = f.ci.get(&format!("groups.{g}.f1"));
+        let diff = s.f1.zip(neutral.f1).map(|(a, b)| a - b);
+        let dci = f.ci.get(&format!("groups.{g}.diff"));
+        let cell = |c: Option<&[f64; 2]>| {
+            c.map_or(String::new(), |c| {
+                format!(" [{:+.2}, {:+.2}]", 100.0 * c[0], 100.0 * c[1])
+            })
+        };
+        rows.push(vec![
+            g.clone(),
+            format!("{}{}", pct(s.f1), cell(ci).replace('+', "")),
+            diff.map_or("undefined".into(), |d| format!("{:+.2}", 100.0 * d)) + &cell(dci),
+            format!("{}", s.n),
+        ]);
+        bars.push(Bar {
+            label: g.clone(),
+            value: s.f1,
+            ci: ci.copied(),
+        });
+    }
+    out.push(Block::Table(
+        vec![
+            "group".into(),
+            "F1 % [interval]".into(),
+            "F1 − neutral [paired interval]".into(),
+            "n".into(),
+        ],
+        rows,
+    ));
+    let vals: Vec<f64> = bars
+        .iter()
+        .flat_map(|b| b.value.into_iter().chain(b.ci.into_iter().flatten()))
+        .chain(neutral.f1)
+        .collect();
+    let lo = (vals.iter().copied().fold(1.0_f64, f64::min) - 0.05).max(0.0);
+    let hi = (vals.iter().copied().fold(0.0_f64, f64::max) + 0.05).min(1.0);
+    let reference = neutral.f1.map(|v| ("neutral F1", v));
+    out.push(Block::Chart(svg::hbars(
+        &format!("{k}: F1 per stated value vs the neutral prompt (%)"),
+        &bars,
+        reference,
+        lo,
+        hi.max(lo + 0.01),
+        &|v| format!("{:.1}", 100.0 * v),
+    )));
+    for (fig, why) in &f.point.undefined {
+        out.push(Block::Note(format!("`{k}` {fig} is undefined: {why}.")));
     }
 }
 

@@ -6,12 +6,17 @@
 //! [`super::table_b`]. The published figures stand beside ours when the experiment file
 //! has them. Written as `results.md`, `results.html` and `results.csv`.
 
-use super::spec::Spec;
-use super::CellResult;
-use crate::report::svg::{hbars, Bar};
-use crate::report::{html, markdown, Block};
+use crate::experiment::spec::Spec;
+use crate::experiment::CellResult;
+mod paper_a;
+mod paper_b;
+
 use anyhow::{Context as _, Result};
 use fairrec_data::sample::write_atomic;
+use fairrec_metrics::report::svg::{hbars, Bar};
+use fairrec_metrics::report::{html, markdown, Block};
+use fairrec_metrics::MetricsFile;
+use fairrec_train::fit::TrainRecord;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -25,73 +30,65 @@ use std::path::Path;
 /// `k` (over test users, `metrics.json` → `ci`), its ends are `ci_lo/k` and `ci_hi/k`, and
 /// `ci_level` is the interval's confidence.
 pub fn cell_metrics(path: &Path, train_run: &Path, paper_b: bool) -> Result<BTreeMap<String, f64>> {
-    let v: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
-    )?;
     let mut out = BTreeMap::new();
-    let interval = |out: &mut BTreeMap<String, f64>, key: &str, ci: &serde_json::Value| {
-        if let (Some(lo), Some(hi)) = (ci[0].as_f64(), ci[1].as_f64()) {
-            out.insert(format!("ci_lo/{key}"), lo);
-            out.insert(format!("ci_hi/{key}"), hi);
+    let Some(m) = MetricsFile::read(path)?.metrics else {
+        return Ok(out);
+    };
+    let mut put = |key: String, x: Option<f64>, ci: Option<&[f64; 2]>| {
+        if let Some(x) = x {
+            if let Some([lo, hi]) = ci {
+                out.insert(format!("ci_lo/{key}"), *lo);
+                out.insert(format!("ci_hi/{key}"), *hi);
+            }
+            out.insert(key, x);
         }
     };
-    if let Some(c) = v["bootstrap"]["confidence"].as_f64() {
-        out.insert("ci_level".into(), c);
+    put("ci_level".into(), Some(m.bootstrap.confidence), None);
+    let o = &m.original;
+    for (k, x) in [
+        ("f1", o.f1),
+        ("auc", o.auc),
+        ("precision", o.precision),
+        ("recall", o.recall),
+    ] {
+        put(k.into(), x, m.ci.get(&format!("original.{k}")));
     }
-    for k in ["f1", "auc", "precision", "recall"] {
-        if let Some(x) = v["original"][k].as_f64() {
-            out.insert(k.to_string(), x);
-            interval(&mut out, k, &v["ci"][format!("original.{k}")]);
+    for (attr, e) in &m.fairness {
+        let p = &e.point;
+        for (k, x) in [("gd", p.gd), ("rate", p.rate), ("rate_sq", p.rate_sq)] {
+            put(format!("{k}/{attr}"), x, e.ci.get(k));
         }
     }
-    if let Some(f) = v["fairness"].as_object() {
-        for (attr, e) in f {
-            for k in ["gd", "rate", "rate_sq"] {
-                if let Some(x) = e[k].as_f64() {
-                    out.insert(format!("{k}/{attr}"), x);
-                    interval(&mut out, &format!("{k}/{attr}"), &e["ci"][k]);
-                }
+    for (attr, e) in m.stereotype.iter().flatten().filter(|_| paper_b) {
+        for (setting, f) in &e.settings {
+            for (key, name, x) in [
+                ("stereo", "total", f.total),
+                ("stereo_same", "same_group", f.same_group),
+                ("stereo_other", "other_group", f.other_group),
+            ] {
+                let ci = e.ci.get(&format!("{setting}.{name}"));
+                put(format!("{key}/{attr}/{setting}"), x, ci);
+            }
+            for (pair, d) in &f.pairs {
+                put(format!("pair/{attr}/{setting}/{pair}"), *d, None);
             }
         }
-    }
-    if let Some(st) = v["stereotype"].as_object().filter(|_| paper_b) {
-        for (attr, e) in st {
-            for (setting, f) in e["settings"].as_object().into_iter().flatten() {
-                for (key, name) in [
-                    ("stereo", "total"),
-                    ("stereo_same", "same_group"),
-                    ("stereo_other", "other_group"),
-                ] {
-                    if let Some(x) = f[name].as_f64() {
-                        let k = format!("{key}/{attr}/{setting}");
-                        out.insert(k.clone(), x);
-                        interval(&mut out, &k, &e["ci"][format!("{setting}.{name}")]);
-                    }
-                }
-                for (pair, d) in f["pairs"].as_object().into_iter().flatten() {
-                    if let Some(x) = d.as_f64() {
-                        out.insert(format!("pair/{attr}/{setting}/{pair}"), x);
-                    }
-                }
-            }
-            for (side, c) in e["performance"].as_object().into_iter().flatten() {
-                for k in ["f1", "auc", "precision", "recall"] {
-                    if let Some(x) = c[k].as_f64() {
-                        out.insert(format!("side/{attr}/{side}/{k}"), x);
-                    }
-                }
+        for (side, c) in &e.performance {
+            for (k, x) in [
+                ("f1", c.f1),
+                ("auc", c.auc),
+                ("precision", c.precision),
+                ("recall", c.recall),
+            ] {
+                put(format!("side/{attr}/{side}/{k}"), x, None);
             }
         }
     }
     if let Ok(bytes) = std::fs::read(train_run) {
-        let r: serde_json::Value =
+        let r: TrainRecord =
             serde_json::from_slice(&bytes).with_context(|| format!("{}", train_run.display()))?;
-        if let (Some(t), Some(b)) = (
-            r["trainable_parameters"].as_f64(),
-            r["base_parameters"].as_f64(),
-        ) {
-            out.insert("trainable".into(), t / b);
-        }
+        let share = r.trainable_parameters as f64 / r.base_parameters as f64;
+        out.insert("trainable".into(), share);
     }
     Ok(out)
 }
@@ -162,26 +159,6 @@ pub(super) fn fmt(xs: &[f64], scale: f64, n: usize) -> String {
         figure
     }
 }
-
-/// The table's fairness columns for a scenario: the joint key first (several attributes),
-/// then each attribute.
-fn fairness_keys(scenario: &str) -> Vec<String> {
-    let attrs: Vec<&str> = scenario.split(',').collect();
-    let mut keys = Vec::new();
-    if attrs.len() > 1 {
-        let mut s = attrs.clone();
-        s.sort();
-        keys.push(s.join(","));
-    }
-    keys.extend(attrs.iter().map(|s| s.to_string()));
-    keys
-}
-
-const UNITS: [(&str, &str, f64); 3] = [
-    ("gd", "GD ×10⁻²", 100.0),
-    ("rate", "Rate ×10⁻²", 100.0),
-    ("rate_sq", "Rate² ×10⁻³", 1000.0),
-];
 
 /// The cells of one method in a section, in the order of the experiment's methods.
 pub(super) struct Row<'a> {
@@ -414,9 +391,9 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
             .iter()
             .any(|r| r.cells.iter().any(|c| c.protocol.as_deref() == Some("mos")));
         if paper_b {
-            super::table_b::section(&mut blocks, &mut csv, &name, sc, &rows, paper);
+            paper_b::section(&mut blocks, &mut csv, &name, sc, &rows, paper);
         } else {
-            section_a(&mut blocks, &mut csv, &name, sc, &rows, paper);
+            paper_a::section_a(&mut blocks, &mut csv, &name, sc, &rows, paper);
         }
     }
     if !spec.paper.is_empty() && !spec.paper_source.is_empty() {
@@ -439,83 +416,10 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
     Ok(())
 }
 
-/// Paper A's section: F1, AUC, and GD, Rate and Rate² of the joint scenario and each
-/// attribute.
-fn section_a(
-    blocks: &mut Vec<Block>,
-    csv: &mut String,
-    name: &str,
-    sc: &str,
-    rows: &[Row],
-    paper: Option<&crate::experiment::spec::PaperRows>,
-) {
-    blocks.push(Block::Para("F1 and AUC are of the original prompts (true attributes stated). GD and Rate follow paper A's Eq. 2-3 with g = F1, read counterfactually (the same test users stated with every value, against the neutral prompt); Rate² is the mean squared relative deviation, which is what the paper's tables print under “Rate”.".into()));
-    let keys = fairness_keys(sc);
-    let mut head = vec![
-        "Method".to_string(),
-        "n".into(),
-        "F1 %".into(),
-        "AUC %".into(),
-    ];
-    for k in &keys {
-        for (_, label, _) in UNITS {
-            head.push(format!("{label} ({k})"));
-        }
-    }
-    if paper.is_some() {
-        head.extend([
-            "paper F1 %".into(),
-            "paper GD ×10⁻²".into(),
-            "paper Rate ×10⁻³".into(),
-        ]);
-    }
-    let mut table = Vec::new();
-    for r in rows {
-        let mut row = vec![
-            r.method.to_string(),
-            r.cells.len().to_string(),
-            r.figure("f1", 100.0),
-            r.figure("auc", 100.0),
-        ];
-        for k in &keys {
-            for (m, _, scale) in UNITS {
-                row.push(r.figure(&format!("{m}/{k}"), scale));
-            }
-        }
-        if paper.is_some() {
-            row.extend([
-                paper_value(paper, r.method, "f1", 1.0),
-                paper_value(paper, r.method, "gd", 100.0),
-                paper_value(paper, r.method, "rate", 1000.0),
-            ]);
-        }
-        table.push(row);
-        *csv += &r.csv(name, "f1");
-        for k in &keys {
-            for (m, _, _) in UNITS {
-                *csv += &r.csv(name, &format!("{m}/{k}"));
-            }
-        }
-    }
-    blocks.push(Block::Table(head, table));
-    blocks.extend(answer_notes(rows, "A GD near 0 then says that the stated attributes cannot move an answer that never changes, not that the model is fair."));
-    let mut columns = vec![("f1".to_string(), "F1 %".to_string(), 100.0)];
-    columns.extend(
-        keys.iter()
-            .map(|k| (format!("gd/{k}"), format!("GD ×10⁻² ({k})"), 100.0)),
-    );
-    blocks.extend(interval_table(rows, &columns));
-    let title = format!(
-        "GD ({}) ×10⁻², mean ± std over seeds; lower is fairer",
-        keys[0]
-    );
-    blocks.extend(bars_chart(&title, rows, &format!("gd/{}", keys[0]), 100.0));
-}
-
 #[cfg(test)]
 mod tests {
     use super::{cell_metrics, fmt, interval_table, with_interval, Row};
-    use crate::report::Block;
+    use fairrec_metrics::report::Block;
 
     /// The audit's intervals reach the cell (`ci_lo/k`, `ci_hi/k`) for the figures the
     /// tables take, and are printed beside the figure.
@@ -525,11 +429,14 @@ mod tests {
         let m = dir.path().join("metrics.json");
         std::fs::write(
             &m,
-            r#"{"bootstrap": {"confidence": 0.9},
-                "original": {"f1": 0.5, "auc": 0.6, "precision": 0.4, "recall": 0.7},
+            r#"{"bootstrap": {"confidence": 0.9, "resamples": 10, "seed": 0, "unit": "user", "units": 4},
+                "threshold": 0.5, "n_predictions": 4, "variants": {}, "fairness": {}, "inputs": {},
+                "original": {"f1": 0.5, "auc": 0.6, "precision": 0.4, "recall": 0.7, "n": 4, "positives": 2},
+                "neutral": {"f1": null, "auc": null, "precision": null, "recall": null, "n": 0, "positives": 0},
                 "ci": {"original.f1": [0.25, 0.75], "original.recall": [0.5, 0.875]},
-                "stereotype": {"gender": {
-                    "settings": {"explicit": {"total": 25.0, "same_group": 10.0, "pairs": {}}},
+                "stereotype": {"gender": {"z_threshold": 1.0, "normalize": true, "item_groups": {},
+                    "n_items": 0, "performance": {},
+                    "settings": {"explicit": {"total": 25.0, "same_group": 10.0, "other_group": null, "pairs": {}}},
                     "ci": {"explicit.total": [16.5, 52.0]}}}}"#,
         )
         .unwrap();

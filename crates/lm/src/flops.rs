@@ -2,8 +2,8 @@
 //! FLOPs of a score or LoRA-train step (one count for both programs of `bench/run.sh`), and
 //! the CPU's measured f32 FMA throughput, the ceiling that no gemm can pass.
 
-use anyhow::{bail, Result};
-use fairrec_lm::config::LlamaConfig;
+use crate::config::LlamaConfig;
+use crate::error::{LmError, Result};
 use std::time::Instant;
 
 /// LoRA rank of the bench's train mode (q_proj and v_proj).
@@ -54,7 +54,9 @@ pub fn fma_peak_gflops(threads: usize) -> Result<f64> {
         if !(std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma"))
         {
-            bail!("--mode peak measures AVX2 FMA throughput; this CPU has no AVX2/FMA");
+            return Err(LmError::Invalid(
+                "--mode peak measures AVX2 FMA throughput; this CPU has no AVX2/FMA".into(),
+            ));
         }
         let threads = threads.max(1);
         let mut best = 0.0f64;
@@ -80,7 +82,9 @@ pub fn fma_peak_gflops(threads: usize) -> Result<f64> {
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = threads;
-        bail!("--mode peak measures AVX2 FMA throughput and runs on x86_64 only")
+        Err(LmError::Invalid(
+            "--mode peak measures AVX2 FMA throughput and runs on x86_64 only".into(),
+        ))
     }
 }
 

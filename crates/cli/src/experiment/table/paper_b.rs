@@ -4,9 +4,9 @@
 //! then the user-side / item-side breakdown (Figure 5) with the neutral items below the
 //! z threshold (Figure 6).
 
-use super::table::{answer_notes, bars_chart, fmt, interval_table, paper_value, Row};
+use super::{answer_notes, bars_chart, fmt, interval_table, paper_value, Row};
 use crate::experiment::spec::PaperRows;
-use crate::report::Block;
+use fairrec_metrics::report::Block;
 
 const SETTINGS: [&str; 3] = ["implicit", "explicit", "counterfactual"];
 const PERFORMANCE: [(&str, &str); 3] = [
@@ -18,7 +18,7 @@ const PERFORMANCE: [(&str, &str); 3] = [
 /// `100 * sum |Delta|` of one side in the explicit setting, from a cell's signed pairs
 /// (`pair/<attr>/explicit/users=<u>,items=<s>`): over the item groups for `users=<u>`,
 /// over the user groups for `items=<s>`.
-fn side_fairness(c: &super::CellResult, attr: &str, side: &str) -> Option<f64> {
+fn side_fairness(c: &crate::experiment::CellResult, attr: &str, side: &str) -> Option<f64> {
     let prefix = format!("pair/{attr}/explicit/");
     let mut total = None;
     for (k, v) in c.metrics.range(prefix.clone()..) {

@@ -10,123 +10,16 @@
 //! mask no real token ever attends to padding and a prompt's hidden states do not depend
 //! on what else is in its batch.
 
-use crate::adapter::Adapter;
 use crate::config::LlamaConfig;
 use crate::error::Result;
 use crate::grad::weight;
+use crate::host::{PeftDims, PromptHost};
+use crate::layers::{gather_positions, Linear, RmsNorm};
 use crate::ops;
 use crate::prompt::SoftPrompt;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use std::sync::Arc;
-
-/// A linear projection `y = x W^T (+ b)` with its checkpoint name, so that adapters can
-/// be attached by target-module name (`q_proj`, `up_proj`, ...).
-#[derive(Debug, Clone)]
-pub struct Linear {
-    pub weight: Tensor,
-    pub bias: Option<Tensor>,
-    /// Module name (the last path component, e.g. `q_proj`).
-    pub name: String,
-    /// Trainable adapter added to the frozen projection, if attached.
-    pub adapter: Option<Arc<Adapter>>,
-}
-
-impl Linear {
-    pub fn new(
-        in_dim: usize,
-        out_dim: usize,
-        bias: bool,
-        vb: VarBuilder,
-        name: &str,
-    ) -> Result<Self> {
-        let vb = vb.pp(name);
-        let weight = vb.get((out_dim, in_dim), "weight")?;
-        let bias = if bias {
-            Some(vb.get(out_dim, "bias")?)
-        } else {
-            None
-        };
-        Ok(Linear {
-            weight,
-            bias,
-            name: name.to_string(),
-            adapter: None,
-        })
-    }
-
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_add(x, None)
-    }
-
-    /// `x W^T (+ b) + adapter(x) + residual`.
-    pub fn forward_add(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
-        let w = weight(&self.weight);
-        let extra = match (&self.adapter, residual) {
-            (Some(a), Some(r)) => Some((a.forward(x)? + r)?),
-            (Some(a), None) => Some(a.forward(x)?),
-            (None, r) => r.cloned(),
-        };
-        if ops::fused(x) && !w.track_op() {
-            let extra = match (extra, &self.bias) {
-                (Some(e), Some(b)) => Some(e.broadcast_add(&weight(b))?),
-                (None, Some(b)) => {
-                    let mut dims = x.dims().to_vec();
-                    *dims.last_mut().expect("rank >= 1") = b.dim(0)?;
-                    Some(weight(b).broadcast_as(dims)?)
-                }
-                (e, None) => e,
-            };
-            return Ok(match extra {
-                Some(e) => ops::frozen_linear_add(x, &w, &e)?,
-                None => ops::frozen_linear(x, &w)?,
-            });
-        }
-        let y = if ops::frozen_on_device(x) && !w.track_op() {
-            ops::frozen_linear(x, &w)?
-        } else {
-            x.broadcast_matmul(&w.t()?)?
-        };
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(&weight(b))?,
-            None => y,
-        };
-        Ok(match extra {
-            Some(e) => (y + e)?,
-            None => y,
-        })
-    }
-}
-
-/// RMSNorm, composed from differentiable ops: `x / sqrt(mean(x^2) + eps) * w`.
-#[derive(Debug, Clone)]
-pub struct RmsNorm {
-    pub weight: Tensor,
-    pub eps: f64,
-}
-
-impl RmsNorm {
-    pub fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        Ok(RmsNorm {
-            weight: vb.get(size, "weight")?,
-            eps,
-        })
-    }
-
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if ops::fused(x) {
-            return Ok(ops::rms_norm(x, &weight(&self.weight), self.eps)?);
-        }
-        // Half-precision inputs are normalised in f32, as transformers does.
-        let dt = x.dtype();
-        let xf = x.to_dtype(DType::F32)?;
-        let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
-        Ok(xf
-            .broadcast_div(&(ms + self.eps)?.sqrt()?)?
-            .to_dtype(dt)?
-            .broadcast_mul(&weight(&self.weight))?)
-    }
-}
 
 /// Rotary tables `cos`, `sin` of shape `[max_len, head_dim / 2]` (half-split layout).
 #[derive(Debug, Clone)]
@@ -658,14 +551,21 @@ impl Llama {
     }
 }
 
-/// Rows `hidden[b, positions[b], :]` -> `[B, H]`.
-pub fn gather_positions(hidden: &Tensor, positions: &[usize]) -> Result<Tensor> {
-    let (b, t, h) = hidden.dims3()?;
-    let flat: Vec<u32> = positions
-        .iter()
-        .enumerate()
-        .map(|(i, &p)| (i * t + p) as u32)
-        .collect();
-    let idx = Tensor::from_vec(flat, b, hidden.device())?;
-    Ok(hidden.reshape((b * t, h))?.index_select(&idx, 0)?)
+impl PromptHost for Llama {
+    fn input_embedding(&self) -> &Tensor {
+        &self.embed_tokens
+    }
+
+    fn soft_prompt_slot(&mut self) -> &mut Option<Arc<SoftPrompt>> {
+        &mut self.soft_prompt
+    }
+
+    fn peft_dims(&self) -> PeftDims {
+        PeftDims {
+            token_dim: self.cfg.hidden_size,
+            heads: self.cfg.num_attention_heads,
+            layers: self.cfg.num_hidden_layers,
+            task_type: "CAUSAL_LM",
+        }
+    }
 }

@@ -1,0 +1,112 @@
+//! Scoring a prepared split for an audit: every sample in every prompt variant, each
+//! distinct prompt once, in length buckets ([`fairrec_lm::batch`]); with a MoS adapter,
+//! each sample's mixed soft prompt in front of every variant of it
+//! ([`crate::methods::mos::sample_prompts`]). The predictions are what
+//! `fairrec_metrics::audit` reads.
+
+use crate::encode::samples as read_samples;
+use crate::error::Result;
+use fairrec_core::Variant;
+use fairrec_data::prompt::{render, Template};
+use fairrec_data::sample::Sample;
+use fairrec_lm::batch::{ScoreEvent, Scored};
+use fairrec_lm::score::PromptFormat;
+use fairrec_lm::score::Scorer;
+use fairrec_lm::tuning::Tuning;
+use fairrec_metrics::predictions::Prediction;
+use std::path::{Path, PathBuf};
+
+/// What to score.
+pub struct AuditPlan<'a> {
+    /// The prepared dataset (its train split defines MoS's stereotype groups).
+    pub data: &'a Path,
+    pub samples: &'a [Sample],
+    pub variants: &'a [Variant],
+    pub template: Template,
+    /// The scenario's sensitive attributes.
+    pub scenario: &'a [String],
+    /// Prompts per forward pass.
+    pub batch: usize,
+}
+
+/// Score every sample of `plan` in every variant with `scorer` (and the trained `tuning`
+/// already attached to its model, if any): one prediction per (sample, variant), in that
+/// order.
+pub fn score_variants(
+    scorer: &Scorer,
+    tuning: Option<&Tuning>,
+    plan: &AuditPlan,
+    on: &mut dyn FnMut(ScoreEvent),
+) -> Result<(Vec<Prediction>, Scored)> {
+    let prefixes = match tuning {
+        Some(Tuning::Mos(m)) => Some(crate::methods::mos::sample_prompts(
+            scorer,
+            plan.template,
+            plan.samples,
+            m,
+            &read_samples(plan.data, "train", None)?,
+            plan.batch,
+        )?),
+        _ => None,
+    };
+    let mut prompts = Vec::new();
+    let mut jobs: Vec<(usize, &Variant)> = Vec::new();
+    for (i, s) in plan.samples.iter().enumerate() {
+        for v in plan.variants {
+            prompts.push(render(plan.template, s, v, plan.scenario)?);
+            jobs.push((i, v));
+        }
+    }
+    let ids = scorer.encode(&prompts)?;
+    // A variant that states what the original prompt states (`gender=female` for a female
+    // user) is the same prompt, with the same soft prompt: it is scored once.
+    let rows: Vec<usize> = jobs.iter().map(|j| j.0).collect();
+    let scored = scorer.score_all(&ids, &rows, prefixes.as_ref(), plan.batch, on)?;
+    let predictions = jobs
+        .iter()
+        .zip(&scored.p_yes)
+        .map(|(&(i, v), &p_yes)| {
+            let s = &plan.samples[i];
+            Prediction {
+                sample_id: s.sample_id.clone(),
+                variant: v.clone(),
+                label: s.label,
+                p_yes,
+                attributes: Some(s.attributes.clone()),
+                user_id: Some(s.user_id.clone()),
+                target: None,
+                history: None,
+            }
+        })
+        .collect();
+    Ok((predictions, scored))
+}
+
+/// `run.json` of an audit.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditRecord {
+    pub command: String,
+    pub model: PathBuf,
+    pub adapter: Option<PathBuf>,
+    pub data: PathBuf,
+    pub data_hash: String,
+    pub split: String,
+    pub limit: Option<usize>,
+    pub attributes: Vec<String>,
+    pub template: String,
+    pub format: PromptFormat,
+    /// The Yes and No tokens as the tokenizer decodes them.
+    pub answer_tokens: [String; 2],
+    pub variants: Vec<String>,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// Prompts in the predictions (samples x variants).
+    pub prompts: usize,
+    /// Prompts scored (the others equal one of these; absent from audits before
+    /// 2026-12-01, which scored every prompt: 0).
+    #[serde(default)]
+    pub distinct_prompts: usize,
+    pub tokens: usize,
+    pub scoring_seconds: f64,
+    pub git_revision: Option<String>,
+}
