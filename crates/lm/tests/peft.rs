@@ -145,6 +145,9 @@ fn what_fairrec_writes_has_peft_layout_and_loads_back() {
                 _ => assert_eq!(c1.get(key), c2.get(key), "{kind}: {key}"),
             }
         }
+        // the file is the typed config of what was saved, and reads back as it
+        let written = peft::read_config(&dir.join(peft::CONFIG_FILE)).unwrap();
+        assert_eq!(written, peft::config(&t, &m, "tiny").unwrap(), "{kind}");
         // loads back into a fresh model to the same logits
         let mut m2 = base();
         peft::load(&dir, &mut m2, &tok()).unwrap();

@@ -23,6 +23,14 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// An SVG chart's opening tag (accessible title) and its visible title.
+fn chart_header(title: &str, width: f64, height: f64) -> String {
+    let t = esc(title);
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{t}"><title>{t}</title><text x="4" y="16" class="ct">{t}</text>"#
+    )
+}
+
 /// Horizontal bars from `lo` to each value, with CI whiskers and an optional dashed
 /// reference line (e.g. the neutral F1). Values are drawn on `[lo, hi]`; `fmt` prints them.
 pub fn hbars(
@@ -36,14 +44,7 @@ pub fn hbars(
     let (left, width, row) = (label_width(bars, 110.0), 420.0, 26.0);
     let height = 40.0 + row * bars.len() as f64 + if reference.is_some() { 22.0 } else { 0.0 };
     let x = |v: f64| left + width * ((v - lo) / (hi - lo)).clamp(0.0, 1.0);
-    let mut s = String::new();
-    write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" role="img" aria-label="{t}"><title>{t}</title>"#, w = left + width + 90.0, t = esc(title)).unwrap();
-    write!(
-        s,
-        r##"<text x="4" y="16" class="ct">{}</text>"##,
-        esc(title)
-    )
-    .unwrap();
+    let mut s = chart_header(title, left + width + 90.0, height);
     for k in 0..=4 {
         let v = lo + (hi - lo) * k as f64 / 4.0;
         write!(s, r##"<line x1="{0}" x2="{0}" y1="26" y2="{1}" class="grid"/><text x="{0}" y="{2}" class="tick" text-anchor="middle">{3}</text>"##, x(v), height - 14.0, height - 2.0, esc(&fmt(v))).unwrap();
@@ -87,14 +88,7 @@ pub fn diverging(
     let (left, width, row) = (label_width(bars, 150.0), 400.0, 26.0);
     let height = 50.0 + row * bars.len() as f64;
     let x = |v: f64| left + width * (0.5 + 0.5 * v / m);
-    let mut s = String::new();
-    write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" role="img" aria-label="{t}"><title>{t}</title>"#, w = left + width + 70.0, t = esc(title)).unwrap();
-    write!(
-        s,
-        r##"<text x="4" y="16" class="ct">{}</text>"##,
-        esc(title)
-    )
-    .unwrap();
+    let mut s = chart_header(title, left + width + 70.0, height);
     write!(
         s,
         r##"<line x1="{0}" x2="{0}" y1="26" y2="{1}" class="ref"/>"##,
