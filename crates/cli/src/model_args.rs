@@ -57,7 +57,7 @@ pub fn load_with_adapter(
         return Ok((m.load()?, None));
     };
     let mut loaded = m.load()?;
-    let tuning = fairrec_lm::peft::load_model(dir, &mut loaded.model, &loaded.tokenizer)
+    let tuning = fairrec_lm::peft::load(dir, &mut loaded.model, &loaded.tokenizer)
         .with_context(|| format!("loading the adapter {}", dir.display()))?;
     Ok((loaded, Some(tuning)))
 }

@@ -77,6 +77,6 @@ pub fn write(
     let w = crate::random::random_weights(&cfg, seed, 0.02, &Device::Cpu)?;
     let mut tensors: Vec<_> = w.into_iter().collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    crate::load::save_hf_dir(&cfg, &tensors, &tok, dir)?;
+    crate::save::save_hf_dir(&cfg, &tensors, &tok, dir)?;
     Ok(cfg)
 }

@@ -17,6 +17,9 @@ pub struct Linear {
     pub bias: Option<Tensor>,
     /// Module name (the last path component, e.g. `q_proj`).
     pub name: String,
+    /// The module's checkpoint path (`model.layers.0.self_attn.q_proj`), recorded from the
+    /// `VarBuilder` it was built with: adapter keys and full fine-tuning's keys are this.
+    pub path: String,
     /// Trainable adapter added to the frozen projection, if attached.
     pub adapter: Option<Arc<Adapter>>,
 }
@@ -40,6 +43,7 @@ impl Linear {
             weight,
             bias,
             name: name.to_string(),
+            path: vb.prefix(),
             adapter: None,
         })
     }
@@ -92,6 +96,8 @@ impl Linear {
 pub struct RmsNorm {
     pub weight: Tensor,
     pub eps: f64,
+    /// The module's checkpoint path (`model.norm`), recorded when it was built.
+    pub path: String,
 }
 
 impl RmsNorm {
@@ -99,6 +105,7 @@ impl RmsNorm {
         Ok(RmsNorm {
             weight: vb.get(size, "weight")?,
             eps,
+            path: vb.prefix(),
         })
     }
 

@@ -1,8 +1,9 @@
 //! fairrec's LM engine on candle, in the order a model is used:
 //!
 //! 1. Models in candle's style: [`layers`] (shared), [`llama`] (Llama, Qwen2, SmolLM),
-//!    [`t5`] (T5 / Flan-T5), [`ops`] (fused CPU kernels with hand-written backward), and
-//!    loading from HF directories or GGUF files ([`load`], [`gguf`], [`tokenizer`],
+//!    [`t5`] (T5 / Flan-T5), one handle on either ([`backbone`]), [`ops`] (fused CPU
+//!    kernels with hand-written backward), loading from HF directories or GGUF files and
+//!    saving whole models ([`load`], [`save`], [`gguf`], [`tokenizer`],
 //!    [`builtin`], [`random`]); what a step costs and the CPU can do ([`flops`]).
 //! 2. What training attaches: LoRA and LoRA-MoE ([`adapter`]), soft prompts and p-tuning
 //!    ([`prompt`], on any [`host::PromptHost`]), MoS's mixture of prompts ([`mos`]), the
@@ -11,6 +12,7 @@
 //!    paper A's `L_diff` ([`pool`]), and `no_grad` ([`grad`]).
 
 pub mod adapter;
+pub mod backbone;
 pub mod batch;
 pub mod builtin;
 pub mod config;
@@ -28,12 +30,14 @@ pub mod peft;
 pub mod pool;
 pub mod prompt;
 pub mod random;
+pub mod save;
 pub mod score;
 pub mod t5;
 pub mod tokenizer;
 pub mod tuning;
 pub mod weights;
 
+pub use backbone::{Backbone, Model};
 pub use config::LlamaConfig;
 pub use error::{LmError, Result};
 pub use host::PromptHost;

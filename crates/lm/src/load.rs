@@ -1,5 +1,6 @@
 //! Load a model and its tokenizer from a GGUF file or an HF directory.
 
+pub use crate::backbone::Model;
 use crate::config::LlamaConfig;
 use crate::error::{LmError, Result};
 use crate::llama::Llama;
@@ -13,79 +14,6 @@ pub struct Loaded<M = Llama> {
     pub model: M,
     pub tokenizer: Tok,
     pub path: PathBuf,
-}
-
-/// Either family the engine runs.
-pub enum Model {
-    /// A Llama-family decoder (Llama, Qwen2, SmolLM).
-    Decoder(Llama),
-    /// A T5 / Flan-T5 encoder-decoder.
-    T5(crate::t5::T5),
-}
-
-impl<'a> From<&'a Model> for crate::score::Backbone<'a> {
-    fn from(m: &'a Model) -> Self {
-        match m {
-            Model::Decoder(m) => crate::score::Backbone::Decoder(m),
-            Model::T5(m) => crate::score::Backbone::T5(m),
-        }
-    }
-}
-
-/// A mutable view of either family: what a training method makes trainable and what an
-/// adapter directory is attached to.
-pub enum ModelMut<'a> {
-    Decoder(&'a mut Llama),
-    T5(&'a mut crate::t5::T5),
-}
-
-impl<'a> From<&'a mut Model> for ModelMut<'a> {
-    fn from(m: &'a mut Model) -> Self {
-        match m {
-            Model::Decoder(m) => ModelMut::Decoder(m),
-            Model::T5(m) => ModelMut::T5(m),
-        }
-    }
-}
-
-impl<'a> From<&'a mut Llama> for ModelMut<'a> {
-    fn from(m: &'a mut Llama) -> Self {
-        ModelMut::Decoder(m)
-    }
-}
-
-impl ModelMut<'_> {
-    /// The model as a host of soft prompts.
-    pub fn host(&mut self) -> &mut dyn crate::PromptHost {
-        match self {
-            ModelMut::Decoder(m) => *m,
-            ModelMut::T5(m) => *m,
-        }
-    }
-
-    /// Attach LoRA (or LoRA-MoE) adapters as `cfg` says, seeded with `seed`.
-    pub fn attach_adapters(
-        &mut self,
-        cfg: &crate::adapter::AdapterConfig,
-        seed: u64,
-    ) -> Result<crate::tuning::AdapterSet> {
-        match self {
-            ModelMut::Decoder(m) => m.attach_adapters(cfg, seed),
-            ModelMut::T5(m) => m.attach_adapters(cfg, seed),
-        }
-    }
-
-    /// Make every weight trainable (full fine-tuning).
-    pub fn make_trainable(&mut self) -> Result<Vec<(String, candle_core::Var)>> {
-        match self {
-            ModelMut::Decoder(m) => m.make_trainable(),
-            ModelMut::T5(m) => m.make_trainable(),
-        }
-    }
-
-    pub fn is_t5(&self) -> bool {
-        matches!(self, ModelMut::T5(_))
-    }
 }
 
 impl Loaded<Model> {
@@ -210,75 +138,6 @@ pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<Loaded> {
         model,
         tokenizer: Tok::from_hf_dir(dir)?,
         path: dir.to_path_buf(),
-    })
-}
-
-/// Save a model of `cfg` with weights `tensors` (HF checkpoint keys) and `tok` as an HF
-/// directory (`config.json`, `model.safetensors`, `tokenizer.json`,
-/// `tokenizer_config.json`) that [`load_hf_dir`] and transformers read; `dir` is replaced
-/// as a whole, crash-safe.
-pub fn save_hf_dir(
-    cfg: &LlamaConfig,
-    tensors: &[(String, candle_core::Tensor)],
-    tok: &Tok,
-    dir: &Path,
-) -> Result<()> {
-    let mut cfg_json = serde_json::to_value(cfg).map_err(|e| LmError::Invalid(e.to_string()))?;
-    cfg_json["architectures"] = serde_json::json!([if cfg.qkv_bias() {
-        "Qwen2ForCausalLM"
-    } else {
-        "LlamaForCausalLM"
-    }]);
-    write_hf_dir(&cfg_json, tensors, tok, dir)
-}
-
-/// Save a T5 model as an HF directory that [`load`] (and transformers) read back:
-/// `config.json` (`model_type` `t5`), `model.safetensors`, the tokenizer files.
-pub fn save_t5_dir(
-    cfg: &crate::t5::T5Config,
-    tensors: &[(String, candle_core::Tensor)],
-    tok: &Tok,
-    dir: &Path,
-) -> Result<()> {
-    let mut cfg_json = serde_json::to_value(cfg).map_err(|e| LmError::Invalid(e.to_string()))?;
-    cfg_json["model_type"] = serde_json::json!("t5");
-    cfg_json["architectures"] = serde_json::json!(["T5ForConditionalGeneration"]);
-    write_hf_dir(&cfg_json, tensors, tok, dir)
-}
-
-fn write_hf_dir(
-    cfg_json: &serde_json::Value,
-    tensors: &[(String, candle_core::Tensor)],
-    tok: &Tok,
-    dir: &Path,
-) -> Result<()> {
-    let name = |id: Option<u32>| id.and_then(|i| tok.inner.id_to_token(i));
-    let tok_cfg = serde_json::json!({
-        "chat_template": tok.chat_template,
-        "bos_token": name(tok.bos),
-        "eos_token": name(tok.eos),
-        "tokenizer_class": "PreTrainedTokenizerFast",
-    });
-    let json = |v: &serde_json::Value| {
-        serde_json::to_vec_pretty(v).map_err(|e| LmError::Invalid(e.to_string()))
-    };
-    let tok_json = tok
-        .inner
-        .to_string(false)
-        .map_err(|e| LmError::Tokenizer(e.to_string()))?;
-    let files: Vec<(&str, Vec<u8>)> = vec![
-        ("config.json", json(cfg_json)?),
-        (
-            "model.safetensors",
-            crate::weights::safetensors_bytes(tensors)?,
-        ),
-        ("tokenizer.json", tok_json.into_bytes()),
-        ("tokenizer_config.json", json(&tok_cfg)?),
-    ];
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-    fairrec_core::fs::replace_dir(dir, &refs).map_err(|source| LmError::Io {
-        path: dir.to_path_buf(),
-        source,
     })
 }
 

@@ -11,6 +11,7 @@
 //! With a T5 backbone the prompt is the encoder input (padding masked) and the answer is read
 //! at the first decoder step ([`crate::t5`]).
 
+use crate::backbone::{Backbone, Batch};
 use crate::error::{LmError, Result};
 use crate::llama::Llama;
 use crate::tokenizer::Tok;
@@ -52,47 +53,11 @@ impl std::str::FromStr for AnswerSpace {
     }
 }
 
-/// The network a [`Scorer`] runs: a decoder reads the answer at the prompt's last
-/// position; T5 at its first decoder step (see [`crate::t5`]).
-#[derive(Clone, Copy)]
-pub enum Backbone<'a> {
-    Decoder(&'a Llama),
-    T5(&'a crate::t5::T5),
-}
-
-impl<'a> From<&'a Llama> for Backbone<'a> {
-    fn from(m: &'a Llama) -> Self {
-        Backbone::Decoder(m)
-    }
-}
-
-impl<'a> From<&'a crate::t5::T5> for Backbone<'a> {
-    fn from(m: &'a crate::t5::T5) -> Self {
-        Backbone::T5(m)
-    }
-}
-
-impl<'a> Backbone<'a> {
-    /// Number of parameters of the base model.
-    pub fn parameters(&self) -> usize {
-        match *self {
-            Backbone::Decoder(m) => m.cfg.parameters(),
-            Backbone::T5(m) => m.parameters(),
-        }
-    }
-
-    /// The backbone as a host of soft prompts (its input embedding table, its prompt slot).
-    pub fn host(&self) -> &'a dyn crate::host::PromptHost {
-        match *self {
-            Backbone::Decoder(m) => m,
-            Backbone::T5(m) => m,
-        }
-    }
-}
-
 /// Renders prompts and scores them.
 pub struct Scorer<'a> {
-    pub backbone: Backbone<'a>,
+    /// The network: a decoder reads the answer at the prompt's last position; T5 at its
+    /// first decoder step (see [`crate::t5`]).
+    pub backbone: &'a dyn Backbone,
     pub tok: &'a Tok,
     pub format: PromptFormat,
     /// Token ids of the answers "Yes" and "No" as used.
@@ -110,7 +75,7 @@ fn first_token(tok: &Tok, text: &str) -> Result<u32> {
 
 impl<'a> Scorer<'a> {
     pub fn new(
-        model: impl Into<Backbone<'a>>,
+        model: &'a dyn Backbone,
         tok: &'a Tok,
         format: PromptFormat,
         space: AnswerSpace,
@@ -141,7 +106,7 @@ impl<'a> Scorer<'a> {
             ));
         }
         Ok(Scorer {
-            backbone: model.into(),
+            backbone: model,
             tok,
             format,
             yes,
@@ -153,20 +118,14 @@ impl<'a> Scorer<'a> {
     /// The decoder-only model, or an error naming `what` needs one (methods that read
     /// hidden states at decoder positions: paper A's L_diff, UP5's discriminator).
     pub fn model(&self, what: &str) -> Result<&'a Llama> {
-        match self.backbone {
-            Backbone::Decoder(m) => Ok(m),
-            Backbone::T5(_) => Err(LmError::Invalid(format!(
-                "{what} needs a decoder-only model (Llama, Qwen2, SmolLM); T5 models score and train prompts (prompt tuning, p-tuning, MoS) and LoRA only"
-            ))),
-        }
+        self.backbone.decoder().ok_or_else(|| LmError::Invalid(format!(
+            "{what} needs a decoder-only model (Llama, Qwen2, SmolLM); T5 models score and train prompts (prompt tuning, p-tuning, MoS) and LoRA only"
+        )))
     }
 
     /// The device the backbone runs on.
     pub fn device(&self) -> &candle_core::Device {
-        match self.backbone {
-            Backbone::Decoder(m) => m.device(),
-            Backbone::T5(m) => m.device(),
-        }
+        self.backbone.device()
     }
 
     /// The exact text fed to the model for a prompt.
@@ -197,12 +156,11 @@ impl<'a> Scorer<'a> {
                     return Err(LmError::Invalid("empty prompt".into()));
                 }
                 // T5's relative positions have no hard limit.
-                if let Backbone::Decoder(m) = self.backbone {
-                    if ids.len() > m.cfg.max_position_embeddings {
+                if let Some(max) = self.backbone.max_positions() {
+                    if ids.len() > max {
                         return Err(LmError::Invalid(format!(
-                            "prompt of {} tokens exceeds the model's context of {}",
-                            ids.len(),
-                            m.cfg.max_position_embeddings
+                            "prompt of {} tokens exceeds the model's context of {max}",
+                            ids.len()
                         )));
                     }
                 }
@@ -227,16 +185,6 @@ impl<'a> Scorer<'a> {
         Ok((tensor, ids.iter().map(|r| r.len() - 1).collect()))
     }
 
-    /// `[B, T]` 0/1 mask of the real positions of right-padded `ids`.
-    fn padding_mask(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
-        let t = ids.iter().map(Vec::len).max().unwrap_or(1);
-        let m: Vec<u32> = ids
-            .iter()
-            .flat_map(|r| (0..t).map(move |j| u32::from(j < r.len())))
-            .collect();
-        Ok(Tensor::from_vec(m, (ids.len(), t), self.device())?)
-    }
-
     /// Full-vocabulary logits `[B, V]` (f32) at the answer position of already-encoded
     /// prompts, with one soft prompt per row in front if given (`[B, P, H]`), whichever the
     /// backbone: a decoder's last prompt position, T5's first decoder step. Differentiable
@@ -254,33 +202,15 @@ impl<'a> Scorer<'a> {
         prefix: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
         let (x, last) = self.batch(ids)?;
-        match self.backbone {
-            Backbone::Decoder(m) => {
-                let state = m.forward_at(&x, prefix, &last)?;
-                let logits = m.head_logits(&state)?;
-                Ok((state, logits))
-            }
-            Backbone::T5(m) => {
-                let h = m.first_step_state(&x, &self.padding_mask(ids)?, prefix)?;
-                let logits = m.logits(&h.unsqueeze(1)?)?.squeeze(1)?;
-                Ok((h, logits))
-            }
-        }
+        self.backbone.answer_state(&Batch { x, last }, prefix)
     }
 
     /// Logits `[B, 2]` of (Yes, No) for already-encoded prompts, with one soft prompt per
     /// row in front if given (`[B, P, H]`), whichever the backbone.
     pub fn yes_no_logits(&self, ids: &[Vec<u32>], prefix: Option<&Tensor>) -> Result<Tensor> {
-        match self.backbone {
-            Backbone::Decoder(m) => {
-                let (x, last) = self.batch(ids)?;
-                m.token_logits(&m.forward_at(&x, prefix, &last)?, &[self.yes, self.no])
-            }
-            Backbone::T5(m) => {
-                let (x, _) = self.batch(ids)?;
-                m.first_step_logits(&x, &self.padding_mask(ids)?, prefix, &[self.yes, self.no])
-            }
-        }
+        let (x, last) = self.batch(ids)?;
+        self.backbone
+            .answer_logits(&Batch { x, last }, prefix, &[self.yes, self.no])
     }
 
     /// Logits `[B, 2]` of (Yes, No) for already-encoded prompts, and the forward pass.

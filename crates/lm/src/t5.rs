@@ -191,6 +191,8 @@ pub struct T5Attention {
     pub o: Linear,
     /// `relative_attention_bias.weight`, `[buckets, heads]` (block 0 of a stack only).
     pub relative_attention_bias: Option<Tensor>,
+    /// The module's checkpoint path (`encoder.block.0.layer.0.SelfAttention`).
+    pub path: String,
     n_heads: usize,
     d_kv: usize,
 }
@@ -207,6 +209,7 @@ impl T5Attention {
             None
         };
         Ok(T5Attention {
+            path: vb.prefix(),
             q: Linear::new(d, inner, false, vb.clone(), "q")?,
             k: Linear::new(d, inner, false, vb.clone(), "k")?,
             v: Linear::new(d, inner, false, vb.clone(), "v")?,

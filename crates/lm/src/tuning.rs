@@ -4,7 +4,7 @@
 
 use crate::adapter::{Adapter, AdapterConfig, TARGET_MODULES};
 use crate::error::{LmError, Result};
-use crate::layers::Linear;
+use crate::layers::{Linear, RmsNorm};
 use crate::llama::Llama;
 use crate::mos::MixturePrompt;
 use crate::prompt::{PromptInit, SoftPrompt};
@@ -74,15 +74,18 @@ impl Llama {
     /// Every linear module with its checkpoint path.
     pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
         let mut out = Vec::new();
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            let p = format!("model.layers.{i}");
-            let a = &mut l.self_attn;
-            for lin in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj] {
-                out.push((format!("{p}.self_attn.{}", lin.name), lin));
-            }
-            let m = &mut l.mlp;
-            for lin in [&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj] {
-                out.push((format!("{p}.mlp.{}", lin.name), lin));
+        for l in &mut self.layers {
+            let (a, m) = (&mut l.self_attn, &mut l.mlp);
+            for lin in [
+                &mut a.q_proj,
+                &mut a.k_proj,
+                &mut a.v_proj,
+                &mut a.o_proj,
+                &mut m.gate_proj,
+                &mut m.up_proj,
+                &mut m.down_proj,
+            ] {
+                out.push((lin.path.clone(), lin));
             }
         }
         out
@@ -122,26 +125,23 @@ impl Llama {
     pub fn named_tensors_mut(&mut self) -> Vec<(String, &mut Tensor)> {
         let mut out: Vec<(String, &mut Tensor)> = Vec::new();
         out.push(("model.embed_tokens.weight".into(), &mut self.embed_tokens));
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            let p = format!("model.layers.{i}");
-            out.push((
-                format!("{p}.input_layernorm.weight"),
-                &mut l.input_layernorm.weight,
-            ));
-            out.push((
-                format!("{p}.post_attention_layernorm.weight"),
-                &mut l.post_attention_layernorm.weight,
-            ));
-            let a = &mut l.self_attn;
-            for lin in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj] {
-                push_linear(&mut out, format!("{p}.self_attn.{}", lin.name), lin);
-            }
-            let m = &mut l.mlp;
-            for lin in [&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj] {
-                push_linear(&mut out, format!("{p}.mlp.{}", lin.name), lin);
+        for l in &mut self.layers {
+            push_norm(&mut out, &mut l.input_layernorm);
+            push_norm(&mut out, &mut l.post_attention_layernorm);
+            let (a, m) = (&mut l.self_attn, &mut l.mlp);
+            for lin in [
+                &mut a.q_proj,
+                &mut a.k_proj,
+                &mut a.v_proj,
+                &mut a.o_proj,
+                &mut m.gate_proj,
+                &mut m.up_proj,
+                &mut m.down_proj,
+            ] {
+                push_linear(&mut out, lin);
             }
         }
-        out.push(("model.norm.weight".into(), &mut self.norm.weight));
+        push_norm(&mut out, &mut self.norm);
         if let Some(h) = &mut self.lm_head {
             out.push(("lm_head.weight".into(), h));
         }
@@ -179,45 +179,26 @@ fn attach(
 }
 
 /// The linear modules of one T5 block and its other weights (layer norms, the position
-/// bucket table of block 0), with checkpoint paths under `p` (`encoder.block.0.layer`).
+/// bucket table of block 0), under their checkpoint paths.
 #[allow(clippy::type_complexity)]
-fn t5_block_parts<'a>(
-    b: &'a mut crate::t5::T5Block,
-    p: &str,
-) -> (Vec<(String, &'a mut Linear)>, Vec<(String, &'a mut Tensor)>) {
-    let (mut lin, mut other): (Vec<(String, &mut Linear)>, Vec<(String, &mut Tensor)>) =
+fn t5_block_parts(b: &mut crate::t5::T5Block) -> (Vec<&mut Linear>, Vec<(String, &mut Tensor)>) {
+    let (mut lin, mut other): (Vec<&mut Linear>, Vec<(String, &mut Tensor)>) =
         (Vec::new(), Vec::new());
     let a = &mut b.self_attn;
     if let Some(t) = &mut a.relative_attention_bias {
-        other.push((
-            format!("{p}.0.SelfAttention.relative_attention_bias.weight"),
-            t,
-        ));
+        other.push((format!("{}.relative_attention_bias.weight", a.path), t));
     }
-    for l in [&mut a.q, &mut a.k, &mut a.v, &mut a.o] {
-        lin.push((format!("{p}.0.SelfAttention.{}", l.name), l));
+    lin.extend([&mut a.q, &mut a.k, &mut a.v, &mut a.o]);
+    push_norm(&mut other, &mut b.self_norm);
+    if let Some((a, norm)) = &mut b.cross {
+        lin.extend([&mut a.q, &mut a.k, &mut a.v, &mut a.o]);
+        push_norm(&mut other, norm);
     }
-    other.push((format!("{p}.0.layer_norm.weight"), &mut b.self_norm.weight));
-    let ff_at = if let Some((a, norm)) = &mut b.cross {
-        for l in [&mut a.q, &mut a.k, &mut a.v, &mut a.o] {
-            lin.push((format!("{p}.1.EncDecAttention.{}", l.name), l));
-        }
-        other.push((format!("{p}.1.layer_norm.weight"), &mut norm.weight));
-        2
-    } else {
-        1
-    };
     let f = &mut b.ff;
-    let mut ff = vec![&mut f.wi_0];
-    ff.extend(f.wi_1.as_mut());
-    ff.push(&mut f.wo);
-    for l in ff {
-        lin.push((format!("{p}.{ff_at}.DenseReluDense.{}", l.name), l));
-    }
-    other.push((
-        format!("{p}.{ff_at}.layer_norm.weight"),
-        &mut b.ff_norm.weight,
-    ));
+    lin.push(&mut f.wi_0);
+    lin.extend(f.wi_1.as_mut());
+    lin.push(&mut f.wo);
+    push_norm(&mut other, &mut b.ff_norm);
     (lin, other)
 }
 
@@ -226,12 +207,9 @@ impl crate::t5::T5 {
     /// (`encoder.block.0.layer.0.SelfAttention.q`, ...).
     pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
         let mut out = Vec::new();
-        for (stack, s) in [
-            ("encoder", &mut self.encoder),
-            ("decoder", &mut self.decoder),
-        ] {
-            for (i, b) in s.block.iter_mut().enumerate() {
-                out.extend(t5_block_parts(b, &format!("{stack}.block.{i}.layer")).0);
+        for s in [&mut self.encoder, &mut self.decoder] {
+            for b in &mut s.block {
+                out.extend(t5_block_parts(b).0.into_iter().map(|l| (l.path.clone(), l)));
             }
         }
         out
@@ -292,21 +270,15 @@ impl crate::t5::T5 {
         if let Some(h) = &mut self.lm_head {
             out.push(("lm_head.weight".into(), h));
         }
-        for (stack, s) in [
-            ("encoder", &mut self.encoder),
-            ("decoder", &mut self.decoder),
-        ] {
-            for (i, b) in s.block.iter_mut().enumerate() {
-                let (lin, other) = t5_block_parts(b, &format!("{stack}.block.{i}.layer"));
-                for (path, l) in lin {
-                    push_linear(&mut out, path, l);
+        for s in [&mut self.encoder, &mut self.decoder] {
+            for b in &mut s.block {
+                let (lin, other) = t5_block_parts(b);
+                for l in lin {
+                    push_linear(&mut out, l);
                 }
                 out.extend(other);
             }
-            out.push((
-                format!("{stack}.final_layer_norm.weight"),
-                &mut s.final_layer_norm.weight,
-            ));
+            push_norm(&mut out, &mut s.final_layer_norm);
         }
         out
     }
@@ -317,11 +289,15 @@ impl crate::t5::T5 {
     }
 }
 
-fn push_linear<'a>(out: &mut Vec<(String, &'a mut Tensor)>, path: String, lin: &'a mut Linear) {
-    out.push((format!("{path}.weight"), &mut lin.weight));
+fn push_linear<'a>(out: &mut Vec<(String, &'a mut Tensor)>, lin: &'a mut Linear) {
+    out.push((format!("{}.weight", lin.path), &mut lin.weight));
     if let Some(b) = &mut lin.bias {
-        out.push((format!("{path}.bias"), b));
+        out.push((format!("{}.bias", lin.path), b));
     }
+}
+
+fn push_norm<'a>(out: &mut Vec<(String, &'a mut Tensor)>, norm: &'a mut RmsNorm) {
+    out.push((format!("{}.weight", norm.path), &mut norm.weight));
 }
 
 /// What a method trains.

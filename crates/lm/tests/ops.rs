@@ -177,6 +177,7 @@ fn norm_rope_swiglu_and_linear_match_the_composed_ops() {
     let norm = || RmsNorm {
         weight: w.as_tensor().clone(),
         eps: 1e-5,
+        path: "norm".into(),
     };
     compare(
         &[&x, &w],

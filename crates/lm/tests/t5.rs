@@ -330,7 +330,7 @@ fn lora_on_t5_is_the_identity_until_trained_and_saves_and_loads_in_peft_layout()
     assert_eq!(cfg["task_type"], "SEQ_2_SEQ_LM");
     let tok = fairrec_lm::tokenizer::Tok::bytes_only(&[], None).unwrap();
     let mut fresh = fairrec_lm::load::Model::T5(case("gated").model);
-    fairrec_lm::peft::load_model(dir.path(), &mut fresh, &tok).unwrap();
+    fairrec_lm::peft::load(dir.path(), &mut fresh, &tok).unwrap();
     let fairrec_lm::load::Model::T5(fresh) = fresh else {
         unreachable!()
     };
@@ -369,7 +369,7 @@ fn t5_weights_by_checkpoint_key_save_and_load_back() {
             .collect();
         let dir = tempfile::tempdir().unwrap();
         let tok = fairrec_lm::tokenizer::Tok::bytes_only(&[], None).unwrap();
-        fairrec_lm::load::save_t5_dir(&m.cfg, &tensors, &tok, dir.path()).unwrap();
+        fairrec_lm::save::save_t5_dir(&m.cfg, &tensors, &tok, dir.path()).unwrap();
         assert!(is_t5_dir(dir.path()));
         let back = load_t5(dir.path(), &Device::Cpu).unwrap();
         let got = back.first_step_vocab_logits(&ids, &mask, None).unwrap();

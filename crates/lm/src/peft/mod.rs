@@ -24,10 +24,9 @@ pub mod config;
 pub use self::config::PeftConfig;
 use self::config::{LoraFile, PromptFile, TargetModules, PEFT_TYPES};
 use crate::adapter::AdapterConfig;
+use crate::backbone::Backbone;
 use crate::error::{LmError, Result};
 use crate::host::PromptHost;
-use crate::llama::Llama;
-use crate::load::{Model, ModelMut};
 use crate::mos::MixturePrompt;
 use crate::prompt::{PromptInit, SoftPrompt};
 use crate::tuning::Tuning;
@@ -43,7 +42,7 @@ pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
 /// `adapter_config.json` for `tuning` on `model` (full fine-tuning has no adapter file:
-/// save the whole model with [`crate::load::save_hf_dir`]).
+/// save the whole model with [`crate::save::save_hf_dir`]).
 pub fn config(tuning: &Tuning, model: &dyn PromptHost, base: &str) -> Result<PeftConfig> {
     let dims = model.peft_dims();
     let prompt_file = |n: usize| PromptFile {
@@ -161,18 +160,10 @@ fn model_err(path: &Path, message: impl Into<String>) -> LmError {
     }
 }
 
-/// Load an adapter directory written by fairrec or by PEFT and attach it to `model`.
-pub fn load(dir: &Path, model: &mut Llama, tok: &crate::tokenizer::Tok) -> Result<Tuning> {
-    load_into(dir, ModelMut::Decoder(model), tok)
-}
-
-/// As [`load`] for either backbone (on T5, LoRA on its `q`/`k`/`v`/`o`/`wi`/`wo` modules and
-/// prompts in front of the encoder input).
-pub fn load_model(dir: &Path, model: &mut Model, tok: &crate::tokenizer::Tok) -> Result<Tuning> {
-    load_into(dir, model.into(), tok)
-}
-
-fn load_into(dir: &Path, mut model: ModelMut, tok: &crate::tokenizer::Tok) -> Result<Tuning> {
+/// Load an adapter directory written by fairrec or by PEFT and attach it to `model` (on
+/// T5, LoRA on its `q`/`k`/`v`/`o`/`wi`/`wo` modules and prompts in front of the encoder
+/// input).
+pub fn load(dir: &Path, model: &mut dyn Backbone, tok: &crate::tokenizer::Tok) -> Result<Tuning> {
     let cfg_path = dir.join(CONFIG_FILE);
     let cfg = read_config(&cfg_path)?;
     let w_path = dir.join(WEIGHTS_FILE);
@@ -223,7 +214,7 @@ fn load_into(dir: &Path, mut model: ModelMut, tok: &crate::tokenizer::Tok) -> Re
                 },
                 _ => PromptInit::Random,
             };
-            let host = model.host();
+            let host = model.host_mut();
             let embedding = host.input_embedding();
             let n = prompt.num_virtual_tokens;
             let prompt = Arc::new(SoftPrompt::from_embedding(
@@ -238,7 +229,7 @@ fn load_into(dir: &Path, mut model: ModelMut, tok: &crate::tokenizer::Tok) -> Re
         }
         PeftConfig::Mos { mos, .. } => {
             let mixture =
-                MixturePrompt::new(model.host(), tok, mos.clone(), &PromptInit::Random, 0)?;
+                MixturePrompt::new(model.host_mut(), tok, mos.clone(), &PromptInit::Random, 0)?;
             Tuning::Mos(Arc::new(mixture))
         }
     };

@@ -23,9 +23,9 @@ use crate::error::Result;
 use crate::fit::Fit;
 use candle_core::{Tensor, D};
 use fairrec_core::Variant;
-use fairrec_lm::load::ModelMut;
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
+use fairrec_lm::Backbone;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -136,7 +136,7 @@ impl MethodDef for FairLlm {
         "fairllm"
     }
 
-    fn setup(&self, model: &mut ModelMut, _tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+    fn setup(&self, model: &mut dyn Backbone, _tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
         adapters(model, cfg)
     }
 

@@ -26,9 +26,9 @@ use crate::error::Result;
 use crate::fit::Fit;
 use candle_core::Tensor;
 use fairrec_data::sample::Sample;
-use fairrec_lm::load::ModelMut;
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
+use fairrec_lm::Backbone;
 use fairrec_metrics::stereotype::ItemGroups;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -109,7 +109,7 @@ impl MethodDef for IFairLrs {
         "ifairlrs"
     }
 
-    fn setup(&self, model: &mut ModelMut, _tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+    fn setup(&self, model: &mut dyn Backbone, _tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
         adapters(model, cfg)
     }
 

@@ -33,11 +33,10 @@ use crate::fit::Fit;
 use crate::method::Method;
 use fairrec_data::prompt::Template;
 use fairrec_data::protocol::Protocol;
-use fairrec_lm::load::{save_hf_dir, save_t5_dir, ModelMut};
 use fairrec_lm::prompt::PromptInit;
-use fairrec_lm::score::Backbone;
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
+use fairrec_lm::Backbone;
 use std::path::Path;
 
 /// Where a method comes from.
@@ -89,7 +88,7 @@ pub trait MethodDef: Sync {
         false
     }
     /// Make `model` trainable (seeded with `cfg.seed`).
-    fn setup(&self, model: &mut ModelMut, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning>;
+    fn setup(&self, model: &mut dyn Backbone, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning>;
     /// Build its training set and objective from the run's samples and train.
     fn fit(&self, f: &Fit) -> Result<Summary>;
 }
@@ -182,21 +181,25 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
 }
 
 /// Make `model` trainable as `cfg.method` asks (adapters seeded with `cfg.seed`).
-pub fn setup<'a>(model: impl Into<ModelMut<'a>>, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
-    cfg.method.def().setup(&mut model.into(), tok, cfg)
+pub fn setup(model: &mut dyn Backbone, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+    cfg.method.def().setup(model, tok, cfg)
 }
 
 /// LoRA (or LoRA-MoE) adapters as `cfg.lora` says.
-pub(crate) fn adapters(model: &mut ModelMut, cfg: &TrainConfig) -> Result<Tuning> {
+pub(crate) fn adapters(model: &mut dyn Backbone, cfg: &TrainConfig) -> Result<Tuning> {
     Ok(Tuning::Adapters(
         model.attach_adapters(&cfg.lora, cfg.seed)?,
     ))
 }
 
 /// A soft prompt of `cfg.virtual_tokens` initialised as `cfg.prompt_init` says.
-pub(crate) fn soft_prompt(model: &mut ModelMut, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+pub(crate) fn soft_prompt(
+    model: &mut dyn Backbone,
+    tok: &Tok,
+    cfg: &TrainConfig,
+) -> Result<Tuning> {
     Ok(Tuning::Prompt {
-        prompt: model.host().attach_soft_prompt(
+        prompt: model.host_mut().attach_soft_prompt(
             tok,
             cfg.virtual_tokens,
             &cfg.prompt_init,
@@ -207,9 +210,9 @@ pub(crate) fn soft_prompt(model: &mut ModelMut, tok: &Tok, cfg: &TrainConfig) ->
 }
 
 /// p-tuning's prompt encoder.
-pub(crate) fn p_tuning(model: &mut ModelMut, cfg: &TrainConfig) -> Result<Tuning> {
+pub(crate) fn p_tuning(model: &mut dyn Backbone, cfg: &TrainConfig) -> Result<Tuning> {
     Ok(Tuning::Prompt {
-        prompt: model.host().attach_p_tuning(
+        prompt: model.host_mut().attach_p_tuning(
             cfg.virtual_tokens,
             cfg.encoder_hidden_size,
             cfg.seed,
@@ -221,24 +224,20 @@ pub(crate) fn p_tuning(model: &mut ModelMut, cfg: &TrainConfig) -> Result<Tuning
 /// Save what `tuning` trained into `dir`: PEFT files (`adapter_config.json`,
 /// `adapter_model.safetensors`) for adapters and prompts; `config.json`,
 /// `model.safetensors` and the tokenizer for full fine-tuning.
-pub fn save<'a>(
+pub fn save(
     tuning: &Tuning,
-    model: impl Into<Backbone<'a>>,
+    model: &dyn Backbone,
     tok: &Tok,
     base: &str,
     dir: &Path,
 ) -> Result<()> {
-    let model = model.into();
     match tuning {
         Tuning::Full(vars) => {
             let tensors: Vec<_> = vars
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
                 .collect();
-            match model {
-                Backbone::Decoder(m) => save_hf_dir(&m.cfg, &tensors, tok, dir)?,
-                Backbone::T5(m) => save_t5_dir(&m.cfg, &tensors, tok, dir)?,
-            }
+            model.save_dir(&tensors, tok, dir)?
         }
         _ => fairrec_lm::peft::save(tuning, model.host(), base, dir)?,
     }

@@ -10,9 +10,9 @@ use crate::encode::{originals, samples};
 use crate::engine::trainer::Summary;
 use crate::error::Result;
 use crate::fit::Fit;
-use fairrec_lm::load::ModelMut;
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
+use fairrec_lm::Backbone;
 
 /// What a paradigm makes trainable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +63,7 @@ impl MethodDef for Plain {
         self.trains == Trains::Full
     }
 
-    fn setup(&self, model: &mut ModelMut, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+    fn setup(&self, model: &mut dyn Backbone, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
         match self.trains {
             Trains::Lora => adapters(model, cfg),
             Trains::Full => Ok(Tuning::Full(model.make_trainable()?)),

@@ -25,9 +25,9 @@ use crate::error::{Result, TrainError};
 use crate::fit::Fit;
 use candle_core::{Tensor, Var, D};
 use fairrec_core::Rng;
-use fairrec_lm::load::ModelMut;
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
+use fairrec_lm::Backbone;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -157,7 +157,7 @@ impl MethodDef for Up5 {
         "up5"
     }
 
-    fn setup(&self, model: &mut ModelMut, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+    fn setup(&self, model: &mut dyn Backbone, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
         soft_prompt(model, tok, cfg)
     }
 

@@ -20,12 +20,12 @@ use candle_core::Tensor;
 use fairrec_core::Variant;
 use fairrec_data::prompt::{render, Template};
 use fairrec_data::sample::Sample;
-use fairrec_lm::load::ModelMut;
 use fairrec_lm::mos::{history_shares, MixturePrompt, MosConfig};
 use fairrec_lm::prompt::PromptInit;
 use fairrec_lm::score::Scorer;
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
+use fairrec_lm::Backbone;
 use fairrec_metrics::stereotype::ItemGroups;
 use std::sync::Arc;
 
@@ -60,7 +60,7 @@ impl MethodDef for Mos {
         Ok(())
     }
 
-    fn setup(&self, model: &mut ModelMut, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+    fn setup(&self, model: &mut dyn Backbone, tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
         let (m, st) = (&cfg.mos, &cfg.stereotype);
         let mc = MosConfig {
             experts: m.experts,
@@ -73,7 +73,7 @@ impl MethodDef for Mos {
             z_threshold: st.z_threshold,
         };
         Ok(Tuning::Mos(Arc::new(MixturePrompt::new(
-            model.host(),
+            model.host_mut(),
             tok,
             mc,
             &cfg.prompt_init,

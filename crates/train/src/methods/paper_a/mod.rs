@@ -32,10 +32,10 @@ use fairrec_data::prompt::{render, Template};
 use fairrec_data::protocol::Protocol;
 use fairrec_data::sample::Sample;
 use fairrec_lm::adapter::AdapterConfig;
-use fairrec_lm::load::ModelMut;
 use fairrec_lm::score::Scorer;
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
+use fairrec_lm::Backbone;
 
 /// One of paper A's methods.
 pub struct PaperA {
@@ -145,8 +145,8 @@ impl MethodDef for PaperA {
         }
     }
 
-    fn setup(&self, model: &mut ModelMut, _tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
-        if model.is_t5() {
+    fn setup(&self, model: &mut dyn Backbone, _tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
+        if model.decoder().is_none() {
             return Err(TrainError::Config(format!(
                 "--method {} on T5: T5 trains full, LoRA (lora, ifairlrs, fairllm) and prompts (prompt-tuning, p-tuning, mos, up5); paper A's methods need a decoder-only model (L_diff reads decoder hidden states at prompt positions)",
                 cfg.method.name()
