@@ -11,17 +11,26 @@
 //! scored once (their scores do not depend on the seed). Cells that fail are reported and
 //! the others still run.
 
+mod cache;
+mod cell;
 pub mod spec;
 pub mod table;
 
 use crate::runfile::flags_from_table;
 use anyhow::{bail, Context as _, Result};
+pub use cache::synth_dir;
+use cache::{dataset_dir, model_path};
+pub use cell::cell_dir;
+use cell::{cell_name, mark_stale, resolve, run_cell, Cell};
 use clap::{Args, CommandFactory, Subcommand};
 use fairrec_data::pipeline::read_manifest;
 use fairrec_data::sample::write_atomic;
 use spec::{Kind, Spec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// The marker file of a finished cell that the experiment file no longer describes.
+const STALE: &str = "stale";
 
 #[derive(Subcommand, Debug)]
 pub enum ExperimentCommand {
@@ -123,107 +132,6 @@ fn call(args: &[String], log: &Path) -> Result<()> {
     r.with_context(|| format!("`{}` failed (log: {})", args[1..].join(" "), log.display()))
 }
 
-/// Where the synthetic world of `d` (if it is one) is written.
-pub fn synth_dir(out: &Path, d: &spec::DatasetSpec) -> Option<PathBuf> {
-    d.synth.as_ref()?;
-    let key = serde_json::json!({"synth": d.synth, "prepare": d.prepare});
-    Some(
-        out.join("raw")
-            .join(format!("{}-{}", d.name, &hash_hex(&key)[..8])),
-    )
-}
-
-/// Prepare (or reuse) a dataset; returns its prepared directory.
-fn dataset_dir(out: &Path, d: &spec::DatasetSpec) -> Result<PathBuf> {
-    if let Some(p) = &d.path {
-        return spec::path(p);
-    }
-    let key = serde_json::json!({"synth": d.synth, "prepare": d.prepare});
-    let dir = out
-        .join("data")
-        .join(format!("{}-{}", d.name, &hash_hex(&key)[..8]));
-    if dir.join("manifest.json").exists() {
-        return Ok(dir);
-    }
-    let origin = format!("dataset `{}`", d.name);
-    let log = out.join("data").join(format!("{}.log", d.name));
-    std::fs::create_dir_all(out.join("data"))?;
-    let mut prep = d.prepare.clone().unwrap_or_default();
-    if let (Some(s), Some(raw)) = (&d.synth, synth_dir(out, d)) {
-        let f = flags(&["data", "synth"], s, &origin)?;
-        call(
-            &argv(&["data", "synth", "--out", &raw.to_string_lossy()], &f),
-            &log,
-        )?;
-        prep.insert("raw".into(), raw.to_string_lossy().into_owned().into());
-    } else if let Some(toml::Value::String(r)) = prep.get("raw") {
-        let r = spec::expand(r)?;
-        prep.insert("raw".into(), r.into());
-    }
-    let f = flags(&["data", "prepare"], &prep, &origin)?;
-    let o = dir.to_string_lossy();
-    call(
-        &argv(&["data", "prepare", "--force", "--out", &o], &f),
-        &log,
-    )?;
-    Ok(dir)
-}
-
-/// The model of `m` for dataset `data`: its path, or the built-in model made for the
-/// dataset; then, if asked, fully fine-tuned on the dataset.
-fn model_path(
-    out: &Path,
-    m: &spec::ModelSpec,
-    data: &Path,
-    data_hash: &str,
-    dname: &str,
-) -> Result<PathBuf> {
-    let key = serde_json::json!({"m": m, "data": data_hash});
-    let stem = out
-        .join("models")
-        .join(format!("{}-{dname}-{}", m.name, &hash_hex(&key)[..8]));
-    let log = stem.with_extension("log");
-    let origin = format!("model `{}`", m.name);
-    let d = data.to_string_lossy().into_owned();
-    std::fs::create_dir_all(out.join("models"))?;
-    let base = match (&m.path, &m.init) {
-        (Some(p), _) => spec::path(p)?,
-        (None, init) => {
-            let dir = stem.join("init");
-            if !dir.join("config.json").exists() {
-                let f = flags(&["model", "init"], init.as_ref().expect("checked"), &origin)?;
-                let o = dir.to_string_lossy();
-                call(
-                    &argv(&["model", "init", "--force", "--data", &d, "--out", &o], &f),
-                    &log,
-                )?;
-            }
-            dir
-        }
-    };
-    let Some(ft) = &m.finetune else {
-        return Ok(base);
-    };
-    let run = stem.join("finetune");
-    if !run.join("summary.json").exists() {
-        let mut f = flags(&["train"], ft, &format!("{origin} [finetune]"))?;
-        f.extend(flags(&["train"], &m.flags, &origin)?);
-        let ck = fairrec_train::engine::trainer::checkpoint_dir(&run);
-        let mode = if ck.exists() { "--resume" } else { "--force" };
-        let (b, o) = (base.to_string_lossy(), run.to_string_lossy());
-        let args = [
-            "train", "--method", "full", "--model", &b, "--data", &d, "--out", &o, mode,
-        ];
-        call(&argv(&args, &f), &log)?;
-    }
-    let best = run.join("best");
-    Ok(if best.exists() {
-        best
-    } else {
-        run.join("adapter")
-    })
-}
-
 /// Check every flag table of `spec` before anything runs.
 fn check_flags(spec: &Spec) -> Result<()> {
     let o = format!("experiment `{}`", spec.name);
@@ -255,213 +163,6 @@ fn check_flags(spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// One cell of the grid.
-struct Cell<'a> {
-    dataset: &'a str,
-    data: &'a Path,
-    /// The prepared data's manifest hash (part of the cell's identity).
-    data_hash: &'a str,
-    protocol: fairrec_data::protocol::Protocol,
-    model: &'a spec::ModelSpec,
-    model_path: &'a Path,
-    scenario: &'a str,
-    method: &'a str,
-    seed: Option<u64>,
-}
-
-/// A cell's resolved commands and its identity.
-struct Resolved {
-    kind: Kind,
-    train_argv: Option<Vec<String>>,
-    audit: Vec<String>,
-    /// The hash of the commands, the data and the model: what a finished cell must carry.
-    hash: String,
-}
-
-/// The commands a cell runs under the file as it is now, and their hash.
-fn resolve(spec: &Spec, cell: &Cell) -> Result<Resolved> {
-    let kind = Kind::parse(cell.method)?;
-    let origin = format!("experiment `{}`", spec.name);
-    let model_flags = flags(&["train"], &cell.model.flags, &origin)?;
-    let (data, model) = (
-        cell.data.to_string_lossy(),
-        cell.model_path.to_string_lossy(),
-    );
-    let common: Vec<String> = [
-        "--model",
-        &model,
-        "--data",
-        &data,
-        "--attributes",
-        cell.scenario,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain(model_flags)
-    .collect();
-    let seed = cell.seed.unwrap_or(spec.seeds[0]).to_string();
-    let mut train_argv = None;
-    if let Kind::Train(m) = kind {
-        let mut f = common.clone();
-        f.extend([
-            "--method".into(),
-            m.name().into(),
-            "--seed".into(),
-            seed.clone(),
-        ]);
-        f.extend(flags(
-            &["train"],
-            &spec.train,
-            &format!("{origin} [train]"),
-        )?);
-        if let Some(t) = spec.method_train.get(cell.method) {
-            f.extend(flags(
-                &["train"],
-                t,
-                &format!("{origin} [method_train.{}]", cell.method),
-            )?);
-        }
-        train_argv = Some(f);
-    }
-    let mut audit = common.clone();
-    audit.extend([
-        "--template".into(),
-        kind.template(cell.protocol).name().into(),
-        "--seed".into(),
-        seed,
-    ]);
-    audit.extend(flags(
-        &["audit"],
-        &spec.audit,
-        &format!("{origin} [audit]"),
-    )?);
-    if let Some(t) = spec.method_audit.get(cell.method) {
-        audit.extend(flags(
-            &["audit"],
-            t,
-            &format!("{origin} [method_audit.{}]", cell.method),
-        )?);
-    }
-    let model_id = std::fs::metadata(cell.model_path)
-        .map(|m| m.len())
-        .unwrap_or(0);
-    let hash = hash_hex(&serde_json::json!({
-        "train": train_argv, "audit": audit, "data": cell.data_hash, "model": [model, model_id],
-    }));
-    Ok(Resolved {
-        kind,
-        train_argv,
-        audit,
-        hash,
-    })
-}
-
-/// The marker file of a finished cell that the experiment file no longer describes.
-pub const STALE: &str = "stale";
-
-/// Mark the finished cell in `dir` stale if its hash is not `hash` (the file's now), or
-/// clear the mark. Stale cells stay on disk and out of the tables until they are rerun.
-fn mark_stale(dir: &Path, hash: &str) -> Result<()> {
-    let done = std::fs::read(dir.join("cell.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<CellResult>(&b).ok());
-    match done {
-        Some(r) if r.hash != hash => write_atomic(
-            &dir.join(STALE),
-            format!(
-                "finished under another configuration (cell hash {}; the experiment file now gives {hash}): left out of the tables until `fairrec experiment run` runs it again\n",
-                r.hash
-            )
-            .as_bytes(),
-        )?,
-        _ => clear_stale(dir)?,
-    }
-    Ok(())
-}
-
-/// Remove the stale mark of the cell in `dir`, if any (its `cell.json` matches the file).
-fn clear_stale(dir: &Path) -> Result<()> {
-    let marker = dir.join(STALE);
-    if marker.exists() {
-        std::fs::remove_file(&marker)?;
-    }
-    Ok(())
-}
-
-fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResult> {
-    let t0 = std::time::Instant::now();
-    let Resolved {
-        kind,
-        train_argv,
-        mut audit,
-        hash,
-    } = resolve(spec, cell)?;
-    let done = dir.join("cell.json");
-    let (adir, tdir) = (dir.join("audit"), dir.join("train"));
-    let paper_b = cell.protocol == fairrec_data::protocol::Protocol::Mos;
-    let metrics =
-        || table::cell_metrics(&adir.join("metrics.json"), &tdir.join("run.json"), paper_b);
-    if let Ok(bytes) = std::fs::read(&done) {
-        if let Ok(mut r) = serde_json::from_slice::<CellResult>(&bytes) {
-            if r.hash == hash {
-                // Figures are re-read from the audit, so that a cell finished by an older
-                // fairrec carries what this one's tables take (e.g. the intervals).
-                if adir.join("metrics.json").exists() {
-                    let m = metrics()?;
-                    if m != r.metrics {
-                        r.metrics = m;
-                        write_atomic(&done, (serde_json::to_string_pretty(&r)? + "\n").as_bytes())?;
-                    }
-                }
-                clear_stale(dir)?;
-                return Ok(r);
-            }
-        }
-    }
-    let hash_file = dir.join("cell_hash");
-    if std::fs::read_to_string(&hash_file).ok().as_deref() != Some(hash.as_str()) && dir.exists() {
-        std::fs::remove_dir_all(dir)?; // a cell of another configuration: start over
-    }
-    std::fs::create_dir_all(dir)?;
-    write_atomic(&hash_file, hash.as_bytes())?;
-    let log = dir.join("log.txt");
-    if let Some(f) = &train_argv {
-        if !tdir.join("summary.json").exists() {
-            let ck = fairrec_train::engine::trainer::checkpoint_dir(&tdir);
-            let resume = ck.exists() || fairrec_core::fs::previous_dir(&ck).exists();
-            let t = tdir.to_string_lossy();
-            let mode = if resume { "--resume" } else { "--force" };
-            call(&argv(&["train", "--out", &t, mode], f), &log)?;
-        }
-        let best = tdir.join("best");
-        let trained = if best.exists() {
-            best
-        } else {
-            tdir.join("adapter")
-        };
-        let full = matches!(kind, Kind::Train(m) if m.saves_model());
-        let flag = if full { "--model" } else { "--adapter" };
-        audit.extend([flag.into(), trained.to_string_lossy().into_owned()]);
-    }
-    call(
-        &argv(&["audit", "--out", &adir.to_string_lossy()], &audit),
-        &log,
-    )?;
-    let r = CellResult {
-        hash,
-        dataset: cell.dataset.into(),
-        model: cell.model.name.clone(),
-        scenario: cell.scenario.into(),
-        method: cell.method.into(),
-        seed: cell.seed,
-        protocol: Some(cell.protocol.name().to_string()),
-        metrics: metrics()?,
-        seconds: t0.elapsed().as_secs_f64(),
-    };
-    write_atomic(&done, (serde_json::to_string_pretty(&r)? + "\n").as_bytes())?;
-    Ok(r)
 }
 
 fn run_grid(a: &RunArgs) -> Result<()> {
@@ -533,31 +234,6 @@ impl Grid {
         }
         Ok(())
     }
-}
-
-/// A cell's directory under `out/cells`.
-pub fn cell_dir(out: &Path, c: &CellResult) -> PathBuf {
-    out.join("cells").join(cell_name(
-        &c.dataset,
-        &c.model,
-        &c.scenario,
-        &c.method,
-        c.seed,
-    ))
-}
-
-fn cell_name(
-    dataset: &str,
-    model: &str,
-    scenario: &str,
-    method: &str,
-    seed: Option<u64>,
-) -> String {
-    format!(
-        "{dataset}/{model}/{}/{method}/{}",
-        scenario.replace(',', "+"),
-        seed.map_or("prompt".into(), |s| format!("seed-{s}"))
-    )
 }
 
 /// Name the finished cells that the tables leave out because they are stale.
