@@ -5,7 +5,7 @@
 use crate::adapter::{Adapter, AdapterConfig, TARGET_MODULES};
 use crate::error::{LmError, Result};
 use crate::layers::{Linear, RmsNorm};
-use crate::llama::Llama;
+use crate::llama::{Attention, Llama, Mlp};
 use crate::mos::MixturePrompt;
 use crate::prompt::{PromptInit, SoftPrompt};
 use candle_core::{Tensor, Var};
@@ -70,21 +70,25 @@ impl AdapterSet {
     }
 }
 
+/// The seven linear modules of a decoder layer, attention first.
+fn layer_linears<'a>(a: &'a mut Attention, m: &'a mut Mlp) -> [&'a mut Linear; 7] {
+    [
+        &mut a.q_proj,
+        &mut a.k_proj,
+        &mut a.v_proj,
+        &mut a.o_proj,
+        &mut m.gate_proj,
+        &mut m.up_proj,
+        &mut m.down_proj,
+    ]
+}
+
 impl Llama {
     /// Every linear module with its checkpoint path.
     pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
         let mut out = Vec::new();
         for l in &mut self.layers {
-            let (a, m) = (&mut l.self_attn, &mut l.mlp);
-            for lin in [
-                &mut a.q_proj,
-                &mut a.k_proj,
-                &mut a.v_proj,
-                &mut a.o_proj,
-                &mut m.gate_proj,
-                &mut m.up_proj,
-                &mut m.down_proj,
-            ] {
+            for lin in layer_linears(&mut l.self_attn, &mut l.mlp) {
                 out.push((lin.path.clone(), lin));
             }
         }
@@ -128,16 +132,7 @@ impl Llama {
         for l in &mut self.layers {
             push_norm(&mut out, &mut l.input_layernorm);
             push_norm(&mut out, &mut l.post_attention_layernorm);
-            let (a, m) = (&mut l.self_attn, &mut l.mlp);
-            for lin in [
-                &mut a.q_proj,
-                &mut a.k_proj,
-                &mut a.v_proj,
-                &mut a.o_proj,
-                &mut m.gate_proj,
-                &mut m.up_proj,
-                &mut m.down_proj,
-            ] {
+            for lin in layer_linears(&mut l.self_attn, &mut l.mlp) {
                 push_linear(&mut out, lin);
             }
         }
