@@ -326,3 +326,40 @@ impl TrainArgs {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TrainArgs;
+    use clap::Parser;
+    use fairrec_train::Method;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
+    /// With no flags, every method's configuration is the library's (`Method::defaults`):
+    /// the flags hold no defaults of their own.
+    #[test]
+    fn no_flags_give_the_library_defaults() {
+        for m in Method::ALL {
+            for attributes in [1, 2] {
+                let argv = [
+                    "t",
+                    "--method",
+                    m.name(),
+                    "--model",
+                    "m",
+                    "--data",
+                    "d",
+                    "--out",
+                    "o",
+                ];
+                let cli = Cli::try_parse_from(argv).unwrap();
+                let got = cli.train.config(attributes).unwrap();
+                assert_eq!(got, m.defaults(attributes >= 2), "{}", m.name());
+            }
+        }
+    }
+}
