@@ -21,11 +21,15 @@
 //!   training and uses the top-K rule in evaluation.
 //! * **Reweighting layer (Eq. 9).** `a_g` = the user's history share of group `g` among
 //!   their history items that belong to a stereotype group (uniform when none does;
-//!   computed by the caller). Group coefficients `c = softmax_g(ln max(a_g, 1e-6) + beta_g)`
-//!   with a learnable `beta` `[G]` that starts at 0, so that at start `c = a` (calibrated
-//!   with the history distribution) **(ours: the learnable part is a per-group offset)**;
-//!   without reweighting (ablation) `c_g = 1/G`. Expert weights
-//!   `w_k = u_k / sum_k' u_k'` with `u = sum_g c_g p~_g`.
+//!   computed by the caller). The paper feeds the stereotypes' (zeroed, not renormalised)
+//!   routing probabilities to a linear layer: the expert weights are
+//!   `w = M [a_1 p~_1; ...; a_G p~_G] + m`, `M` `[K, G K]`, `m` `[K]`, initialised to
+//!   `M = [I_K ... I_K]`, `m = 0`, so that training starts at the history-share mixture
+//!   `w = sum_g a_g p~_g` **(ours: the share-weighted input and this initialisation)**.
+//!   Without reweighting (ablation) `w = (1/G) sum_g p~_g` and the layer does not exist.
+//!   `w` is not renormalised either: the kept probabilities scale the mixture, which is
+//!   what gives the router a gradient under top-1 routing (renormalising made `w` exactly
+//!   one-hot there).
 //! * **Prompt experts (Eq. 10-11).** Expert `k` is a soft prompt `E_k` `[N, H]`; the
 //!   example's soft prompt is `P = sum_k w_k E_k`, put in front of the task prompt's token
 //!   embeddings (positions count from the first virtual token, as in prompt tuning).
@@ -72,7 +76,7 @@ pub struct MosConfig {
     /// Experts kept per group input.
     pub top_k: usize,
     pub routing: Routing,
-    /// Weigh the groups by the user's history shares (Eq. 9); off = plain average.
+    /// The reweighting layer (Eq. 9); off = the groups' routes averaged.
     pub reweight: bool,
     /// The sensitive attribute whose values are the groups (how the group inputs and the
     /// history shares are made; the mixture itself does not read it).
@@ -82,7 +86,16 @@ pub struct MosConfig {
     /// item groups, from the train split).
     #[serde(default = "default_z")]
     pub z_threshold: f64,
+    /// The definition the mixture follows ([`MOS_FORMAT`]); files written before it was
+    /// recorded have 0 and do not load (their weights were renormalised and their
+    /// reweighting was a per-group offset).
+    #[serde(default)]
+    pub format: u32,
 }
+
+/// The current definition of the mixture (unnormalised expert weights, the linear
+/// reweighting layer; 2026-12-04).
+pub const MOS_FORMAT: u32 = 2;
 
 fn default_z() -> f64 {
     1.0
@@ -93,7 +106,7 @@ fn default_z() -> f64 {
 pub struct Mixture {
     /// The soft prompt of each example, `[B, N, H]` (Eq. 11).
     pub prompts: Tensor,
-    /// Expert weights `w`, `[B, K]` (Eq. 9); rows sum to 1.
+    /// Expert weights `w`, `[B, K]` (Eq. 9; not renormalised).
     pub weights: Tensor,
     /// Router probabilities `p`, `[B, G, K]` (Eq. 7); rows sum to 1.
     pub probs: Tensor,
@@ -101,8 +114,15 @@ pub struct Mixture {
     pub routed: Tensor,
 }
 
+/// The reweighting layer (Eq. 9): `M` `[K, G K]` and `m` `[K]`.
+#[derive(Debug)]
+pub struct Reweight {
+    pub weight: Var,
+    pub bias: Var,
+}
+
 /// The trainable part of MoS: `K` expert prompts, a linear router and the reweighting
-/// layer's group offsets. The base model stays frozen.
+/// layer. The base model stays frozen.
 #[derive(Debug)]
 pub struct MixturePrompt {
     pub cfg: MosConfig,
@@ -112,8 +132,8 @@ pub struct MixturePrompt {
     pub router_weight: Var,
     /// `b_r`, `[K]`.
     pub router_bias: Var,
-    /// `beta`, `[G]`.
-    pub reweight_bias: Var,
+    /// The reweighting layer (none in the ablation without it).
+    pub reweight: Option<Reweight>,
     training: AtomicBool,
     rng: Mutex<Rng>,
 }
@@ -122,7 +142,7 @@ impl MixturePrompt {
     /// A fresh mixture for `model`. Each expert starts as a prompt-tuning prompt drawn with
     /// its own seed stream (`init` must be random or sampled: identical experts would stay
     /// identical, as their diversity gradient is zero); the router starts at `N(0, 0.02^2)`
-    /// with zero bias; `beta` at 0.
+    /// with zero bias; the reweighting layer at the history-share mixture.
     pub fn new(
         model: &dyn PromptHost,
         tok: &Tok,
@@ -130,6 +150,12 @@ impl MixturePrompt {
         init: &PromptInit,
         seed: u64,
     ) -> Result<Self> {
+        if cfg.format != MOS_FORMAT {
+            return Err(LmError::Invalid(format!(
+                "this MoS mixture follows definition {} of the mixture, fairrec now reads {MOS_FORMAT} (expert weights no longer renormalised, a linear reweighting layer): retrain it",
+                cfg.format
+            )));
+        }
         if matches!(init, PromptInit::Text(_)) {
             return Err(LmError::Invalid(
                 "MoS experts need distinct starting points: initialise them with sample-vocab or random, not text".into(),
@@ -162,11 +188,23 @@ impl MixturePrompt {
             .map(|_| 0.02 * rng.normal() as f32)
             .collect();
         let dev = model.host_device();
+        let (k, g) = (cfg.experts, cfg.groups.len());
+        let reweight = if cfg.reweight {
+            let blocks: Vec<f32> = (0..k)
+                .flat_map(|row| (0..g * k).map(move |c| f32::from(u8::from(c % k == row))))
+                .collect();
+            Some(Reweight {
+                weight: Var::from_tensor(&Tensor::from_vec(blocks, (k, g * k), dev)?)?,
+                bias: Var::zeros(k, candle_core::DType::F32, dev)?,
+            })
+        } else {
+            None
+        };
         Ok(MixturePrompt {
             experts: Var::from_tensor(&experts)?,
             router_weight: Var::from_tensor(&Tensor::from_vec(w, (cfg.experts, h), dev)?)?,
             router_bias: Var::zeros(cfg.experts, candle_core::DType::F32, dev)?,
-            reweight_bias: Var::zeros(cfg.groups.len(), candle_core::DType::F32, dev)?,
+            reweight,
             training: AtomicBool::new(false),
             rng: Mutex::new(Rng::derive(seed, "mos-routing")),
             cfg,
@@ -175,12 +213,16 @@ impl MixturePrompt {
 
     /// Every trainable variable with its saved name, in a fixed order.
     pub fn named_vars(&self) -> Vec<(String, Var)> {
-        vec![
+        let mut vars = vec![
             ("mos.experts".into(), self.experts.clone()),
             ("mos.router.weight".into(), self.router_weight.clone()),
             ("mos.router.bias".into(), self.router_bias.clone()),
-            ("mos.reweight.bias".into(), self.reweight_bias.clone()),
-        ]
+        ];
+        if let Some(r) = &self.reweight {
+            vars.push(("mos.reweight.weight".into(), r.weight.clone()));
+            vars.push(("mos.reweight.bias".into(), r.bias.clone()));
+        }
+        vars
     }
 
     /// Stochastic routing samples while training; evaluation always routes top-K.
@@ -249,9 +291,7 @@ impl MixturePrompt {
         let mask = self.mask(&probs.detach().flatten_to(1)?.to_vec2::<f32>()?)?;
         let mask = Tensor::from_vec(mask, (b, g, k), features.device())?;
         let routed = (&probs * mask)?;
-        let coef = self.group_coefficients(shares, b, g, features.device())?;
-        let u = routed.broadcast_mul(&coef.unsqueeze(2)?)?.sum(1)?;
-        let weights = u.broadcast_div(&u.sum_keepdim(1)?)?;
+        let weights = self.reweigh(&routed, shares)?;
         let e = weight(self.experts.as_tensor());
         let (n, h) = (e.dim(1)?, e.dim(2)?);
         let prompts = weights
@@ -291,30 +331,23 @@ impl MixturePrompt {
         Ok(out)
     }
 
-    /// The reweighting layer's group coefficients `c`, `[B, G]` (Eq. 9).
-    fn group_coefficients(
-        &self,
-        shares: &[Vec<f64>],
-        b: usize,
-        g: usize,
-        dev: &candle_core::Device,
-    ) -> Result<Tensor> {
+    /// Eq. 9: the expert weights `[B, K]` from the routed probabilities `[B, G, K]` and
+    /// the history shares `[B][G]`.
+    fn reweigh(&self, routed: &Tensor, shares: &[Vec<f64>]) -> Result<Tensor> {
+        let (b, g, k) = routed.dims3()?;
         if shares.len() != b || shares.iter().any(|s| s.len() != g) {
             return Err(LmError::Invalid(format!(
                 "history shares must be {b} rows of {g} groups"
             )));
         }
-        if !self.cfg.reweight {
-            return Ok(Tensor::full(1.0 / g as f32, (b, g), dev)?);
-        }
-        let ln: Vec<f32> = shares
-            .iter()
-            .flatten()
-            .map(|&a| a.max(1e-6).ln() as f32)
-            .collect();
-        let z = Tensor::from_vec(ln, (b, g), dev)?
-            .broadcast_add(&weight(self.reweight_bias.as_tensor()))?;
-        Ok(candle_nn::ops::softmax(&z, 1)?)
+        let Some(r) = &self.reweight else {
+            return Ok((routed.sum(1)? / g as f64)?);
+        };
+        let a: Vec<f32> = shares.iter().flatten().map(|&x| x as f32).collect();
+        let a = Tensor::from_vec(a, (b, g, 1), routed.device())?;
+        let x = routed.broadcast_mul(&a)?.reshape((b, g * k))?;
+        Ok(x.matmul(&weight(r.weight.as_tensor()).t()?)?
+            .broadcast_add(&weight(r.bias.as_tensor()))?)
     }
 }
 

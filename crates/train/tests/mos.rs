@@ -35,6 +35,7 @@ fn cfg(experts: usize, top_k: usize, routing: Routing, reweight: bool) -> MosCon
         reweight,
         attribute: "gender".into(),
         z_threshold: 1.0,
+        format: fairrec_lm::mos::MOS_FORMAT,
     }
 }
 
@@ -84,13 +85,44 @@ fn routing_top_k_and_reweighting_match_hand_arithmetic() {
     let features = Tensor::from_vec(feats.clone(), (b, g, h), &Device::Cpu).unwrap();
     let wr = randn(&mut rng, k * h, 0.3);
     let br = randn(&mut rng, k, 0.5);
-    let beta = [0.4f32, -0.3];
     let shares = vec![vec![0.75, 0.25], vec![0.0, 1.0], vec![0.5, 0.5]];
-    for (top_k, reweight) in [(1, true), (2, true), (2, false), (4, true)] {
+    // The reweighting layer M [K, G K], m [K]: at its start (blocks of identity, 0) and
+    // trained (random).
+    let start: Vec<f32> = (0..k)
+        .flat_map(|r| (0..g * k).map(move |c| if c % k == r { 1.0 } else { 0.0 }))
+        .collect();
+    let trained = (randn(&mut rng, k * g * k, 0.5), randn(&mut rng, k, 0.2));
+    for (top_k, reweight, layer) in [
+        (1, true, None),
+        (1, true, Some(&trained)),
+        (2, true, Some(&trained)),
+        (2, false, None),
+        (4, true, Some(&trained)),
+    ] {
         let mx = mixture(&m, cfg(k, top_k, Routing::Top, reweight));
         set(&mx.router_weight, wr.clone());
         set(&mx.router_bias, br.clone());
-        set(&mx.reweight_bias, beta.to_vec());
+        let (mw, mb) = match (layer, &mx.reweight) {
+            (Some((mw, mb)), Some(r)) => {
+                set(&r.weight, mw.clone());
+                set(&r.bias, mb.clone());
+                (mw.clone(), mb.clone())
+            }
+            (None, Some(r)) => {
+                assert_eq!(
+                    r.weight
+                        .as_tensor()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap(),
+                    start,
+                    "the layer starts at the history-share mixture"
+                );
+                (start.clone(), vec![0.0; k])
+            }
+            (_, None) => (Vec::new(), Vec::new()),
+        };
         let out = mx.mix(&features, &shares).unwrap();
         let (probs, routed) = (rows3(&out.probs), rows3(&out.routed));
         let weights = out.weights.to_vec2::<f32>().unwrap();
@@ -103,16 +135,8 @@ fn routing_top_k_and_reweighting_match_hand_arithmetic() {
             .unwrap();
         let prompts = rows3(&out.prompts);
         for bi in 0..b {
-            let mut u = vec![0f64; k];
-            // Eq. 9 by hand: c = softmax(ln a + beta), or 1/G without reweighting.
-            let c: Vec<f64> = if reweight {
-                let e: Vec<f64> = (0..g)
-                    .map(|gi| shares[bi][gi].max(1e-6) * f64::from(beta[gi]).exp())
-                    .collect();
-                e.iter().map(|x| x / e.iter().sum::<f64>()).collect()
-            } else {
-                vec![0.5; g]
-            };
+            // The layer's input: each group's routed probabilities times its share.
+            let mut x = vec![0f64; g * k];
             for gi in 0..g {
                 // Eq. 7 by hand.
                 let f = &feats[(bi * g + gi) * h..(bi * g + gi + 1) * h];
@@ -138,24 +162,42 @@ fn routing_top_k_and_reweighting_match_hand_arithmetic() {
                         "top-{top_k}: routed[{bi}][{gi}][{ki}] = {} vs {want}",
                         routed[bi][gi][ki]
                     );
-                    u[ki] += c[gi] * want;
+                    x[gi * k + ki] = if reweight {
+                        shares[bi][gi] * want
+                    } else {
+                        want
+                    };
                 }
                 let kept = routed[bi][gi].iter().filter(|&&x| x > 0.0).count();
                 assert_eq!(kept, top_k);
             }
-            let su: f64 = u.iter().sum();
+            // Eq. 9 by hand: w = M x + m, or the mean over the groups without the layer;
+            // not renormalised.
+            let u: Vec<f64> = (0..k)
+                .map(|ki| {
+                    if reweight {
+                        f64::from(mb[ki])
+                            + (0..g * k)
+                                .map(|c| f64::from(mw[ki * g * k + c]) * x[c])
+                                .sum::<f64>()
+                    } else {
+                        (0..g).map(|gi| x[gi * k + ki]).sum::<f64>() / g as f64
+                    }
+                })
+                .collect();
             for ki in 0..k {
                 assert!(
-                    (f64::from(weights[bi][ki]) - u[ki] / su).abs() < 1e-5,
-                    "top-{top_k} reweight {reweight}: w[{bi}][{ki}]"
+                    (f64::from(weights[bi][ki]) - u[ki]).abs() < 1e-5,
+                    "top-{top_k} reweight {reweight}: w[{bi}][{ki}] {} vs {}",
+                    weights[bi][ki],
+                    u[ki]
                 );
             }
-            assert!((weights[bi].iter().map(|&x| f64::from(x)).sum::<f64>() - 1.0).abs() < 1e-5);
             // Eq. 10-11: the prompt is the weighted sum of the expert prompts.
             for (t, row) in prompts[bi].iter().enumerate() {
                 for (j, &x) in row.iter().enumerate() {
                     let want: f64 = (0..k)
-                        .map(|ki| u[ki] / su * f64::from(experts[ki][t * h + j]))
+                        .map(|ki| u[ki] * f64::from(experts[ki][t * h + j]))
                         .sum();
                     assert!((f64::from(x) - want).abs() < 1e-4);
                 }
@@ -330,26 +372,81 @@ fn fairness_surrogate_equals_the_metric_on_hard_predictions() {
     assert!(checked >= 30, "only {checked} batches had defined pairs");
 }
 
+/// At paper B's default top-1 routing (and top-2, every expert, and without the
+/// reweighting layer) the loss's gradient reaches the router and the reweighting layer and
+/// matches finite differences; at top-1 the router's gradient is not rounding noise (with
+/// renormalised weights it was ~1e-9: one-hot weights do not depend on the router).
 #[test]
 fn gradients_reach_every_mos_tensor_and_match_finite_differences() {
     let tok = tok();
     let m = model(&tok);
     let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
-    // every expert kept (top-K masks are piecewise constant) and the reweighting on
-    let mx = mixture(&m, cfg(3, 3, Routing::Top, true));
-    let mut rng = Rng::new(9);
-    set(
-        &mx.router_weight,
-        randn(&mut rng, 3 * m.cfg.hidden_size, 0.5),
-    );
-    set(&mx.reweight_bias, vec![0.2, -0.1]);
-    let loss = MosLoss::new(AnswerLoss { scorer: &scorer }, &mx, MosWeights::default());
     let xs = examples(&scorer, 6, 4);
     let refs: Vec<&MosExample> = xs.iter().collect();
+    for (top_k, reweight) in [(1, true), (2, true), (3, true), (1, false)] {
+        let mx = mixture(&m, cfg(3, top_k, Routing::Top, reweight));
+        let mut rng = Rng::new(9);
+        // Decisive routes: a finite difference must not move an input to another expert
+        // (top-K masks are piecewise constant).
+        set(
+            &mx.router_weight,
+            randn(&mut rng, 3 * m.cfg.hidden_size, 3.0),
+        );
+        if let Some(r) = &mx.reweight {
+            let n = r.weight.elem_count();
+            let w = r
+                .weight
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let noise = randn(&mut rng, n, 0.1);
+            set(&r.weight, w.iter().zip(noise).map(|(a, b)| a + b).collect());
+            set(&r.bias, randn(&mut rng, 3, 0.1));
+        }
+        let loss = MosLoss::new(AnswerLoss { scorer: &scorer }, &mx, MosWeights::default());
+        let label = format!("MoS loss, top-{top_k}, reweight {reweight}");
+        check_finite_differences(&mx.named_vars(), &|| loss.loss(&refs).unwrap().0, &label);
+        let grads = loss.loss(&refs).unwrap().0.backward().unwrap();
+        let norm = grads
+            .get(mx.router_weight.as_tensor())
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .sqrt()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(norm > 1e-4, "{label}: router gradient norm {norm}");
+    }
+    // The case that collapsed: top-1, the layer at its start, every group input on the
+    // same expert. The kept probability still scales the prompt, so the router learns.
+    let mx = mixture(&m, cfg(3, 1, Routing::Top, true));
+    set(&mx.router_bias, vec![3.0, 0.0, 0.0]);
+    let loss = MosLoss::new(AnswerLoss { scorer: &scorer }, &mx, MosWeights::default());
+    let mix = loss.prompts(&refs).unwrap();
+    let routed = rows3(&mix.routed);
+    assert!(routed
+        .iter()
+        .flatten()
+        .all(|r| r[0] > 0.0 && r[1] == 0.0 && r[2] == 0.0));
     check_finite_differences(
         &mx.named_vars(),
         &|| loss.loss(&refs).unwrap().0,
-        "MoS loss",
+        "MoS loss, top-1 on one expert",
+    );
+    let grads = loss.loss(&refs).unwrap().0.backward().unwrap();
+    let g = grads
+        .get(mx.router_bias.as_tensor())
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert!(
+        g.iter().map(|x| x.abs()).fold(0.0, f32::max) > 1e-4,
+        "top-1 on one expert: router bias gradient {g:?}"
     );
 }
 

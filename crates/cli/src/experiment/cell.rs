@@ -97,9 +97,17 @@ pub(super) fn resolve(spec: &Spec, cell: &Cell) -> Result<Resolved> {
     let model_id = std::fs::metadata(cell.model_path)
         .map(|m| m.len())
         .unwrap_or(0);
-    let hash = hash_hex(&serde_json::json!({
+    let mut identity = serde_json::json!({
         "train": train_argv, "audit": audit, "data": cell.data_hash, "model": [model, model_id],
-    }));
+    });
+    // A method whose definition changed since its first revision: its earlier cells are stale
+    // (the others' identities are as they were).
+    if let Kind::Train(m) = kind {
+        if m.revision() > 0 {
+            identity["method_revision"] = m.revision().into();
+        }
+    }
+    let hash = hash_hex(&identity);
     Ok(Resolved {
         kind,
         train_argv,

@@ -83,6 +83,11 @@ pub trait MethodDef: Sync {
     fn template(&self, protocol: Protocol) -> Template {
         Template::default_for(protocol)
     }
+    /// The revision of its definition: raised when a change makes the results trained
+    /// under the earlier one stale (an experiment then reruns its cells).
+    fn revision(&self) -> u32 {
+        0
+    }
     /// Its result is a whole model directory (full fine-tuning), not adapter files.
     fn saves_model(&self) -> bool {
         false
@@ -139,6 +144,11 @@ impl Method {
 
     pub fn label(self) -> &'static str {
         self.def().label()
+    }
+
+    /// The revision of the method's definition ([`MethodDef::revision`]).
+    pub fn revision(self) -> u32 {
+        self.def().revision()
     }
 
     /// Is the trained result a model directory (`--model`) rather than an adapter

@@ -43,6 +43,12 @@ impl MethodDef for Mos {
         "mos"
     }
 
+    /// 1: expert weights no longer renormalised, the linear reweighting layer
+    /// (`fairrec_lm::mos::MOS_FORMAT` 2, 2026-12-04).
+    fn revision(&self) -> u32 {
+        1
+    }
+
     /// Ours (paper B's values are lost): experts start from vocabulary rows, and a
     /// prompt's learning rate is higher than an adapter's.
     fn defaults(&self, c: &mut TrainConfig, _multi_attribute: bool) {
@@ -71,6 +77,7 @@ impl MethodDef for Mos {
             reweight: m.reweight,
             attribute: st.attribute.clone(),
             z_threshold: st.z_threshold,
+            format: fairrec_lm::mos::MOS_FORMAT,
         };
         Ok(Tuning::Mos(Arc::new(MixturePrompt::new(
             model.host_mut(),
