@@ -97,7 +97,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         0,
         "{bar:40} {pos}/{len} prompts {msg} [{elapsed_precise} < {eta_precise}]",
     );
-    let (predictions, scored) =
+    let (predictions, scores) =
         score_variants(&scorer, tuning.as_ref(), &plan, &mut |ev| match ev {
             ScoreEvent::Start { distinct, tokens } => {
                 tracing::info!(
@@ -119,6 +119,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
             }
         })?;
     bar.finish_and_clear();
+    let scored = &scores.scored;
     let pred_path = a.out.join("predictions.jsonl");
     write_atomic(&pred_path, &to_jsonl(&predictions))?;
     let tok = &loaded.tokenizer;
@@ -142,6 +143,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         tokens: scored.tokens,
         scoring_seconds: scored.seconds,
         git_revision: crate::git_revision(),
+        mos_routes: scores.mos_routes,
     };
     fairrec_core::fs::write_json(&a.out.join("run.json"), &record)
         .with_context(|| format!("writing {}", a.out.join("run.json").display()))?;

@@ -328,6 +328,16 @@ fn every_table_vi_ablation_trains_and_audits() {
         )
         .unwrap();
         assert_eq!(adapter["mos"]["reweight"], m != "mos@no-reweight", "{m}");
+        // The audit records expert usage per group: K routed probabilities per group.
+        let run: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("audit/run.json")).unwrap()).unwrap();
+        let routes = run["mos_routes"].as_object().unwrap();
+        assert_eq!(routes.len(), 2, "{m}: {routes:?}");
+        for usage in routes.values() {
+            let u = usage.as_array().unwrap();
+            assert_eq!(u.len(), 4, "{m}");
+            assert!(u.iter().all(|x| (0.0..=1.0).contains(&x.as_f64().unwrap())));
+        }
     }
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("6 finished cells"), "{md}");

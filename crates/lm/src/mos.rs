@@ -11,8 +11,12 @@
 //!   group input `x_g` is the task prompt rendered with `g`'s stereotype text (the prompt
 //!   stating the user's attribute as `g`). Group inputs only route; the model never reads
 //!   them.
-//! * **Router (Eq. 7).** `e_g` = mean of the frozen token embeddings of `x_g`'s tokens
-//!   **(ours: mean pooling of input embeddings, so routing costs no forward pass)**;
+//! * **Router (Eq. 7).** `e_g` = mean of the frozen token embeddings of the part of `x_g`
+//!   where the example's group inputs differ (the tokens between their common prefix and
+//!   common suffix: the stated value, e.g. `female` / `male`), or of all of `x_g` when they
+//!   do not differ **(ours: the mean over the whole ~190-token input made the groups'
+//!   inputs nearly identical, so routing followed the task, not the stereotype; input
+//!   embeddings, so routing costs no forward pass)**;
 //!   `p_g = softmax(W_r e_g + b_r)` over the `K` experts (`W_r` `[K, H]`, `b_r` `[K]`).
 //! * **Top-K (Eq. 8).** `p~_g,k = p_g,k` when `k` is among the `top_k` largest entries of
 //!   `p_g`, else 0 (not renormalised, as the paper says the inactive experts' probabilities
@@ -242,13 +246,12 @@ impl MixturePrompt {
             Rng::derive(seed, &format!("mos-routing/{step}"));
     }
 
-    /// Eq. 7 input: `e_g`, the mean frozen token embedding of each group input,
-    /// `groups[b][g]` the token ids of example `b`'s input for group `g` -> `[B, G, H]`.
+    /// Eq. 7 input: `e_g`, the mean frozen token embedding of the tokens where example
+    /// `b`'s group inputs differ ([`stereotype_span`]), `groups[b][g]` the token ids of
+    /// example `b`'s input for group `g` -> `[B, G, H]`.
     pub fn pool(&self, model: &dyn PromptHost, groups: &[Vec<Vec<u32>>]) -> Result<Tensor> {
         let g = self.cfg.groups.len();
-        let mut ids = Vec::new();
-        let mut avg = Vec::new();
-        let total: usize = groups.iter().flatten().map(Vec::len).sum();
+        let mut spans: Vec<&[u32]> = Vec::with_capacity(groups.len() * g);
         for (b, row) in groups.iter().enumerate() {
             if row.len() != g {
                 return Err(LmError::Invalid(format!(
@@ -256,21 +259,25 @@ impl MixturePrompt {
                     row.len()
                 )));
             }
-            for x in row {
-                if x.is_empty() {
-                    return Err(LmError::Invalid(format!(
-                        "example {b} has an empty group input"
-                    )));
-                }
-                let mut r = vec![0f32; total];
-                let start = ids.len();
-                r[start..start + x.len()].fill(1.0 / x.len() as f32);
-                ids.extend_from_slice(x);
-                avg.extend(r);
+            if row.iter().any(Vec::is_empty) {
+                return Err(LmError::Invalid(format!(
+                    "example {b} has an empty group input"
+                )));
             }
+            spans.extend(stereotype_span(row));
+        }
+        let total: usize = spans.iter().map(|x| x.len()).sum();
+        let mut ids = Vec::with_capacity(total);
+        let mut avg = Vec::with_capacity(spans.len() * total);
+        for x in &spans {
+            let mut r = vec![0f32; total];
+            let start = ids.len();
+            r[start..start + x.len()].fill(1.0 / x.len() as f32);
+            ids.extend_from_slice(x);
+            avg.extend(r);
         }
         let dev = model.host_device();
-        let rows = Tensor::from_vec(avg, (groups.len() * g, total), dev)?;
+        let rows = Tensor::from_vec(avg, (spans.len(), total), dev)?;
         let idx = Tensor::from_vec(ids, total, dev)?;
         let e = model.input_embedding().detach().index_select(&idx, 0)?;
         Ok(rows
@@ -349,6 +356,39 @@ impl MixturePrompt {
         Ok(x.matmul(&weight(r.weight.as_tensor()).t()?)?
             .broadcast_add(&weight(r.bias.as_tensor()))?)
     }
+}
+
+/// The part of each of one example's group inputs where they differ: the tokens between
+/// the inputs' common prefix and common suffix (the whole input when they are equal, or
+/// when only one group exists).
+pub fn stereotype_span(inputs: &[Vec<u32>]) -> Vec<&[u32]> {
+    let shortest = inputs.iter().map(Vec::len).min().unwrap_or(0);
+    let first = &inputs[0];
+    let same_at = |i: usize, from_end: bool| {
+        inputs.iter().all(|x| {
+            let (a, b) = if from_end {
+                (x[x.len() - 1 - i], first[first.len() - 1 - i])
+            } else {
+                (x[i], first[i])
+            };
+            a == b
+        })
+    };
+    let prefix = (0..shortest).take_while(|&i| same_at(i, false)).count();
+    let suffix = (0..shortest - prefix)
+        .take_while(|&i| same_at(i, true))
+        .count();
+    inputs
+        .iter()
+        .map(|x| {
+            let span = &x[prefix..x.len() - suffix];
+            if span.is_empty() {
+                x.as_slice()
+            } else {
+                span
+            }
+        })
+        .collect()
 }
 
 /// Indices of the `k` largest keys (ties to the lower index).

@@ -14,6 +14,7 @@ use fairrec_lm::score::PromptFormat;
 use fairrec_lm::score::Scorer;
 use fairrec_lm::tuning::Tuning;
 use fairrec_metrics::predictions::Prediction;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// What to score.
@@ -37,17 +38,20 @@ pub fn score_variants(
     tuning: Option<&Tuning>,
     plan: &AuditPlan,
     on: &mut dyn FnMut(ScoreEvent),
-) -> Result<(Vec<Prediction>, Scored)> {
-    let prefixes = match tuning {
-        Some(Tuning::Mos(m)) => Some(crate::methods::mos::sample_prompts(
-            scorer,
-            plan.template,
-            plan.samples,
-            m,
-            &read_samples(plan.data, "train", None)?,
-            plan.batch,
-        )?),
-        _ => None,
+) -> Result<(Vec<Prediction>, AuditScores)> {
+    let (prefixes, routes) = match tuning {
+        Some(Tuning::Mos(m)) => {
+            let (prompts, routes) = crate::methods::mos::sample_prompts(
+                scorer,
+                plan.template,
+                plan.samples,
+                m,
+                &read_samples(plan.data, "train", None)?,
+                plan.batch,
+            )?;
+            (Some(prompts), Some(routes))
+        }
+        _ => (None, None),
     };
     let mut prompts = Vec::new();
     let mut jobs: Vec<(usize, &Variant)> = Vec::new();
@@ -79,7 +83,20 @@ pub fn score_variants(
             }
         })
         .collect();
-    Ok((predictions, scored))
+    Ok((
+        predictions,
+        AuditScores {
+            scored,
+            mos_routes: routes,
+        },
+    ))
+}
+
+/// What scoring took, and MoS's expert usage per group.
+pub struct AuditScores {
+    pub scored: Scored,
+    /// Group -> the mean routed probability of each expert over the samples (MoS only).
+    pub mos_routes: Option<BTreeMap<String, Vec<f64>>>,
 }
 
 /// `run.json` of an audit.
@@ -109,4 +126,7 @@ pub struct AuditRecord {
     pub tokens: usize,
     pub scoring_seconds: f64,
     pub git_revision: Option<String>,
+    /// MoS: group -> the mean routed probability of each expert over the samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mos_routes: Option<BTreeMap<String, Vec<f64>>>,
 }

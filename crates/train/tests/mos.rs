@@ -212,17 +212,28 @@ fn routing_top_k_and_reweighting_match_hand_arithmetic() {
 }
 
 #[test]
-fn pooled_router_input_is_the_mean_token_embedding() {
+fn pooled_router_input_is_the_mean_embedding_of_the_stated_value() {
     let tok = tok();
     let m = model(&tok);
     let mx = mixture(&m, cfg(3, 1, Routing::Top, true));
     let groups = vec![
+        // no common prefix or suffix: the whole inputs
         vec![vec![5u32, 9, 9], vec![7]],
         vec![vec![1, 2], vec![3, 4, 5, 6]],
+        // common prefix [8] and suffix [11]: the differing middle
+        vec![vec![8, 5, 9, 11], vec![8, 7, 11]],
+        // equal inputs: the whole inputs
+        vec![vec![4, 4], vec![4, 4]],
+    ];
+    let spans = [
+        [vec![5u32, 9, 9], vec![7]],
+        [vec![1, 2], vec![3, 4, 5, 6]],
+        [vec![5, 9], vec![7]],
+        [vec![4, 4], vec![4, 4]],
     ];
     let pooled = rows3(&mx.pool(&m, &groups).unwrap());
     let emb = m.embed_tokens.to_vec2::<f32>().unwrap();
-    for (b, row) in groups.iter().enumerate() {
+    for (b, row) in spans.iter().enumerate() {
         for (g, ids) in row.iter().enumerate() {
             for j in 0..m.cfg.hidden_size {
                 let want: f32 =
@@ -552,7 +563,10 @@ fn mos_training_learns_with_the_base_frozen_and_saves_what_loads() {
         "valid AUC {before} -> {after}\n{log}"
     );
     assert!(
-        log.contains("\"fairness\"") && log.contains("\"expert/2\""),
+        log.contains("\"fairness\"")
+            && log.contains("\"expert/2\"")
+            && log.contains("\"route/f/0\"")
+            && log.contains("\"route/m/2\""),
         "{log}"
     );
     drop(objective);

@@ -57,6 +57,8 @@ struct Tally {
     div: f64,
     balance: f64,
     weights: Vec<f64>,
+    /// Mean routed probability of each (group, expert), `G * K`.
+    routes: Vec<f64>,
 }
 
 /// MoS's shape, routing and loss weights (paper B; definitions in [`fairrec_lm::mos`]).
@@ -182,6 +184,16 @@ impl Objective for MosLoss<'_> {
         for (a, x) in t.weights.iter_mut().zip(w) {
             *a += f64::from(x);
         }
+        let r = mix
+            .routed
+            .detach()
+            .mean(0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        t.routes.resize(r.len(), 0.0);
+        for (a, x) in t.routes.iter_mut().zip(r) {
+            *a += f64::from(x);
+        }
         let mut loss = rec;
         let stereo: Vec<&Stereo> = items.iter().map(|e| &e.stereo).collect();
         let p = p_yes(&self.answer, &logits)?;
@@ -236,6 +248,15 @@ impl Objective for MosLoss<'_> {
         }
         for (k, w) in t.weights.iter().enumerate() {
             out.insert(format!("expert/{k}"), w / t.n);
+        }
+        // Expert usage per group: whether the groups route differently.
+        let k = self.mixture.cfg.experts;
+        for (g, name) in self.mixture.cfg.groups.iter().enumerate() {
+            for e in 0..k {
+                if let Some(r) = t.routes.get(g * k + e) {
+                    out.insert(format!("route/{name}/{e}"), r / t.n);
+                }
+            }
         }
         out
     }

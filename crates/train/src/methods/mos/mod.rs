@@ -27,6 +27,7 @@ use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
 use fairrec_lm::Backbone;
 use fairrec_metrics::stereotype::ItemGroups;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The method `mos`.
@@ -186,7 +187,8 @@ pub fn encode(
 /// The mixed soft prompt of every sample (top-K routing, no graph), `[S, N, H]`: what an
 /// audit puts in front of each of a sample's prompts (routing reads the sample's group
 /// inputs, not the variant being scored). `train`: the train split, whose items define
-/// the stereotype groups.
+/// the stereotype groups. Also the mean routed probability of each expert per group over
+/// the samples (expert usage per group).
 pub fn sample_prompts(
     scorer: &Scorer,
     template: Template,
@@ -194,12 +196,13 @@ pub fn sample_prompts(
     mixture: &MixturePrompt,
     train: &[Sample],
     batch: usize,
-) -> Result<Tensor> {
+) -> Result<(Tensor, BTreeMap<String, Vec<f64>>)> {
     let mc = &mixture.cfg;
     let items = groups_of(train, &mc.attribute, mc.z_threshold);
     let routes = route_inputs(scorer, template, samples, mc, &items)?;
     mixture.set_training(false);
     let mut parts = Vec::new();
+    let mut usage = vec![vec![0f64; mc.experts]; mc.groups.len()];
     for chunk in routes.chunks(batch.max(1)) {
         let groups: Vec<Vec<Vec<u32>>> = chunk.iter().map(|r| r.group_ids.clone()).collect();
         let shares: Vec<Vec<f64>> = chunk
@@ -209,7 +212,15 @@ pub fn sample_prompts(
         let mix = fairrec_lm::grad::no_grad(|| -> fairrec_lm::Result<_> {
             mixture.mix(&mixture.pool(scorer.backbone.host(), &groups)?, &shares)
         })?;
+        for row in mix.routed.to_vec3::<f32>()? {
+            for (u, r) in usage.iter_mut().zip(row) {
+                for (a, x) in u.iter_mut().zip(r) {
+                    *a += f64::from(x) / samples.len() as f64;
+                }
+            }
+        }
         parts.push(mix.prompts.detach());
     }
-    Ok(Tensor::cat(&parts, 0)?)
+    let usage = mc.groups.iter().cloned().zip(usage).collect();
+    Ok((Tensor::cat(&parts, 0)?, usage))
 }
