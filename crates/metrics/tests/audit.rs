@@ -362,6 +362,24 @@ fn stereotype_through_the_audit() {
     let cf = &s.settings["counterfactual"];
     assert_eq!(cf.pairs["users=male,items=male"], None);
     assert!(cf.undefined.contains_key("users=male,items=male"));
+    // The report says how many pairs each total sums.
+    let prov = fairrec_metrics::report::Provenance {
+        predictions: "p.jsonl".into(),
+        predictions_sha256: "ab".into(),
+        data: None,
+        git_revision: None,
+    };
+    let md = fairrec_metrics::report::markdown(&fairrec_metrics::report::blocks(&m, &prov));
+    let defined = cf.pairs.values().filter(|d| d.is_some()).count();
+    assert!(defined < cf.pairs.len());
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| counterfactual |"))
+        .unwrap();
+    assert!(
+        row.ends_with(&format!("| {defined} of {} |", cf.pairs.len())),
+        "{row}"
+    );
     metrics_file_round_trip(m);
 }
 

@@ -292,6 +292,11 @@ fn stereotype_blocks(attr: &str, s: &StereotypeEntry, out: &mut Vec<Block>) {
                     c("other_group"),
                     &f2,
                 ),
+                format!(
+                    "{} of {}",
+                    f.pairs.values().filter(|d| d.is_some()).count(),
+                    f.pairs.len()
+                ),
             ]
         })
         .collect();
@@ -301,8 +306,12 @@ fn stereotype_blocks(attr: &str, s: &StereotypeEntry, out: &mut Vec<Block>) {
             "total".into(),
             "same-group".into(),
             "other-group".into(),
+            "pairs summed".into(),
         ],
         rows,
+    ));
+    out.push(Block::Note(
+        "The sums leave out the (user group, item group) pairs that are undefined (no Yes answer to the users of the group, or no history item); the pair tables below name them and why.".into(),
     ));
     for (setting, f) in &s.settings {
         let bars: Vec<Bar> = f
