@@ -185,6 +185,135 @@ fn non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint()
     assert!(!d.path().join("adapter").exists());
 }
 
+/// Which stop of the NaN guard a [`Poisoned`] objective trips.
+#[derive(Clone, Copy, Debug)]
+enum Poison {
+    /// The loss is NaN.
+    Loss,
+    /// The loss is finite, its gradient is not (`sqrt(|p - p|)` at 0).
+    Gradient,
+    /// A trained weight overflows the parameter norm (set to 1e30; its square is past f32).
+    Weight,
+}
+
+/// `L_LLM` plus a probe variable that only carries the poison: at optimizer step `at`
+/// (0-based) the step's first micro-batch is poisoned as `poison` says.
+struct Poisoned<'a> {
+    answer: AnswerLoss<'a>,
+    probe: candle_core::Var,
+    at: u64,
+    poison: Poison,
+    steps: std::cell::Cell<u64>,
+}
+
+impl Objective for Poisoned<'_> {
+    type Item = Example;
+
+    fn loss(&self, items: &[&Example]) -> fairrec_train::Result<(candle_core::Tensor, usize)> {
+        let (loss, tokens) = self.answer.loss(items)?;
+        let p = self.probe.as_tensor();
+        let poisoned = self.steps.get() == self.at;
+        let extra = match self.poison {
+            Poison::Gradient if poisoned => (p - p.detach())?.abs()?.sqrt()?.sum_all()?,
+            Poison::Weight if poisoned => {
+                self.probe
+                    .set(&candle_core::Tensor::new(&[1e30f32], &Device::Cpu)?)?;
+                (p * 1e-30)?.sum_all()?
+            }
+            _ => (p * 1e-30)?.sum_all()?,
+        };
+        let loss = (loss + extra)?;
+        let loss = match self.poison {
+            Poison::Loss if poisoned => (loss * f64::NAN)?,
+            _ => loss,
+        };
+        Ok((loss, tokens))
+    }
+
+    fn end_step(&self) -> std::collections::BTreeMap<String, f64> {
+        self.steps.set(self.steps.get() + 1);
+        Default::default()
+    }
+
+    fn trained_vars(&self) -> Vec<(String, candle_core::Var)> {
+        vec![("probe".into(), self.probe.clone())]
+    }
+}
+
+/// Each stop of the NaN guard (loss, gradient, weight), tripped at step 3 after
+/// checkpoints exist: the run stops with an error naming what and the exact step, keeps
+/// the last good checkpoint (step 3, every value finite), and writes no adapter.
+#[test]
+fn each_nan_guard_stops_at_the_poisoned_step_and_keeps_finite_checkpoints() {
+    for (poison, what) in [
+        (Poison::Loss, "loss"),
+        (Poison::Gradient, "gradient norm"),
+        (Poison::Weight, "parameter norm"),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = cfg(Method::Lora);
+        c.checkpoint_every = 1;
+        c.eval = false;
+        let tok = tok();
+        let mut m = model(&tok);
+        let tuning = methods::setup(&mut m, &tok, &c).unwrap();
+        let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
+        let tr = examples(&scorer, 64, 1);
+        let va = examples(&scorer, 8, 2);
+        let objective = Poisoned {
+            answer: AnswerLoss { scorer: &scorer },
+            probe: candle_core::Var::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap(),
+            at: 3,
+            poison,
+            steps: std::cell::Cell::new(0),
+        };
+        let save = |dir: &Path| methods::save(&tuning, &m, &tok, "tiny", dir);
+        let e = train(
+            Run {
+                cfg: &c,
+                dir: d.path(),
+                tuning: &tuning,
+                objective: &objective,
+                train: &tr,
+                valid: &va,
+                scorer: &scorer,
+                save: &save,
+                resume: false,
+            },
+            &mut |_| {},
+        )
+        .unwrap_err();
+        let TrainError::NonFinite { what: w, step, .. } = &e else {
+            panic!("{poison:?}: {e}");
+        };
+        assert_eq!((*w, *step), (what, 3), "{poison:?}: {e}");
+        assert!(
+            e.to_string().contains("The last good checkpoint is kept"),
+            "{e}"
+        );
+        let ck = d.path().join("checkpoint");
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(ck.join("state.json")).unwrap()).unwrap();
+        assert_eq!(state["loop"]["step"], 3, "{poison:?}");
+        for (k, t) in
+            candle_core::safetensors::load(ck.join("trainable.safetensors"), &Device::Cpu).unwrap()
+        {
+            let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(
+                v.iter().all(|x| x.is_finite() && x.abs() < 1e6),
+                "{poison:?}: {k}"
+            );
+        }
+        assert!(!d.path().join("adapter").exists(), "{poison:?}");
+        let log = std::fs::read_to_string(d.path().join("train_log.jsonl")).unwrap();
+        assert_eq!(
+            log.lines().filter(|l| l.contains("\"step\"")).count(),
+            3,
+            "{poison:?}"
+        );
+    }
+}
+
 #[test]
 fn prompt_tuning_and_full_fine_tuning_learn() {
     for m in [Method::PromptTuning, Method::Full] {
