@@ -74,7 +74,7 @@ enum Command {
     /// The built-in tiny model (tokenizer trained on a dataset's prompts, random weights).
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
-    /// P(Yes) of one prompt: prints `{"p_yes", "logit_yes", "logit_no", "n_tokens"}` last.
+    /// P(Yes) of one prompt: prints `{"p_yes", "logit_yes", "logit_no", "n_tokens", "ids", "yes_token", "no_token"}` last.
     Score(score_cmd::ScoreArgs),
     /// Fine-tune a model on a prepared dataset (LoRA, full fine-tuning, prompt tuning).
     Train(Box<train_cmd::TrainArgs>),

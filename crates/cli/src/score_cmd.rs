@@ -18,8 +18,9 @@ pub struct ScoreArgs {
     pub prompt: String,
 }
 
-/// Prints the rendered input's size, then as the last line one JSON object
-/// `{"p_yes", "logit_yes", "logit_no", "n_tokens"}`.
+/// Prints, as the last line, one JSON object `{"p_yes", "logit_yes", "logit_no",
+/// "n_tokens", "ids", "yes_token", "no_token"}` (the token ids fed and the answer tokens
+/// read).
 pub fn run(a: &ScoreArgs) -> Result<()> {
     let (loaded, tuning) = load_with_adapter(&a.model, a.adapter.as_deref())?;
     if let Some(fairrec_lm::tuning::Tuning::Mos(_)) = tuning {
@@ -46,7 +47,10 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
     );
     say!(
         "{}",
-        serde_json::json!({"p_yes": p_yes, "logit_yes": l[0], "logit_no": l[1], "n_tokens": ids[0].len()})
+        serde_json::json!({
+            "p_yes": p_yes, "logit_yes": l[0], "logit_no": l[1], "n_tokens": ids[0].len(),
+            "ids": ids[0], "yes_token": scorer.yes, "no_token": scorer.no,
+        })
     );
     Ok(())
 }
