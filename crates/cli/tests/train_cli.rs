@@ -258,15 +258,15 @@ fn bench_reports_throughput_and_memory() {
 #[test]
 fn score_matches_transformers_on_smollm2() {
     let Some(models) = std::env::var_os("FAIRREC_MODELS") else {
-        eprintln!("SKIPPED score_matches_transformers_on_smollm2: FAIRREC_MODELS is not set (point it at ../shared/models)");
+        common::skipped("score_matches_transformers_on_smollm2: FAIRREC_MODELS is not set (point it at ../shared/models)");
         return;
     };
     let gguf = Path::new(&models).join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !gguf.exists() {
-        eprintln!(
-            "SKIPPED score_matches_transformers_on_smollm2: {} is missing",
+        common::skipped(&format!(
+            "score_matches_transformers_on_smollm2: {} is missing",
             gguf.display()
-        );
+        ));
         return;
     }
     let r =
