@@ -265,6 +265,45 @@ fn kernels_agree_with_finite_differences() {
     finite_differences(&w, || ops::rms_norm(&x, &w, 1e-5).unwrap(), "rms-norm dw");
     let (g, u) = (var(&[4, 5], 25), var(&[4, 5], 26));
     finite_differences(&g, || ops::swiglu(&g, &u).unwrap(), "swiglu dg");
+    finite_differences(&u, || ops::swiglu(&g, &u).unwrap(), "swiglu du");
+    // The fused SwiGLU + down projection (frozen `down`).
+    let down = randn(&[3, 5], 27);
+    finite_differences(
+        &g,
+        || ops::swiglu_down(&g, &u, &down).unwrap(),
+        "swiglu-down dg",
+    );
+    finite_differences(
+        &u,
+        || ops::swiglu_down(&g, &u, &down).unwrap(),
+        "swiglu-down du",
+    );
+    // Rotary on [B, T, H, D].
+    let (t, half) = (5, 2);
+    let angles: Vec<f32> = (0..t)
+        .flat_map(|p| (0..half).map(move |i| p as f32 * 10f32.powf(-(i as f32) / half as f32)))
+        .collect();
+    let ang = Tensor::from_vec(angles, (t, half), &Device::Cpu).unwrap();
+    let (cos, sin) = (ang.cos().unwrap(), ang.sin().unwrap());
+    let xr = var(&[1, t, 2, 2 * half], 28);
+    finite_differences(&xr, || ops::rope(&xr, &cos, &sin).unwrap(), "rope dx");
+    // The frozen linear (no weight gradient) and its fused addend.
+    let (xl, wl, add) = (var(&[2, 3, 6], 29), randn(&[4, 6], 30), var(&[2, 3, 4], 31));
+    finite_differences(
+        &xl,
+        || ops::frozen_linear(&xl, &wl).unwrap(),
+        "frozen-linear dx",
+    );
+    finite_differences(
+        &xl,
+        || ops::frozen_linear_add(&xl, &wl, &add).unwrap(),
+        "frozen-linear + addend dx",
+    );
+    finite_differences(
+        &add,
+        || ops::frozen_linear_add(&xl, &wl, &add).unwrap(),
+        "frozen-linear + addend da",
+    );
 }
 
 fn cfg() -> LlamaConfig {

@@ -401,7 +401,7 @@ fn gradients_reach_every_mos_tensor_and_match_finite_differences() {
         // (top-K masks are piecewise constant).
         set(
             &mx.router_weight,
-            randn(&mut rng, 3 * m.cfg.hidden_size, 3.0),
+            randn(&mut rng, 3 * m.cfg.hidden_size, 2.0),
         );
         if let Some(r) = &mx.reweight {
             let n = r.weight.elem_count();
@@ -444,8 +444,15 @@ fn gradients_reach_every_mos_tensor_and_match_finite_differences() {
         .iter()
         .flatten()
         .all(|r| r[0] > 0.0 && r[1] == 0.0 && r[2] == 0.0));
+    // (the router's gradients are small here, ~2e-4, below what finite differences can
+    // compare: the cases above compare them; this one asserts that they are not zero)
+    let vars: Vec<_> = mx
+        .named_vars()
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("mos.router."))
+        .collect();
     check_finite_differences(
-        &mx.named_vars(),
+        &vars,
         &|| loss.loss(&refs).unwrap().0,
         "MoS loss, top-1 on one expert",
     );

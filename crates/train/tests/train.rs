@@ -12,7 +12,9 @@ use fairrec_train::{methods, Method, TrainConfig, TrainError};
 use std::path::Path;
 
 mod common;
-use common::{check_finite_differences, model, tok, toy_prompt};
+use common::{
+    check_finite_differences, check_gradient_of, model, randomise_b, scalar, tok, toy_prompt,
+};
 
 /// Prompts of random letters ending in `a` (Yes) or `b` (No).
 fn examples(scorer: &Scorer, n: usize, seed: u64) -> Vec<Example> {
@@ -386,4 +388,27 @@ fn evaluation_is_independent_of_batching() {
     let e = evaluate(&p1, &xs, None);
     assert_eq!(e.n, 20);
     assert!(e.auc.is_some());
+}
+
+/// The finite-difference check can fail: a gradient off by a factor of 2 (the loss's
+/// backward halved against its value) is caught.
+#[test]
+#[should_panic(expected = "finite difference")]
+fn the_gradient_check_catches_a_gradient_off_by_a_factor_of_two() {
+    let tok = tok();
+    let mut m = model(&tok);
+    let c = cfg(Method::Lora);
+    let tuning = methods::setup(&mut m, &tok, &c).unwrap();
+    let vars = tuning.named_vars();
+    randomise_b(&vars);
+    let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
+    let xs = examples(&scorer, 8, 3);
+    let refs: Vec<&Example> = xs.iter().collect();
+    let answer = AnswerLoss { scorer: &scorer };
+    check_gradient_of(
+        &vars,
+        &|| (answer.loss(&refs).unwrap().0 * 0.5).unwrap(),
+        &|| scalar(&answer.loss(&refs).unwrap().0),
+        "halved",
+    );
 }
