@@ -161,6 +161,58 @@ fn gradient_accumulation_equals_the_big_batch() {
     assert!(x.iter().any(|v| v.abs() > 1e-3));
 }
 
+/// Accumulation weighs each micro-batch by its share of the step's examples: with unequal
+/// micro-batches (96 examples in steps of 10: the last step is 5 + 1) the accumulated run
+/// logs the big batch's loss and gradient norm at every step (a sum instead of a mean, or
+/// equal weights, would change them) and ends at the same adapter.
+#[test]
+fn gradient_accumulation_weighs_unequal_micro_batches_as_the_big_batch() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut k = cfg(Method::Lora);
+    k.epochs = 1;
+    k.eval = false;
+    k.lora.dropout = 0.0;
+    k.batch_size = 10;
+    run(&k, a.path()).unwrap();
+    k.batch_size = 5;
+    k.grad_accum = 2;
+    run(&k, b.path()).unwrap();
+    let steps = |dir: &Path| -> Vec<(f64, f64)> {
+        std::fs::read_to_string(dir.join("train_log.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("step").is_some())
+            .map(|v| {
+                (
+                    v["loss"].as_f64().unwrap(),
+                    v["grad_norm"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (x, y) = (steps(a.path()), steps(b.path()));
+    assert_eq!(x.len(), 10);
+    assert_eq!(x.len(), y.len());
+    for (i, ((l1, g1), (l2, g2))) in x.iter().zip(&y).enumerate() {
+        assert!(
+            (l1 - l2).abs() < 1e-4 * l1.abs().max(1.0),
+            "step {i}: loss {l1} vs {l2}"
+        );
+        assert!(
+            (g1 - g2).abs() < 1e-3 * g1.abs().max(1e-3),
+            "step {i}: grad norm {g1} vs {g2}"
+        );
+    }
+    let (p, q) = (load_adapter(a.path()), load_adapter(b.path()));
+    let d = p
+        .iter()
+        .zip(&q)
+        .map(|(u, v)| (u - v).abs())
+        .fold(0f32, f32::max);
+    assert!(d < 1e-4, "max diff {d}");
+}
+
 #[test]
 fn non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
     let d = tempfile::tempdir().unwrap();
