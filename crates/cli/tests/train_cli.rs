@@ -179,6 +179,22 @@ fn a_run_killed_with_sigkill_and_resumed_ends_with_the_same_adapter() {
     let done = log_steps(&b.join("train_log.jsonl"));
     assert!(done < total, "killed after {done} of {total} steps");
     assert!(!b.join("adapter").exists());
+    // What the checkpoint holds: its step and the log lines written up to it.
+    let state = json(&b.join("checkpoint/state.json"));
+    let (at, kept) = (
+        state["loop"]["step"].as_u64().unwrap(),
+        state["loop"]["log_lines"].as_u64().unwrap() as usize,
+    );
+    assert!(
+        at > 0 && at < total as u64,
+        "checkpoint at step {at} of {total}"
+    );
+    let before: Vec<String> = std::fs::read_to_string(b.join("train_log.jsonl"))
+        .unwrap()
+        .lines()
+        .take(kept)
+        .map(String::from)
+        .collect();
     let s = ok(&train_args(
         &model,
         &data,
@@ -194,16 +210,41 @@ fn a_run_killed_with_sigkill_and_resumed_ends_with_the_same_adapter() {
     );
     // the log of the resumed run has each step once
     assert_eq!(log_steps(&b.join("train_log.jsonl")), total);
+    let lines = |d: &Path| -> Vec<String> {
+        std::fs::read_to_string(d.join("train_log.jsonl"))
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    let (la, lb) = (lines(&a), lines(&b));
+    // A resume, not a silent restart: the lines up to the checkpoint are the killed run's,
+    // byte for byte (their timing fields included), and the first line after them is
+    // the step after the checkpoint's.
     assert_eq!(
-        std::fs::read_to_string(a.join("train_log.jsonl"))
-            .unwrap()
-            .lines()
-            .count(),
-        std::fs::read_to_string(b.join("train_log.jsonl"))
-            .unwrap()
-            .lines()
-            .count()
+        lb[..kept],
+        before[..],
+        "the resumed run rewrote the log before step {at}"
     );
+    assert_eq!(json_line(&lb[kept])["step"], at + 1, "{}", lb[kept]);
+    // Line by line, the uninterrupted run's log but for the timing fields.
+    assert_eq!(la.len(), lb.len());
+    for (x, y) in la.iter().zip(&lb) {
+        assert_eq!(untimed(x), untimed(y));
+    }
+}
+
+fn json_line(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap()
+}
+
+/// A log line without its timing field (`tokens_per_s`).
+fn untimed(line: &str) -> serde_json::Value {
+    let mut v = json_line(line);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("tokens_per_s");
+    }
+    v
 }
 
 #[test]
