@@ -109,6 +109,41 @@ fn quickstart_runs_end_to_end_on_a_small_world() {
     let again = json(&out.join("report.json"));
     assert_eq!(again["methods"], r["methods"]);
     assert_eq!(again["findings"], r["findings"]);
+    // A second run into another directory writes byte-identical models, adapters and
+    // predictions (what the README says of the quickstart).
+    let out2 = t.path().join("qs2");
+    let mut args2 = args;
+    args2[2] = p(&out2);
+    ok(&args2);
+    let mut compared = 0;
+    for f in walk_files(&out) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".safetensors") || name == "predictions.jsonl" {
+            let twin = out2.join(f.strip_prefix(&out).unwrap());
+            assert_eq!(
+                std::fs::read(&f).unwrap(),
+                std::fs::read(&twin).unwrap(),
+                "{} differs between two runs",
+                f.display()
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 10, "only {compared} files compared");
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]
