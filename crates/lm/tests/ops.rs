@@ -189,11 +189,7 @@ fn norm_rope_swiglu_and_linear_match_the_composed_ops() {
 
     // Rotary: [B, T, H, D] through the kernel against candle's rope_slow on [B, H, T, D].
     let (t, half) = (9, 4);
-    let angles: Vec<f32> = (0..t)
-        .flat_map(|p| (0..half).map(move |i| p as f32 * 10f32.powf(-(i as f32) / half as f32)))
-        .collect();
-    let ang = Tensor::from_vec(angles, (t, half), &Device::Cpu).unwrap();
-    let (cos, sin) = (ang.cos().unwrap(), ang.sin().unwrap());
+    let (cos, sin) = rotary_tables(t, half);
     let xr = var(&[2, t, 3, 2 * half], 12);
     compare(
         &[&xr],
@@ -250,6 +246,15 @@ fn norm_rope_swiglu_and_linear_match_the_composed_ops() {
     );
 }
 
+/// Rotary `cos`, `sin` tables `[t, half]` (base 10).
+fn rotary_tables(t: usize, half: usize) -> (Tensor, Tensor) {
+    let angles: Vec<f32> = (0..t)
+        .flat_map(|p| (0..half).map(move |i| p as f32 * 10f32.powf(-(i as f32) / half as f32)))
+        .collect();
+    let ang = Tensor::from_vec(angles, (t, half), &Device::Cpu).unwrap();
+    (ang.cos().unwrap(), ang.sin().unwrap())
+}
+
 #[test]
 fn kernels_agree_with_finite_differences() {
     let (q, k, v) = (
@@ -280,11 +285,7 @@ fn kernels_agree_with_finite_differences() {
     );
     // Rotary on [B, T, H, D].
     let (t, half) = (5, 2);
-    let angles: Vec<f32> = (0..t)
-        .flat_map(|p| (0..half).map(move |i| p as f32 * 10f32.powf(-(i as f32) / half as f32)))
-        .collect();
-    let ang = Tensor::from_vec(angles, (t, half), &Device::Cpu).unwrap();
-    let (cos, sin) = (ang.cos().unwrap(), ang.sin().unwrap());
+    let (cos, sin) = rotary_tables(t, half);
     let xr = var(&[1, t, 2, 2 * half], 28);
     finite_differences(&xr, || ops::rope(&xr, &cos, &sin).unwrap(), "rope dx");
     // The frozen linear (no weight gradient) and its fused addend.

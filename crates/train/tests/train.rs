@@ -45,6 +45,32 @@ fn cfg(method: Method) -> TrainConfig {
     c
 }
 
+/// Train `objective` on `sets` (train, valid) into `dir`, not resuming.
+fn fit<O: Objective<Item = Example>>(
+    c: &TrainConfig,
+    dir: &Path,
+    tuning: &Tuning,
+    objective: &O,
+    scorer: &Scorer,
+    (train_set, valid): (&[Example], &[Example]),
+    save: &dyn Fn(&Path) -> fairrec_train::Result<()>,
+) -> Result<Summary, TrainError> {
+    train(
+        Run {
+            cfg: c,
+            dir,
+            tuning,
+            objective,
+            train: train_set,
+            valid,
+            scorer,
+            save,
+            resume: false,
+        },
+        &mut |_| {},
+    )
+}
+
 /// Train `cfg` into `dir`; returns the summary, the model (after training) and its
 /// base-weight snapshot from before.
 fn run(c: &TrainConfig, dir: &Path) -> Result<(Summary, Vec<f32>, Vec<f32>), TrainError> {
@@ -63,20 +89,7 @@ fn run(c: &TrainConfig, dir: &Path) -> Result<(Summary, Vec<f32>, Vec<f32>), Tra
     let va = examples(&scorer, 48, 2);
     let objective = AnswerLoss { scorer: &scorer };
     let save = |d: &Path| methods::save(&tuning, &m, &tok, "tiny", d);
-    let s = train(
-        Run {
-            cfg: c,
-            dir,
-            tuning: &tuning,
-            objective: &objective,
-            train: &tr,
-            valid: &va,
-            scorer: &scorer,
-            save: &save,
-            resume: false,
-        },
-        &mut |_| {},
-    )?;
+    let s = fit(c, dir, &tuning, &objective, &scorer, (&tr, &va), &save)?;
     drop(scorer);
     let after = snapshot(&mut m);
     Ok((s, before, after))
@@ -322,19 +335,14 @@ fn each_nan_guard_stops_at_the_poisoned_step_and_keeps_finite_checkpoints() {
             steps: std::cell::Cell::new(0),
         };
         let save = |dir: &Path| methods::save(&tuning, &m, &tok, "tiny", dir);
-        let e = train(
-            Run {
-                cfg: &c,
-                dir: d.path(),
-                tuning: &tuning,
-                objective: &objective,
-                train: &tr,
-                valid: &va,
-                scorer: &scorer,
-                save: &save,
-                resume: false,
-            },
-            &mut |_| {},
+        let e = fit(
+            &c,
+            d.path(),
+            &tuning,
+            &objective,
+            &scorer,
+            (&tr, &va),
+            &save,
         )
         .unwrap_err();
         let TrainError::NonFinite { what: w, step, .. } = &e else {
