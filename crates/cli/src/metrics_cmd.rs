@@ -138,23 +138,18 @@ fn audit_predictions(
 ) -> Result<(fairrec_metrics::Metrics, Provenance)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let preds = parse_predictions_bytes(path, &bytes)?;
-    let mut train = Vec::new();
-    let mut samples = Vec::new();
-    let mut attributes = Vec::new();
+    // The train split joins as context and defines the stereotype groups; the others join.
+    let (mut train, mut rest, mut attributes) = (Vec::new(), Vec::new(), Vec::new());
     if let Some(dir) = &a.data {
         attributes = read_manifest(dir)?.attributes();
         train = read_split(dir, "train")?;
-        samples.extend(train.iter().cloned());
         for split in ["valid", "test"] {
-            samples.extend(read_split(dir, split)?);
+            rest.extend(read_split(dir, split)?);
         }
-        tracing::info!(
-            samples = samples.len(),
-            "joined prepared data from {}",
-            dir.display()
-        );
+        let n = train.len() + rest.len();
+        tracing::info!(samples = n, "joined prepared data from {}", dir.display());
     }
-    let context = contexts(&samples);
+    let context = contexts(train.iter().chain(&rest));
     let stereo = stereotype_inputs(&train, &attributes);
     let cfg = AuditConfig {
         threshold: a.threshold,

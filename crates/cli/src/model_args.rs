@@ -1,7 +1,7 @@
 //! Model flags shared by `score`, `audit` and `train`, and loading a model (with a trained
 //! adapter, if given) ready to score.
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use candle_core::Device;
 use clap::Args;
 use fairrec_lm::load::{load, Loaded, Model};
@@ -24,20 +24,11 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn format(&self) -> PromptFormat {
-        if self.no_chat {
-            PromptFormat::Raw
-        } else {
-            PromptFormat::Chat
-        }
+        PromptFormat::of(!self.no_chat)
     }
 
     pub fn space(&self) -> Result<AnswerSpace> {
-        Ok(match self.answer_space.as_str() {
-            "auto" => AnswerSpace::Auto,
-            "leading" => AnswerSpace::Leading,
-            "none" => AnswerSpace::None,
-            other => bail!("--answer-space `{other}`: expected auto, leading or none"),
-        })
+        Ok(self.answer_space.parse()?)
     }
 
     /// Load the model (a decoder or T5) on the CPU.

@@ -28,6 +28,17 @@ pub enum PromptFormat {
     Raw,
 }
 
+impl PromptFormat {
+    /// The chat template when `chat`, else the raw `Input: ...\nOutput:` form.
+    pub fn of(chat: bool) -> Self {
+        if chat {
+            PromptFormat::Chat
+        } else {
+            PromptFormat::Raw
+        }
+    }
+}
+
 /// Whether the answer tokens carry a leading space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -8,9 +8,9 @@ use fairrec_data::sample::Sample;
 use std::collections::HashMap;
 
 /// Every sample's context (user, true attributes, target, history), by `sample_id`.
-pub fn contexts(samples: &[Sample]) -> HashMap<String, Context> {
+pub fn contexts<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> HashMap<String, Context> {
     samples
-        .iter()
+        .into_iter()
         .map(|s| {
             let c = Context {
                 user: Some(s.user_id.clone()),

@@ -191,10 +191,6 @@ pub struct RunSpec {
 impl RunSpec {
     /// How prompts are fed: the model's chat template, or `Input: ...\nOutput:`.
     pub fn format(&self) -> PromptFormat {
-        if self.chat {
-            PromptFormat::Chat
-        } else {
-            PromptFormat::Raw
-        }
+        PromptFormat::of(self.chat)
     }
 }

@@ -7,6 +7,7 @@ use anyhow::{bail, Context as _, Result};
 use fairrec_data::pipeline::read_manifest;
 use fairrec_metrics::report::{pct, sci, with_ci};
 use fairrec_metrics::MetricsFile;
+use fairrec_train::engine::trainer::Summary;
 use fairrec_train::fit::SummaryFile;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -92,6 +93,14 @@ fn read_json(p: &Path) -> Result<Value> {
     .with_context(|| format!("{} is not JSON", p.display()))
 }
 
+/// How the training run in `dir` ended (`summary.json`), if it finished.
+fn summary(dir: &Path) -> Option<Summary> {
+    let bytes = std::fs::read(dir.join("summary.json")).ok()?;
+    serde_json::from_slice::<SummaryFile>(&bytes)
+        .ok()
+        .map(|f| f.summary)
+}
+
 /// What people call each method.
 fn label(method: &str) -> String {
     match method.parse::<fairrec_train::Method>() {
@@ -106,10 +115,7 @@ fn method_report(out: &Path, c: &crate::experiment::CellResult) -> Result<Method
     let m = MetricsFile::read(&path)?
         .metrics
         .with_context(|| format!("{} holds no audit of predictions", path.display()))?;
-    let train = read_json(&dir.join("train").join("summary.json"))
-        .ok()
-        .and_then(|v| serde_json::from_value::<SummaryFile>(v).ok())
-        .map(|f| f.summary);
+    let train = summary(&dir.join("train"));
     let ci_of = |ci: &BTreeMap<String, [f64; 2]>, k: &str| ci.get(k).copied();
     let fairness = m
         .fairness
@@ -192,16 +198,15 @@ pub fn build(out: &Path, spec: &Spec, grid: &Grid, seconds: f64) -> Result<Repor
     let cfg: fairrec_lm::LlamaConfig =
         serde_json::from_value(read_json(&model.join("config.json"))?)
             .context("the built-in model's config.json")?;
-    let ft = model.parent().map(|p| read_json(&p.join("summary.json")));
-    let ft = ft.and_then(|r| r.ok()).unwrap_or(Value::Null);
+    let ft = model.parent().and_then(summary);
     let base_model = BaseModel {
         parameters: cfg.parameters(),
         layers: cfg.num_hidden_layers,
         hidden: cfg.hidden_size,
         // One validation per epoch trained (`before` is kept apart).
-        finetune_epochs: ft["summary"]["evals"].as_array().map_or(0, Vec::len),
-        finetune_valid_auc: ft["summary"]["best_auc"].as_f64(),
-        finetune_seconds: ft["summary"]["seconds"].as_f64(),
+        finetune_epochs: ft.as_ref().map_or(0, |t| t.evals.len()),
+        finetune_valid_auc: ft.as_ref().and_then(|t| t.best_auc),
+        finetune_seconds: ft.as_ref().map(|t| t.seconds),
     };
     let mut methods = Vec::new();
     for name in &spec.methods {
