@@ -1,6 +1,7 @@
 //! `fairrec audit`: score every prompt variant of a prepared split with a model, write the
 //! predictions, and audit them (the same report as `fairrec metrics`).
 
+use crate::endpoint::{connect, EndpointArgs};
 use crate::metrics_cmd::{self, MetricsArgs};
 use crate::model_args::{load_with_adapter, ModelArgs};
 use anyhow::{bail, Context as _, Result};
@@ -12,6 +13,7 @@ use fairrec_data::sample::write_atomic;
 use fairrec_lm::batch::ScoreEvent;
 use fairrec_lm::score::Scorer;
 use fairrec_metrics::predictions::to_jsonl;
+use fairrec_serve::audit::{score_remote, served_record};
 use fairrec_train::audit::{score_variants, AuditPlan, AuditRecord};
 use fairrec_train::encode::{samples, scenario};
 use std::path::PathBuf;
@@ -20,6 +22,8 @@ use std::path::PathBuf;
 pub struct AuditArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub remote: EndpointArgs,
     /// An adapter directory (LoRA, prompt tuning or MoS, e.g. a training run's `adapter/`).
     #[arg(long)]
     pub adapter: Option<PathBuf>,
@@ -82,9 +86,6 @@ pub fn run(a: &AuditArgs) -> Result<()> {
             .collect::<Result<_>>()?,
         None => audit_variants(manifest.protocol, &scenario)?,
     };
-    let (loaded, tuning) = load_with_adapter(&a.model, a.adapter.as_deref())?;
-    let format = a.model.format();
-    let scorer = Scorer::new(&loaded.model, &loaded.tokenizer, format, a.model.space()?)?;
     let plan = AuditPlan {
         data: &a.data,
         samples: &samples,
@@ -93,39 +94,16 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         scenario: &scenario,
         batch: a.batch_size,
     };
-    let bar = crate::progress_bar(
-        0,
-        "{bar:40} {pos}/{len} prompts {msg} [{elapsed_precise} < {eta_precise}]",
-    );
-    let (predictions, scores) =
-        score_variants(&scorer, tuning.as_ref(), &plan, &mut |ev| match ev {
-            ScoreEvent::Start { distinct, tokens } => {
-                tracing::info!(
-                    prompts = distinct,
-                    tokens,
-                    "scoring {} samples x {} variants ({distinct} distinct prompts) with {}",
-                    samples.len(),
-                    variants.len(),
-                    a.model.model.display()
-                );
-                bar.set_length(distinct as u64);
-            }
-            ScoreEvent::Batch {
-                prompts,
-                tokens_per_s,
-            } => {
-                bar.inc(prompts as u64);
-                bar.set_message(format!("{tokens_per_s:.0} tokens/s"));
-            }
-        })?;
-    bar.finish_and_clear();
-    let scored = &scores.scored;
+    let what = format!("{} samples x {} variants", samples.len(), variants.len());
+    let s = match a.remote.endpoint {
+        Some(_) => score_served(a, &plan, &what)?,
+        None => score_local(a, &plan, &what)?,
+    };
     let pred_path = a.out.join("predictions.jsonl");
-    write_atomic(&pred_path, &to_jsonl(&predictions))?;
-    let tok = &loaded.tokenizer;
+    write_atomic(&pred_path, &to_jsonl(&s.predictions))?;
     let record = AuditRecord {
         command: "audit".into(),
-        model: a.model.model.clone(),
+        model: s.model,
         adapter: a.adapter.clone(),
         data: a.data.clone(),
         data_hash: manifest.data_hash(),
@@ -133,27 +111,28 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         limit: a.limit,
         attributes: scenario,
         template: template.name().into(),
-        format,
-        answer_tokens: [tok.decode(&[scorer.yes])?, tok.decode(&[scorer.no])?],
+        format: a.model.format(),
+        answer_tokens: s.answer_tokens,
         variants: variants.iter().map(|v| v.to_string()).collect(),
         batch_size: a.batch_size,
         seed: a.seed,
-        prompts: predictions.len(),
-        distinct_prompts: scored.distinct,
-        tokens: scored.tokens,
-        scoring_seconds: scored.seconds,
+        prompts: s.predictions.len(),
+        distinct_prompts: s.distinct,
+        tokens: s.tokens,
+        scoring_seconds: s.seconds,
         git_revision: crate::git_revision(),
-        mos_routes: scores.mos_routes,
+        mos_routes: s.mos_routes,
+        served: s.served,
     };
     fairrec_core::fs::write_json(&a.out.join("run.json"), &record)
         .with_context(|| format!("writing {}", a.out.join("run.json").display()))?;
     say!(
         "scored {} prompts ({} distinct, {} tokens) in {:.1}s ({:.0} tokens/s)",
-        predictions.len(),
-        scored.distinct,
-        scored.tokens,
-        scored.seconds,
-        scored.tokens as f64 / scored.seconds
+        s.predictions.len(),
+        s.distinct,
+        s.tokens,
+        s.seconds,
+        s.tokens as f64 / s.seconds
     );
     metrics_cmd::run(&MetricsArgs {
         predictions: Some(pred_path),
@@ -170,4 +149,107 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     })?;
     tracing::info!("audit done in {:.1}s", t0.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// What scoring gave, local or served.
+struct Scoring {
+    predictions: Vec<fairrec_metrics::predictions::Prediction>,
+    model: PathBuf,
+    answer_tokens: [String; 2],
+    distinct: usize,
+    tokens: usize,
+    seconds: f64,
+    mos_routes: Option<std::collections::BTreeMap<String, Vec<f64>>>,
+    served: Option<serde_json::Value>,
+}
+
+fn score_local(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> {
+    let (loaded, tuning) = load_with_adapter(&a.model, a.adapter.as_deref())?;
+    let scorer = Scorer::new(
+        &loaded.model,
+        &loaded.tokenizer,
+        a.model.format(),
+        a.model.space()?,
+    )?;
+    let bar = crate::progress_bar(
+        0,
+        "{bar:40} {pos}/{len} prompts {msg} [{elapsed_precise} < {eta_precise}]",
+    );
+    let (predictions, scores) =
+        score_variants(&scorer, tuning.as_ref(), plan, &mut |ev| match ev {
+            ScoreEvent::Start { distinct, tokens } => {
+                tracing::info!(
+                    prompts = distinct,
+                    tokens,
+                    "scoring {what} ({distinct} distinct prompts) with {}",
+                    loaded.path.display()
+                );
+                bar.set_length(distinct as u64);
+            }
+            ScoreEvent::Batch {
+                prompts,
+                tokens_per_s,
+            } => {
+                bar.inc(prompts as u64);
+                bar.set_message(format!("{tokens_per_s:.0} tokens/s"));
+            }
+        })?;
+    bar.finish_and_clear();
+    let tok = &loaded.tokenizer;
+    let scored = scores.scored;
+    Ok(Scoring {
+        predictions,
+        model: loaded.path.clone(),
+        answer_tokens: [tok.decode(&[scorer.yes])?, tok.decode(&[scorer.no])?],
+        distinct: scored.distinct,
+        tokens: scored.tokens,
+        seconds: scored.seconds,
+        mos_routes: scores.mos_routes,
+        served: None,
+    })
+}
+
+/// Score through `--endpoint`; answers are cached in `OUT/responses.jsonl`, so a rerun of a
+/// killed audit sends only what was not answered.
+fn score_served(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> {
+    if a.adapter.is_some() {
+        bail!("--adapter with --endpoint: a served model's adapter is loaded by the server (e.g. `fairrec serve --adapter DIR`)");
+    }
+    let t0 = std::time::Instant::now();
+    let cache = a.out.join("responses.jsonl");
+    let (client, template) = connect(&a.remote, &a.model, a.seed, Some(&cache))?;
+    tracing::info!(
+        "scoring {what} with `{}` at {}",
+        client.cfg.model,
+        client.url()
+    );
+    let bar = crate::progress_bar(
+        0,
+        "{bar:40} {pos}/{len} prompts {per_sec} [{elapsed_precise} < {eta_precise}]",
+    );
+    let (predictions, traffic, distinct) =
+        score_remote(&client, template.as_ref(), plan, &|done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+    bar.finish_and_clear();
+    if traffic.censored > 0 {
+        tracing::warn!(
+            "{} of {distinct} distinct prompts are censored: an answer token was not among the {} alternatives listed",
+            traffic.censored,
+            a.remote.top_logprobs
+        );
+    }
+    let tokens = traffic.prompt_tokens as usize;
+    let served = served_record(&client, template.is_some(), traffic, distinct);
+    Ok(Scoring {
+        predictions,
+        model: PathBuf::from(&client.cfg.model),
+        answer_tokens: served.answers.clone(),
+        distinct,
+        tokens,
+        seconds: t0.elapsed().as_secs_f64(),
+        mos_routes: None,
+        served: Some(serde_json::to_value(&served)?),
+    })
 }

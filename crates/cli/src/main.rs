@@ -8,6 +8,7 @@ macro_rules! say {
 mod audit_cmd;
 mod bench_cmd;
 mod data_cmd;
+mod endpoint;
 mod experiment;
 mod metrics_cmd;
 mod model_args;
@@ -15,6 +16,7 @@ mod model_cmd;
 mod quickstart;
 mod runfile;
 mod score_cmd;
+mod serve_cmd;
 mod train_args;
 mod train_cmd;
 
@@ -76,6 +78,9 @@ enum Command {
     Model(model_cmd::ModelCommand),
     /// P(Yes) of one prompt: prints `{"p_yes", "logit_yes", "logit_no", "n_tokens", "ids", "yes_token", "no_token"}` last.
     Score(score_cmd::ScoreArgs),
+    /// An OpenAI-compatible server over fairrec's engine (/v1/completions,
+    /// /v1/chat/completions with log-probabilities, /v1/models, /health).
+    Serve(serve_cmd::ServeArgs),
     /// Fine-tune a model on a prepared dataset (LoRA, full fine-tuning, prompt tuning).
     Train(Box<train_cmd::TrainArgs>),
     /// Time scoring or LoRA training on synthetic token batches of a fixed shape.
@@ -179,6 +184,7 @@ fn execute(command: Command) -> Result<()> {
         Command::Metrics(a) => metrics_cmd::run(&a),
         Command::Quickstart(a) => quickstart::run(a),
         Command::Score(a) => score_cmd::run(&a),
+        Command::Serve(a) => serve_cmd::run(&a),
         Command::Model(c) => model_cmd::run(c),
         Command::Train(a) => train_cmd::run(&a),
         Command::Bench(a) => bench_cmd::run(&a),

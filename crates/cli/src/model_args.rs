@@ -7,13 +7,14 @@ use clap::Args;
 use fairrec_lm::load::{load, Loaded, Model};
 use fairrec_lm::score::{AnswerSpace, PromptFormat};
 use fairrec_lm::tuning::Tuning;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// A GGUF file or an HF model directory (a full fine-tune's `adapter/` directory too).
+    /// `audit` and `score` take a served model instead (`--endpoint`).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Feed `Input: ...\nOutput:` instead of the model's chat template.
     #[arg(long)]
     pub no_chat: bool,
@@ -31,10 +32,19 @@ impl ModelArgs {
         Ok(self.answer_space.parse()?)
     }
 
+    /// The `--model` path (required unless a served model is scored).
+    pub fn path(&self) -> Result<&Path> {
+        self.model.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--model FILE_OR_DIR is required (audit and score take --endpoint URL instead)"
+            )
+        })
+    }
+
     /// Load the model (a decoder or T5) on the CPU.
     pub fn load(&self) -> Result<Loaded<Model>> {
-        load(&self.model, &Device::Cpu)
-            .with_context(|| format!("loading the model {}", self.model.display()))
+        let path = self.path()?;
+        load(path, &Device::Cpu).with_context(|| format!("loading the model {}", path.display()))
     }
 }
 

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 pub struct ScoreArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub remote: crate::endpoint::EndpointArgs,
     /// A PEFT adapter directory (LoRA or prompt tuning) to apply.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
@@ -20,8 +22,11 @@ pub struct ScoreArgs {
 
 /// Prints, as the last line, one JSON object `{"p_yes", "logit_yes", "logit_no",
 /// "n_tokens", "ids", "yes_token", "no_token"}` (the token ids fed and the answer tokens
-/// read).
+/// read); with `--endpoint`, `{"p_yes", "censored", "url", "text", "answers"}`.
 pub fn run(a: &ScoreArgs) -> Result<()> {
+    if a.remote.endpoint.is_some() {
+        return score_served(a);
+    }
     let (loaded, tuning) = load_with_adapter(&a.model, a.adapter.as_deref())?;
     if let Some(fairrec_lm::tuning::Tuning::Mos(_)) = tuning {
         anyhow::bail!(
@@ -50,6 +55,23 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
         serde_json::json!({
             "p_yes": p_yes, "logit_yes": l[0], "logit_no": l[1], "n_tokens": ids[0].len(),
             "ids": ids[0], "yes_token": scorer.yes, "no_token": scorer.no,
+        })
+    );
+    Ok(())
+}
+
+fn score_served(a: &ScoreArgs) -> Result<()> {
+    if a.adapter.is_some() {
+        anyhow::bail!("--adapter with --endpoint: a served model's adapter is loaded by the server (e.g. `fairrec serve --adapter DIR`)");
+    }
+    let (client, template) = crate::endpoint::connect(&a.remote, &a.model, 0, None)?;
+    let text = fairrec_serve::audit::wire_text(client.cfg.api, template.as_ref(), &a.prompt)?;
+    let (scores, _) = client.score(std::slice::from_ref(&text), &|_, _| {})?;
+    say!(
+        "{}",
+        serde_json::json!({
+            "p_yes": scores[0].p_yes, "censored": scores[0].censored, "url": client.url(),
+            "text": text, "answers": [client.cfg.answers.0, client.cfg.answers.1],
         })
     );
     Ok(())

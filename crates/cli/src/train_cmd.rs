@@ -48,7 +48,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     let session = Session {
         data: &a.data,
         out: &a.out,
-        model: &a.model.model,
+        model: a.model.path()?,
         resume: a.resume,
         eval_before: !a.no_eval_before,
         git_revision: crate::git_revision(),

@@ -166,7 +166,7 @@ fn circles(src: &Path) -> Vec<Vec<String>> {
     out
 }
 
-const CRATES: [&str; 6] = ["core", "data", "metrics", "lm", "train", "cli"];
+const CRATES: [&str; 7] = ["core", "data", "metrics", "lm", "train", "serve", "cli"];
 
 #[test]
 fn no_crate_imports_its_own_modules_in_a_circle() {
@@ -258,7 +258,7 @@ fn long_functions(text: &str, max: usize) -> Vec<(String, usize)> {
 fn library_functions_stay_readable() {
     // The trainer's loop is one commented loop; everything else is split into named steps.
     let allowed = [("train", "engine::trainer", "train")];
-    for c in ["core", "data", "metrics", "lm", "train"] {
+    for c in ["core", "data", "metrics", "lm", "train", "serve"] {
         for (m, text) in modules(&crates_dir().join(c).join("src")) {
             let m = m.join("::");
             for (name, n) in long_functions(&code(&text), 120) {
@@ -290,8 +290,10 @@ fn the_binary_is_flags_and_glue() {
             );
         }
     }
+    // 4,600 until `serve` and `--endpoint` (2026-12-04) added their flags; their logic
+    // lives in fairrec-serve.
     assert!(
-        lines <= 4_600,
+        lines <= 4_900,
         "crates/cli/src is {lines} lines: library code belongs in the library crates"
     );
 }

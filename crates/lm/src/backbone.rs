@@ -34,7 +34,7 @@ impl Batch {
 }
 
 /// What the engine needs of a model family.
-pub trait Backbone {
+pub trait Backbone: Send + Sync {
     /// Number of parameters of the base model.
     fn parameters(&self) -> usize;
     /// The device the model runs on.

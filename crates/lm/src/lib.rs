@@ -15,6 +15,7 @@ pub mod adapter;
 pub mod backbone;
 pub mod batch;
 pub mod builtin;
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod flops;

@@ -178,3 +178,21 @@ pub fn load_t5(dir: &Path, device: &Device) -> Result<crate::t5::T5> {
         message: e.to_string(),
     })
 }
+
+/// The tokenizer (and chat template) alone of an HF directory (`tokenizer.json`,
+/// `tokenizer_config.json`) or a GGUF file (its metadata; no tensor is read).
+pub fn load_tokenizer(path: &Path) -> Result<Tok> {
+    if path.is_dir() {
+        return Tok::from_hf_dir(path);
+    }
+    let mut f = std::fs::File::open(path).map_err(|source| LmError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let content =
+        candle_core::quantized::gguf_file::Content::read(&mut f).map_err(|e| LmError::Model {
+            path: path.to_path_buf(),
+            message: format!("not a tokenizer directory nor a readable GGUF file: {e}"),
+        })?;
+    Tok::from_gguf(&content.metadata)
+}

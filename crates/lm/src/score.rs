@@ -39,30 +39,8 @@ impl PromptFormat {
     }
 }
 
-/// Whether the answer tokens carry a leading space.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AnswerSpace {
-    Auto,
-    Leading,
-    None,
-}
-
-impl std::str::FromStr for AnswerSpace {
-    type Err = LmError;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "auto" => AnswerSpace::Auto,
-            "leading" => AnswerSpace::Leading,
-            "none" => AnswerSpace::None,
-            other => {
-                return Err(LmError::Invalid(format!(
-                    "--answer-space `{other}`: expected auto, leading or none"
-                )))
-            }
-        })
-    }
-}
+pub use crate::chat::AnswerSpace;
+use crate::chat::{render_prompt, ChatTemplate};
 
 /// Renders prompts and scores them.
 pub struct Scorer<'a> {
@@ -74,7 +52,7 @@ pub struct Scorer<'a> {
     /// Token ids of the answers "Yes" and "No" as used.
     pub yes: u32,
     pub no: u32,
-    template: Option<minijinja::Environment<'static>>,
+    template: Option<ChatTemplate>,
 }
 
 fn first_token(tok: &Tok, text: &str) -> Result<u32> {
@@ -92,24 +70,10 @@ impl<'a> Scorer<'a> {
         space: AnswerSpace,
     ) -> Result<Self> {
         let template = match (format, &tok.chat_template) {
-            (PromptFormat::Chat, Some(t)) => {
-                let mut env = minijinja::Environment::new();
-                env.add_template_owned("chat", t.clone())
-                    .map_err(|e| LmError::Tokenizer(format!("chat template: {e}")))?;
-                Some(env)
-            }
+            (PromptFormat::Chat, Some(t)) => Some(ChatTemplate::new(t)?),
             _ => None,
         };
-        let leading = match space {
-            AnswerSpace::Leading => true,
-            AnswerSpace::None => false,
-            AnswerSpace::Auto => template.is_none(),
-        };
-        let (y, n) = if leading {
-            (" Yes", " No")
-        } else {
-            ("Yes", "No")
-        };
+        let (y, n) = space.answers(template.is_some());
         let (yes, no) = (first_token(tok, y)?, first_token(tok, n)?);
         if yes == no {
             return Err(LmError::Tokenizer(
@@ -141,20 +105,7 @@ impl<'a> Scorer<'a> {
 
     /// The exact text fed to the model for a prompt.
     pub fn render(&self, prompt: &str) -> Result<String> {
-        match &self.template {
-            Some(env) => {
-                let t = env
-                    .get_template("chat")
-                    .map_err(|e| LmError::Tokenizer(e.to_string()))?;
-                t.render(minijinja::context! {
-                    messages => vec![minijinja::context! { role => "user", content => prompt }],
-                    add_generation_prompt => true,
-                    bos_token => "", eos_token => "",
-                })
-                .map_err(|e| LmError::Tokenizer(format!("chat template: {e}")))
-            }
-            None => Ok(format!("Input: {prompt}\nOutput:")),
-        }
+        render_prompt(self.template.as_ref(), prompt)
     }
 
     /// Token ids of each prompt as fed to the model.

@@ -23,6 +23,10 @@ pub struct Prediction {
     pub target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<String>>,
+    /// From a served model whose listed log-probabilities missed an answer token:
+    /// `p_yes` is a bound, not the value (`fairrec_serve::client`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub censored: bool,
 }
 
 /// A line as read, borrowing from the text (the variant is parsed once per distinct name).
@@ -42,6 +46,8 @@ struct RawLine<'a> {
     target: Option<String>,
     #[serde(default)]
     history: Option<Vec<String>>,
+    #[serde(default)]
+    censored: bool,
 }
 
 fn parse_chunk(path: &Path, text: &str, first_line: usize) -> Result<Vec<Prediction>> {
@@ -84,6 +90,7 @@ fn parse_chunk(path: &Path, text: &str, first_line: usize) -> Result<Vec<Predict
             user_id: r.user_id,
             target: r.target,
             history: r.history,
+            censored: r.censored,
         });
     }
     Ok(out)

@@ -19,6 +19,7 @@ fn pred(id: &str, variant: &str, label: bool, p: f64) -> Prediction {
         user_id: None,
         target: None,
         history: None,
+        censored: false,
     }
 }
 

@@ -53,23 +53,51 @@ pub fn score_variants(
         }
         _ => (None, None),
     };
+    let (prompts, jobs) = audit_prompts(plan)?;
+    let ids = scorer.encode(&prompts)?;
+    // A variant that states what the original prompt states (`gender=female` for a female
+    // user) is the same prompt, with the same soft prompt: it is scored once.
+    let rows: Vec<usize> = jobs.iter().map(|j| j.0).collect();
+    let scored = scorer.score_all(&ids, &rows, prefixes.as_ref(), plan.batch, on)?;
+    let predictions = audit_predictions(plan, &jobs, &scored.p_yes, None);
+    Ok((
+        predictions,
+        AuditScores {
+            scored,
+            mos_routes: routes,
+        },
+    ))
+}
+
+/// Each prompt's sample (an index into the plan's samples) and variant.
+pub type Jobs<'a> = Vec<(usize, &'a Variant)>;
+
+/// Every (sample, variant) prompt of `plan`, sample-major, with its sample's index and
+/// variant.
+pub fn audit_prompts<'a>(plan: &AuditPlan<'a>) -> Result<(Vec<String>, Jobs<'a>)> {
     let mut prompts = Vec::new();
-    let mut jobs: Vec<(usize, &Variant)> = Vec::new();
+    let mut jobs = Vec::new();
     for (i, s) in plan.samples.iter().enumerate() {
         for v in plan.variants {
             prompts.push(render(plan.template, s, v, plan.scenario)?);
             jobs.push((i, v));
         }
     }
-    let ids = scorer.encode(&prompts)?;
-    // A variant that states what the original prompt states (`gender=female` for a female
-    // user) is the same prompt, with the same soft prompt: it is scored once.
-    let rows: Vec<usize> = jobs.iter().map(|j| j.0).collect();
-    let scored = scorer.score_all(&ids, &rows, prefixes.as_ref(), plan.batch, on)?;
-    let predictions = jobs
-        .iter()
-        .zip(&scored.p_yes)
-        .map(|(&(i, v), &p_yes)| {
+    Ok((prompts, jobs))
+}
+
+/// The predictions of [`audit_prompts`]' `jobs` given each one's P(Yes) (and, from a
+/// served model, whether it is censored).
+pub fn audit_predictions(
+    plan: &AuditPlan,
+    jobs: &[(usize, &Variant)],
+    p_yes: &[f64],
+    censored: Option<&[bool]>,
+) -> Vec<Prediction> {
+    jobs.iter()
+        .zip(p_yes)
+        .enumerate()
+        .map(|(k, (&(i, v), &p_yes))| {
             let s = &plan.samples[i];
             Prediction {
                 sample_id: s.sample_id.clone(),
@@ -80,16 +108,10 @@ pub fn score_variants(
                 user_id: Some(s.user_id.clone()),
                 target: None,
                 history: None,
+                censored: censored.is_some_and(|c| c[k]),
             }
         })
-        .collect();
-    Ok((
-        predictions,
-        AuditScores {
-            scored,
-            mos_routes: routes,
-        },
-    ))
+        .collect()
 }
 
 /// What scoring took, and MoS's expert usage per group.
@@ -129,4 +151,8 @@ pub struct AuditRecord {
     /// MoS: group -> the mean routed probability of each expert over the samples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mos_routes: Option<BTreeMap<String, Vec<f64>>>,
+    /// A served model (`--endpoint`): where and how it was asked, and what it cost
+    /// (`fairrec_serve::audit::Served`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<serde_json::Value>,
 }

@@ -117,11 +117,19 @@ pub struct BootstrapInfo {
     pub units: usize,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// Everything `metrics.json` holds.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Metrics {
     pub threshold: f64,
     pub n_predictions: usize,
+    /// Predictions whose P(Yes) is a bound (a served model's listed log-probabilities
+    /// missed an answer token; `Prediction::censored`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub n_censored: usize,
     pub original: ClassBlock,
     pub neutral: ClassBlock,
     /// Every variant's classification metrics, by canonical name.
@@ -281,6 +289,7 @@ pub fn audit(
     Ok(Metrics {
         threshold: cfg.threshold,
         n_predictions: preds.len(),
+        n_censored: preds.iter().filter(|p| p.censored).count(),
         original,
         neutral,
         variants: by_name,

@@ -379,6 +379,12 @@ pub fn blocks(m: &Metrics, p: &Provenance) -> Vec<Block> {
         m.bootstrap.seed,
         p.git_revision.as_ref().map_or(String::new(), |g| format!(" fairrec {g}.")),
     )));
+    if m.n_censored > 0 {
+        out.push(Block::Para(format!(
+            "**{} of {} predictions are censored**: the served model's listed log-probabilities missed an answer token, so their P(Yes) is a bound (ask for more alternatives, `--top-logprobs`).",
+            m.n_censored, m.n_predictions
+        )));
+    }
     out.push(Block::Heading(2, "Recommendation quality".into()));
     let mut rows = vec![
         class_row("original (true attributes)", &m.original, &|k| {

@@ -1,0 +1,177 @@
+//! An audit's prompts scored by a served model: the same prompts, variants and
+//! predictions as a local audit ([`fairrec_train::audit`]), each prompt sent as text.
+
+use crate::client::{AnswerMode, Api, Client, ClientConfig, Traffic};
+use crate::error::{Result, ServeError};
+use fairrec_lm::chat::{render_prompt, AnswerSpace, ChatTemplate};
+use fairrec_metrics::predictions::Prediction;
+use fairrec_train::audit::{audit_predictions, audit_prompts, AuditPlan};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `run.json`'s `served`: where and how the model was asked, and what it cost.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Served {
+    pub endpoint: String,
+    pub served_model: String,
+    /// The URL the prompts went to.
+    pub url: String,
+    pub api: Api,
+    pub answer_mode: AnswerMode,
+    /// The answer strings matched (Yes, No).
+    pub answers: [String; 2],
+    /// Whether fairrec applied a chat template (`--tokenizer`) before sending the text.
+    pub local_template: bool,
+    pub concurrency: usize,
+    pub timeout_s: f64,
+    pub retries: usize,
+    pub seed: u64,
+    pub traffic: Traffic,
+    /// Distinct prompt texts sent or taken from the cache.
+    pub distinct_prompts: usize,
+}
+
+/// The text a prompt is sent as: through `/v1/completions`, the prompt rendered with
+/// `template` (or the raw `Input: ...\nOutput:` form); through chat, the prompt itself (the
+/// server applies its template).
+pub fn wire_text(api: Api, template: Option<&ChatTemplate>, prompt: &str) -> Result<String> {
+    Ok(match api {
+        Api::Completions => render_prompt(template, prompt)?,
+        Api::Chat => prompt.to_string(),
+    })
+}
+
+/// Score every (sample, variant) prompt of `plan` with `client`; `on(done, total)` per
+/// distinct prompt. Returns the predictions (sample-major, variant order), the traffic, and
+/// the number of distinct prompt texts.
+pub fn score_remote(
+    client: &Client,
+    template: Option<&ChatTemplate>,
+    plan: &AuditPlan,
+    on: &(dyn Fn(usize, usize) + Sync),
+) -> Result<(Vec<Prediction>, Traffic, usize)> {
+    let (prompts, jobs) = audit_prompts(plan)?;
+    let texts = prompts
+        .iter()
+        .map(|p| wire_text(client.cfg.api, template, p))
+        .collect::<Result<Vec<_>>>()?;
+    let distinct = texts.iter().collect::<std::collections::HashSet<_>>().len();
+    let (scores, traffic) = client.score(&texts, on)?;
+    let p: Vec<f64> = scores.iter().map(|s| s.p_yes).collect();
+    let censored: Vec<bool> = scores.iter().map(|s| s.censored).collect();
+    Ok((
+        audit_predictions(plan, &jobs, &p, Some(&censored)),
+        traffic,
+        distinct,
+    ))
+}
+
+/// `Served` of a finished run.
+pub fn served_record(
+    client: &Client,
+    local_template: bool,
+    traffic: Traffic,
+    distinct: usize,
+) -> Served {
+    let c = &client.cfg;
+    Served {
+        endpoint: c.endpoint.clone(),
+        served_model: c.model.clone(),
+        url: client.url().to_string(),
+        api: c.api,
+        answer_mode: c.mode,
+        answers: [c.answers.0.clone(), c.answers.1.clone()],
+        local_template,
+        concurrency: c.concurrency,
+        timeout_s: c.timeout.as_secs_f64(),
+        retries: c.retries,
+        seed: c.seed,
+        traffic,
+        distinct_prompts: distinct,
+    }
+}
+
+/// A served model as the command line names it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub endpoint: String,
+    pub served_model: String,
+    /// The environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// The model's tokenizer (HF directory or GGUF file) whose chat template fairrec
+    /// applies itself.
+    pub tokenizer: Option<PathBuf>,
+    /// Prompts in the model's chat format (else the raw `Input: ...\nOutput:` form).
+    pub chat: bool,
+    pub space: AnswerSpace,
+    pub mode: AnswerMode,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub retries: usize,
+    pub seed: u64,
+}
+
+fn invalid(flag: &str, message: impl Into<String>) -> ServeError {
+    ServeError::Invalid {
+        flag: flag.into(),
+        message: message.into(),
+    }
+}
+
+/// A client for `e` (responses cached in `cache`, if given) and the chat template fairrec
+/// applies itself, if any. Chat prompts go to `/v1/chat/completions` (the server's
+/// template) unless a tokenizer with a template is given; raw prompts, and prompts rendered
+/// with the tokenizer's template, go to `/v1/completions`. The answer strings follow the
+/// format as the local scorer's do ([`AnswerSpace::answers`]).
+pub fn connect(e: &Endpoint, cache: Option<&Path>) -> Result<(Client, Option<ChatTemplate>)> {
+    if !(e.endpoint.starts_with("http://") || e.endpoint.starts_with("https://")) {
+        return Err(invalid(
+            "--endpoint",
+            format!("`{}`: expected an http:// or https:// URL", e.endpoint),
+        ));
+    }
+    let api_key = match &e.api_key_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| ServeError::ApiKey {
+            var: var.clone(),
+            message: "the environment variable is not set".into(),
+        })?),
+        None => None,
+    };
+    let template = match (&e.tokenizer, e.chat) {
+        (Some(p), true) => fairrec_lm::load::load_tokenizer(p)?
+            .chat_template
+            .as_deref()
+            .map(ChatTemplate::new)
+            .transpose()?,
+        _ => None,
+    };
+    let api = if e.chat && e.tokenizer.is_none() {
+        Api::Chat
+    } else {
+        Api::Completions
+    };
+    match e.mode {
+        AnswerMode::Logprobs { top } if top < 2 => {
+            return Err(invalid("--top-logprobs", "at least 2"))
+        }
+        AnswerMode::Sample { samples: 0, .. } => return Err(invalid("--samples", "at least 1")),
+        _ => {}
+    }
+    if e.timeout.is_zero() {
+        return Err(invalid("--timeout", "a positive number of seconds"));
+    }
+    let (yes, no) = e.space.answers(api == Api::Chat || template.is_some());
+    let cfg = ClientConfig {
+        endpoint: e.endpoint.clone(),
+        model: e.served_model.clone(),
+        api_key,
+        api,
+        mode: e.mode,
+        answers: (yes.to_string(), no.to_string()),
+        concurrency: e.concurrency.max(1),
+        timeout: e.timeout,
+        retries: e.retries,
+        seed: e.seed,
+    };
+    Ok((Client::new(cfg, cache)?, template))
+}

@@ -1,0 +1,342 @@
+//! The server's one model thread: it takes the queued requests, batches every pending
+//! sequence into one forward pass per generated position, and hands each request its
+//! generations.
+//!
+//! Each position re-reads the whole sequence (fairrec's engine keeps no KV cache (ours):
+//! a request of `max_tokens: 1`, what an audit sends, costs one forward pass; a long
+//! generation costs one pass per token). A decoder generates any number of tokens; a T5
+//! model answers at its first decoder step only, so it serves `max_tokens` 0 or 1.
+
+use fairrec_core::Rng;
+use fairrec_lm::score::Scorer;
+use fairrec_lm::tokenizer::Tok;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
+
+/// What a request asks the model for, already tokenised and checked.
+pub struct Work {
+    /// Token ids of each prompt (one choice set per prompt).
+    pub prompts: Vec<Vec<u32>>,
+    pub max_tokens: usize,
+    /// 0 = greedy.
+    pub temperature: f64,
+    pub top_p: f64,
+    /// Choices per prompt.
+    pub n: usize,
+    pub seed: u64,
+    pub stop: Vec<String>,
+    /// Alternatives to list per position (`None`: no log-probabilities).
+    pub top: Option<usize>,
+    /// The prompt tokens' log-probabilities too (decoders only).
+    pub echo_logprobs: bool,
+}
+
+/// One position's chosen token, its log-probability and the best alternatives.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub token: u32,
+    pub logprob: f64,
+    pub top: Vec<(u32, f64)>,
+}
+
+/// One choice: the generated steps, why it ended, and (echo) the prompt's steps (the first
+/// prompt token has no log-probability: `None`).
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub prompt: usize,
+    pub steps: Vec<Step>,
+    /// The completion's text (stop string and EOS excluded).
+    pub text: String,
+    pub finish: &'static str,
+    pub echo: Vec<Option<Step>>,
+    pub prompt_tokens: usize,
+}
+
+/// Why a request got no generations: an HTTP status and a message.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub status: u16,
+    pub message: String,
+}
+
+/// A reply callback: receives the generations (prompt-major, then choice) or a failure.
+pub type Reply<'a> = Box<dyn FnOnce(Result<Vec<Generation>, Failure>) + Send + 'a>;
+
+/// A queued request.
+pub struct Job<'a> {
+    pub work: Work,
+    pub reply: Reply<'a>,
+}
+
+/// Counters shared with the HTTP threads.
+#[derive(Default)]
+pub struct Counters {
+    /// Requests answered by the model (success).
+    pub answered: AtomicU64,
+    /// Requests waiting in the queue.
+    pub queued: AtomicUsize,
+}
+
+/// The model thread's loop: until every sender is gone, take one job, then whatever else
+/// is waiting (up to `max_jobs`), and run them together.
+pub fn run(scorer: &Scorer, rx: Receiver<Job<'_>>, batch: usize, max_jobs: usize, c: &Counters) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < max_jobs {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        c.queued.fetch_sub(jobs.len(), Ordering::SeqCst);
+        let works: Vec<&Work> = jobs.iter().map(|j| &j.work).collect();
+        match generate(scorer, &works, batch) {
+            Ok(mut per_job) => {
+                for (job, gens) in jobs.into_iter().zip(per_job.drain(..)) {
+                    c.answered.fetch_add(1, Ordering::SeqCst);
+                    (job.reply)(Ok(gens));
+                }
+            }
+            Err(e) => {
+                tracing::error!("generation failed: {e}");
+                for job in jobs {
+                    (job.reply)(Err(Failure {
+                        status: 500,
+                        message: format!("generation failed: {e}"),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// A sequence being generated.
+struct Seq {
+    job: usize,
+    ids: Vec<u32>,
+    gen: Generation,
+    rng: Rng,
+    done: bool,
+}
+
+/// Generate every choice of every work item, all sequences batched position by position.
+pub fn generate(
+    scorer: &Scorer,
+    works: &[&Work],
+    batch: usize,
+) -> fairrec_lm::Result<Vec<Vec<Generation>>> {
+    let mut seqs = Vec::new();
+    for (j, w) in works.iter().enumerate() {
+        for (p, ids) in w.prompts.iter().enumerate() {
+            let echo = if w.echo_logprobs {
+                echo_steps(scorer, ids, w.top.unwrap_or(0))?
+            } else {
+                Vec::new()
+            };
+            for c in 0..w.n {
+                seqs.push(Seq {
+                    job: j,
+                    ids: ids.clone(),
+                    gen: Generation {
+                        prompt: p,
+                        steps: Vec::new(),
+                        text: String::new(),
+                        finish: "length",
+                        echo: echo.clone(),
+                        prompt_tokens: ids.len(),
+                    },
+                    rng: Rng::derive(w.seed, &format!("serve/{p}/{c}")),
+                    done: w.max_tokens == 0,
+                });
+            }
+        }
+    }
+    loop {
+        let active: Vec<usize> = (0..seqs.len()).filter(|&i| !seqs[i].done).collect();
+        if active.is_empty() {
+            break;
+        }
+        for chunk in active.chunks(batch.max(1)) {
+            let ids: Vec<Vec<u32>> = chunk.iter().map(|&i| seqs[i].ids.clone()).collect();
+            let logits =
+                fairrec_lm::grad::no_grad(|| scorer.vocab_logits(&ids, None))?.to_vec2::<f32>()?;
+            for (&i, row) in chunk.iter().zip(&logits) {
+                let w = works[seqs[i].job];
+                advance(scorer.tok, w, &mut seqs[i], row)?;
+            }
+        }
+        if scorer.backbone.decoder().is_none() {
+            // T5 answers at its first decoder step only (checked at the door).
+            for s in seqs.iter_mut() {
+                s.done = true;
+            }
+        }
+    }
+    let mut out: Vec<Vec<Generation>> = works.iter().map(|_| Vec::new()).collect();
+    for s in seqs {
+        out[s.job].push(s.gen);
+    }
+    Ok(out)
+}
+
+/// Choose the next token of `s` from its logits `row`, record it, and end the sequence at
+/// EOS, a stop string or `max_tokens`.
+fn advance(tok: &Tok, w: &Work, s: &mut Seq, row: &[f32]) -> fairrec_lm::Result<()> {
+    let lse = log_sum_exp(row);
+    let token = if w.temperature == 0.0 {
+        argmax(row)
+    } else {
+        sample(row, w.temperature, w.top_p, &mut s.rng)
+    };
+    let top = w.top.map(|k| top_k(row, k, lse)).unwrap_or_default();
+    s.gen.steps.push(Step {
+        token,
+        logprob: f64::from(row[token as usize]) - lse,
+        top,
+    });
+    s.ids.push(token);
+    let generated: Vec<u32> = s.gen.steps.iter().map(|st| st.token).collect();
+    if Some(token) == tok.eos {
+        s.gen.text = tok.decode(&generated[..generated.len() - 1])?;
+        s.gen.finish = "stop";
+        s.done = true;
+        return Ok(());
+    }
+    s.gen.text = tok.decode(&generated)?;
+    if let Some(at) = w
+        .stop
+        .iter()
+        .filter_map(|st| s.gen.text.find(st.as_str()))
+        .min()
+    {
+        s.gen.text.truncate(at);
+        s.gen.finish = "stop";
+        s.done = true;
+    } else if s.gen.steps.len() >= w.max_tokens {
+        s.done = true;
+    }
+    Ok(())
+}
+
+/// The prompt tokens' log-probabilities under the model (a decoder: one forward pass over
+/// the prompt, the full head at every position).
+fn echo_steps(scorer: &Scorer, ids: &[u32], k: usize) -> fairrec_lm::Result<Vec<Option<Step>>> {
+    let model = scorer.model("echo with logprobs")?;
+    let x = candle_core::Tensor::new(ids, scorer.device())?.unsqueeze(0)?;
+    let rows = fairrec_lm::grad::no_grad(|| {
+        let f = model.forward(&x, None)?;
+        model.head_logits(&f.last.squeeze(0)?)
+    })?
+    .to_vec2::<f32>()?;
+    let mut out = vec![None];
+    for (pos, &token) in ids.iter().enumerate().skip(1) {
+        let row = &rows[pos - 1];
+        let lse = log_sum_exp(row);
+        out.push(Some(Step {
+            token,
+            logprob: f64::from(row[token as usize]) - lse,
+            top: top_k(row, k, lse),
+        }));
+    }
+    Ok(out)
+}
+
+/// `log(sum(exp(row)))` in f64.
+pub fn log_sum_exp(row: &[f32]) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    max + row
+        .iter()
+        .map(|&l| (f64::from(l) - max).exp())
+        .sum::<f64>()
+        .ln()
+}
+
+/// The highest logit's token (the lowest id among ties).
+fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in row.iter().enumerate() {
+        if l > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// The `k` most likely tokens with their log-probabilities, most likely first (ties by id).
+pub fn top_k(row: &[f32], k: usize, lse: f64) -> Vec<(u32, f64)> {
+    let mut ids: Vec<u32> = (0..row.len() as u32).collect();
+    let k = k.min(ids.len());
+    let order = |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b));
+    if k < ids.len() && k > 0 {
+        ids.select_nth_unstable_by(k - 1, order);
+    }
+    ids.truncate(k);
+    ids.sort_by(order);
+    ids.into_iter()
+        .map(|t| (t, f64::from(row[t as usize]) - lse))
+        .collect()
+}
+
+/// A token drawn from `softmax(row / temperature)`, cut to the smallest set of most likely
+/// tokens whose probability reaches `top_p` (nucleus sampling).
+fn sample(row: &[f32], temperature: f64, top_p: f64, rng: &mut Rng) -> u32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let mut p: Vec<(u32, f64)> = row
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i as u32, ((f64::from(l) - max) / temperature).exp()))
+        .collect();
+    let total: f64 = p.iter().map(|x| x.1).sum();
+    if top_p < 1.0 {
+        p.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut acc = 0.0;
+        let keep = p
+            .iter()
+            .position(|x| {
+                acc += x.1 / total;
+                acc >= top_p
+            })
+            .map_or(p.len(), |i| i + 1);
+        p.truncate(keep);
+    }
+    let weights: Vec<f64> = p.iter().map(|x| x.1).collect();
+    p[rng.weighted(&weights)].0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_orders_by_probability_then_id_and_normalises() {
+        let row = [0.0f32, 2.0, 1.0, 2.0];
+        let lse = log_sum_exp(&row);
+        let expect = (1.0 + 2.0 * 2.0f64.exp() + 1.0f64.exp()).ln();
+        assert!((lse - expect).abs() < 1e-12);
+        let t = top_k(&row, 3, lse);
+        assert_eq!(t.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 3, 2]);
+        assert!((t[2].1 - (1.0 - expect)).abs() < 1e-12);
+        let sum: f64 = top_k(&row, 10, lse).iter().map(|x| x.1.exp()).sum();
+        assert!((sum - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn nucleus_sampling_keeps_the_smallest_set_reaching_top_p() {
+        // probabilities 0.5, 0.3, 0.2: top_p 0.6 keeps tokens 0 and 1 only.
+        let row = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
+        let mut rng = Rng::new(3);
+        let mut seen = [0usize; 3];
+        for _ in 0..2000 {
+            seen[sample(&row, 1.0, 0.6, &mut rng) as usize] += 1;
+        }
+        assert_eq!(seen[2], 0);
+        let share = seen[0] as f64 / 2000.0;
+        assert!((share - 0.625).abs() < 0.04, "{seen:?}");
+        let mut all = [0usize; 3];
+        for _ in 0..4000 {
+            all[sample(&row, 1.0, 1.0, &mut rng) as usize] += 1;
+        }
+        assert!((all[2] as f64 / 4000.0 - 0.2).abs() < 0.03, "{all:?}");
+        assert_eq!(argmax(&row), 0);
+    }
+}
