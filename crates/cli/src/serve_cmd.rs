@@ -35,9 +35,9 @@ pub struct ServeArgs {
     /// Largest request body in bytes (413 above).
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
-    /// HTTP threads (reading and tokenising requests).
-    #[arg(long, default_value_t = 4)]
-    pub threads: usize,
+    /// Connections open at once (503 above).
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
     /// Largest `n` (choices per prompt) a request may ask.
     #[arg(long, default_value_t = 64)]
     pub max_n: usize,
@@ -55,7 +55,7 @@ pub fn run(a: &ServeArgs) -> Result<()> {
     }
     let tok = &loaded.tokenizer;
     // Clients send texts: the format and answer tokens of the scorer are not used.
-    let scorer = Scorer::new(&loaded.model, tok, PromptFormat::Raw, AnswerSpace::Auto)?;
+    let scorer = Scorer::new(&loaded.model, tok, PromptFormat::Raw, AnswerSpace::None)?;
     let template = tok
         .chat_template
         .as_deref()
@@ -72,7 +72,7 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         batch: a.batch_size.max(1),
         queue: a.queue.max(1),
         max_body: a.max_body_bytes,
-        threads: a.threads.max(1),
+        max_connections: a.max_connections.max(1),
         max_n: a.max_n.max(1),
     };
     let stop = stop_on_signals()?;

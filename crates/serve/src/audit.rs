@@ -137,8 +137,13 @@ pub fn connect(e: &Endpoint, cache: Option<&Path>) -> Result<(Client, Option<Cha
         })?),
         None => None,
     };
-    let template = match (&e.tokenizer, e.chat) {
-        (Some(p), true) => fairrec_lm::load::load_tokenizer(p)?
+    let tok = e
+        .tokenizer
+        .as_deref()
+        .map(fairrec_lm::load::load_tokenizer)
+        .transpose()?;
+    let template = match (&tok, e.chat) {
+        (Some(t), true) => t
             .chat_template
             .as_deref()
             .map(ChatTemplate::new)
@@ -161,17 +166,38 @@ pub fn connect(e: &Endpoint, cache: Option<&Path>) -> Result<(Client, Option<Cha
         return Err(invalid("--timeout", "a positive number of seconds"));
     }
     let (yes, no) = e.space.answers(api == Api::Chat || template.is_some());
+    // With the tokenizer, the answers are its first tokens of "Yes" and "No", as the local
+    // scorer reads them; without it, the whole strings (one token in most vocabularies).
+    let (yes, no) = match &tok {
+        Some(t) => (first_token_text(t, yes)?, first_token_text(t, no)?),
+        None => (yes.to_string(), no.to_string()),
+    };
+    if yes == no {
+        return Err(invalid(
+            "--tokenizer",
+            format!("the answers \"Yes\" and \"No\" start with the same token `{yes}`"),
+        ));
+    }
     let cfg = ClientConfig {
         endpoint: e.endpoint.clone(),
         model: e.served_model.clone(),
         api_key,
         api,
         mode: e.mode,
-        answers: (yes.to_string(), no.to_string()),
+        answers: (yes, no),
         concurrency: e.concurrency.max(1),
         timeout: e.timeout,
         retries: e.retries,
         seed: e.seed,
     };
     Ok((Client::new(cfg, cache)?, template))
+}
+
+/// The text of `text`'s first token.
+fn first_token_text(tok: &fairrec_lm::tokenizer::Tok, text: &str) -> Result<String> {
+    let ids = tok.encode(text)?;
+    let first = ids
+        .first()
+        .ok_or_else(|| invalid("--tokenizer", format!("`{text}` encodes to no token")))?;
+    Ok(tok.decode(&[*first])?)
 }

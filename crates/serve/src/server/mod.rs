@@ -4,14 +4,15 @@
 //!
 //! Routes: `GET /health` (`{"status", "model", "requests", "queued"}`: `requests` counts the
 //! requests the model answered), `GET /v1/models`, `POST /v1/completions`,
-//! `POST /v1/chat/completions`. A few HTTP threads read, check and tokenise requests and
-//! queue them (bounded: a full queue answers 429 with `Retry-After`); one model thread
+//! `POST /v1/chat/completions`. One thread per connection reads, checks and tokenises its
+//! request and queues it (bounded: a full queue answers 429 with `Retry-After`); one model thread
 //! batches whatever is queued ([`engine`]) and answers. Bodies over `max_body` bytes get
 //! 413; malformed JSON, wrong types and values out of range 400; an unknown model 404;
 //! all with OpenAI's error body. On SIGTERM/SIGINT it stops taking connections, answers
 //! every queued request, and returns.
 
 pub mod engine;
+mod http;
 mod reply;
 
 use crate::error::{Result, ServeError};
@@ -21,7 +22,7 @@ use crate::protocol::{
 use engine::{Counters, Failure, Generation, Job, Work};
 use fairrec_lm::chat::ChatTemplate;
 use fairrec_lm::score::Scorer;
-use std::io::Read as _;
+use http::Request;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -42,8 +43,9 @@ pub struct ServeConfig {
     pub queue: usize,
     /// Largest request body in bytes (413 above).
     pub max_body: usize,
-    /// HTTP threads (reading, checking and tokenising requests).
-    pub threads: usize,
+    /// Connections open at once (503 above); each has a thread that reads, checks and
+    /// tokenises its request.
+    pub max_connections: usize,
     /// Largest `n` (choices per prompt).
     pub max_n: usize,
 }
@@ -76,35 +78,17 @@ fn error_kind(status: u16) -> &'static str {
     }
 }
 
-fn respond(req: tiny_http::Request, status: u16, body: &impl serde::Serialize) {
+fn respond(req: Request, status: u16, body: &impl serde::Serialize) {
     let json = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut r = tiny_http::Response::from_data(json).with_status_code(status);
-    // One request per connection: tiny_http runs each connection as a task in a pool that
-    // queues new connections behind idle keep-alive ones (a client's pooled connections
-    // then wait forever); closing after each response keeps every task short.
-    for (k, v) in [
-        ("Content-Type", "application/json"),
-        ("Connection", "close"),
-    ] {
-        if let Ok(h) = tiny_http::Header::from_bytes(k, v) {
-            r.add_header(h);
-        }
-    }
-    if status == 429 || status == 503 {
-        if let Ok(h) = tiny_http::Header::from_bytes("Retry-After", "1") {
-            r.add_header(h);
-        }
-    }
-    // A client that went away gets nothing; the server goes on.
-    let _ = req.respond(r);
+    req.respond(status, &json);
 }
 
-fn respond_failure(req: tiny_http::Request, f: &Failure) {
-    respond(
-        req,
-        f.status,
-        &ErrorBody::new(error_kind(f.status), &f.message),
-    );
+fn failure_body(f: &Failure) -> Vec<u8> {
+    serde_json::to_vec(&ErrorBody::new(error_kind(f.status), &f.message)).unwrap_or_default()
+}
+
+fn respond_failure(req: Request, f: &Failure) {
+    req.respond(f.status, &failure_body(f));
 }
 
 /// Serve `scorer`'s model (its prompt format and answer tokens are not used: clients send
@@ -118,13 +102,13 @@ pub fn serve(
     ready: &mut dyn FnMut(SocketAddr),
 ) -> Result<u64> {
     let addr = format!("{}:{}", cfg.host, cfg.port);
-    let server = tiny_http::Server::http(&addr).map_err(|e| ServeError::Bind {
+    let bind = |e: std::io::Error| ServeError::Bind {
         addr: addr.clone(),
         message: e.to_string(),
-    })?;
-    if let Some(a) = server.server_addr().to_ip() {
-        ready(a);
-    }
+    };
+    let listener = std::net::TcpListener::bind(&addr).map_err(bind)?;
+    listener.set_nonblocking(true).map_err(bind)?;
+    ready(listener.local_addr().map_err(bind)?);
     let counters = Counters::default();
     let ctx = Ctx {
         scorer,
@@ -133,39 +117,52 @@ pub fn serve(
         counters: &counters,
         next_id: AtomicU64::new(0),
     };
+    let open = std::sync::atomic::AtomicUsize::new(0);
     let (tx, rx) = sync_channel::<Job>(cfg.queue.max(1));
     std::thread::scope(|s| {
         let model = s.spawn(|| engine::run(scorer, rx, cfg.batch, cfg.queue.max(1), &counters));
-        let http: Vec<_> = (0..cfg.threads.max(1))
-            .map(|_| {
-                let tx = tx.clone();
-                let (server, ctx) = (&server, &ctx);
-                s.spawn(move || loop {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
+        while !stop.load(Ordering::SeqCst) {
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("accepting a connection: {e}");
+                    continue;
+                }
+            };
+            let _ = stream.set_nonblocking(false);
+            if open.load(Ordering::SeqCst) >= cfg.max_connections {
+                let busy = fail(503, "too many open connections; retry after a second");
+                s.spawn(move || http::write_response(stream, 503, &failure_body(&busy)));
+                continue;
+            }
+            open.fetch_add(1, Ordering::SeqCst);
+            let (tx, ctx, open) = (tx.clone(), &ctx, &open);
+            s.spawn(move || {
+                match http::read_request(stream, cfg.max_body) {
+                    Ok(req) => handle(req, ctx, &tx),
+                    Err(Some((f, stream))) => {
+                        http::write_response(stream, f.status, &failure_body(&f))
                     }
-                    match server.recv_timeout(Duration::from_millis(100)) {
-                        Ok(Some(req)) => handle(req, ctx, &tx),
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!("accepting a request: {e}"),
-                    }
-                })
-            })
-            .collect();
-        drop(tx);
-        for h in http {
-            let _ = h.join();
+                    Err(None) => {}
+                }
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
         }
-        tracing::info!("stopping: answering the queued requests");
+        drop(tx);
+        tracing::info!("stopping: answering the requests in flight");
         let _ = model.join();
     });
     Ok(counters.answered.load(Ordering::SeqCst))
 }
 
-fn handle<'a>(req: tiny_http::Request, ctx: &'a Ctx<'a>, tx: &SyncSender<Job<'a>>) {
-    let path = req.url().split('?').next().unwrap_or("").to_string();
-    let get = *req.method() == tiny_http::Method::Get;
-    let post = *req.method() == tiny_http::Method::Post;
+fn handle<'a>(req: Request, ctx: &'a Ctx<'a>, tx: &SyncSender<Job<'a>>) {
+    let path = req.path.split('?').next().unwrap_or("").to_string();
+    let get = req.method == "GET";
+    let post = req.method == "POST";
     match path.as_str() {
         "/health" if get => respond(
             req,
@@ -191,16 +188,10 @@ fn handle<'a>(req: tiny_http::Request, ctx: &'a Ctx<'a>, tx: &SyncSender<Job<'a>
             },
         ),
         "/v1/completions" | "/v1/chat/completions" if post => {
-            let mut req = req;
-            let chat = path == "/v1/chat/completions";
-            let body = match read_body(&mut req, ctx.cfg.max_body) {
-                Ok(b) => b,
-                Err(f) => return respond_failure(req, &f),
-            };
-            let parsed = if chat {
-                chat_job(&body, ctx)
+            let parsed = if path == "/v1/chat/completions" {
+                chat_job(&req.body, ctx)
             } else {
-                completion_job(&body, ctx)
+                completion_job(&req.body, ctx)
             };
             match parsed {
                 Ok((work, finish)) => enqueue(req, work, finish, ctx, tx),
@@ -208,27 +199,11 @@ fn handle<'a>(req: tiny_http::Request, ctx: &'a Ctx<'a>, tx: &SyncSender<Job<'a>
             }
         }
         "/health" | "/v1/models" | "/v1/completions" | "/v1/chat/completions" => {
-            let m = req.method().to_string();
+            let m = req.method.clone();
             respond_failure(req, &fail(405, format!("{m} {path} is not allowed")))
         }
         _ => respond_failure(req, &fail(404, format!("no route {path}"))),
     }
-}
-
-fn read_body(req: &mut tiny_http::Request, max: usize) -> std::result::Result<Vec<u8>, Failure> {
-    let too_big = || fail(413, format!("the request body exceeds {max} bytes"));
-    if req.body_length().is_some_and(|n| n > max) {
-        return Err(too_big());
-    }
-    let mut body = Vec::new();
-    req.as_reader()
-        .take(max as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| fail(400, format!("reading the body: {e}")))?;
-    if body.len() > max {
-        return Err(too_big());
-    }
-    Ok(body)
 }
 
 /// Turns the model's generations into the response body.
@@ -236,7 +211,7 @@ type Finish<'a> =
     Box<dyn FnOnce(Vec<Generation>) -> fairrec_lm::Result<serde_json::Value> + Send + 'a>;
 
 fn enqueue<'a>(
-    req: tiny_http::Request,
+    req: Request,
     work: Work,
     finish: Finish<'a>,
     ctx: &'a Ctx<'a>,
@@ -315,10 +290,6 @@ fn sampling(
     if s.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
         return bad("logit_bias", "is not supported");
     }
-    let vocab = ctx.scorer.tok.vocab_size();
-    if top.is_some_and(|k| k > vocab) {
-        return bad("logprobs", &format!("at most the vocabulary size, {vocab}"));
-    }
     if ctx.scorer.backbone.decoder().is_none() && max_tokens > 1 {
         return bad(
             "max_tokens",
@@ -333,7 +304,8 @@ fn sampling(
         n,
         seed: s.seed.unwrap_or(0),
         stop: s.stop.as_ref().map(|s| s.list()).unwrap_or_default(),
-        top,
+        // More alternatives than the vocabulary lists the whole vocabulary.
+        top: top.map(|k| k.min(ctx.scorer.tok.vocab_size())),
         echo_logprobs: false,
     })
 }
