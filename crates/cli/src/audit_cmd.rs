@@ -11,7 +11,6 @@ use fairrec_data::pipeline::read_manifest;
 use fairrec_data::prompt::{audit_variants, Template};
 use fairrec_data::sample::write_atomic;
 use fairrec_lm::batch::ScoreEvent;
-use fairrec_lm::score::Scorer;
 use fairrec_metrics::predictions::to_jsonl;
 use fairrec_serve::audit::{score_remote, served_record};
 use fairrec_train::audit::{score_variants, AuditPlan, AuditRecord};
@@ -165,12 +164,7 @@ struct Scoring {
 
 fn score_local(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> {
     let (loaded, tuning) = load_with_adapter(&a.model, a.adapter.as_deref())?;
-    let scorer = Scorer::new(
-        &loaded.model,
-        &loaded.tokenizer,
-        a.model.format(),
-        a.model.space()?,
-    )?;
+    let scorer = a.model.scorer(&loaded)?;
     let bar = crate::progress_bar(
         0,
         "{bar:40} {pos}/{len} prompts {msg} [{elapsed_precise} < {eta_precise}]",

@@ -41,6 +41,16 @@ impl ModelArgs {
         })
     }
 
+    /// The scorer of `loaded` with these flags' prompt format and answer space.
+    pub fn scorer<'a>(&self, loaded: &'a Loaded<Model>) -> Result<fairrec_lm::score::Scorer<'a>> {
+        Ok(fairrec_lm::score::Scorer::new(
+            &loaded.model,
+            &loaded.tokenizer,
+            self.format(),
+            self.space()?,
+        )?)
+    }
+
     /// Load the model (a decoder or T5) on the CPU.
     pub fn load(&self) -> Result<Loaded<Model>> {
         let path = self.path()?;

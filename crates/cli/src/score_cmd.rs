@@ -3,7 +3,6 @@
 use crate::model_args::{load_with_adapter, ModelArgs};
 use anyhow::Result;
 use clap::Args;
-use fairrec_lm::score::Scorer;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -34,12 +33,7 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
             a.adapter.as_deref().unwrap_or(std::path::Path::new("")).display()
         );
     }
-    let scorer = Scorer::new(
-        &loaded.model,
-        &loaded.tokenizer,
-        a.model.format(),
-        a.model.space()?,
-    )?;
+    let scorer = a.model.scorer(&loaded)?;
     let ids = scorer.encode(std::slice::from_ref(&a.prompt))?;
     let logits = scorer.yes_no_logits(&ids, None)?;
     let l = logits.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?[0].clone();

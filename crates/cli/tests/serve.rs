@@ -99,6 +99,25 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// `audit` of `data` through `url` (model `name`), `--bootstrap 20`, then `extra`.
+fn served_audit(data: &Path, url: &str, name: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "audit",
+        "--data",
+        p(data),
+        "--bootstrap",
+        "20",
+        "--endpoint",
+        url,
+        "--served-model",
+        name,
+    ]
+    .map(String::from)
+    .to_vec();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
 /// A prepared world and the built-in model for it.
 fn world(dir: &Path, users: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let data = small_dataset(dir, users);
@@ -212,17 +231,8 @@ fn a_killed_served_audit_resends_nothing_already_answered() {
     let (data, model) = world(dir.path(), "300");
     let srv = Served::start(&["--model", p(&model), "--served-model-name", "tiny"]);
     let url = srv.url();
-    let args = |out: &Path| -> Vec<String> {
-        [
-            "audit",
-            "--data",
-            p(&data),
-            "--bootstrap",
-            "20",
-            "--endpoint",
-            &url,
-            "--served-model",
-            "tiny",
+    let args = |out: &Path| {
+        let extra = [
             "--tokenizer",
             p(&model),
             "--top-logprobs",
@@ -231,9 +241,8 @@ fn a_killed_served_audit_resends_nothing_already_answered() {
             "1",
             "--out",
             p(out),
-        ]
-        .map(String::from)
-        .to_vec()
+        ];
+        served_audit(&data, &url, "tiny", &extra)
     };
     let killed = dir.path().join("killed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_fairrec"))
@@ -366,17 +375,7 @@ fn the_client_retries_what_may_pass_and_stops_at_once_without_logprobs() {
     let dir = tempfile::tempdir().unwrap();
     let data = small_dataset(dir.path(), "12");
     let audit = |addr: &str, out: &Path| {
-        let url = format!("http://{addr}");
-        let a = [
-            "audit",
-            "--data",
-            p(&data),
-            "--bootstrap",
-            "20",
-            "--endpoint",
-            &url,
-            "--served-model",
-            "fake",
+        let extra = [
             "--no-chat",
             "--concurrency",
             "1",
@@ -387,7 +386,8 @@ fn the_client_retries_what_may_pass_and_stops_at_once_without_logprobs() {
             "--out",
             p(out),
         ];
-        fairrec(&a)
+        let a = served_audit(&data, &format!("http://{addr}"), "fake", &extra);
+        fairrec(&a.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let (addr, count) = fake_server(true);
     let out = dir.path().join("retried");
