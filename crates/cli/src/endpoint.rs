@@ -26,7 +26,8 @@ pub struct EndpointArgs {
     /// http://localhost:8000/v1.
     #[arg(long)]
     pub endpoint: Option<String>,
-    /// The served model's name (as the server's /v1/models lists it).
+    /// The served model's name (as the server's /v1/models lists it) [default: the only
+    /// model the server lists].
     #[arg(long, requires = "endpoint")]
     pub served_model: Option<String>,
     /// The environment variable that holds the API key (sent as a bearer token, never
@@ -86,10 +87,7 @@ pub fn connect(
     };
     let endpoint = Endpoint {
         endpoint,
-        served_model: e
-            .served_model
-            .clone()
-            .context("--served-model NAME is required with --endpoint")?,
+        served_model: e.served_model.clone(),
         api_key_env: e.api_key_env.clone(),
         tokenizer: e.tokenizer.clone(),
         chat: m.format() == PromptFormat::Chat,

@@ -202,14 +202,8 @@ fn a_served_audit_equals_the_direct_one_in_every_prompt_route() {
     let c = dir.path().join("censored");
     let url = srv.url();
     let mut a = base.to_vec();
-    a.extend([
-        "--endpoint",
-        &url,
-        "--served-model",
-        "tiny",
-        "--tokenizer",
-        p(&model),
-    ]);
+    // No --served-model: the server's only model.
+    a.extend(["--endpoint", &url, "--tokenizer", p(&model)]);
     a.extend(["--top-logprobs", "2", "--out", p(&c)]);
     ok(&a);
     let n = predictions(&c)
@@ -221,6 +215,7 @@ fn a_served_audit_equals_the_direct_one_in_every_prompt_route() {
         "two alternatives of a ~560-token vocabulary should miss an answer"
     );
     assert_eq!(json(&c.join("metrics.json"))["n_censored"], n);
+    assert_eq!(json(&c.join("run.json"))["served"]["served_model"], "tiny");
     let report = std::fs::read_to_string(c.join("report.md")).unwrap();
     assert!(report.contains(&format!("{n} of")) && report.contains("censored"));
 }

@@ -95,7 +95,8 @@ pub fn served_record(
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub endpoint: String,
-    pub served_model: String,
+    /// The served model's name; `None`: the only model the server lists at `/v1/models`.
+    pub served_model: Option<String>,
     /// The environment variable holding the API key.
     pub api_key_env: Option<String>,
     /// The model's tokenizer (HF directory or GGUF file) whose chat template fairrec
@@ -180,7 +181,10 @@ pub fn connect(e: &Endpoint, cache: Option<&Path>) -> Result<(Client, Option<Cha
     }
     let cfg = ClientConfig {
         endpoint: e.endpoint.clone(),
-        model: e.served_model.clone(),
+        model: match &e.served_model {
+            Some(m) => m.clone(),
+            None => only_model(&e.endpoint, api_key.as_deref(), e.timeout)?,
+        },
         api_key,
         api,
         mode: e.mode,
@@ -200,4 +204,49 @@ fn first_token_text(tok: &fairrec_lm::tokenizer::Tok, text: &str) -> Result<Stri
         .first()
         .ok_or_else(|| invalid("--tokenizer", format!("`{text}` encodes to no token")))?;
     Ok(tok.decode(&[*first])?)
+}
+
+/// The one model `endpoint`'s `/v1/models` lists (an error naming them when there are
+/// several, or the failure when the list cannot be read).
+fn only_model(endpoint: &str, api_key: Option<&str>, timeout: Duration) -> Result<String> {
+    let url = format!("{}/models", crate::client::base(endpoint));
+    let mut rq = ureq::AgentBuilder::new().timeout(timeout).build().get(&url);
+    if let Some(k) = api_key {
+        rq = rq.set("Authorization", &format!("Bearer {k}"));
+    }
+    let text = match rq.call() {
+        Ok(r) => r.into_string().map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+    .map_err(|e| {
+        invalid(
+            "--served-model",
+            format!("not given, and {url} cannot be read ({e})"),
+        )
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        invalid(
+            "--served-model",
+            format!("not given, and {url} is not a model list ({e})"),
+        )
+    })?;
+    let ids: Vec<String> = v["data"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    match ids.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(invalid(
+            "--served-model",
+            format!(
+                "not given, and {url} lists {} models ({}); name one",
+                ids.len(),
+                ids.join(", ")
+            ),
+        )),
+    }
 }

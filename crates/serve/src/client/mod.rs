@@ -102,7 +102,7 @@ pub struct Client {
 }
 
 /// The `/v1` base of `endpoint`.
-fn base(endpoint: &str) -> String {
+pub fn base(endpoint: &str) -> String {
     let e = endpoint.trim_end_matches('/');
     if e.ends_with("/v1") {
         e.to_string()
