@@ -535,6 +535,15 @@ fn serve_answers_malformed_requests_and_keeps_serving() {
     let n_out = v["usage"]["completion_tokens"].as_u64().unwrap() as usize;
     assert_eq!(lp["tokens"].as_array().unwrap().len(), n_prompt + n_out);
     assert!(lp["token_logprobs"][0].is_null() && lp["token_logprobs"][1].is_number());
+    // The echoed tokens spell the prompt, its first token included.
+    let tokens: Vec<&str> = lp["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(tokens.concat().starts_with("Yes or no"), "{tokens:?}");
+    assert!(!tokens[0].is_empty());
     assert!(v["choices"][0]["text"]
         .as_str()
         .unwrap()

@@ -175,18 +175,19 @@ impl Client {
         b.to_string()
     }
 
-    /// Ask for `text` (or take the cached answer): the response and whether it was cached.
-    fn ask(&self, text: &str) -> Result<(serde_json::Value, bool)> {
+    /// Ask for `text` (or take the cached answer): its P(Yes), the response, and whether it
+    /// was cached.
+    fn ask(&self, text: &str) -> Result<(RemoteScore, serde_json::Value, bool)> {
         let body = self.body(text);
         let key = cache::key(&self.url, &body);
         if let Some(v) = self.cache.get(&key) {
-            return Ok((v.clone(), true));
+            return Ok((self.read(v)?, v.clone(), true));
         }
         let v = self.http.post(&self.url, &body)?;
-        // Checked before caching: an unusable answer is not kept.
-        self.read(&v)?;
+        // Read before caching: an unusable answer is not kept.
+        let score = self.read(&v)?;
         self.cache.put(&key, &v)?;
-        Ok((v, false))
+        Ok((score, v, false))
     }
 
     /// P(Yes) from a response.
@@ -246,10 +247,7 @@ impl Client {
             if i >= distinct.len() || stop.load(Ordering::SeqCst) {
                 return false;
             }
-            match self
-                .ask(distinct[i])
-                .and_then(|(v, cached)| Ok((self.read(&v)?, v, cached)))
-            {
+            match self.ask(distinct[i]) {
                 Ok((score, v, cached)) => {
                     let usage: crate::protocol::Usage =
                         serde_json::from_value(v["usage"].clone()).unwrap_or_default();

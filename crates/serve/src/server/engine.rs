@@ -39,8 +39,8 @@ pub struct Step {
     pub top: Vec<(u32, f64)>,
 }
 
-/// One choice: the generated steps, why it ended, and (echo) the prompt's steps (the first
-/// prompt token has no log-probability: `None`).
+/// One choice: the generated steps, why it ended, and (echo with logprobs) the prompt's
+/// first token, which has no log-probability, and the steps of the others.
 #[derive(Debug, Clone)]
 pub struct Generation {
     pub prompt: usize,
@@ -48,7 +48,7 @@ pub struct Generation {
     /// The completion's text (stop string and EOS excluded).
     pub text: String,
     pub finish: &'static str,
-    pub echo: Vec<Option<Step>>,
+    pub echo: Option<(u32, Vec<Step>)>,
     pub prompt_tokens: usize,
 }
 
@@ -129,9 +129,9 @@ pub fn generate(
     for (j, w) in works.iter().enumerate() {
         for (p, ids) in w.prompts.iter().enumerate() {
             let echo = if w.echo_logprobs {
-                echo_steps(scorer, ids, w.top.unwrap_or(0))?
+                Some(echo_steps(scorer, ids, w.top.unwrap_or(0))?)
             } else {
-                Vec::new()
+                None
             };
             for c in 0..w.n {
                 seqs.push(Seq {
@@ -220,9 +220,9 @@ fn advance(tok: &Tok, w: &Work, s: &mut Seq, row: &[f32]) -> fairrec_lm::Result<
     Ok(())
 }
 
-/// The prompt tokens' log-probabilities under the model (a decoder: one forward pass over
-/// the prompt, the full head at every position).
-fn echo_steps(scorer: &Scorer, ids: &[u32], k: usize) -> fairrec_lm::Result<Vec<Option<Step>>> {
+/// The prompt's first token and the later prompt tokens' log-probabilities under the model
+/// (a decoder: one forward pass over the prompt, the full head at every position).
+fn echo_steps(scorer: &Scorer, ids: &[u32], k: usize) -> fairrec_lm::Result<(u32, Vec<Step>)> {
     let model = scorer.model("echo with logprobs")?;
     let x = candle_core::Tensor::new(ids, scorer.device())?.unsqueeze(0)?;
     let rows = fairrec_lm::grad::no_grad(|| {
@@ -230,17 +230,17 @@ fn echo_steps(scorer: &Scorer, ids: &[u32], k: usize) -> fairrec_lm::Result<Vec<
         model.head_logits(&f.last.squeeze(0)?)
     })?
     .to_vec2::<f32>()?;
-    let mut out = vec![None];
+    let mut out = Vec::with_capacity(ids.len());
     for (pos, &token) in ids.iter().enumerate().skip(1) {
         let row = &rows[pos - 1];
         let lse = log_sum_exp(row);
-        out.push(Some(Step {
+        out.push(Step {
             token,
             logprob: f64::from(row[token as usize]) - lse,
             top: top_k(row, k, lse),
-        }));
+        });
     }
-    Ok(out)
+    Ok((ids[0], out))
 }
 
 /// `log(sum(exp(row)))` in f64.

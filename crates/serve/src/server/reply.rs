@@ -68,27 +68,21 @@ pub fn completion(
         let lp = if logprobs {
             let mut l = CompletionLogprobs::default();
             let mut offset = 0;
-            let steps: Vec<Option<&Step>> = g
-                .echo
-                .iter()
-                .map(Option::as_ref)
-                .chain(g.steps.iter().map(Some))
-                .collect();
-            for (i, st) in steps.into_iter().enumerate() {
-                // The first echoed prompt token has no log-probability.
-                let token = match st {
-                    Some(s) => s.token,
-                    None => 0,
-                };
-                let text = if st.is_some() || i > 0 {
-                    piece(tok, token)?
-                } else {
-                    String::new()
-                };
+            // The first echoed prompt token has no log-probability.
+            let first = g.echo.as_ref().map(|(t, _)| (*t, None));
+            let steps = first.into_iter().chain(
+                g.echo
+                    .iter()
+                    .flat_map(|(_, rest)| rest)
+                    .chain(&g.steps)
+                    .map(|s| (s.token, Some(s))),
+            );
+            for (token, st) in steps {
+                let text = piece(tok, token)?;
                 l.text_offset.push(offset);
                 offset += text.chars().count();
                 l.tokens.push(text);
-                l.token_logprobs.push(st.map(|s| s.logprob));
+                l.token_logprobs.push(st.map(|s: &Step| s.logprob));
                 l.top_logprobs
                     .push(st.map(|s| top_map(tok, &s.top)).transpose()?);
             }
