@@ -94,7 +94,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         batch: a.batch_size,
     };
     let what = format!("{} samples x {} variants", samples.len(), variants.len());
-    let s = match a.remote.endpoint {
+    let s = match a.remote.server.endpoint {
         Some(_) => score_served(a, &plan, &what)?,
         None => score_local(a, &plan, &what)?,
     };

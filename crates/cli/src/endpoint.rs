@@ -5,7 +5,7 @@ use crate::model_args::ModelArgs;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use fairrec_lm::chat::ChatTemplate;
-use fairrec_lm::score::PromptFormat;
+use fairrec_lm::score::{AnswerSpace, PromptFormat};
 use fairrec_serve::audit::Endpoint;
 use fairrec_serve::client::{AnswerMode, Client};
 use std::path::Path;
@@ -19,8 +19,9 @@ pub enum Mode {
     Sample,
 }
 
+/// Where the served model is and how to talk to it (`audit`, `score`, `audit-lists`).
 #[derive(Args, Debug, Clone)]
-pub struct EndpointArgs {
+pub struct ServerArgs {
     /// Score with a served model instead of --model: an OpenAI-compatible server's base URL
     /// (vLLM, TGI, llama.cpp's server, Ollama, `fairrec serve`, a hosted API), e.g.
     /// http://localhost:8000/v1.
@@ -39,6 +40,21 @@ pub struct EndpointArgs {
     /// /v1/chat/completions and the server applies its own template.
     #[arg(long, requires = "endpoint")]
     pub tokenizer: Option<std::path::PathBuf>,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Seconds before a request is abandoned (and retried).
+    #[arg(long, default_value_t = 120.0)]
+    pub timeout: f64,
+    /// Retries of a request after a 429, 5xx, timeout or dropped connection.
+    #[arg(long, default_value_t = 6)]
+    pub retries: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EndpointArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// How P(Yes) is read from the server.
     #[arg(long, value_enum, default_value = "logprobs")]
     pub answer_mode: Mode,
@@ -51,15 +67,6 @@ pub struct EndpointArgs {
     /// Sampling temperature (--answer-mode sample).
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f64,
-    /// Requests in flight.
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
-    /// Seconds before a request is abandoned (and retried).
-    #[arg(long, default_value_t = 120.0)]
-    pub timeout: f64,
-    /// Retries of a request after a 429, 5xx, timeout or dropped connection.
-    #[arg(long, default_value_t = 6)]
-    pub retries: usize,
 }
 
 /// A client for `e`'s server with `m`'s prompt format and answer space, caching responses
@@ -70,9 +77,6 @@ pub fn connect(
     seed: u64,
     cache: Option<&Path>,
 ) -> Result<(Client, Option<ChatTemplate>)> {
-    let Some(endpoint) = e.endpoint.clone() else {
-        bail!("--endpoint URL is required");
-    };
     if m.model.is_some() {
         bail!("--model and --endpoint: give one (a local model or a served one)");
     }
@@ -85,20 +89,42 @@ pub fn connect(
             temperature: e.temperature,
         },
     };
+    connect_server(
+        &e.server,
+        m.format() == PromptFormat::Chat,
+        m.space()?,
+        mode,
+        seed,
+        cache,
+    )
+}
+
+/// A client for `s`'s server (see [`fairrec_serve::audit::connect`]).
+pub fn connect_server(
+    s: &ServerArgs,
+    chat: bool,
+    space: AnswerSpace,
+    mode: AnswerMode,
+    seed: u64,
+    cache: Option<&Path>,
+) -> Result<(Client, Option<ChatTemplate>)> {
+    let Some(endpoint) = s.endpoint.clone() else {
+        bail!("--endpoint URL is required");
+    };
     let endpoint = Endpoint {
         endpoint,
-        served_model: e.served_model.clone(),
-        api_key_env: e.api_key_env.clone(),
-        tokenizer: e.tokenizer.clone(),
-        chat: m.format() == PromptFormat::Chat,
-        space: m.space()?,
+        served_model: s.served_model.clone(),
+        api_key_env: s.api_key_env.clone(),
+        tokenizer: s.tokenizer.clone(),
+        chat,
+        space,
         mode,
-        concurrency: e.concurrency,
-        timeout: Duration::try_from_secs_f64(e.timeout)
+        concurrency: s.concurrency,
+        timeout: Duration::try_from_secs_f64(s.timeout)
             .ok()
             .filter(|t| !t.is_zero())
             .context("--timeout: a positive number of seconds")?,
-        retries: e.retries,
+        retries: s.retries,
         seed,
     };
     Ok(fairrec_serve::audit::connect(&endpoint, cache)?)

@@ -10,6 +10,7 @@ mod bench_cmd;
 mod data_cmd;
 mod endpoint;
 mod experiment;
+mod lists_cmd;
 mod metrics_cmd;
 mod model_args;
 mod model_cmd;
@@ -70,6 +71,9 @@ enum Command {
     Data(data_cmd::DataCommand),
     /// Score a prepared split with a model in every prompt variant, then audit it.
     Audit(audit_cmd::AuditArgs),
+    /// FaiRLLM's list audit of a served model: top-K lists asked for neutrally and per
+    /// sensitive value, matched to the dataset's titles; Jaccard/SERP*/PRAG*, SNSR/SNSV.
+    AuditLists(lists_cmd::AuditListsArgs),
     /// Audit a predictions file: F1/P/R/AUC, GD and Rate (paper A), stereotype-aware fairness
     /// (paper B), bootstrap intervals; writes metrics.json, report.md and report.html.
     Metrics(metrics_cmd::MetricsArgs),
@@ -181,6 +185,7 @@ fn execute(command: Command) -> Result<()> {
         Command::Experiment(c) => experiment::run(c),
         Command::Data(c) => data_cmd::run(c),
         Command::Audit(a) => audit_cmd::run(&a),
+        Command::AuditLists(a) => lists_cmd::run(&a),
         Command::Metrics(a) => metrics_cmd::run(&a),
         Command::Quickstart(a) => quickstart::run(a),
         Command::Score(a) => score_cmd::run(&a),

@@ -51,6 +51,11 @@ pub struct MetricsArgs {
 }
 
 pub fn run(a: &MetricsArgs) -> Result<()> {
+    run_with(a, Vec::new())
+}
+
+/// `run` with `extra` blocks at the end of the report.
+pub fn run_with(a: &MetricsArgs, extra: Vec<Block>) -> Result<()> {
     let t0 = std::time::Instant::now();
     let audit = match &a.predictions {
         Some(path) => Some(audit_predictions(a, path)?),
@@ -78,6 +83,7 @@ pub fn run(a: &MetricsArgs) -> Result<()> {
     if let Some((lf, path, _)) = &lists {
         list_blocks(lf, path, &mut doc);
     }
+    doc.extend(extra);
     let file = MetricsFile {
         metrics: audit.as_ref().map(|(m, _)| m.clone()),
         inputs: Inputs {

@@ -23,7 +23,7 @@ pub struct ScoreArgs {
 /// "n_tokens", "ids", "yes_token", "no_token"}` (the token ids fed and the answer tokens
 /// read); with `--endpoint`, `{"p_yes", "censored", "url", "text", "answers"}`.
 pub fn run(a: &ScoreArgs) -> Result<()> {
-    if a.remote.endpoint.is_some() {
+    if a.remote.server.endpoint.is_some() {
         return score_served(a);
     }
     let (loaded, tuning) = load_with_adapter(&a.model, a.adapter.as_deref())?;

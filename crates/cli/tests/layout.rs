@@ -290,10 +290,10 @@ fn the_binary_is_flags_and_glue() {
             );
         }
     }
-    // 4,600 until `serve` and `--endpoint` (2026-12-04) added their flags; their logic
-    // lives in fairrec-serve.
+    // 4,600 until `serve` and `--endpoint` (2026-12-04) added their flags, 4,900 until
+    // `audit-lists` (2026-12-05) did; their logic lives in fairrec-serve and fairrec-data.
     assert!(
-        lines <= 4_900,
+        lines <= 5_050,
         "crates/cli/src is {lines} lines: library code belongs in the library crates"
     );
 }

@@ -8,7 +8,9 @@
 
 pub mod attributes;
 pub mod augment;
+pub mod catalogue;
 pub mod error;
+pub mod fairllm;
 pub mod loaders;
 pub mod pipeline;
 pub mod prompt;

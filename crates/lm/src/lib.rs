@@ -22,6 +22,7 @@ pub mod flops;
 pub mod gguf;
 pub mod grad;
 pub mod host;
+pub mod kv;
 pub mod layers;
 pub mod llama;
 pub mod load;

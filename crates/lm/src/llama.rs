@@ -91,9 +91,9 @@ pub struct Attention {
     pub k_proj: Linear,
     pub v_proj: Linear,
     pub o_proj: Linear,
-    n_heads: usize,
-    n_kv: usize,
-    head_dim: usize,
+    pub(crate) n_heads: usize,
+    pub(crate) n_kv: usize,
+    pub(crate) head_dim: usize,
 }
 
 impl Attention {
@@ -191,31 +191,43 @@ impl Attention {
     /// Causal self-attention with the composed ops; `mask` is the `[T, T]` additive causal
     /// mask.
     pub fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_kv(x, rotary, mask)?.0)
+    }
+
+    /// [`Attention::forward`], also returning the rotated keys and the values,
+    /// `[B, kv heads, T, d]` each (a generation's key/value cache, [`crate::kv`]).
+    pub(crate) fn forward_kv(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        mask: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t, _) = x.dims3()?;
         let q = rotary.apply(&self.heads(self.q_proj.forward(x)?, self.n_heads)?)?;
         let k = rotary.apply(&self.heads(self.k_proj.forward(x)?, self.n_kv)?)?;
         let v = self.heads(self.v_proj.forward(x)?, self.n_kv)?;
         let rep = self.n_heads / self.n_kv;
-        let (k, v) = if rep == 1 {
-            (k, v)
+        // Each key/value head repeated for its group of query heads.
+        let (kx, vx) = if rep == 1 {
+            (k.clone(), v.clone())
         } else {
-            let expand = |x: Tensor| -> Result<Tensor> {
+            let expand = |x: &Tensor| -> Result<Tensor> {
                 Ok(x.unsqueeze(2)?
                     .expand((b, self.n_kv, rep, t, self.head_dim))?
                     .reshape((b, self.n_heads, t, self.head_dim))?)
             };
-            (expand(k)?, expand(v)?)
+            (expand(&k)?, expand(&v)?)
         };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         // Scores and softmax in f32 (a no-op for f32 models), as transformers does.
-        let att = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let att = (q.matmul(&kx.t()?)? * scale)?.to_dtype(DType::F32)?;
         let att = candle_nn::ops::softmax(&att.broadcast_add(mask)?, D::Minus1)?;
-        let att = att.to_dtype(v.dtype())?;
+        let att = att.to_dtype(vx.dtype())?;
         let y = att
-            .matmul(&v)?
+            .matmul(&vx)?
             .transpose(1, 2)?
             .reshape((b, t, self.n_heads * self.head_dim))?;
-        self.o_proj.forward(&y)
+        Ok((self.o_proj.forward(&y)?, k, v))
     }
 }
 
@@ -288,13 +300,26 @@ impl DecoderLayer {
             let m = &self.mlp;
             return m.forward_fused(&self.post_attention_layernorm.forward(&h)?, &h);
         }
-        let h = (x + self
-            .self_attn
-            .forward(&self.input_layernorm.forward(x)?, rotary, mask)?)?;
-        Ok((&h
+        Ok(self.forward_kv(x, rotary, mask)?.0)
+    }
+
+    /// The composed [`DecoderLayer::forward`], also returning the attention's keys and
+    /// values ([`Attention::forward_kv`]).
+    pub(crate) fn forward_kv(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        mask: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (a, k, v) =
+            self.self_attn
+                .forward_kv(&self.input_layernorm.forward(x)?, rotary, mask)?;
+        let h = (x + a)?;
+        let out = (&h
             + self
                 .mlp
-                .forward(&self.post_attention_layernorm.forward(&h)?)?)?)
+                .forward(&self.post_attention_layernorm.forward(&h)?)?)?;
+        Ok((out, k, v))
     }
 }
 
@@ -327,7 +352,7 @@ pub struct Llama {
     pub lm_head: Option<Tensor>,
     /// Trainable virtual tokens prepended to every input (prompt tuning), if attached.
     pub soft_prompt: Option<Arc<SoftPrompt>>,
-    rotary: Rotary,
+    pub(crate) rotary: Rotary,
     device: Device,
 }
 
@@ -382,7 +407,7 @@ impl Llama {
         self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
     }
 
-    fn causal_mask(&self, t: usize) -> Result<Tensor> {
+    pub(crate) fn causal_mask(&self, t: usize) -> Result<Tensor> {
         let m: Vec<f32> = (0..t)
             .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
             .collect();
@@ -418,7 +443,7 @@ impl Llama {
 
     /// The input embeddings of [`Llama::forward_prefixed`] and the number of virtual tokens
     /// in front.
-    fn embeds(&self, ids: &Tensor, prefix: Option<&Tensor>) -> Result<(Tensor, usize)> {
+    pub(crate) fn embeds(&self, ids: &Tensor, prefix: Option<&Tensor>) -> Result<(Tensor, usize)> {
         let x = self.embed(ids)?;
         match (&self.soft_prompt, prefix) {
             (Some(_), Some(_)) => Err(crate::error::LmError::Invalid(
@@ -458,7 +483,7 @@ impl Llama {
         Ok(self.norm.forward(&h)?.squeeze(1)?)
     }
 
-    fn check_len(&self, t: usize) -> Result<()> {
+    pub(crate) fn check_len(&self, t: usize) -> Result<()> {
         if t > self.rotary.max_len() {
             return Err(crate::error::LmError::Invalid(format!(
                 "input of {t} positions exceeds the model's context of {}",

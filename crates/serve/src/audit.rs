@@ -9,23 +9,47 @@ use fairrec_train::audit::{audit_predictions, audit_prompts, AuditPlan};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// `run.json`'s `served`: where and how the model was asked, and what it cost.
+/// Where and how a served model was asked.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Served {
+pub struct Connection {
     pub endpoint: String,
     pub served_model: String,
-    /// The URL the prompts went to.
+    /// The URL the requests went to.
     pub url: String,
     pub api: Api,
-    pub answer_mode: AnswerMode,
-    /// The answer strings matched (Yes, No).
-    pub answers: [String; 2],
     /// Whether fairrec applied a chat template (`--tokenizer`) before sending the text.
     pub local_template: bool,
     pub concurrency: usize,
     pub timeout_s: f64,
     pub retries: usize,
     pub seed: u64,
+}
+
+impl Connection {
+    pub fn of(client: &Client, local_template: bool) -> Self {
+        let c = &client.cfg;
+        Connection {
+            endpoint: c.endpoint.clone(),
+            served_model: c.model.clone(),
+            url: client.url().to_string(),
+            api: c.api,
+            local_template,
+            concurrency: c.concurrency,
+            timeout_s: c.timeout.as_secs_f64(),
+            retries: c.retries,
+            seed: c.seed,
+        }
+    }
+}
+
+/// `run.json`'s `served`: where and how the model was asked, and what it cost.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Served {
+    #[serde(flatten)]
+    pub connection: Connection,
+    pub answer_mode: AnswerMode,
+    /// The answer strings matched (Yes, No).
+    pub answers: [String; 2],
     pub traffic: Traffic,
     /// Distinct prompt texts sent or taken from the cache.
     pub distinct_prompts: usize,
@@ -75,17 +99,9 @@ pub fn served_record(
 ) -> Served {
     let c = &client.cfg;
     Served {
-        endpoint: c.endpoint.clone(),
-        served_model: c.model.clone(),
-        url: client.url().to_string(),
-        api: c.api,
+        connection: Connection::of(client, local_template),
         answer_mode: c.mode,
         answers: [c.answers.0.clone(), c.answers.1.clone()],
-        local_template,
-        concurrency: c.concurrency,
-        timeout_s: c.timeout.as_secs_f64(),
-        retries: c.retries,
-        seed: c.seed,
         traffic,
         distinct_prompts: distinct,
     }

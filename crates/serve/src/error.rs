@@ -25,10 +25,15 @@ pub enum ServeError {
     Response { url: String, message: String },
     #[error("{path}: {message}")]
     Cache { path: PathBuf, message: String },
+    /// An output that cannot be written.
+    #[error("{}: cannot write: {message}", path.display())]
+    Write { path: PathBuf, message: String },
     #[error("{flag}: {message}")]
     Invalid { flag: String, message: String },
     #[error("--api-key-env {var}: {message}")]
     ApiKey { var: String, message: String },
+    #[error(transparent)]
+    Data(#[from] fairrec_data::DataError),
     #[error(transparent)]
     Lm(#[from] fairrec_lm::LmError),
     #[error(transparent)]

@@ -6,11 +6,14 @@
 //!   parallel, retries with backoff, and an on-disk response cache that lets a killed
 //!   audit resume without resending anything.
 //! * [`audit`]: an audit's prompts scored through the client.
+//! * [`lists`]: FaiRLLM's list audit: ranked lists asked for through the client, parsed
+//!   and matched to a dataset's catalogue.
 //! * [`server`]: `fairrec serve`, the same API over fairrec's own engine.
 
 pub mod audit;
 pub mod client;
 pub mod error;
+pub mod lists;
 pub mod protocol;
 pub mod server;
 

@@ -175,19 +175,21 @@ impl Client {
         b.to_string()
     }
 
-    /// Ask for `text` (or take the cached answer): its P(Yes), the response, and whether it
-    /// was cached.
-    fn ask(&self, text: &str) -> Result<(RemoteScore, serde_json::Value, bool)> {
-        let body = self.body(text);
-        let key = cache::key(&self.url, &body);
+    /// Send `body` (or take the cached response) and read it with `read`: what it read, the
+    /// response, and whether it was cached. An unreadable response is not cached.
+    fn ask<T>(
+        &self,
+        body: &str,
+        read: &dyn Fn(&serde_json::Value) -> Result<T>,
+    ) -> Result<(T, serde_json::Value, bool)> {
+        let key = cache::key(&self.url, body);
         if let Some(v) = self.cache.get(&key) {
-            return Ok((self.read(v)?, v.clone(), true));
+            return Ok((read(v)?, v.clone(), true));
         }
-        let v = self.http.post(&self.url, &body)?;
-        // Read before caching: an unusable answer is not kept.
-        let score = self.read(&v)?;
+        let v = self.http.post(&self.url, body)?;
+        let out = read(&v)?;
         self.cache.put(&key, &v)?;
-        Ok((score, v, false))
+        Ok((out, v, false))
     }
 
     /// P(Yes) from a response.
@@ -222,9 +224,24 @@ impl Client {
         texts: &[String],
         on: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<(Vec<RemoteScore>, Traffic)> {
+        let bodies: Vec<String> = texts.iter().map(|t| self.body(t)).collect();
+        let (scores, mut traffic, distinct) = self.send_all(&bodies, &|v| self.read(v), on)?;
+        traffic.censored = distinct.iter().filter(|s| s.censored).count() as u64;
+        Ok((scores, traffic))
+    }
+
+    /// Send every request body (each distinct body once, `concurrency` at a time, the first
+    /// alone so that an unusable server fails at once) and read each response with `read`.
+    /// Returns what was read per body, the traffic, and what was read per distinct body.
+    pub fn send_all<T: Clone + Send>(
+        &self,
+        bodies: &[String],
+        read: &(dyn Fn(&serde_json::Value) -> Result<T> + Sync),
+        on: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<(Vec<T>, Traffic, Vec<T>)> {
         let mut index = std::collections::HashMap::new();
         let mut distinct: Vec<&str> = Vec::new();
-        let slot: Vec<usize> = texts
+        let slot: Vec<usize> = bodies
             .iter()
             .map(|t| {
                 *index.entry(t.as_str()).or_insert_with(|| {
@@ -233,7 +250,7 @@ impl Client {
                 })
             })
             .collect();
-        let results: Mutex<Vec<Option<RemoteScore>>> = Mutex::new(vec![None; distinct.len()]);
+        let results: Mutex<Vec<Option<T>>> = Mutex::new(vec![None; distinct.len()]);
         let traffic = Mutex::new(Traffic::default());
         let error: Mutex<Option<ServeError>> = Mutex::new(None);
         let (next, done, stop) = (
@@ -241,14 +258,14 @@ impl Client {
             AtomicUsize::new(0),
             AtomicBool::new(false),
         );
-        // Score the next distinct text; false when none is left or a request failed.
+        // Send the next distinct body; false when none is left or a request failed.
         let work_one = || {
             let i = next.fetch_add(1, Ordering::SeqCst);
             if i >= distinct.len() || stop.load(Ordering::SeqCst) {
                 return false;
             }
-            match self.ask(distinct[i]) {
-                Ok((score, v, cached)) => {
+            match self.ask(distinct[i], read) {
+                Ok((out, v, cached)) => {
                     let usage: crate::protocol::Usage =
                         serde_json::from_value(v["usage"].clone()).unwrap_or_default();
                     let mut t = traffic.lock().unwrap_or_else(|p| p.into_inner());
@@ -259,9 +276,8 @@ impl Client {
                     }
                     t.prompt_tokens += usage.prompt_tokens;
                     t.completion_tokens += usage.completion_tokens;
-                    t.censored += u64::from(score.censored);
                     drop(t);
-                    results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(score);
+                    results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(out);
                     on(done.fetch_add(1, Ordering::SeqCst) + 1, distinct.len());
                     true
                 }
@@ -285,14 +301,16 @@ impl Client {
         if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
         }
-        let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-        let scores = slot
-            .iter()
-            .map(|&i| results[i].expect("every distinct text was scored"))
+        let results: Vec<T> = results
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_iter()
+            .map(|r| r.expect("every distinct body was sent"))
             .collect();
+        let per_body = slot.iter().map(|&i| results[i].clone()).collect();
         let mut traffic = traffic.into_inner().unwrap_or_else(|p| p.into_inner());
         traffic.retries = self.http.retried.load(Ordering::SeqCst);
-        Ok((scores, traffic))
+        Ok((per_body, traffic, results))
     }
 }
 
@@ -345,7 +363,7 @@ pub fn from_logprobs(top: &[(String, f64)], yes: &str, no: &str) -> RemoteScore 
 }
 
 /// Every choice's text (completions' `text`, chat's `message.content`).
-fn choice_texts(v: &serde_json::Value) -> Option<Vec<String>> {
+pub fn choice_texts(v: &serde_json::Value) -> Option<Vec<String>> {
     let choices = v["choices"].as_array()?;
     choices
         .iter()

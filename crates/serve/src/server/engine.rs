@@ -2,12 +2,14 @@
 //! sequence into one forward pass per generated position, and hands each request its
 //! generations.
 //!
-//! Each position re-reads the whole sequence (fairrec's engine keeps no KV cache (ours):
-//! a request of `max_tokens: 1`, what an audit sends, costs one forward pass; a long
-//! generation costs one pass per token). A decoder generates any number of tokens; a T5
-//! model answers at its first decoder step only, so it serves `max_tokens` 0 or 1.
+//! The first token of every sequence comes from one batched forward pass over the prompts
+//! (a request of `max_tokens: 1`, what an audit sends, costs nothing more); a decoder's
+//! later tokens come from a key/value cache, one position per step ([`fairrec_lm::kv`]).
+//! A T5 model answers at its first decoder step only, so it serves `max_tokens` 0 or 1.
 
 use fairrec_core::Rng;
+use fairrec_lm::grad::no_grad;
+use fairrec_lm::kv::KvCache;
 use fairrec_lm::score::Scorer;
 use fairrec_lm::tokenizer::Tok;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -151,34 +153,79 @@ pub fn generate(
             }
         }
     }
-    loop {
-        let mut active: Vec<usize> = (0..seqs.len()).filter(|&i| !seqs[i].done).collect();
-        // Similar lengths together: less padding per forward pass.
-        active.sort_by_key(|&i| seqs[i].ids.len());
-        if active.is_empty() {
-            break;
+    // The first token of every sequence from one batched pass over the prompts (all an
+    // audit's `max_tokens: 1` needs).
+    let mut first: Vec<usize> = (0..seqs.len()).filter(|&i| !seqs[i].done).collect();
+    first.sort_by_key(|&i| seqs[i].ids.len());
+    for chunk in first.chunks(batch.max(1)) {
+        let ids: Vec<Vec<u32>> = chunk.iter().map(|&i| seqs[i].ids.clone()).collect();
+        let logits =
+            fairrec_lm::grad::no_grad(|| scorer.vocab_logits(&ids, None))?.to_vec2::<f32>()?;
+        for (&i, row) in chunk.iter().zip(&logits) {
+            let w = works[seqs[i].job];
+            advance(scorer.tok, w, &mut seqs[i], row)?;
         }
-        for chunk in active.chunks(batch.max(1)) {
-            let ids: Vec<Vec<u32>> = chunk.iter().map(|&i| seqs[i].ids.clone()).collect();
-            let logits =
-                fairrec_lm::grad::no_grad(|| scorer.vocab_logits(&ids, None))?.to_vec2::<f32>()?;
-            for (&i, row) in chunk.iter().zip(&logits) {
-                let w = works[seqs[i].job];
-                advance(scorer.tok, w, &mut seqs[i], row)?;
-            }
-        }
-        if scorer.backbone.decoder().is_none() {
-            // T5 answers at its first decoder step only (checked at the door).
-            for s in seqs.iter_mut() {
-                s.done = true;
-            }
-        }
+    }
+    match scorer.backbone.decoder() {
+        Some(model) => continue_cached(model, scorer.tok, works, &mut seqs, batch)?,
+        // T5 answers at its first decoder step only (checked at the door).
+        None => seqs.iter_mut().for_each(|s| s.done = true),
     }
     let mut out: Vec<Vec<Generation>> = works.iter().map(|_| Vec::new()).collect();
     for s in seqs {
         out[s.job].push(s.gen);
     }
     Ok(out)
+}
+
+/// The tokens after the first: each unfinished sequence's prompt and first token run once
+/// into a key/value cache ([`fairrec_lm::kv`]), then one position per step, the sequences
+/// of a chunk of `batch` together.
+fn continue_cached(
+    model: &fairrec_lm::llama::Llama,
+    tok: &Tok,
+    works: &[&Work],
+    seqs: &mut [Seq],
+    batch: usize,
+) -> fairrec_lm::Result<()> {
+    let mut caches: Vec<Option<KvCache>> = Vec::with_capacity(seqs.len());
+    for s in seqs.iter_mut() {
+        if s.done {
+            caches.push(None);
+            continue;
+        }
+        let w = works[s.job];
+        let extra = w.max_tokens.saturating_sub(s.gen.steps.len());
+        let (cache, logits) = no_grad(|| model.prefill(&s.ids, extra))?;
+        advance(tok, w, s, &logits.to_vec1::<f32>()?)?;
+        caches.push((!s.done).then_some(cache));
+    }
+    loop {
+        let active: Vec<usize> = (0..seqs.len()).filter(|&i| caches[i].is_some()).collect();
+        if active.is_empty() {
+            return Ok(());
+        }
+        for chunk in active.chunks(batch.max(1)) {
+            let tokens: Vec<u32> = chunk
+                .iter()
+                .map(|&i| *seqs[i].ids.last().expect("a prompt has tokens"))
+                .collect();
+            // The chunk's caches (ascending indices), borrowed together.
+            let mut want = chunk.iter().peekable();
+            let mut cs: Vec<&mut KvCache> = caches
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, c)| (want.next_if_eq(&&i).is_some()).then_some(c.as_mut()?))
+                .collect();
+            let logits = no_grad(|| model.decode_step(&tokens, &mut cs))?.to_vec2::<f32>()?;
+            for (&i, row) in chunk.iter().zip(&logits) {
+                advance(tok, works[seqs[i].job], &mut seqs[i], row)?;
+                if seqs[i].done {
+                    caches[i] = None;
+                }
+            }
+        }
+    }
 }
 
 /// Choose the next token of `s` from its logits `row`, record it, and end the sequence at

@@ -121,6 +121,9 @@ pub fn serve(
     let (tx, rx) = sync_channel::<Job>(cfg.queue.max(1));
     std::thread::scope(|s| {
         let model = s.spawn(|| engine::run(scorer, rx, cfg.batch, cfg.queue.max(1), &counters));
+        // Moved in, so that it closes (new connections are refused) while the requests in
+        // flight drain.
+        let listener = listener;
         while !stop.load(Ordering::SeqCst) {
             let stream = match listener.accept() {
                 Ok((stream, _)) => stream,
@@ -153,6 +156,7 @@ pub fn serve(
             });
         }
         drop(tx);
+        drop(listener);
         tracing::info!("stopping: answering the requests in flight");
         let _ = model.join();
     });
