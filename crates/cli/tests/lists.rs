@@ -5,10 +5,9 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 fn json(path: &Path) -> serde_json::Value {
@@ -36,19 +35,7 @@ fn chat_server(
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut len = 0;
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
+            let body = read_request_body(&mut BufReader::new(s.try_clone().unwrap()));
             let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
             let user = req["messages"].as_array().unwrap().last().unwrap()["content"]
                 .as_str()
@@ -235,22 +222,8 @@ fn list_audit_through_fairrec_serve_generates_whole_lists() {
     let data = small_dataset(dir.path(), "12");
     let model = dir.path().join("model");
     ok(&["model", "init", "--data", p(&data), "--out", p(&model)]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fairrec"))
-        .args(["serve", "--port", "0", "--model", p(&model)])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+    let (mut child, addr) = start_server(&["--model", p(&model)]);
+    let url = format!("http://{addr}/v1");
     let out = dir.path().join("lists");
     let o = fairrec(&[
         "audit-lists",

@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -21,24 +21,7 @@ struct Served {
 
 impl Served {
     fn start(args: &[&str]) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fairrec"))
-            .args(["serve", "--port", "0"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|s| s.trim().strip_suffix("/v1"))
-            .unwrap_or_else(|| panic!("no address in `{line}`"))
-            .to_string();
+        let (child, addr) = start_server(args);
         Served { child, addr }
     }
 
@@ -340,19 +323,7 @@ fn fake_server(logprobs: bool) -> (String, Arc<AtomicUsize>) {
             let Ok(mut s) = stream else { continue };
             let i = c.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || {
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let mut len = 0;
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; len];
-                let _ = r.read_exact(&mut body);
+                read_request_body(&mut BufReader::new(s.try_clone().unwrap()));
                 match scripted(i, logprobs) {
                     Some(answer) => {
                         let _ = s.write_all(answer.as_bytes());

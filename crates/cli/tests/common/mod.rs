@@ -126,3 +126,44 @@ pub fn prepared_world(
     ok(&a);
     data
 }
+
+/// The body of an HTTP request read from `r` (headers skipped; `Content-Length` bytes).
+pub fn read_request_body(r: &mut impl std::io::BufRead) -> Vec<u8> {
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    let _ = r.read_exact(&mut body);
+    body
+}
+
+/// A `fairrec serve --port 0` child with `args`, and the `host:port` it listens on.
+pub fn start_server(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fairrec"))
+        .args(["serve", "--port", "0"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.trim().strip_suffix("/v1"))
+        .unwrap_or_else(|| panic!("no address in `{line}`"))
+        .to_string();
+    (child, addr)
+}
