@@ -9,7 +9,8 @@
 //!    ([`prompt`], on any [`host::PromptHost`]), MoS's mixture of prompts ([`mos`]), the
 //!    umbrella over them ([`tuning`]) and PEFT's file format ([`peft`], [`weights`]).
 //! 3. Scoring: P(Yes) of prompts ([`score`]), many at once ([`batch`]), hidden states for
-//!    paper A's `L_diff` ([`pool`]), and `no_grad` ([`grad`]).
+//!    paper A's `L_diff` ([`pool`]), and `no_grad` ([`grad`]); generation through a
+//!    key/value cache ([`kv`], `fairrec serve`).
 
 pub mod adapter;
 pub mod backbone;
