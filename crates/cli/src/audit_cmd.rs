@@ -61,10 +61,30 @@ pub struct AuditArgs {
     /// Output directory (predictions.jsonl, run.json, metrics.json, report.md, report.html).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an audit already in --out (a served audit's response cache is kept).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(a: &AuditArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
+    let margs = MetricsArgs {
+        predictions: Some(a.out.join("predictions.jsonl")),
+        lists: None,
+        k: 20,
+        data: Some(a.data.clone()),
+        threshold: a.threshold,
+        bootstrap: a.bootstrap,
+        seed: a.seed,
+        confidence: 0.95,
+        z_threshold: a.z_threshold,
+        raw_counts: false,
+        out: a.out.clone(),
+        force: a.force,
+    };
+    // Bad settings and an occupied --out fail before any scoring.
+    metrics_cmd::audit_config(&margs)?;
+    let old = fairrec_core::fs::claim_output(&a.out, fairrec_train::audit::OUTPUTS, a.force)?;
     let manifest = read_manifest(&a.data)?;
     let samples = samples(&a.data, &a.split, a.limit)?;
     if samples.is_empty() {
@@ -98,8 +118,8 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         Some(_) => score_served(a, &plan, &what)?,
         None => score_local(a, &plan, &what)?,
     };
-    let pred_path = a.out.join("predictions.jsonl");
-    write_atomic(&pred_path, &to_jsonl(&s.predictions))?;
+    fairrec_core::fs::clear_outputs(&old)?;
+    write_atomic(&a.out.join("predictions.jsonl"), &to_jsonl(&s.predictions))?;
     let record = AuditRecord {
         command: "audit".into(),
         model: s.model,
@@ -133,19 +153,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         s.seconds,
         s.tokens as f64 / s.seconds
     );
-    metrics_cmd::run(&MetricsArgs {
-        predictions: Some(pred_path),
-        lists: None,
-        k: 20,
-        data: Some(a.data.clone()),
-        threshold: a.threshold,
-        bootstrap: a.bootstrap,
-        seed: a.seed,
-        confidence: 0.95,
-        z_threshold: a.z_threshold,
-        raw_counts: false,
-        out: a.out.clone(),
-    })?;
+    metrics_cmd::run_with(&margs, Vec::new(), &[])?;
     tracing::info!("audit done in {:.1}s", t0.elapsed().as_secs_f64());
     Ok(())
 }

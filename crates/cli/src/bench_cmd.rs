@@ -93,6 +93,11 @@ fn threads() -> usize {
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {
+    for (flag, v) in [("--batch", a.batch), ("--seq", a.seq), ("--steps", a.steps)] {
+        if v == 0 {
+            bail!("{flag} 0: at least 1");
+        }
+    }
     if a.mode == "peak" {
         if a.device != "cpu" {
             bail!("--mode peak measures the CPU; drop --device {}", a.device);

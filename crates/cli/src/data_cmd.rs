@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use fairrec_core::fs::{claim_output, clear_outputs};
 use fairrec_core::Variant;
 use fairrec_data::augment::{augment, AugmentConfig};
 use fairrec_data::loaders::SushiOrder;
@@ -156,6 +157,9 @@ pub struct SynthArgs {
     /// Rating noise [default: 0.6].
     #[arg(long)]
     pub noise: Option<f64>,
+    /// Replace a synthetic world already in --out.
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl SynthArgs {
@@ -213,6 +217,8 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         DataCommand::Prepare(a) => prepare(&a).map(|_| ()),
         DataCommand::Synth(a) => {
             let cfg = a.config();
+            let old = claim_output(&a.out, fairrec_data::synth::OUTPUTS, a.force)?;
+            clear_outputs(&old)?;
             write_world(&cfg, &a.out)?;
             say!(
                 "wrote the synthetic world ({} users, {} items, seed {}) to {}",

@@ -61,6 +61,9 @@ pub struct AuditListsArgs {
     /// Output directory (lists.jsonl, responses.jsonl, run.json, metrics.json, report.md, report.html).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace a list audit already in --out (its response cache is kept).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(a: &AuditListsArgs) -> Result<()> {
@@ -68,6 +71,7 @@ pub fn run(a: &AuditListsArgs) -> Result<()> {
     if !(0.0..=1.0).contains(&a.match_threshold) {
         bail!("--match-threshold: a similarity between 0 and 1");
     }
+    let old = fairrec_core::fs::claim_output(&a.out, lists::OUTPUTS, a.force)?;
     let plan = lists::plan(&PlanArgs {
         data: &a.data,
         attributes: a.attributes.as_deref(),
@@ -126,6 +130,7 @@ pub fn run(a: &AuditListsArgs) -> Result<()> {
     let mut run = ListsRun::new(&plan, &a.instruction, cfg, served, matching);
     run.seconds = t0.elapsed().as_secs_f64();
     run.git_revision = crate::git_revision();
+    fairrec_core::fs::clear_outputs(&old)?;
     let lists_path = lists::write_outputs(&a.out, &records, &run)?;
     let (m, t) = (&run.matching.all, &run.served.traffic);
     say!(
@@ -145,7 +150,9 @@ pub fn run(a: &AuditListsArgs) -> Result<()> {
             z_threshold: 1.0,
             raw_counts: false,
             out: a.out.clone(),
+            force: a.force,
         },
         match_blocks(&run.matching),
+        &[],
     )
 }

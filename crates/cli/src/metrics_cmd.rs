@@ -48,17 +48,23 @@ pub struct MetricsArgs {
     /// Output directory (metrics.json, report.md, report.html).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace the reports already in --out.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(a: &MetricsArgs) -> Result<()> {
-    run_with(a, Vec::new())
+    let old = fairrec_core::fs::claim_output(&a.out, fairrec_metrics::file::OUTPUTS, a.force)?;
+    run_with(a, Vec::new(), &old)
 }
 
-/// `run` with `extra` blocks at the end of the report.
-pub fn run_with(a: &MetricsArgs, extra: Vec<Block>) -> Result<()> {
+/// `run` with `extra` blocks at the end of the report; the earlier outputs `old` are
+/// removed once the figures are computed, just before the new ones are written.
+pub fn run_with(a: &MetricsArgs, extra: Vec<Block>, old: &[PathBuf]) -> Result<()> {
     let t0 = std::time::Instant::now();
+    let cfg = audit_config(a)?;
     let audit = match &a.predictions {
-        Some(path) => Some(audit_predictions(a, path)?),
+        Some(path) => Some(audit_predictions(a, &cfg, path)?),
         None => None,
     };
     let lists = match &a.lists {
@@ -96,6 +102,7 @@ pub fn run_with(a: &MetricsArgs, extra: Vec<Block>) -> Result<()> {
         },
         fairllm: lists.as_ref().map(|l| l.0.clone()),
     };
+    fairrec_core::fs::clear_outputs(old)?;
     file.write(&a.out.join("metrics.json"))?;
     write_atomic(&a.out.join("report.md"), markdown(&doc).as_bytes())?;
     write_atomic(
@@ -138,8 +145,26 @@ pub fn run_with(a: &MetricsArgs, extra: Vec<Block>) -> Result<()> {
     Ok(())
 }
 
+/// The audit settings of `a`, checked (before any work is done).
+pub fn audit_config(a: &MetricsArgs) -> Result<AuditConfig> {
+    let cfg = AuditConfig {
+        threshold: a.threshold,
+        bootstrap: a.bootstrap,
+        seed: a.seed,
+        confidence: a.confidence,
+        stereotype: StereotypeConfig {
+            z_threshold: a.z_threshold,
+            normalize: !a.raw_counts,
+        },
+    };
+    cfg.validate()
+        .context("--threshold, --confidence or --z-threshold")?;
+    Ok(cfg)
+}
+
 fn audit_predictions(
     a: &MetricsArgs,
+    cfg: &AuditConfig,
     path: &std::path::Path,
 ) -> Result<(fairrec_metrics::Metrics, Provenance)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -157,17 +182,7 @@ fn audit_predictions(
     }
     let context = contexts(train.iter().chain(&rest));
     let stereo = stereotype_inputs(&train, &attributes);
-    let cfg = AuditConfig {
-        threshold: a.threshold,
-        bootstrap: a.bootstrap,
-        seed: a.seed,
-        confidence: a.confidence,
-        stereotype: StereotypeConfig {
-            z_threshold: a.z_threshold,
-            normalize: !a.raw_counts,
-        },
-    };
-    let m = audit(&preds, &context, &stereo, &cfg)?;
+    let m = audit(&preds, &context, &stereo, cfg)?;
     let prov = Provenance {
         predictions: path.display().to_string(),
         predictions_sha256: sha256_hex(&bytes),

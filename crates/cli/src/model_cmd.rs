@@ -1,7 +1,7 @@
 //! `fairrec model init`: the built-in tiny model for a prepared dataset (a tokenizer
 //! trained on its prompts, random weights), written as an HF directory.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use fairrec_core::Variant;
 use fairrec_data::pipeline::{read_manifest, read_split};
@@ -34,19 +34,15 @@ pub struct InitArgs {
     pub layers: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Overwrite an existing model directory.
+    /// Replace a model already in --out (a directory holding anything else is never replaced).
     #[arg(long)]
     pub force: bool,
 }
 
 pub fn run(c: ModelCommand) -> Result<()> {
     let ModelCommand::Init(a) = c;
-    if a.out.join("config.json").exists() && !a.force {
-        bail!(
-            "{} already holds a model; pass --force to replace it",
-            a.out.display()
-        );
-    }
+    // The directory is replaced whole (old model kept until the new one is in place).
+    fairrec_core::fs::claim_output(&a.out, fairrec_lm::save::OUTPUTS, a.force)?;
     let manifest = read_manifest(&a.data)?;
     let template = a
         .template

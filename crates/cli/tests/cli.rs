@@ -571,7 +571,7 @@ fn audit_scores_every_variant_and_reports() {
     );
     assert!(out.join("report.html").exists());
     // Only some variants, raw prompts; ' Yes'/' No' share a byte token here, so --answer-space none.
-    let s = ok(&[
+    let again = [
         "audit",
         "--model",
         p(&model),
@@ -588,7 +588,13 @@ fn audit_scores_every_variant_and_reports() {
         "0",
         "--out",
         p(&out),
-    ]);
+    ];
+    // The first audit is there: replacing it takes --force, and nothing is touched without.
+    let before = std::fs::read(out.join("metrics.json")).unwrap();
+    let e = fails(&again);
+    assert!(e.contains("already holds an audit; pass --force"), "{e}");
+    assert_eq!(std::fs::read(out.join("metrics.json")).unwrap(), before);
+    let s = ok(&[&again[..], &["--force"]].concat());
     // The original prompt states age too: no variant repeats it.
     assert!(s.contains("scored 16 prompts (16 distinct"), "{s}");
     let e = fails(&[
@@ -598,7 +604,7 @@ fn audit_scores_every_variant_and_reports() {
         "--data",
         p(&data),
         "--out",
-        p(&out),
+        p(&t.path().join("nope-audit")),
     ]);
     assert!(e.contains("loading the model") && e.contains("nope"), "{e}");
 }

@@ -291,9 +291,10 @@ fn the_binary_is_flags_and_glue() {
         }
     }
     // 4,600 until `serve` and `--endpoint` (2026-12-04) added their flags, 4,900 until
-    // `audit-lists` (2026-12-05) did; their logic lives in fairrec-serve and fairrec-data.
+    // `audit-lists` and the `--force` flags (2026-12-05) did; their logic lives in
+    // fairrec-serve, fairrec-data and fairrec-core.
     assert!(
-        lines <= 5_050,
+        lines <= 5_100,
         "crates/cli/src is {lines} lines: library code belongs in the library crates"
     );
 }

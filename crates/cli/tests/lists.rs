@@ -201,19 +201,22 @@ fn list_audit_parses_matches_and_scores_a_scripted_models_lists() {
         report.contains("titles matched to the catalogue"),
         "{report}"
     );
-    // A rerun answers from the response cache: nothing sent, the same lists.
+    // A rerun takes --force and answers from the response cache: nothing sent, the same lists.
     let before = std::fs::read(out.join("lists.jsonl")).unwrap();
-    let said = ok(&args);
+    assert!(fails(&args).contains("already holds a list audit; pass --force"));
+    let said = ok(&[&args[..], &["--force"]].concat());
     assert!(said.contains("(0 requests sent, 6 cached)"), "{said}");
     assert_eq!(seen.lock().unwrap().len(), 6);
     assert_eq!(std::fs::read(out.join("lists.jsonl")).unwrap(), before);
-    // Bad flags name themselves.
+    // Bad flags name themselves, and a refused run leaves the earlier one as it was.
     let mut bad = args.to_vec();
-    bad.extend(["--attributes", "shoe size"]);
+    bad.extend(["--force", "--attributes", "shoe size"]);
     assert!(fails(&bad).contains("--attributes: `shoe size`"));
     let mut bad = args.to_vec();
-    bad.extend(["--instruction", "Recommend {k} films."]);
+    bad.extend(["--force", "--instruction", "Recommend {k} films."]);
     assert!(fails(&bad).contains("`{who}`"));
+    assert_eq!(std::fs::read(out.join("lists.jsonl")).unwrap(), before);
+    assert!(out.join("report.html").exists());
 }
 
 #[test]

@@ -92,9 +92,149 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Resul
     write_atomic(path, (text + "\n").as_bytes())
 }
 
+/// Why a command may not write into its output directory.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("{}: a file, not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("{} already holds {what}; pass --force to replace it", path.display())]
+    Exists { path: PathBuf, what: String },
+    #[error("{} holds files that are not {what} ({found}); fairrec replaces only its own outputs: choose another directory", path.display())]
+    Foreign {
+        path: PathBuf,
+        what: String,
+        found: String,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The output files a command writes into a directory, and whether it owns the whole
+/// directory (replaces it as one, so nothing else may live there).
+#[derive(Debug, Clone, Copy)]
+pub struct Outputs<'a> {
+    /// What the outputs are, for messages ("a model", "an audit").
+    pub what: &'a str,
+    pub files: &'a [&'a str],
+    pub whole_dir: bool,
+}
+
+/// The rule every command follows before it writes into `dir` (ours): a missing or empty
+/// directory is taken; one holding any of the command's own output files is taken only
+/// with `force`; a directory the command replaces whole is refused, even with `force`,
+/// when it holds anything else (those files would be lost); a file is refused. Other
+/// files (a response cache, the user's own) stay untouched. Returns the output files
+/// present (for the caller to clear once it has decided to run).
+pub fn claim_output(dir: &Path, out: Outputs, force: bool) -> Result<Vec<PathBuf>, OutputError> {
+    let io = |source| OutputError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if dir.is_file() {
+        return Err(OutputError::NotADirectory {
+            path: dir.to_path_buf(),
+        });
+    }
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut ours = Vec::new();
+    let mut foreign = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io)? {
+        let name = e.map_err(io)?.file_name().to_string_lossy().into_owned();
+        if out.files.contains(&name.as_str()) {
+            ours.push(dir.join(&name));
+        } else {
+            foreign.push(name);
+        }
+    }
+    foreign.sort();
+    if out.whole_dir && !foreign.is_empty() {
+        let more = foreign.len().saturating_sub(3);
+        foreign.truncate(3);
+        let mut found = foreign.join(", ");
+        if more > 0 {
+            found.push_str(&format!(" and {more} more"));
+        }
+        return Err(OutputError::Foreign {
+            path: dir.to_path_buf(),
+            what: out.what.to_string(),
+            found,
+        });
+    }
+    if !ours.is_empty() && !force {
+        return Err(OutputError::Exists {
+            path: dir.to_path_buf(),
+            what: out.what.to_string(),
+        });
+    }
+    ours.sort();
+    Ok(ours)
+}
+
+/// Remove `files` (the outputs [`claim_output`] found), so that a run replacing them and
+/// killed part-way never leaves new outputs beside old ones.
+pub fn clear_outputs(files: &[PathBuf]) -> std::io::Result<()> {
+    for f in files {
+        match std::fs::remove_file(f) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_are_replaced_only_with_force_and_never_over_foreign_files() {
+        let t = std::env::temp_dir().join(format!("fairrec-claim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        let model = Outputs {
+            what: "a model",
+            files: &["config.json", "model.safetensors"],
+            whole_dir: true,
+        };
+        let audit = Outputs {
+            what: "an audit",
+            files: &["run.json"],
+            whole_dir: false,
+        };
+        assert!(claim_output(&t, model, false).unwrap().is_empty());
+        std::fs::create_dir_all(&t).unwrap();
+        assert!(claim_output(&t, model, false).unwrap().is_empty());
+        write_atomic(&t.join("config.json"), b"{}").unwrap();
+        let e = claim_output(&t, model, false).unwrap_err().to_string();
+        assert!(e.contains("--force"), "{e}");
+        assert_eq!(
+            claim_output(&t, model, true).unwrap(),
+            [t.join("config.json")]
+        );
+        write_atomic(&t.join("train.jsonl"), b"").unwrap();
+        let e = claim_output(&t, model, true).unwrap_err().to_string();
+        assert!(
+            e.contains("train.jsonl") && e.contains("another directory"),
+            "{e}"
+        );
+        // A command that writes only its own files leaves the others alone.
+        assert!(claim_output(&t, audit, false).unwrap().is_empty());
+        write_atomic(&t.join("run.json"), b"{}").unwrap();
+        assert!(claim_output(&t, audit, false).is_err());
+        let found = claim_output(&t, audit, true).unwrap();
+        clear_outputs(&found).unwrap();
+        assert!(!t.join("run.json").exists() && t.join("train.jsonl").exists());
+        assert!(matches!(
+            claim_output(&t.join("train.jsonl"), audit, true),
+            Err(OutputError::NotADirectory { .. })
+        ));
+        std::fs::remove_dir_all(&t).unwrap();
+    }
 
     #[test]
     fn replace_dir_swaps_and_recovers() {

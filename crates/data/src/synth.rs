@@ -234,6 +234,22 @@ pub fn write_world(cfg: &SynthConfig, dir: &Path) -> Result<Vec<ItemTruth>> {
     Ok(truth)
 }
 
+/// The files [`write_world`] writes.
+pub const OUTPUTS: fairrec_core::fs::Outputs<'static> = fairrec_core::fs::Outputs {
+    what: "a synthetic world",
+    files: &[
+        "u.item",
+        "u.user",
+        "u.data",
+        "u.genre",
+        "u.occupation",
+        "u.info",
+        "item_truth.tsv",
+        "synth.json",
+    ],
+    whole_dir: false,
+};
+
 /// The items of a world: their hidden truth, popularity and taste vectors, and `u.item`.
 struct Items {
     truth: Vec<ItemTruth>,

@@ -64,7 +64,65 @@ impl LlamaConfig {
                 cfg.rope_theta = t;
             }
         }
+        cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The architecture families this code runs (`model_type`).
+    pub const FAMILIES: [&'static str; 2] = ["llama", "qwen2"];
+
+    /// Check that the numbers describe a model this code can run: every size positive,
+    /// the heads dividing evenly (query heads into key/value groups, the hidden size into
+    /// heads unless `head_dim` is given), an even head dimension (the rotary half-split),
+    /// finite positive `rms_norm_eps` and `rope_theta`, and a Llama-family `model_type`.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.kv_heads()),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if v == 0 {
+                return Err(format!("`{name}` is 0; it must be at least 1"));
+            }
+        }
+        if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
+            return Err(format!(
+                "`num_attention_heads` ({}) is not a multiple of `num_key_value_heads` ({})",
+                self.num_attention_heads,
+                self.kv_heads()
+            ));
+        }
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return Err(format!(
+                "`hidden_size` ({}) is not a multiple of `num_attention_heads` ({}) and no `head_dim` is given",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        let hd = self.head_dim();
+        if hd == 0 || !hd.is_multiple_of(2) {
+            return Err(format!(
+                "the head dimension is {hd}; rotary embeddings need a positive even one"
+            ));
+        }
+        for (name, v) in [
+            ("rms_norm_eps", self.rms_norm_eps),
+            ("rope_theta", self.rope_theta),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("`{name}` is {v}; it must be finite and positive"));
+            }
+        }
+        match self.model_type.as_deref() {
+            Some(t) if !Self::FAMILIES.contains(&t) => Err(format!(
+                "`model_type` `{t}` is not a model this code runs (it runs {})",
+                Self::FAMILIES.join(", ")
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Key/value heads (grouped-query attention); defaults to the attention heads.
@@ -75,7 +133,7 @@ impl LlamaConfig {
     /// Dimension of one head.
     pub fn head_dim(&self) -> usize {
         self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads)
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
 
     /// Whether q/k/v have biases.
@@ -119,5 +177,35 @@ impl LlamaConfig {
             self.vocab_size * h
         };
         self.vocab_size * h + self.num_hidden_layers * layer + h + head
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_this_code_cannot_run_are_refused_with_the_field() {
+        let ok = LlamaConfig::tiny(100);
+        assert!(ok.validate().is_ok());
+        let bad = |f: &dyn Fn(&mut LlamaConfig), field: &str| {
+            let mut c = ok.clone();
+            f(&mut c);
+            let e = c.validate().unwrap_err();
+            assert!(e.contains(field), "{e}");
+        };
+        bad(&|c| c.num_attention_heads = 0, "num_attention_heads");
+        bad(&|c| c.num_hidden_layers = 0, "num_hidden_layers");
+        bad(&|c| c.num_key_value_heads = Some(3), "num_key_value_heads");
+        bad(&|c| c.hidden_size = 66, "hidden_size");
+        bad(&|c| c.head_dim = Some(7), "head dimension");
+        bad(&|c| c.rms_norm_eps = f64::NAN, "rms_norm_eps");
+        bad(&|c| c.rope_theta = -1.0, "rope_theta");
+        bad(&|c| c.model_type = Some("gpt2".into()), "gpt2");
+        let text = r#"{"vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
+            "num_hidden_layers": 1, "num_attention_heads": 0}"#;
+        assert!(LlamaConfig::from_hf_json(text)
+            .unwrap_err()
+            .contains("num_attention_heads"));
     }
 }

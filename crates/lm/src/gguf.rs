@@ -148,6 +148,7 @@ pub fn load(path: &Path, device: &Device) -> Result<GgufModel> {
         model_type: Some(arch.clone()),
         max_position_embeddings: meta_usize(md, &format!("{arch}.context_length")).unwrap_or(4096),
     };
+    config.validate().map_err(|m| err(path, m))?;
     let mut tensors = HashMap::new();
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();

@@ -368,6 +368,7 @@ pub struct Forward {
 
 impl Llama {
     pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate().map_err(crate::error::LmError::Invalid)?;
         let m = vb.pp("model");
         let embed_tokens = m
             .pp("embed_tokens")

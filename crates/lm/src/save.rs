@@ -40,6 +40,18 @@ pub fn save_t5_dir(
     write_hf_dir(&cfg_json, tensors, tok, dir)
 }
 
+/// The files of a saved model directory; [`save_hf_dir`] replaces the directory whole.
+pub const OUTPUTS: fairrec_core::fs::Outputs<'static> = fairrec_core::fs::Outputs {
+    what: "a model",
+    files: &[
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ],
+    whole_dir: true,
+};
+
 fn write_hf_dir(
     cfg_json: &serde_json::Value,
     tensors: &[(String, candle_core::Tensor)],

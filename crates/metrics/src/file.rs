@@ -19,6 +19,13 @@ pub struct Inputs {
     pub git_revision: Option<String>,
 }
 
+/// The files `fairrec metrics` writes into its directory.
+pub const OUTPUTS: fairrec_core::fs::Outputs<'static> = fairrec_core::fs::Outputs {
+    what: "an audit report",
+    files: &["metrics.json", "report.md", "report.html"],
+    whole_dir: false,
+};
+
 /// Everything `metrics.json` holds: the audit of a predictions file (absent when only
 /// ranked lists were audited), its inputs, and FaiRLLM's list figures.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -210,6 +210,7 @@ pub fn list_fairness(
     if k == 0 {
         return Err(MetricsError::Invalid("k must be at least 1".into()));
     }
+    crate::audit::check_confidence(confidence)?;
     let (insts, notes) = instructions(lists)?;
     let sets = similarities(&insts, k);
     let point = evaluate(&sets, &vec![1.0; insts.len()]);

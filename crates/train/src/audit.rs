@@ -121,6 +121,20 @@ pub struct AuditScores {
     pub mos_routes: Option<BTreeMap<String, Vec<f64>>>,
 }
 
+/// The files `fairrec audit` writes into its directory (besides a served audit's response
+/// cache, which a rerun reuses).
+pub const OUTPUTS: fairrec_core::fs::Outputs<'static> = fairrec_core::fs::Outputs {
+    what: "an audit",
+    files: &[
+        "predictions.jsonl",
+        "run.json",
+        "metrics.json",
+        "report.md",
+        "report.html",
+    ],
+    whole_dir: false,
+};
+
 /// `run.json` of an audit.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRecord {

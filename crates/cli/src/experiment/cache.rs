@@ -36,7 +36,10 @@ pub(super) fn dataset_dir(out: &Path, d: &spec::DatasetSpec) -> Result<PathBuf> 
     if let (Some(s), Some(raw)) = (&d.synth, synth_dir(out, d)) {
         let f = flags(&["data", "synth"], s, &origin)?;
         call(
-            &argv(&["data", "synth", "--out", &raw.to_string_lossy()], &f),
+            &argv(
+                &["data", "synth", "--force", "--out", &raw.to_string_lossy()],
+                &f,
+            ),
             &log,
         )?;
         prep.insert("raw".into(), raw.to_string_lossy().into_owned().into());

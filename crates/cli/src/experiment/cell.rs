@@ -201,7 +201,10 @@ pub(super) fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResul
         audit.extend([flag.into(), trained.to_string_lossy().into_owned()]);
     }
     call(
-        &argv(&["audit", "--out", &adir.to_string_lossy()], &audit),
+        &argv(
+            &["audit", "--force", "--out", &adir.to_string_lossy()],
+            &audit,
+        ),
         &log,
     )?;
     let r = CellResult {

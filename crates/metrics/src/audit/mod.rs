@@ -36,6 +36,38 @@ pub struct AuditConfig {
     pub stereotype: StereotypeConfig,
 }
 
+impl AuditConfig {
+    /// Check the settings: threshold in [0, 1], confidence strictly between 0 and 1, a
+    /// finite z threshold.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Err(MetricsError::Invalid(format!(
+                "threshold must be in [0, 1], got {}",
+                self.threshold
+            )));
+        }
+        check_confidence(self.confidence)?;
+        if !self.stereotype.z_threshold.is_finite() {
+            return Err(MetricsError::Invalid(format!(
+                "the z threshold must be finite, got {}",
+                self.stereotype.z_threshold
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A confidence level strictly between 0 and 1.
+pub fn check_confidence(confidence: f64) -> Result<()> {
+    if confidence > 0.0 && confidence < 1.0 {
+        Ok(())
+    } else {
+        Err(MetricsError::Invalid(format!(
+            "confidence must be strictly between 0 and 1, got {confidence}"
+        )))
+    }
+}
+
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
@@ -210,12 +242,7 @@ pub fn audit(
     stereo: &[StereotypeInput<'_>],
     cfg: &AuditConfig,
 ) -> Result<Metrics> {
-    if !(0.0..=1.0).contains(&cfg.threshold) {
-        return Err(MetricsError::Invalid(format!(
-            "threshold must be in [0, 1], got {}",
-            cfg.threshold
-        )));
-    }
+    cfg.validate()?;
     let vi = VariantIndex::new(preds);
     let block = |v: &Variant, why: &str| -> Result<ClassBlock> {
         let i = vi.of(v).ok_or_else(|| MetricsError::MissingVariant {

@@ -6,7 +6,7 @@
 
 mod plan;
 
-pub use plan::{plan, write_outputs, ListPlan, PlanArgs};
+pub use plan::{plan, write_outputs, ListPlan, PlanArgs, OUTPUTS};
 
 use crate::client::{choice_texts, Api, Client, Traffic};
 use crate::error::{Result, ServeError};

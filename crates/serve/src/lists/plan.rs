@@ -10,6 +10,19 @@ use fairrec_data::pipeline::{read_manifest, read_split, Manifest};
 use fairrec_data::raw::sha256_hex;
 use std::path::{Path, PathBuf};
 
+/// The files `fairrec audit-lists` writes (besides its response cache, which a rerun reuses).
+pub const OUTPUTS: fairrec_core::fs::Outputs<'static> = fairrec_core::fs::Outputs {
+    what: "a list audit",
+    files: &[
+        "lists.jsonl",
+        "run.json",
+        "metrics.json",
+        "report.md",
+        "report.html",
+    ],
+    whole_dir: false,
+};
+
 /// The command line's choices.
 #[derive(Debug, Clone)]
 pub struct PlanArgs<'a> {

@@ -1,0 +1,217 @@
+//! Issue 22's findings, one command each: outputs are replaced only with `--force` and
+//! never over files that are not the command's own; bad numbers and model configurations
+//! are errors naming the file or flag, never panics; a refused run changes nothing.
+
+mod common;
+use common::*;
+use std::path::Path;
+
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let bytes = if e.path().is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn model_init_never_replaces_what_is_not_a_model() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_dataset(t.path(), "12");
+    // A prepared dataset is not a model: refused, even with --force, and left whole.
+    let before = tree(&data);
+    for force in [false, true] {
+        let mut a = vec!["model", "init", "--data", p(&data), "--out", p(&data)];
+        if force {
+            a.push("--force");
+        }
+        let e = fails(&a);
+        assert!(
+            e.contains("holds files that are not a model") && e.contains("manifest.json"),
+            "{e}"
+        );
+        assert_eq!(tree(&data), before);
+    }
+    // A file as --out: refused, untouched, nothing written beside it.
+    let file = t.path().join("notes.txt");
+    std::fs::write(&file, "mine").unwrap();
+    let e = fails(&["model", "init", "--data", p(&data), "--out", p(&file)]);
+    assert!(e.contains("not a directory"), "{e}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"mine");
+    let siblings: Vec<String> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(siblings.iter().all(|n| !n.starts_with('.')), "{siblings:?}");
+    // A model is replaced only with --force.
+    let model = t.path().join("model");
+    ok(&["model", "init", "--data", p(&data), "--out", p(&model)]);
+    let first = tree(&model);
+    let e = fails(&[
+        "model",
+        "init",
+        "--data",
+        p(&data),
+        "--out",
+        p(&model),
+        "--seed",
+        "1",
+    ]);
+    assert!(e.contains("already holds a model; pass --force"), "{e}");
+    assert_eq!(tree(&model), first);
+    ok(&[
+        "model",
+        "init",
+        "--data",
+        p(&data),
+        "--out",
+        p(&model),
+        "--seed",
+        "1",
+        "--force",
+    ]);
+    assert_ne!(tree(&model), first);
+}
+
+#[test]
+fn bad_model_configs_and_numbers_are_errors_not_panics() {
+    let t = tempfile::tempdir().unwrap();
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let cfg_path = model.join("config.json");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    for (field, value, says) in [
+        (
+            "num_attention_heads",
+            serde_json::json!(0),
+            "`num_attention_heads` is 0",
+        ),
+        (
+            "num_hidden_layers",
+            serde_json::json!(0),
+            "`num_hidden_layers` is 0",
+        ),
+        ("hidden_size", serde_json::json!(66), "not a multiple"),
+        ("model_type", serde_json::json!("gpt2"), "`gpt2`"),
+    ] {
+        let mut bad = cfg.clone();
+        bad[field] = value;
+        std::fs::write(&cfg_path, bad.to_string()).unwrap();
+        let e = fails(&["score", "--model", p(&model), "--prompt", "hi"]);
+        assert!(
+            e.contains(says) && e.contains("config.json"),
+            "{field}: {e}"
+        );
+    }
+    for c in ["1.5", "NaN", "-0.1", "0", "1"] {
+        let e = fails(&[
+            "metrics",
+            "--predictions",
+            "x.jsonl",
+            &format!("--confidence={c}"),
+            "--out",
+            p(&t.path().join("m")),
+        ]);
+        assert!(
+            e.contains("confidence must be strictly between 0 and 1"),
+            "{c}: {e}"
+        );
+    }
+    let e = fails(&[
+        "bench",
+        "--shape",
+        "smollm2-135m",
+        "--mode",
+        "score",
+        "--seq",
+        "0",
+    ]);
+    assert!(e.contains("--seq 0: at least 1"), "{e}");
+}
+
+#[test]
+fn outputs_are_replaced_only_with_force_and_bad_settings_fail_before_scoring() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_dataset(t.path(), "12");
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let out = t.path().join("audit");
+    let audit = |extra: &[&str]| {
+        let mut a = vec![
+            "audit",
+            "--model",
+            p(&model),
+            "--data",
+            p(&data),
+            "--limit",
+            "2",
+        ];
+        a.extend_from_slice(&[
+            "--variants",
+            "original;neutral",
+            "--bootstrap",
+            "0",
+            "--out",
+            p(&out),
+        ]);
+        a.extend_from_slice(extra);
+        fairrec(&a)
+    };
+    // A threshold outside [0, 1] stops the audit before it scores or writes anything.
+    let o = audit(&["--threshold", "7"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("threshold must be in [0, 1]"));
+    assert!(!out.exists());
+    assert!(audit(&[]).status.success());
+    // metrics into the audit's directory: its report is replaced only with --force.
+    let preds = out.join("predictions.jsonl");
+    let m = [
+        "metrics",
+        "--predictions",
+        p(&preds),
+        "--bootstrap",
+        "0",
+        "--out",
+        p(&out),
+    ];
+    assert!(fails(&m).contains("already holds an audit report; pass --force"));
+    ok(&[&m[..], &["--force"]].concat());
+    assert!(preds.exists(), "metrics replaces its own files only");
+    // data synth over a world.
+    let raw = t.path().join("raw");
+    let e = fails(&[
+        "data",
+        "synth",
+        "--out",
+        p(&raw),
+        "--users",
+        "12",
+        "--items",
+        "50",
+    ]);
+    assert!(
+        e.contains("already holds a synthetic world; pass --force"),
+        "{e}"
+    );
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        p(&raw),
+        "--users",
+        "12",
+        "--items",
+        "50",
+        "--force",
+    ]);
+}
