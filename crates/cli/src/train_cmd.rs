@@ -8,12 +8,13 @@ use anyhow::Result;
 use fairrec_data::pipeline::read_manifest;
 use fairrec_train::encode::scenario;
 use fairrec_train::engine::trainer::Event;
-use fairrec_train::fit::{fmt, remove_previous, Session};
+use fairrec_train::fit::{check_fresh, fmt, remove_previous, Session};
 use fairrec_train::run::{new_spec, read_spec, run as train_run, SpecOptions};
 
 pub fn run(a: &TrainArgs) -> Result<()> {
-    if a.force && !a.resume {
-        remove_previous(&a.out)?;
+    // Nothing in --out changes before the run is known to go ahead.
+    if !a.force && !a.resume {
+        check_fresh(&a.out)?;
     }
     let manifest = read_manifest(&a.data)?;
     let spec = if a.resume {
@@ -45,6 +46,9 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         ..a.model.clone()
     };
     let mut loaded = margs.load()?;
+    if a.force && !a.resume {
+        remove_previous(&a.out)?;
+    }
     let session = Session {
         data: &a.data,
         out: &a.out,

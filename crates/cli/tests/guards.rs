@@ -215,3 +215,58 @@ fn outputs_are_replaced_only_with_force_and_bad_settings_fail_before_scoring() {
         "--force",
     ]);
 }
+
+#[test]
+fn a_refused_train_leaves_the_run_it_refuses_as_it_was() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_dataset(t.path(), "30");
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let out = t.path().join("run");
+    let train = |extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "--method",
+            "lora",
+            "--model",
+            p(&model),
+            "--data",
+            p(&data),
+        ];
+        a.extend_from_slice(&[
+            "--out",
+            p(&out),
+            "--answer-space",
+            "none",
+            "--max-steps",
+            "2",
+        ]);
+        a.extend_from_slice(&["--limit-valid", "4", "--no-eval-before"]);
+        a.extend_from_slice(extra);
+        fairrec(&a)
+    };
+    assert!(train(&[]).status.success());
+    let before = tree(&out);
+    // Another flag, no --force: refused before anything is written.
+    let o = train(&["--lr", "0.5"]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("holds a finished run") && e.contains("--force"),
+        "{e}"
+    );
+    assert_eq!(
+        tree(&out),
+        before,
+        "train_config.json and run.json untouched"
+    );
+    // A bad flag with --force is refused too, and the old run survives it.
+    let o = train(&["--force", "--attributes", "shoe size"]);
+    assert!(!o.status.success());
+    assert_eq!(tree(&out), before);
+    // With --force the run starts over.
+    assert!(train(&["--lr", "0.5", "--force"]).status.success());
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("train_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["train"]["lr"], 0.5);
+}

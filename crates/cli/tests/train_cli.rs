@@ -123,10 +123,10 @@ fn train_writes_a_run_directory_and_audit_and_score_use_the_adapter() {
         "hello",
     ]));
     assert!((base - tuned).abs() > 1e-6, "{base} vs {tuned}");
-    // a second run into the same directory must not silently overwrite the checkpoint
+    // a second run into the same directory must not silently overwrite the run
     let e = fails(&train_args(&model, &data, &out, &["--max-steps", "5"]));
     assert!(
-        e.contains("checkpoint exists") && e.contains("resume"),
+        e.contains("holds a finished run") && e.contains("--resume"),
         "{e}"
     );
     // --force starts over: the old checkpoint and log are gone, the new log has 2 steps

@@ -108,6 +108,9 @@ impl Fit<'_> {
         prompts: usize,
     ) -> Result<Summary> {
         let (s, spec, cfg) = (self.session, self.spec, &self.spec.train);
+        if !s.resume {
+            check_fresh(s.out)?;
+        }
         std::fs::create_dir_all(s.out).map_err(io_err(s.out))?;
         let base_parameters = self.scorer.backbone.parameters();
         if !s.resume {
@@ -205,6 +208,25 @@ impl Fit<'_> {
         ));
         Ok(summary)
     }
+}
+
+/// Refuse to start a new run where an earlier one left a checkpoint or finished
+/// (`summary.json`): it would be overwritten. Checked before anything is written.
+pub fn check_fresh(out: &Path) -> Result<()> {
+    let ck = trainer::checkpoint_dir(out);
+    let what = if out.join("summary.json").exists() {
+        "a finished run"
+    } else if fairrec_core::fs::recover_dir(&ck).map_err(io_err(&ck))? {
+        "a checkpoint of an unfinished run"
+    } else {
+        return Ok(());
+    };
+    Err(TrainError::Checkpoint {
+        path: out.to_path_buf(),
+        message: format!(
+            "holds {what}: --resume to continue it, --force to start over, or train into another directory"
+        ),
+    })
 }
 
 /// Delete what an earlier run left in `out` (checkpoints, log, summary), for `--force`.
