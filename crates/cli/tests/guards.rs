@@ -270,3 +270,58 @@ fn a_refused_train_leaves_the_run_it_refuses_as_it_was() {
         serde_json::from_slice(&std::fs::read(out.join("train_config.json")).unwrap()).unwrap();
     assert_eq!(cfg["train"]["lr"], 0.5);
 }
+
+#[test]
+fn an_edited_or_mixed_prepared_dataset_is_refused_naming_the_file() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_dataset(t.path(), "12");
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let audit = |out: &str| {
+        fairrec(&[
+            "audit",
+            "--model",
+            p(&model),
+            "--data",
+            p(&data),
+            "--limit",
+            "1",
+            "--bootstrap",
+            "0",
+            "--out",
+            p(&t.path().join(out)),
+        ])
+    };
+    assert!(audit("a0").status.success());
+    // One sample's label flipped by hand.
+    let train = data.join("train.jsonl");
+    let original = std::fs::read_to_string(&train).unwrap();
+    let edited = original.replacen("\"label\":true", "\"label\":false", 1);
+    assert_ne!(edited, original, "the fixture has a positive sample");
+    std::fs::write(&train, edited).unwrap();
+    let e = fails(&[
+        "model",
+        "init",
+        "--data",
+        p(&data),
+        "--out",
+        p(&t.path().join("m2")),
+    ]);
+    assert!(e.contains("train.jsonl") && e.contains("SHA-256"), "{e}");
+    std::fs::write(&train, &original).unwrap();
+    // A split from another preparation (what a killed `data prepare --force` left).
+    let other = prepared_world(
+        &t.path().join("other"),
+        "12",
+        "50",
+        &["--protocol", "cl-moe", "--seed", "9"],
+    );
+    std::fs::copy(other.join("test.jsonl"), data.join("test.jsonl")).unwrap();
+    let o = audit("a1");
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("test.jsonl") && e.contains("another preparation"),
+        "{e}"
+    );
+}

@@ -49,6 +49,9 @@ pub enum DataError {
         line: usize,
         message: String,
     },
+    /// A prepared file whose bytes are not those its dataset's manifest records.
+    #[error("{}: {message}", path.display())]
+    Modified { path: PathBuf, message: String },
     /// Any other violation of a file format, with its place.
     #[error("{}:{line}: {message}", path.display())]
     Format {

@@ -7,7 +7,7 @@ use crate::error::{DataError, Result};
 use crate::loaders;
 use crate::protocol::{prepare, Prepared, Protocol, ProtocolConfig};
 use crate::raw::{sha256_hex, DatasetKind, SourceFile};
-use crate::sample::{read_samples, to_jsonl, write_atomic, Sample};
+use crate::sample::{to_jsonl, write_atomic, Sample};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -181,5 +181,22 @@ pub fn read_split(dir: &Path, split: &str) -> Result<Vec<Sample>> {
             message: format!("unknown split `{split}` (train, valid, test)"),
         });
     }
-    read_samples(&dir.join(format!("{split}.jsonl")))
+    let name = format!("{split}.jsonl");
+    let path = dir.join(&name);
+    let bytes = crate::text::read_bytes(&path, "prepared samples (run `fairrec data prepare`)")?;
+    // The manifest is written last: a split is read only from a complete dataset, and only
+    // as that preparation wrote it.
+    let manifest = read_manifest(dir)?;
+    if let Some(want) = manifest.outputs.get(&name) {
+        if *want != sha256_hex(&bytes) {
+            return Err(DataError::Modified {
+                path,
+                message: format!(
+                    "its SHA-256 is not the one {} records: the file was edited, or comes from another preparation (a `data prepare --force` killed part-way?); prepare the dataset again",
+                    dir.join("manifest.json").display()
+                ),
+            });
+        }
+    }
+    crate::sample::parse_samples(&path, &bytes)
 }

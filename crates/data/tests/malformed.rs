@@ -440,9 +440,17 @@ fn prepared_files_corpus() {
         "{e}"
     );
     std::fs::write(t.path().join("test.jsonl"), "{\"sample_id\": \"a\"}\n").unwrap();
-    let e = read_split(t.path(), "test").unwrap_err().to_string();
+    let e = fairrec_data::sample::read_samples(&t.path().join("test.jsonl"))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("test.jsonl:1:") && e.contains("invalid JSON"),
+        "{e}"
+    );
+    // A split is read only from a complete dataset (the manifest is written last).
+    let e = read_split(t.path(), "test").unwrap_err().to_string();
+    assert!(
+        e.contains("manifest.json") && e.contains("file not found"),
         "{e}"
     );
     std::fs::write(
