@@ -68,6 +68,7 @@ pub struct AuditArgs {
 
 pub fn run(a: &AuditArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
+    let _lock = fairrec_core::fs::RunLock::acquire(&a.out, "fairrec audit")?;
     let margs = MetricsArgs {
         predictions: Some(a.out.join("predictions.jsonl")),
         lists: None,

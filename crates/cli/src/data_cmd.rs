@@ -217,6 +217,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         DataCommand::Prepare(a) => prepare(&a).map(|_| ()),
         DataCommand::Synth(a) => {
             let cfg = a.config();
+            let _lock = fairrec_core::fs::RunLock::acquire(&a.out, "fairrec data synth")?;
             let old = claim_output(&a.out, fairrec_data::synth::OUTPUTS, a.force)?;
             clear_outputs(&old)?;
             write_world(&cfg, &a.out)?;
@@ -237,6 +238,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
 /// `data prepare`; returns the manifest.
 pub fn prepare(a: &PrepareArgs) -> Result<Manifest> {
     let cfg = a.config()?;
+    let _lock = fairrec_core::fs::RunLock::acquire(&a.out, "fairrec data prepare")?;
     if a.out.join("manifest.json").exists() && !a.force {
         bail!(
             "{} already holds a prepared dataset; pass --force to overwrite it",

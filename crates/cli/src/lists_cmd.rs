@@ -68,6 +68,7 @@ pub struct AuditListsArgs {
 
 pub fn run(a: &AuditListsArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
+    let _lock = fairrec_core::fs::RunLock::acquire(&a.out, "fairrec audit-lists")?;
     if !(0.0..=1.0).contains(&a.match_threshold) {
         bail!("--match-threshold: a similarity between 0 and 1");
     }

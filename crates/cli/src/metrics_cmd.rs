@@ -54,6 +54,7 @@ pub struct MetricsArgs {
 }
 
 pub fn run(a: &MetricsArgs) -> Result<()> {
+    let _lock = fairrec_core::fs::RunLock::acquire(&a.out, "fairrec metrics")?;
     let old = fairrec_core::fs::claim_output(&a.out, fairrec_metrics::file::OUTPUTS, a.force)?;
     run_with(a, Vec::new(), &old)
 }

@@ -41,6 +41,7 @@ pub struct InitArgs {
 
 pub fn run(c: ModelCommand) -> Result<()> {
     let ModelCommand::Init(a) = c;
+    let _lock = fairrec_core::fs::RunLock::acquire(&a.out, "fairrec model init")?;
     // The directory is replaced whole (old model kept until the new one is in place).
     fairrec_core::fs::claim_output(&a.out, fairrec_lm::save::OUTPUTS, a.force)?;
     let manifest = read_manifest(&a.data)?;

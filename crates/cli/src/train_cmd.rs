@@ -12,6 +12,7 @@ use fairrec_train::fit::{check_fresh, fmt, remove_previous, Session};
 use fairrec_train::run::{new_spec, read_spec, run as train_run, SpecOptions};
 
 pub fn run(a: &TrainArgs) -> Result<()> {
+    let _lock = fairrec_core::fs::RunLock::acquire(&a.out, "fairrec train")?;
     // Nothing in --out changes before the run is known to go ahead.
     if !a.force && !a.resume {
         check_fresh(&a.out)?;

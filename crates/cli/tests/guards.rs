@@ -325,3 +325,55 @@ fn an_edited_or_mixed_prepared_dataset_is_refused_naming_the_file() {
         "{e}"
     );
 }
+
+#[test]
+fn one_writer_per_directory_and_a_killed_writers_lock_is_taken_over() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_dataset(t.path(), "30");
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let out = t.path().join("run");
+    let lock = t.path().join(".run.lock");
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "train",
+            "--method",
+            "lora",
+            "--model",
+            p(&model),
+            "--data",
+            p(&data),
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(["--out", p(&out), "--answer-space", "none", "--no-eval"].map(String::from));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let first = args(&["--max-steps", "100000"]);
+    let mut child = spawn(&first.iter().map(String::as_str).collect::<Vec<_>>());
+    let t0 = std::time::Instant::now();
+    while !lock.exists() {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "the first train never locked {}",
+            out.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(std::fs::read_to_string(&lock)
+        .unwrap()
+        .contains("fairrec train"));
+    let second = args(&["--max-steps", "2", "--force"]);
+    let e = fails(&second.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        e.contains("being written by another fairrec process") && e.contains("pid"),
+        "{e}"
+    );
+    // SIGKILL leaves the lock behind; the next writer sees its holder gone and takes over.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(lock.exists());
+    ok(&second.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!lock.exists(), "released at the end");
+}

@@ -188,9 +188,121 @@ pub fn clear_outputs(files: &[PathBuf]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// One writer per output directory (ours): an advisory lock file beside it,
+/// `.NAME.lock`, created exclusively and holding the writer's pid and command; removed
+/// when the lock is dropped. A lock left by a process that no longer runs (a SIGKILL) is
+/// stale: it is reported and taken over. (Where `/proc` is missing, every holder is taken
+/// to be alive.)
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+/// Why an output directory cannot be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{} is being written by another fairrec process ({holder}); wait for it, or remove {} if no such process runs", dir.display(), lock.display())]
+    Held {
+        dir: PathBuf,
+        lock: PathBuf,
+        holder: String,
+    },
+    #[error("{}: cannot create the lock file: {source}", lock.display())]
+    Io {
+        lock: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RunLock {
+    /// Lock `dir` for `command` (e.g. `fairrec train`); fails at once when another live
+    /// process holds it.
+    pub fn acquire(dir: &Path, command: &str) -> Result<RunLock, LockError> {
+        let lock = parent(dir).join(format!(".{}.lock", file_name(dir)));
+        let io = |source| LockError::Io {
+            lock: lock.clone(),
+            source,
+        };
+        std::fs::create_dir_all(parent(dir)).map_err(io)?;
+        let me = format!("pid {} ({command})", std::process::id());
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+            {
+                Ok(mut f) => {
+                    f.write_all(me.as_bytes()).map_err(io)?;
+                    return Ok(RunLock { path: lock });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&lock).unwrap_or_default();
+                    let pid = holder
+                        .strip_prefix("pid ")
+                        .and_then(|r| r.split_whitespace().next())
+                        .and_then(|p| p.parse::<u32>().ok());
+                    if pid.is_some_and(|p| !alive(p)) {
+                        tracing::warn!(
+                            "{} was left by {holder}, which no longer runs; taking it over",
+                            lock.display()
+                        );
+                        let _ = std::fs::remove_file(&lock);
+                        continue;
+                    }
+                    return Err(LockError::Held {
+                        dir: dir.to_path_buf(),
+                        lock: lock.clone(),
+                        holder,
+                    });
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Err(io(std::io::Error::other(
+            "the lock changed hands while being taken",
+        )))
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether process `pid` runs (Linux: `/proc/PID` exists; elsewhere assumed).
+fn alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_writer_holds_a_directory_and_a_dead_ones_lock_is_taken_over() {
+        let t = std::env::temp_dir().join(format!("fairrec-lock-{}", std::process::id()));
+        let dir = t.join("run");
+        let a = RunLock::acquire(&dir, "fairrec test").unwrap();
+        let e = RunLock::acquire(&dir, "fairrec test")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("being written") && e.contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        drop(a);
+        let b = RunLock::acquire(&dir, "fairrec test").unwrap();
+        drop(b);
+        // A lock left by a process that is gone (pid beyond the kernel's range).
+        std::fs::write(t.join(".run.lock"), "pid 4294967295 (fairrec train)").unwrap();
+        let c = RunLock::acquire(&dir, "fairrec test").unwrap();
+        drop(c);
+        assert!(!t.join(".run.lock").exists());
+        std::fs::remove_dir_all(&t).unwrap();
+    }
 
     #[test]
     fn outputs_are_replaced_only_with_force_and_never_over_foreign_files() {
