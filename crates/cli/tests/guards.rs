@@ -377,3 +377,73 @@ fn one_writer_per_directory_and_a_killed_writers_lock_is_taken_over() {
     ok(&second.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!lock.exists(), "released at the end");
 }
+
+#[test]
+fn bad_values_are_refused_before_anything_is_written() {
+    let t = tempfile::tempdir().unwrap();
+    let raw = t.path().join("raw");
+    let e = fails(&["data", "synth", "--out", p(&raw), "--noise", "NaN"]);
+    assert!(e.contains("noise") && e.contains("finite"), "{e}");
+    assert!(!raw.join("u.data").exists());
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        p(&raw),
+        "--users",
+        "12",
+        "--items",
+        "50",
+    ]);
+    let data = t.path().join("data");
+    let prep = |extra: &[&str]| {
+        let mut a = vec!["data", "prepare", "--dataset", "ml-100k", "--raw", p(&raw)];
+        a.extend_from_slice(&["--protocol", "cl-moe", "--out", p(&data)]);
+        a.extend_from_slice(extra);
+        fails(&a)
+    };
+    let e = prep(&["--like-threshold", "NaN"]);
+    assert!(e.contains("like-threshold") && e.contains("finite"), "{e}");
+    // An empty ratings file leaves no training samples: an error, and no dataset.
+    std::fs::write(raw.join("u.data"), "").unwrap();
+    let e = prep(&[]);
+    assert!(
+        e.contains("no training samples") && e.contains("nothing was written"),
+        "{e}"
+    );
+    assert!(!data.join("manifest.json").exists());
+    // AdamW's betas.
+    let data = small_dataset(&t.path().join("w"), "12");
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let e = fails(&[
+        "train",
+        "--method",
+        "lora",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--out",
+        p(&t.path().join("run")),
+        "--beta1",
+        "1.5",
+    ]);
+    assert!(e.contains("beta1"), "{e}");
+    assert!(!t.path().join("run").join("run.json").exists());
+    // A prediction line given twice.
+    let preds = t.path().join("preds.jsonl");
+    let line = r#"{"sample_id":"a","variant":"original","label":true,"p_yes":0.7}"#;
+    std::fs::write(&preds, format!("{line}\n{line}\n")).unwrap();
+    let e = fails(&[
+        "metrics",
+        "--predictions",
+        p(&preds),
+        "--out",
+        p(&t.path().join("m")),
+    ]);
+    assert!(
+        e.contains("preds.jsonl:2:") && e.contains("first at line 1"),
+        "{e}"
+    );
+}

@@ -227,24 +227,24 @@ impl RunLock {
         std::fs::create_dir_all(parent(dir)).map_err(io)?;
         let me = format!("pid {} ({command})", std::process::id());
         for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&lock)
-            {
-                Ok(mut f) => {
-                    f.write_all(me.as_bytes()).map_err(io)?;
-                    return Ok(RunLock { path: lock });
-                }
+            match create_with(&lock, me.as_bytes()) {
+                Ok(()) => return Ok(RunLock { path: lock }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let holder = std::fs::read_to_string(&lock).unwrap_or_default();
                     let pid = holder
                         .strip_prefix("pid ")
                         .and_then(|r| r.split_whitespace().next())
                         .and_then(|p| p.parse::<u32>().ok());
-                    if pid.is_some_and(|p| !alive(p)) {
+                    // A lock without a holder was cut short by a kill (only possible where
+                    // hard links are missing); after a few seconds it is stale too.
+                    let old = std::fs::metadata(&lock)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|d| d.as_secs() >= 5);
+                    if pid.map_or(old, |p| !alive(p)) {
                         tracing::warn!(
-                            "{} was left by {holder}, which no longer runs; taking it over",
+                            "{} was left by `{holder}`, which no longer runs; taking it over",
                             lock.display()
                         );
                         let _ = std::fs::remove_file(&lock);
@@ -268,6 +268,26 @@ impl RunLock {
 impl Drop for RunLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Create `path` holding `bytes`, failing with `AlreadyExists` if it exists. The file
+/// appears with its content (written beside it, then hard-linked into place), so a kill
+/// never leaves an empty lock; without hard links, created exclusively, then written.
+fn create_with(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = parent(path).join(format!(".{}.{}", file_name(path), std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)?;
+            f.write_all(bytes)
+        }
+        r => r,
     }
 }
 
@@ -301,6 +321,12 @@ mod tests {
         let c = RunLock::acquire(&dir, "fairrec test").unwrap();
         drop(c);
         assert!(!t.join(".run.lock").exists());
+        // An empty lock: held while fresh, stale once a few seconds old.
+        let f = std::fs::File::create(t.join(".run.lock")).unwrap();
+        assert!(RunLock::acquire(&dir, "fairrec test").is_err());
+        let ago = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
+        f.set_modified(ago).unwrap();
+        drop(RunLock::acquire(&dir, "fairrec test").unwrap());
         std::fs::remove_dir_all(&t).unwrap();
     }
 

@@ -114,6 +114,16 @@ pub fn prepare_dir(
         dataset.name()
     );
     let prepared = prepare(&raw, cfg)?;
+    if prepared.train.is_empty() {
+        return Err(DataError::Config {
+            option: "raw".into(),
+            message: format!(
+                "{}: the protocol left no training samples (dropped: {:?}); nothing was written",
+                raw_dir.display(),
+                prepared.dropped
+            ),
+        });
+    }
     let mut dropped = raw.dropped.clone();
     for (k, v) in &prepared.dropped {
         *dropped.entry(k.clone()).or_default() += v;

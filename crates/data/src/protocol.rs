@@ -102,6 +102,15 @@ impl ProtocolConfig {
                 ),
             );
         }
+        if !self.like_threshold.is_finite() {
+            return bad(
+                "like-threshold",
+                format!("must be a finite rating, got {}", self.like_threshold),
+            );
+        }
+        if self.protocol == Protocol::Mos && self.sequences == 0 {
+            return bad("sequences", "at least 1".into());
+        }
         if self.attributes.is_empty() {
             return bad(
                 "attributes",

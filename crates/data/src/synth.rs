@@ -127,6 +127,21 @@ impl SynthConfig {
         if self.dim == 0 {
             return bad("dim", "must be at least 1".into());
         }
+        for (option, v) in [
+            ("taste", self.taste),
+            ("base", self.base),
+            ("group-effect", self.group_effect),
+            ("exposure", self.exposure),
+            ("lean-appeal", self.lean_appeal),
+            ("noise", self.noise),
+        ] {
+            if !v.is_finite() {
+                return bad(option, format!("must be a finite number, got {v}"));
+            }
+        }
+        if self.noise < 0.0 {
+            return bad("noise", format!("must be >= 0, got {}", self.noise));
+        }
         Ok(())
     }
 }

@@ -50,7 +50,7 @@ struct RawLine<'a> {
     censored: bool,
 }
 
-fn parse_chunk(path: &Path, text: &str, first_line: usize) -> Result<Vec<Prediction>> {
+fn parse_chunk(path: &Path, text: &str, first_line: usize) -> Result<Vec<(usize, Prediction)>> {
     let mut out = Vec::new();
     let mut names: std::collections::HashMap<String, Variant> = std::collections::HashMap::new();
     for (i, line) in text.lines().enumerate() {
@@ -81,17 +81,20 @@ fn parse_chunk(path: &Path, text: &str, first_line: usize) -> Result<Vec<Predict
                 r.p_yes
             )));
         }
-        out.push(Prediction {
-            sample_id: r.sample_id.into_owned(),
-            variant,
-            label: r.label,
-            p_yes: r.p_yes,
-            attributes: r.attributes,
-            user_id: r.user_id,
-            target: r.target,
-            history: r.history,
-            censored: r.censored,
-        });
+        out.push((
+            first_line + i,
+            Prediction {
+                sample_id: r.sample_id.into_owned(),
+                variant,
+                label: r.label,
+                p_yes: r.p_yes,
+                attributes: r.attributes,
+                user_id: r.user_id,
+                target: r.target,
+                history: r.history,
+                censored: r.censored,
+            },
+        ));
     }
     Ok(out)
 }
@@ -116,7 +119,7 @@ pub fn parse_predictions(path: &Path, text: &str) -> Result<Vec<Prediction>> {
         line += text[start..end].matches('\n').count();
         start = end;
     }
-    let parts: Vec<Result<Vec<Prediction>>> = std::thread::scope(|s| {
+    let parts: Vec<Result<Vec<(usize, Prediction)>>> = std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .iter()
             .map(|(c, l)| s.spawn(move || parse_chunk(path, c, *l)))
@@ -126,10 +129,27 @@ pub fn parse_predictions(path: &Path, text: &str) -> Result<Vec<Prediction>> {
             .map(|h| h.join().expect("parser thread"))
             .collect()
     });
-    let mut out = Vec::new();
+    let mut lines = Vec::new();
     for p in parts {
-        out.extend(p?);
+        lines.extend(p?);
     }
+    // One prediction per (sample, variant): a repeated line would be counted twice.
+    let mut first: std::collections::HashMap<(&str, &Variant), usize> =
+        std::collections::HashMap::with_capacity(lines.len());
+    for (line, p) in &lines {
+        if let Some(at) = first.insert((p.sample_id.as_str(), &p.variant), *line) {
+            return Err(MetricsError::Line {
+                path: path.to_path_buf(),
+                line: *line,
+                message: format!(
+                    "sample `{}` in variant `{}` is predicted a second time (first at line {at})",
+                    p.sample_id, p.variant
+                ),
+            });
+        }
+    }
+    drop(first);
+    let out: Vec<Prediction> = lines.into_iter().map(|(_, p)| p).collect();
     if out.is_empty() {
         return Err(MetricsError::Invalid(format!(
             "{}: no predictions",

@@ -130,6 +130,17 @@ impl TrainConfig {
         if self.checkpoint_every == 0 {
             return bad("checkpoint_every must be at least 1");
         }
+        let a = &self.adamw;
+        if !((0.0..1.0).contains(&a.beta1) && (0.0..1.0).contains(&a.beta2)) {
+            return bad("AdamW's beta1 and beta2 must be in [0, 1)");
+        }
+        if !(a.eps.is_finite()
+            && a.eps > 0.0
+            && a.weight_decay.is_finite()
+            && a.weight_decay >= 0.0)
+        {
+            return bad("AdamW's eps must be positive and its weight decay >= 0 (both finite)");
+        }
         if !(0.0..1.0).contains(&self.lora.dropout) {
             return bad("LoRA dropout must be in [0, 1)");
         }
