@@ -198,7 +198,7 @@ fn paper_b_grid_reports_stereotype_fairness_per_setting_and_side() {
     for m in [
         "8 finished cells",
         "% bootstrap interval",
-        "| implicit (gender) | explicit (gender) | counterfactual (gender) | AUC % | Precision % | Recall % |",
+        "| implicit (gender) | explicit (gender) | counterfactual (gender) | Σ\\|Δ\\| implicit | Σ\\|Δ\\| explicit | Σ\\|Δ\\| counterfactual | AUC % | Precision % | Recall % |",
         "paper explicit",
         "53.71",
         "| sequential | 1 | – |",
@@ -249,6 +249,13 @@ fn paper_b_grid_reports_stereotype_fairness_per_setting_and_side() {
         .sum();
     let total = m["stereo/gender/explicit"].as_f64().unwrap();
     assert!((pairs - total).abs() < 1e-9, "{pairs} vs {total}");
+    // the headline average, where defined, lies between its consistent and inconsistent parts
+    let f = |k: &str| m[format!("{k}/gender/explicit")].as_f64();
+    if let (Some(a), Some(s), Some(o)) =
+        (f("stereo_avg"), f("stereo_avg_same"), f("stereo_avg_other"))
+    {
+        assert!(a >= s.min(o) - 1e-9 && a <= s.max(o) + 1e-9, "{m}");
+    }
     let csv = std::fs::read_to_string(a.join("results.csv")).unwrap();
     assert!(
         csv.lines()

@@ -20,6 +20,26 @@
 //! Reported per pair, summed over same-group pairs (s' = s) and other-group pairs
 //! (s' != s) as `100 * sum |Delta|`, and in total (both sums). A pair with no Yes
 //! prediction or no history item is undefined and left out of the sums (and named).
+//!
+//! **The headline: a per-recommendation average** (ours; READING.md's correction of
+//! 2026-12). Paper B's tables cannot be the sum: in all six dataset x setting cases the
+//! LLM-RS headline of its Table IV lies *between* Table I's inconsistent and consistent
+//! parts (ML-100K implicit: 12.02 and 78.82 -> 75.22; explicit 17.14 / 83.13 -> 79.17;
+//! counterfactual 10.76 / 76.11 -> 72.09), and a sum of two non-negative parts is at least
+//! each of them. An average over recommendations dominated by consistent pairs fits. For a
+//! prediction answered Yes, by a user u of group s_u, whose target i belongs to a stereotype
+//! group, `v = 1[i in s_u] - p_{s_u}(H_u)` with `H_u` that prediction's history:
+//! * consistent (`i in s_u`): `v = 1 - p_{s_u}(H_u)`, how far the recommendation of an own-group
+//!   item exceeds the user's own-group share;
+//! * inconsistent (i in another group only): `v = -p_{s_u}(H_u)`, an own-group share the
+//!   recommendation ignores (never positive; shown as its magnitude, like Table I).
+//!
+//! `average = 100 * mean |v|` over both kinds, `average_same` / `average_other` over each; targets
+//! in no group (neutral) and predictions without history are left out (and counted). On
+//! oracle predictions (Yes = the label) this gives the paper's magnitudes (consistent ~56-76,
+//! inconsistent ~2-19), where the sum gives 18.3 for a perfect recommender at z* = 1, so the
+//! experiment tables compare the average with the published figures and show the sum
+//! beside it under its own name (Σ|Δ|).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -184,6 +204,10 @@ pub struct Counts {
     totals: Vec<[f64; 2]>,
     /// [setting][user group][item group] -> (yes in group, history in group)
     inside: Vec<[f64; 2]>,
+    /// [setting][user group] -> the per-recommendation average's sums (module docs):
+    /// [sum |v| consistent, n consistent, sum |v| inconsistent, n inconsistent, Yes answers
+    /// without history].
+    recs: Vec<[f64; 5]>,
 }
 
 impl Counts {
@@ -192,6 +216,7 @@ impl Counts {
             k,
             totals: vec![[0.0; 2]; 3 * k],
             inside: vec![[0.0; 2]; 3 * k * k],
+            recs: vec![[0.0; 5]; 3 * k],
         }
     }
 
@@ -223,6 +248,26 @@ impl Counts {
                 self.inside[base + g][1] += 1.0;
             }
         }
+        let target_groups = groups.of(target);
+        if yes && !target_groups.is_empty() {
+            let r = &mut self.recs[s * self.k + user_group];
+            if history.is_empty() {
+                r[4] += 1.0;
+                return;
+            }
+            let own = history
+                .iter()
+                .filter(|h| groups.of(h).contains(&user_group))
+                .count() as f64;
+            let p = own / history.len() as f64;
+            if target_groups.contains(&user_group) {
+                r[0] += 1.0 - p;
+                r[1] += 1.0;
+            } else {
+                r[2] += p;
+                r[3] += 1.0;
+            }
+        }
     }
 
     /// `self += w * other`.
@@ -235,6 +280,11 @@ impl Counts {
         {
             a[0] += w * b[0];
             a[1] += w * b[1];
+        }
+        for (a, b) in self.recs.iter_mut().zip(&other.recs) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += w * y;
+            }
         }
     }
 }
@@ -250,8 +300,36 @@ pub struct SettingFairness {
     pub other_group: Option<f64>,
     /// `users=<s'>,items=<s>` -> Delta (signed, as a fraction).
     pub pairs: BTreeMap<String, Option<f64>>,
+    /// The headline (module docs): `100 * mean |1[i in s_u] - p_{s_u}(H_u)|` over the
+    /// recommendations (Yes answers) whose target is in a stereotype group; `None` in audits
+    /// written before it existed or with no such recommendation.
+    #[serde(default)]
+    pub average: Option<f64>,
+    /// The same over consistent recommendations (target in the user's own group).
+    #[serde(default)]
+    pub average_same: Option<f64>,
+    /// The same over inconsistent recommendations (target in another group only).
+    #[serde(default)]
+    pub average_other: Option<f64>,
+    /// How many recommendations each average takes: consistent, inconsistent, and those
+    /// left out for want of a history.
+    #[serde(default)]
+    pub recommendations: Recommended,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub undefined: BTreeMap<String, String>,
+}
+
+/// How many recommendations the per-recommendation averages take ([`SettingFairness`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Recommended {
+    pub consistent: f64,
+    pub inconsistent: f64,
+    pub without_history: f64,
+}
+
+/// `100 * sum / n`, or `None` when `n` is 0.
+fn mean100(sum: f64, n: f64) -> Option<f64> {
+    (n > 0.0).then(|| 100.0 * sum / n)
 }
 
 /// Deltas of every setting present in `counts`.
@@ -268,7 +346,25 @@ pub fn fairness(groups: &ItemGroups, counts: &Counts) -> BTreeMap<Setting, Setti
             same_group: None,
             other_group: None,
             pairs: BTreeMap::new(),
+            average: None,
+            average_same: None,
+            average_other: None,
+            recommendations: Recommended::default(),
             undefined: BTreeMap::new(),
+        };
+        let mut r = [0.0; 5];
+        for u in 0..k {
+            for (a, b) in r.iter_mut().zip(&counts.recs[s * k + u]) {
+                *a += b;
+            }
+        }
+        f.average = mean100(r[0] + r[2], r[1] + r[3]);
+        f.average_same = mean100(r[0], r[1]);
+        f.average_other = mean100(r[2], r[3]);
+        f.recommendations = Recommended {
+            consistent: r[1],
+            inconsistent: r[3],
+            without_history: r[4],
         };
         let (mut same, mut other) = (None::<f64>, None::<f64>);
         for u in 0..k {
@@ -376,5 +472,61 @@ mod tests {
         assert_eq!(f.pairs["users=female,items=female"], None);
         assert!(f.undefined["users=female,items=female"].contains("no Yes"));
         assert_eq!(f.same_group, Some(100.0));
+    }
+
+    #[test]
+    fn per_recommendation_average_by_hand() {
+        let groups = ItemGroups {
+            groups: vec!["female".into(), "male".into()],
+            membership: HashMap::from([
+                ("a".to_string(), vec![0]),
+                ("b".to_string(), vec![1]),
+                ("ab".to_string(), vec![0, 1]),
+            ]),
+            n_items: 5,
+        };
+        let cf = Setting::Counterfactual;
+        let mut c = Counts::new(2);
+        // a woman, own-group item, history share of female items 1/4: |v| = 0.75
+        c.add(&groups, cf, 0, "a", true, &["a", "c", "d", "d"]);
+        // a woman, male item, female share 2/4: inconsistent, |v| = 0.5
+        c.add(&groups, cf, 0, "b", true, &["a", "a", "c", "d"]);
+        // a man, female item, male share 1/5: inconsistent, |v| = 0.2
+        c.add(&groups, cf, 1, "a", true, &["b", "c", "c", "c", "c"]);
+        // a man, an item of both groups: consistent, male share 1/2: |v| = 0.5
+        c.add(&groups, cf, 1, "ab", true, &["b", "c"]);
+        // left out: no history (counted), a neutral target, a No answer
+        c.add(&groups, cf, 1, "b", true, &[]);
+        c.add(&groups, cf, 1, "c", true, &["b"]);
+        c.add(&groups, cf, 1, "b", false, &["b"]);
+        let close = |x: Option<f64>, y: f64| assert!((x.unwrap() - y).abs() < 1e-12, "{x:?} {y}");
+        let f = &fairness(&groups, &c)[&cf];
+        close(f.average_same, 62.5);
+        close(f.average_other, 35.0);
+        close(f.average, 100.0 * 1.95 / 4.0);
+        assert_eq!(
+            f.recommendations,
+            Recommended {
+                consistent: 2.0,
+                inconsistent: 2.0,
+                without_history: 1.0
+            }
+        );
+        // The average lies between its parts, unlike the sum.
+        assert!(f.average < f.average_same && f.average > f.average_other);
+        // A resampling weight scales sums and counts alike: the averages stay.
+        let mut twice = Counts::new(2);
+        twice.add_scaled(&c, 2.0);
+        let g = &fairness(&groups, &twice)[&cf];
+        close(g.average, 100.0 * 1.95 / 4.0);
+        assert_eq!(g.recommendations.consistent, 4.0);
+        // No recommendation of a grouped item: undefined.
+        let mut none = Counts::new(2);
+        none.add(&groups, cf, 0, "c", true, &["a"]);
+        let h = &fairness(&groups, &none)[&cf];
+        assert_eq!(
+            (h.average, h.average_same, h.average_other),
+            (None, None, None)
+        );
     }
 }

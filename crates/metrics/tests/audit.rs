@@ -334,6 +334,12 @@ fn stereotype_through_the_audit() {
     assert_eq!(ex.pairs["users=female,items=female"], Some(0.5));
     assert_eq!(ex.pairs["users=male,items=male"], Some(0.0));
     assert_eq!(ex.same_group, Some(50.0));
+    // The per-recommendation average: t1 (a woman's own-group item, female history share
+    // 0) gives 1, t3 (a man's own-group item, male share 1) gives 0; t2's target is neutral.
+    assert_eq!(ex.average_same, Some(50.0));
+    assert_eq!(ex.average, Some(50.0));
+    assert_eq!(ex.average_other, None);
+    assert_eq!(ex.recommendations.consistent, 2.0);
     // The explicit predictions by side: t1 (female user, item a of the female group), t2
     // (female user, c neutral), t3 (male user, b of the male group).
     let perf = &s.performance;

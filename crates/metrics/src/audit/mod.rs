@@ -227,6 +227,9 @@ pub(crate) fn stereo_figures(
         record(out, format!("{p}total"), f.total);
         record(out, format!("{p}same_group"), f.same_group);
         record(out, format!("{p}other_group"), f.other_group);
+        record(out, format!("{p}average"), f.average);
+        record(out, format!("{p}average_same"), f.average_same);
+        record(out, format!("{p}average_other"), f.average_other);
         for (k, d) in &f.pairs {
             record(out, format!("{p}{k}"), *d);
         }

@@ -279,19 +279,18 @@ fn stereotype_blocks(attr: &str, s: &StereotypeEntry, out: &mut Vec<Block>) {
         .map(|(setting, f)| {
             let c = |k: &str| s.ci.get(&format!("{setting}.{k}"));
             let f2 = |v: f64| format!("{v:.2}");
+            let fig =
+                |v: Option<f64>, k: &str| with_ci(v.map_or("undefined".into(), f2), c(k), &f2);
+            let r = &f.recommendations;
             vec![
                 setting.clone(),
-                with_ci(f.total.map_or("undefined".into(), f2), c("total"), &f2),
-                with_ci(
-                    f.same_group.map_or("undefined".into(), f2),
-                    c("same_group"),
-                    &f2,
-                ),
-                with_ci(
-                    f.other_group.map_or("undefined".into(), f2),
-                    c("other_group"),
-                    &f2,
-                ),
+                fig(f.average, "average"),
+                fig(f.average_same, "average_same"),
+                fig(f.average_other, "average_other"),
+                format!("{} / {}", r.consistent, r.inconsistent),
+                fig(f.total, "total"),
+                fig(f.same_group, "same_group"),
+                fig(f.other_group, "other_group"),
                 format!(
                     "{} of {}",
                     f.pairs.values().filter(|d| d.is_some()).count(),
@@ -303,12 +302,19 @@ fn stereotype_blocks(attr: &str, s: &StereotypeEntry, out: &mut Vec<Block>) {
     out.push(Block::Table(
         vec![
             "setting".into(),
-            "total".into(),
-            "same-group".into(),
-            "other-group".into(),
+            "average (headline)".into(),
+            "consistent".into(),
+            "inconsistent".into(),
+            "recommendations (cons. / incons.)".into(),
+            "Σ|Δ| total".into(),
+            "Σ|Δ| same-group".into(),
+            "Σ|Δ| other-group".into(),
             "pairs summed".into(),
         ],
         rows,
+    ));
+    out.push(Block::Note(
+        "The headline is paper B's scale: 100 × the mean over recommendations (Yes answers) of grouped items of |1[item in the user's group] − the user's own-group share of their history|, over consistent (own-group item) and inconsistent (other-group item) recommendations; neutral items and recommendations without history are left out (`fairrec_metrics::stereotype` says why this reading is ours). Σ|Δ| sums over (user group, item group) pairs the difference between the recommended and the history share of the group's items.".into(),
     ));
     out.push(Block::Note(
         "The sums leave out the (user group, item group) pairs that are undefined (no Yes answer to the users of the group, or no history item); the pair tables below name them and why.".into(),

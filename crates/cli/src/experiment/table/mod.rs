@@ -22,7 +22,9 @@ use std::path::Path;
 
 /// The numbers of one audit's `metrics.json` that the table uses: `f1`, `auc`,
 /// `precision`, `recall` of the original prompts; paper A's `gd/<attrs>`, `rate/<attrs>`,
-/// `rate_sq/<attrs>`; for paper B's cells (`paper_b`), `stereo/<attr>/<setting>` (total, with `stereo_same/...`
+/// `rate_sq/<attrs>`; for paper B's cells (`paper_b`), `stereo_avg/<attr>/<setting>` (the
+/// per-recommendation average, paper B's scale, with `stereo_avg_same/...` and
+/// `stereo_avg_other/...`), `stereo/<attr>/<setting>` (Σ|Δ|, with `stereo_same/...`
 /// and `stereo_other/...`), `pair/<attr>/<setting>/users=<s'>,items=<s>` (signed Delta)
 /// and `side/<attr>/<side>/<figure>` (explicit-setting performance by user or item
 /// group); and, from the training run's `run.json` when there is one, `trainable` (the
@@ -65,6 +67,9 @@ pub fn cell_metrics(path: &Path, train_run: &Path, paper_b: bool) -> Result<BTre
                 ("stereo", "total", f.total),
                 ("stereo_same", "same_group", f.same_group),
                 ("stereo_other", "other_group", f.other_group),
+                ("stereo_avg", "average", f.average),
+                ("stereo_avg_same", "average_same", f.average_same),
+                ("stereo_avg_other", "average_other", f.average_other),
             ] {
                 let ci = e.ci.get(&format!("{setting}.{name}"));
                 put(format!("{key}/{attr}/{setting}"), x, ci);

@@ -41,10 +41,11 @@ pub(super) fn section(
     rows: &[Row],
     paper: Option<&PaperRows>,
 ) {
-    blocks.push(Block::Para("Stereotype-aware fairness (paper B; the definition is in `fairrec_metrics::stereotype`): 100 × Σ |Δ(s′, s)| over the pairs of user group s′ and item stereotype group s, where Δ is the share of group-s items among the targets answered Yes for users of s′ minus their share in those users' histories; lower is fairer. Implicit: no attribute stated; explicit: the user's true value; counterfactual: the other value. AUC, precision and recall are of the explicit prompts. Trainable %: trained parameters over the base model's.".into()));
+    blocks.push(Block::Para("Stereotype-aware fairness (paper B; the definitions and why the headline is ours are in `fairrec_metrics::stereotype`). The setting columns are paper B's scale: 100 × the mean, over the recommendations (Yes answers) of items in a stereotype group, of |1[item in the user's group] − the user's own-group share of their history|; lower is fairer. Σ|Δ| is 100 × Σ |Δ(s′, s)| over the pairs of user group s′ and item stereotype group s, where Δ is the share of group-s items among the targets answered Yes for users of s′ minus their share in those users' histories (a sum, so not on the paper's scale). Implicit: no attribute stated; explicit: the user's true value; counterfactual: the other value. AUC, precision and recall are of the explicit prompts. Trainable %: trained parameters over the base model's.".into()));
     for attr in sc.split(',') {
         let mut head = vec!["Method".to_string(), "n".into(), "Trainable %".into()];
         head.extend(SETTINGS.map(|s| format!("{s} ({attr})")));
+        head.extend(SETTINGS.map(|s| format!("Σ|Δ| {s}")));
         head.extend(PERFORMANCE.map(|(_, l)| format!("{l} %")));
         let paper_trainable =
             paper.is_some_and(|p| p.values().any(|r| r.contains_key("trainable")));
@@ -67,10 +68,12 @@ pub(super) fn section(
                     format!("{:.4}", 100.0 * trainable[0])
                 },
             ];
-            for s in SETTINGS {
-                let key = format!("stereo/{attr}/{s}");
-                row.push(r.figure(&key, 1.0));
-                *csv += &r.csv(name, &key);
+            for key in ["stereo_avg", "stereo"] {
+                for s in SETTINGS {
+                    let key = format!("{key}/{attr}/{s}");
+                    row.push(r.figure(&key, 1.0));
+                    *csv += &r.csv(name, &key);
+                }
             }
             for (k, _) in PERFORMANCE {
                 row.push(r.figure(k, 100.0));
@@ -93,7 +96,13 @@ pub(super) fn section(
         blocks.extend(answer_notes(rows, "Stereotype-aware fairness then compares the test targets' own group shares with the histories', not choices of the model."));
         let mut columns: Vec<(String, String, f64)> = SETTINGS
             .iter()
-            .map(|s| (format!("stereo/{attr}/{s}"), format!("{s} ({attr})"), 1.0))
+            .map(|s| (format!("stereo_avg/{attr}/{s}"), format!("{s} ({attr})")))
+            .chain(
+                SETTINGS
+                    .iter()
+                    .map(|s| (format!("stereo/{attr}/{s}"), format!("Σ|Δ| {s}"))),
+            )
+            .map(|(k, l)| (k, l, 1.0))
             .collect();
         columns.extend(
             PERFORMANCE[1..]
@@ -103,7 +112,7 @@ pub(super) fn section(
         let intervals = interval_table(rows, &columns);
         if !intervals.is_empty() {
             blocks.extend(intervals);
-            blocks.push(Block::Note("Σ|Δ| adds absolute values, which resampling inflates, so its intervals lie mostly above the figure. Read them as the spread that a test sample of this size allows: two methods differ only where their intervals are apart.".into()));
+            blocks.push(Block::Note("Read the intervals as the spread that a test sample of this size allows: two methods differ only where their intervals are apart. Σ|Δ| adds absolute values, which resampling inflates, so its intervals lie mostly above the figure.".into()));
         }
         let title = format!(
             "Stereotype-aware fairness, explicit setting ({attr}), mean ± std over seeds; lower is fairer"
@@ -111,7 +120,7 @@ pub(super) fn section(
         blocks.extend(bars_chart(
             &title,
             rows,
-            &format!("stereo/{attr}/explicit"),
+            &format!("stereo_avg/{attr}/explicit"),
             1.0,
         ));
         side_table(blocks, csv, name, attr, rows);
@@ -149,8 +158,13 @@ fn side_table(blocks: &mut Vec<Block>, csv: &mut String, name: &str, attr: &str,
         3,
         format!("By side ({attr}, explicit setting)"),
     ));
-    blocks.push(Block::Para("Each side's predictions: `users=g` are the targets of users of group g, `items=g` the targets in item stereotype group g, `items=neutral` the targets in no group (stereotype z-score below the threshold: paper B's Figure 6 compares them with the grouped items), `match=consistent` / `match=inconsistent` the targets in the user's own group / in another group (Table I). Σ|Δ| of a side sums 100 × |Δ| over the pairs it takes part in (Figure 5): same-group pairs for `match=consistent`, other-group pairs for `match=inconsistent`.".into()));
-    let mut head = vec!["Method".to_string(), "Side".into(), "Σ|Δ|".into()];
+    blocks.push(Block::Para("Each side's predictions: `users=g` are the targets of users of group g, `items=g` the targets in item stereotype group g, `items=neutral` the targets in no group (stereotype z-score below the threshold: paper B's Figure 6 compares them with the grouped items), `match=consistent` / `match=inconsistent` the targets in the user's own group / in another group (Table I). Σ|Δ| of a side sums 100 × |Δ| over the pairs it takes part in (Figure 5): same-group pairs for `match=consistent`, other-group pairs for `match=inconsistent`; the average of those two rows is the headline's over consistent or inconsistent recommendations only (Table I's fairness parts).".into()));
+    let mut head = vec![
+        "Method".to_string(),
+        "Side".into(),
+        "average".into(),
+        "Σ|Δ|".into(),
+    ];
     head.extend(PERFORMANCE.map(|(_, l)| format!("{l} %")));
     let mut table = Vec::new();
     for r in rows {
@@ -164,9 +178,15 @@ fn side_table(blocks: &mut Vec<Block>, csv: &mut String, name: &str, attr: &str,
                     .filter_map(|c| side_fairness(c, attr, side))
                     .collect(),
             };
+            let average = match side.as_str() {
+                "match=consistent" => r.figure(&format!("stereo_avg_same/{attr}/explicit"), 1.0),
+                "match=inconsistent" => r.figure(&format!("stereo_avg_other/{attr}/explicit"), 1.0),
+                _ => "–".into(),
+            };
             let mut row = vec![
                 r.method.to_string(),
                 side.clone(),
+                average,
                 fmt(&fair, 1.0, r.cells.len()),
             ];
             for (k, _) in PERFORMANCE {
