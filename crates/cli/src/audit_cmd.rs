@@ -12,9 +12,11 @@ use fairrec_data::prompt::{audit_variants, Template};
 use fairrec_data::sample::write_atomic;
 use fairrec_lm::batch::ScoreEvent;
 use fairrec_metrics::predictions::to_jsonl;
+use fairrec_metrics::stereotype::ZThreshold;
 use fairrec_serve::audit::{score_remote, served_record};
 use fairrec_train::audit::{score_variants, AuditPlan, AuditRecord};
 use fairrec_train::encode::{samples, scenario};
+use fairrec_train::methods::stereo::audit_grouping;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -53,9 +55,12 @@ pub struct AuditArgs {
     /// Bootstrap resamples for the intervals.
     #[arg(long, default_value_t = 200)]
     pub bootstrap: usize,
-    /// Paper B: stereotype z-score above which an item belongs to a stereotype group.
-    #[arg(long, default_value_t = 1.0)]
-    pub z_threshold: f64,
+    /// Paper B: stereotype z-score above which an item belongs to a stereotype group, or `auto` [default: the one the adapter (or model) was trained with, recorded in its `fairrec_stereotype.json`; else auto].
+    #[arg(long)]
+    pub z_threshold: Option<ZThreshold>,
+    /// Paper B: stereotype degrees from raw interaction counts instead of rates per group size [default: as the adapter was trained].
+    #[arg(long)]
+    pub raw_counts: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output directory (predictions.jsonl, run.json, metrics.json, report.md, report.html).
@@ -69,6 +74,7 @@ pub struct AuditArgs {
 pub fn run(a: &AuditArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     let _lock = fairrec_core::fs::RunLock::acquire(&a.out, "fairrec audit")?;
+    let (z_threshold, normalize) = stereotype_grouping(a)?;
     let margs = MetricsArgs {
         predictions: Some(a.out.join("predictions.jsonl")),
         lists: None,
@@ -78,8 +84,8 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         bootstrap: a.bootstrap,
         seed: a.seed,
         confidence: 0.95,
-        z_threshold: a.z_threshold,
-        raw_counts: false,
+        z_threshold,
+        raw_counts: !normalize,
         out: a.out.clone(),
         force: a.force,
     };
@@ -255,4 +261,16 @@ fn score_served(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> 
         mos_routes: None,
         served: Some(serde_json::to_value(&served)?),
     })
+}
+
+/// The item grouping of paper B's figures: the flags, else what the adapter (or a fully
+/// fine-tuned model directory) was trained with ([`audit_grouping`]).
+fn stereotype_grouping(a: &AuditArgs) -> Result<(ZThreshold, bool)> {
+    let dirs = a.adapter.iter().map(PathBuf::as_path);
+    let model_dir = a.model.model.as_deref().filter(|p| p.is_dir());
+    let (cfg, warning) = audit_grouping(dirs.chain(model_dir), a.z_threshold, a.raw_counts)?;
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    Ok((cfg.z_threshold, cfg.normalize))
 }

@@ -12,7 +12,7 @@ use fairrec_core::Rng;
 use fairrec_lm::adapter::AdapterConfig;
 use fairrec_lm::config::LlamaConfig;
 use fairrec_train::engine::objective::answer_nll;
-use fairrec_train::engine::optim::{AdamW, AdamWConfig};
+use fairrec_train::engine::optim::{AdamWConfig, Optimizer};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -156,19 +156,18 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         "train" => {
             let set =
                 model.attach_adapters(&AdapterConfig::lora(8, 16.0, &["q_proj", "v_proj"]), 0)?;
-            let mut opt = AdamW::new(set.named_vars(), AdamWConfig::default())?;
+            let mut opt = Optimizer::adamw(set.named_vars(), AdamWConfig::default())?;
             for _ in 0..=a.steps {
                 let t = Instant::now();
                 let logits = model.head_logits(&model.forward_at(&x, None, &last)?)?;
                 let loss = answer_nll(&logits, &targets)?.mean_all()?;
                 let g = loss.backward()?;
                 let grads = opt
-                    .params
-                    .iter()
-                    .map(|p| {
-                        g.get(p.1.as_tensor())
+                    .vars()
+                    .map(|(name, var)| {
+                        g.get(var.as_tensor())
                             .cloned()
-                            .ok_or_else(|| anyhow::anyhow!("no gradient for {}", p.0))
+                            .ok_or_else(|| anyhow::anyhow!("no gradient for {name}"))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 opt.step(&grads, 1e-4)?;

@@ -1,4 +1,5 @@
-//! `fairrec data ...`: synthesize, prepare, show, stats.
+//! `fairrec data ...`: synthesize, prepare, show, stats (and `stereotypes`, in
+//! [`crate::stereotypes_cmd`]).
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -24,6 +25,8 @@ pub enum DataCommand {
     Show(ShowArgs),
     /// Print counts, label balance and attribute distributions of a prepared dataset.
     Stats(StatsArgs),
+    /// Paper B: the train split's items by stereotype z-score and the group sizes at the usual thresholds (its Figure 3), to choose --z-threshold.
+    Stereotypes(crate::stereotypes_cmd::StereotypesArgs),
 }
 
 #[derive(Args, Debug)]
@@ -232,6 +235,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         }
         DataCommand::Show(a) => show(&a),
         DataCommand::Stats(a) => stats(&a.dir),
+        DataCommand::Stereotypes(a) => crate::stereotypes_cmd::run(&a),
     }
 }
 

@@ -148,7 +148,7 @@ pub fn run(a: &AuditListsArgs) -> Result<()> {
             bootstrap: a.bootstrap,
             seed: a.seed,
             confidence: 0.95,
-            z_threshold: 1.0,
+            z_threshold: fairrec_metrics::stereotype::ZThreshold::Auto,
             raw_counts: false,
             out: a.out.clone(),
             force: a.force,

@@ -18,6 +18,7 @@ mod quickstart;
 mod runfile;
 mod score_cmd;
 mod serve_cmd;
+mod stereotypes_cmd;
 mod train_args;
 mod train_cmd;
 

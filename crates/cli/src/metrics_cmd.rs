@@ -8,7 +8,7 @@ use fairrec_data::sample::write_atomic;
 use fairrec_metrics::join::{contexts, stereotype_inputs};
 use fairrec_metrics::lists::{list_fairness, parse_lists};
 use fairrec_metrics::report::{blocks, html, list_blocks, markdown, Block, Provenance};
-use fairrec_metrics::stereotype::StereotypeConfig;
+use fairrec_metrics::stereotype::{StereotypeConfig, ZThreshold};
 use fairrec_metrics::{audit, parse_predictions_bytes, AuditConfig, Inputs, MetricsFile};
 use std::path::PathBuf;
 
@@ -39,9 +39,9 @@ pub struct MetricsArgs {
     /// Confidence level of the intervals.
     #[arg(long, default_value_t = 0.95)]
     pub confidence: f64,
-    /// Stereotype groups: an item belongs to group s when its degree's z-score exceeds this.
-    #[arg(long, default_value_t = 1.0)]
-    pub z_threshold: f64,
+    /// Stereotype groups: an item belongs to group s when its degree's z-score exceeds this, or `auto` (the largest of 3, 2.5, 2, 1.5, 1, 0.5 leaving every group 20 items; `fairrec data stereotypes` shows them).
+    #[arg(long, default_value = "auto")]
+    pub z_threshold: ZThreshold,
     /// Stereotype degrees from raw interaction counts instead of rates per group size.
     #[arg(long)]
     pub raw_counts: bool,

@@ -11,6 +11,8 @@ use fairrec_data::prompt::Template;
 use fairrec_lm::mos::Routing;
 use fairrec_lm::pool::Pooling;
 use fairrec_lm::prompt::PromptInit;
+use fairrec_metrics::stereotype::ZThreshold;
+use fairrec_train::engine::optim::AdafactorConfig;
 use fairrec_train::engine::schedule::Decay;
 use fairrec_train::methods::mos::loss::{MosSettings, MosWeights};
 use fairrec_train::methods::paper_a::curriculum::{Curriculum, TauSource};
@@ -85,10 +87,16 @@ pub struct TrainArgs {
     /// Decay after warmup: constant, linear or cosine [default: linear].
     #[arg(long)]
     pub schedule: Option<Decay>,
-    /// AdamW's decoupled weight decay [default: 0].
+    /// adamw, or adafactor (paper B's: factored second moments, no relative step: the rate is --lr with its schedule).
+    #[arg(long, default_value = "adamw", value_parser = ["adamw", "adafactor"])]
+    pub optimizer: String,
+    /// Adafactor: scale the rate by each tensor's RMS (transformers' `scale_parameter`).
+    #[arg(long)]
+    pub adafactor_scale_parameter: bool,
+    /// Decoupled weight decay (AdamW and Adafactor) [default: 0].
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    /// [default: 0.9].
+    /// [default: 0.9 for AdamW; Adafactor keeps no first moment unless given].
     #[arg(long)]
     pub beta1: Option<f64>,
     /// [default: 0.999].
@@ -187,9 +195,12 @@ pub struct TrainArgs {
     /// MoS: weight of a load-balance loss on the router (ours, not in paper B; against routing that collapses onto one expert) [default: 0].
     #[arg(long)]
     pub mos_balance_weight: Option<f64>,
-    /// Paper B's methods: z-score above which an item belongs to a stereotype group [default: 1].
+    /// Paper B's methods: z-score above which an item belongs to a stereotype group, or `auto` (the largest of 3, 2.5, 2, 1.5, 1, 0.5 leaving every group 20 items of the train split; `fairrec data stereotypes` shows them) [default: auto].
     #[arg(long)]
-    pub z_threshold: Option<f64>,
+    pub z_threshold: Option<ZThreshold>,
+    /// Paper B's methods: stereotype degrees from raw interaction counts instead of rates per group size.
+    #[arg(long)]
+    pub raw_counts: bool,
     /// p-tuning: hidden width of the prompt encoder [default: the model's width].
     #[arg(long)]
     pub encoder_hidden_size: Option<usize>,
@@ -246,6 +257,7 @@ impl TrainArgs {
         };
         let stereotype = StereotypeSettings {
             z_threshold: self.z_threshold.unwrap_or(d.stereotype.z_threshold),
+            normalize: !self.raw_counts,
             ..d.stereotype.clone()
         };
         let mut objective = d.objective.clone();
@@ -286,6 +298,12 @@ impl TrainArgs {
                 eps: self.adam_eps.unwrap_or(d.adamw.eps),
                 weight_decay: self.weight_decay.unwrap_or(d.adamw.weight_decay),
             },
+            adafactor: (self.optimizer == "adafactor").then(|| AdafactorConfig {
+                beta1: self.beta1,
+                weight_decay: self.weight_decay.unwrap_or(0.0),
+                scale_parameter: self.adafactor_scale_parameter,
+                ..AdafactorConfig::default()
+            }),
             seed: self.seed.unwrap_or(d.seed),
             early_stopping: self.early_stopping,
             checkpoint_every: self.checkpoint_every.unwrap_or(d.checkpoint_every),

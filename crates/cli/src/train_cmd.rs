@@ -9,7 +9,7 @@ use fairrec_data::pipeline::read_manifest;
 use fairrec_train::encode::scenario;
 use fairrec_train::engine::trainer::Event;
 use fairrec_train::fit::{check_fresh, fmt, remove_previous, Session};
-use fairrec_train::run::{new_spec, read_spec, run as train_run, SpecOptions};
+use fairrec_train::run::{new_spec, read_spec, run as train_run, settled, SpecOptions};
 
 pub fn run(a: &TrainArgs) -> Result<()> {
     let _lock = fairrec_core::fs::RunLock::acquire(&a.out, "fairrec train")?;
@@ -20,7 +20,13 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     let manifest = read_manifest(&a.data)?;
     let spec = if a.resume {
         let spec = read_spec(&a.out)?;
-        if spec.train != a.config(spec.attributes.len())? {
+        let asked = settled(
+            a.config(spec.attributes.len())?,
+            &manifest,
+            &spec.attributes,
+            &a.data,
+        )?;
+        if spec.train != asked {
             tracing::warn!(
                 "--resume continues with the configuration saved in {}, not the flags given",
                 a.out.join("train_config.json").display()
@@ -39,7 +45,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             auxiliary: a.auxiliary(&attributes),
             aux_values: a.aux_values,
         };
-        new_spec(train, &manifest, attributes, options)?
+        new_spec(train, &manifest, attributes, &a.data, options)?
     };
     let margs = ModelArgs {
         no_chat: !spec.chat,

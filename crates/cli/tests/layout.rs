@@ -292,9 +292,11 @@ fn the_binary_is_flags_and_glue() {
     }
     // 4,600 until `serve` and `--endpoint` (2026-12-04) added their flags, 4,900 until
     // `audit-lists` and the `--force` flags (2026-12-05) did; their logic lives in
-    // fairrec-serve, fairrec-data and fairrec-core.
+    // fairrec-serve, fairrec-data and fairrec-core. 5,100 until `data stereotypes`, the
+    // audit's recorded grouping and paper B's headline columns (2026-12-05; their logic is
+    // in fairrec_metrics::stereo_dist and fairrec_train::methods::stereo).
     assert!(
-        lines <= 5_100,
+        lines <= 5_250,
         "crates/cli/src is {lines} lines: library code belongs in the library crates"
     );
 }

@@ -533,6 +533,50 @@ fn mos_trains_on_paper_b_data_and_audit_routes_its_prompts_as_training_did() {
     );
     let m = json(&audit.join("metrics.json"));
     assert_eq!(m["original"]["auc"], eval["eval"]["auc"]);
+    // One item grouping for training and audit: `auto` resolved on the train split, saved
+    // beside the adapter, and taken by the audit; `data stereotypes` shows the same pick.
+    let st = &cfg["train"]["stereotype"];
+    assert_eq!(st["z_auto"], true);
+    let z = st["z_threshold"].as_f64().unwrap();
+    let saved = json(&out.join("adapter/fairrec_stereotype.json"));
+    assert_eq!(saved["z_threshold"].as_f64(), Some(z));
+    assert_eq!(adapter["mos"]["z_threshold"].as_f64(), Some(z));
+    assert_eq!(m["stereotype"]["gender"]["z_threshold"].as_f64(), Some(z));
+    assert_eq!(
+        m["stereotype"]["gender"]["z_auto"], false,
+        "taken from the adapter"
+    );
+    let dist_dir = t.path().join("dist");
+    let shown = ok(&["data", "stereotypes", p(&data), "--out", p(&dist_dir)]);
+    assert!(
+        shown.contains(&format!("`auto` picks z* = {z} ")),
+        "{shown}"
+    );
+    let dists = json(&dist_dir.join("stereotypes.json"));
+    let dist = dists
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["attribute"] == "gender")
+        .unwrap();
+    assert_eq!(dist["auto"].as_f64(), Some(z));
+    let sizes: Vec<u64> = ["female", "male"]
+        .iter()
+        .map(|g| {
+            m["stereotype"]["gender"]["item_groups"][g]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let at = dist["sizes"][format!("{z:.1}")].as_array().unwrap();
+    assert_eq!(
+        at.iter().map(|v| v.as_u64().unwrap()).collect::<Vec<_>>(),
+        sizes
+    );
+    let e = fails(&["data", "stereotypes", p(&data), "--out", p(&dist_dir)]);
+    assert!(e.contains("--force"), "{e}");
+    let e = fails(&["data", "stereotypes", p(&data), "--attributes", "height"]);
+    assert!(e.contains("`height` is not an attribute"), "{e}");
     // the mixed prompt matters: without the adapter the same prompts score otherwise
     let base = audit_valid(None, &t.path().join("plain"));
     assert_ne!(base.lines().next(), preds.lines().next());

@@ -90,6 +90,9 @@ pub struct MosConfig {
     /// item groups, from the train split).
     #[serde(default = "default_z")]
     pub z_threshold: f64,
+    /// Degrees from rates per group size (true) or raw interaction counts.
+    #[serde(default = "default_normalize")]
+    pub normalize: bool,
     /// The definition the mixture follows ([`MOS_FORMAT`]); files written before it was
     /// recorded have 0 and do not load (their weights were renormalised and their
     /// reweighting was a per-group offset).
@@ -103,6 +106,10 @@ pub const MOS_FORMAT: u32 = 2;
 
 fn default_z() -> f64 {
     1.0
+}
+
+fn default_normalize() -> bool {
+    true
 }
 
 /// What one mixture step produced.

@@ -3,7 +3,8 @@
 //!
 //! * [`classification`]: F1, precision, recall at a threshold, AUC (Mann-Whitney).
 //! * [`fairness`]: paper A's GD (Eq. 2), Rate (Eq. 3) and the squared Rate of its tables.
-//! * [`stereotype`]: paper B's stereotype-aware fairness (our precise reading of its prose).
+//! * [`stereotype`]: paper B's stereotype-aware fairness (our precise reading of its prose);
+//!   [`stereo_dist`]: its items' z-score distribution (Figure 3).
 //! * [`lists`]: FaiRLLM's ranked-list fairness (SNSR, SNSV).
 //! * [`audit`]: all of it over a predictions file, with bootstrap confidence intervals.
 //! * [`predictions`]: the predictions JSONL format; [`join`]: prepared samples as the audit's
@@ -19,6 +20,7 @@ pub mod join;
 pub mod lists;
 pub mod predictions;
 pub mod report;
+pub mod stereo_dist;
 pub mod stereotype;
 
 pub use audit::{audit, AuditConfig, Context, Metrics, StereotypeInput};

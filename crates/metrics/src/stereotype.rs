@@ -8,8 +8,9 @@
 //!   `normalize = false` uses raw counts);
 //! * degree `d_s(i) = r_s(i) - mean_{s' != s} r_s'(i)` ("subtraction" for two groups);
 //! * `z_s(i) = (d_s(i) - mean_i d_s) / std_i d_s` over all items seen in training
-//!   (population std); item i belongs to group s when `z_s(i) > z*` (`z_threshold`,
-//!   default 1.0, ours; paper B's Figure 6 studies it). Other items are neutral.
+//!   (population std); item i belongs to group s when `z_s(i) > z*` (`z_threshold`; its
+//!   default `auto` is ours, [`auto_threshold`]; paper B's Figure 6 studies it). Other
+//!   items are neutral.
 //!
 //! **Over-/under-recommendation** in one prompt setting (implicit = `neutral` variant,
 //! explicit = `original`, counterfactual = the single-attribute variants stating a value
@@ -43,17 +44,70 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+/// z*: a number, or `auto` ([`auto_threshold`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ZThreshold {
+    Auto,
+    Fixed(f64),
+}
+
+impl std::str::FromStr for ZThreshold {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s.trim() == "auto" {
+            return Ok(ZThreshold::Auto);
+        }
+        match s.trim().parse::<f64>() {
+            Ok(z) if z.is_finite() => Ok(ZThreshold::Fixed(z)),
+            _ => Err(format!("`{s}` is neither `auto` nor a finite number")),
+        }
+    }
+}
+
+impl std::fmt::Display for ZThreshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ZThreshold::Auto => f.write_str("auto"),
+            ZThreshold::Fixed(z) => write!(f, "{z}"),
+        }
+    }
+}
+
+impl serde::Serialize for ZThreshold {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            ZThreshold::Auto => s.serialize_str("auto"),
+            ZThreshold::Fixed(z) => s.serialize_f64(*z),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ZThreshold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(z) => Ok(ZThreshold::Fixed(z)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// Settings of the item grouping.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StereotypeConfig {
-    pub z_threshold: f64,
+    pub z_threshold: ZThreshold,
     pub normalize: bool,
 }
 
 impl Default for StereotypeConfig {
     fn default() -> Self {
         StereotypeConfig {
-            z_threshold: 1.0,
+            z_threshold: ZThreshold::Auto,
             normalize: true,
         }
     }
@@ -75,6 +129,8 @@ pub struct ItemGroups {
     pub membership: HashMap<String, Vec<usize>>,
     /// Items seen in training.
     pub n_items: usize,
+    /// The z* the groups were drawn at (`auto` resolved).
+    pub z_threshold: f64,
 }
 
 impl ItemGroups {
@@ -95,76 +151,149 @@ impl ItemGroups {
     }
 }
 
-/// Group items by stereotype degree; see the module docs.
-pub fn item_groups(train: &[Interactions<'_>], cfg: &StereotypeConfig) -> ItemGroups {
-    let mut groups: Vec<String> = train
-        .iter()
-        .map(|t| t.group.to_string())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    groups.sort();
-    let gidx: HashMap<&str, usize> = groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.as_str(), i))
-        .collect();
-    let mut users: Vec<HashSet<&str>> = vec![HashSet::new(); groups.len()];
-    let mut seen: HashMap<&str, Vec<HashSet<&str>>> = HashMap::new();
-    for t in train {
-        let g = gidx[t.group];
-        users[g].insert(t.user);
-        for &i in &t.items {
-            seen.entry(i)
-                .or_insert_with(|| vec![HashSet::new(); groups.len()])[g]
-                .insert(t.user);
+/// Every item's stereotype z-score for every group (module docs): what the grouping
+/// thresholds, and what `fairrec data stereotypes` shows (paper B's Figure 3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Degrees {
+    /// The user groups (attribute values), sorted.
+    pub groups: Vec<String>,
+    /// The users of each group.
+    pub users: Vec<usize>,
+    /// The items seen in training, sorted.
+    pub items: Vec<String>,
+    /// `z[g][i]`: item i's z-score for group g (empty for a group whose degrees are all
+    /// equal, or with fewer than two groups).
+    pub z: Vec<Vec<f64>>,
+}
+
+impl Degrees {
+    /// The degrees and z-scores of the items of `train` (module docs).
+    pub fn of(train: &[Interactions<'_>], normalize: bool) -> Degrees {
+        let mut groups: Vec<String> = train
+            .iter()
+            .map(|t| t.group.to_string())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        groups.sort();
+        let gidx: HashMap<&str, usize> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.as_str(), i))
+            .collect();
+        let mut users: Vec<HashSet<&str>> = vec![HashSet::new(); groups.len()];
+        let mut seen: HashMap<&str, Vec<HashSet<&str>>> = HashMap::new();
+        for t in train {
+            let g = gidx[t.group];
+            users[g].insert(t.user);
+            for &i in &t.items {
+                seen.entry(i)
+                    .or_insert_with(|| vec![HashSet::new(); groups.len()])[g]
+                    .insert(t.user);
+            }
+        }
+        let mut items: Vec<&str> = seen.keys().copied().collect();
+        items.sort_unstable();
+        let k = groups.len();
+        let r: Vec<Vec<f64>> = items
+            .iter()
+            .map(|i| {
+                (0..k)
+                    .map(|g| {
+                        let n = seen[i][g].len() as f64;
+                        if normalize {
+                            n / (users[g].len().max(1)) as f64
+                        } else {
+                            n
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let z = (0..k)
+            .filter(|_| k >= 2)
+            .map(|g| {
+                let d: Vec<f64> = r
+                    .iter()
+                    .map(|ri| {
+                        ri[g]
+                            - (0..k).filter(|&o| o != g).map(|o| ri[o]).sum::<f64>()
+                                / (k - 1) as f64
+                    })
+                    .collect();
+                let n = d.len().max(1) as f64;
+                let mean = d.iter().sum::<f64>() / n;
+                let std = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+                if std == 0.0 {
+                    return Vec::new();
+                }
+                d.iter().map(|di| (di - mean) / std).collect()
+            })
+            .collect();
+        Degrees {
+            users: users.iter().map(HashSet::len).collect(),
+            groups,
+            items: items.into_iter().map(str::to_string).collect(),
+            z,
         }
     }
-    let mut items: Vec<&str> = seen.keys().copied().collect();
-    items.sort_unstable();
-    let k = groups.len();
-    let r: Vec<Vec<f64>> = items
-        .iter()
-        .map(|i| {
-            (0..k)
-                .map(|g| {
-                    let n = seen[i][g].len() as f64;
-                    if cfg.normalize {
-                        n / (users[g].len().max(1)) as f64
-                    } else {
-                        n
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    let mut membership: HashMap<String, Vec<usize>> = HashMap::new();
-    if k >= 2 {
-        for g in 0..k {
-            let d: Vec<f64> = r
-                .iter()
-                .map(|ri| {
-                    ri[g] - (0..k).filter(|&o| o != g).map(|o| ri[o]).sum::<f64>() / (k - 1) as f64
-                })
-                .collect();
-            let mean = d.iter().sum::<f64>() / d.len().max(1) as f64;
-            let std =
-                (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / d.len().max(1) as f64).sqrt();
-            if std == 0.0 {
-                continue;
-            }
-            for (i, di) in items.iter().zip(&d) {
-                if (di - mean) / std > cfg.z_threshold {
-                    membership.entry(i.to_string()).or_default().push(g);
+
+    /// How many items each group holds at `z_threshold`.
+    pub fn sizes_at(&self, z_threshold: f64) -> Vec<usize> {
+        self.z
+            .iter()
+            .map(|z| z.iter().filter(|&&x| x > z_threshold).count())
+            .chain(std::iter::repeat(0))
+            .take(self.groups.len())
+            .collect()
+    }
+
+    /// The item groups at `z_threshold`.
+    pub fn groups_at(&self, z_threshold: f64) -> ItemGroups {
+        let mut membership: HashMap<String, Vec<usize>> = HashMap::new();
+        for (g, z) in self.z.iter().enumerate() {
+            for (i, zi) in self.items.iter().zip(z) {
+                if *zi > z_threshold {
+                    membership.entry(i.clone()).or_default().push(g);
                 }
             }
         }
+        ItemGroups {
+            groups: self.groups.clone(),
+            membership,
+            n_items: self.items.len(),
+            z_threshold,
+        }
     }
-    ItemGroups {
-        groups,
-        membership,
-        n_items: items.len(),
-    }
+}
+
+/// The thresholds `auto` tries, largest first: the usual outlier cut-offs 3 and 2 (paper B
+/// takes "commonly-used settings", chosen per dataset from its Figure 3), then lower ones.
+pub const AUTO_CANDIDATES: [f64; 6] = [3.0, 2.5, 2.0, 1.5, 1.0, 0.5];
+
+/// `auto` keeps the largest candidate at which every group holds at least this many items.
+pub const AUTO_MIN_ITEMS: usize = 20;
+
+/// z* = `auto` (ours): the largest of [`AUTO_CANDIDATES`] at which every group holds at
+/// least [`AUTO_MIN_ITEMS`] items, else the smallest candidate. Paper B picks its
+/// thresholds by eye from the z-score distributions; this rule picks an outlier threshold
+/// that leaves every group enough items to measure. On ML-100K's mos split (seed 0,
+/// normalised rates) it gives 2.
+pub fn auto_threshold(d: &Degrees) -> f64 {
+    AUTO_CANDIDATES
+        .into_iter()
+        .find(|&z| d.sizes_at(z).iter().all(|&n| n >= AUTO_MIN_ITEMS))
+        .unwrap_or(AUTO_CANDIDATES[AUTO_CANDIDATES.len() - 1])
+}
+
+/// Group items by stereotype degree; see the module docs.
+pub fn item_groups(train: &[Interactions<'_>], cfg: &StereotypeConfig) -> ItemGroups {
+    let d = Degrees::of(train, cfg.normalize);
+    let z = match cfg.z_threshold {
+        ZThreshold::Auto => auto_threshold(&d),
+        ZThreshold::Fixed(z) => z,
+    };
+    d.groups_at(z)
 }
 
 /// The three prompt settings of paper B.
@@ -413,6 +542,13 @@ mod tests {
         }
     }
 
+    impl<'a> Interactions<'a> {
+        fn with(mut self, items: Vec<&'a str>) -> Self {
+            self.items = items;
+            self
+        }
+    }
+
     #[test]
     fn degrees_and_z_scores_by_hand() {
         // 2 women, 2 men. Item a: both women, no men -> r_f = 1, r_m = 0, d_f = 1.
@@ -425,7 +561,11 @@ mod tests {
         ];
         // d_f over items (a, b, c, d) = (1, -0.5, 0, 0): mean 0.125, population std
         // sqrt((0.875^2 + 0.625^2 + 2 * 0.125^2) / 4) = 0.5449; z_f(a) = 1.606, z_m(b) = 1.147.
-        let g = item_groups(&train, &StereotypeConfig::default());
+        let fixed = |z| StereotypeConfig {
+            z_threshold: ZThreshold::Fixed(z),
+            normalize: true,
+        };
+        let g = item_groups(&train, &fixed(1.0));
         assert_eq!(g.groups, ["female", "male"]);
         assert_eq!(g.membership["a"], [0]);
         assert_eq!(g.membership["b"], [1]);
@@ -433,7 +573,7 @@ mod tests {
         let strict = item_groups(
             &train,
             &StereotypeConfig {
-                z_threshold: 1.2,
+                z_threshold: ZThreshold::Fixed(1.2),
                 normalize: true,
             },
         );
@@ -442,11 +582,48 @@ mod tests {
     }
 
     #[test]
+    fn auto_threshold_keeps_the_largest_cut_off_with_enough_items() {
+        // 60 items, 40 women and 40 men; item k is seen by min(k, 40) women and no man for
+        // k < 30, by men only otherwise: z-scores spread over the whole range.
+        let items: Vec<String> = (0..60).map(|k| format!("i{k}")).collect();
+        let users: Vec<String> = (0..80).map(|u| u.to_string()).collect();
+        let train: Vec<Interactions<'_>> = (0..80)
+            .map(|u| {
+                let female = u < 40;
+                let mine = (0..60).filter(|&k| {
+                    let w = (k % 30) + 1;
+                    (female == (k < 30)) && (u % 40) < w
+                });
+                inter(&users[u], if female { "female" } else { "male" }, &[])
+                    .with(mine.map(|k| items[k].as_str()).collect())
+            })
+            .collect();
+        let d = Degrees::of(&train, true);
+        let z = auto_threshold(&d);
+        assert!(AUTO_CANDIDATES.contains(&z));
+        assert!(d.sizes_at(z).iter().all(|&n| n >= AUTO_MIN_ITEMS), "{z}");
+        // every larger candidate leaves a group short
+        for c in AUTO_CANDIDATES.iter().filter(|&&c| c > z) {
+            assert!(d.sizes_at(*c).iter().any(|&n| n < AUTO_MIN_ITEMS), "{c}");
+        }
+        let auto = item_groups(&train, &StereotypeConfig::default());
+        assert_eq!(auto.z_threshold, z);
+        assert_eq!(auto.sizes(), d.sizes_at(z));
+        // a dataset too small for any candidate falls back to the smallest
+        let tiny = [inter("1", "female", &["a"]), inter("2", "male", &["b"])];
+        assert_eq!(auto_threshold(&Degrees::of(&tiny, true)), 0.5);
+        assert_eq!("auto".parse::<ZThreshold>(), Ok(ZThreshold::Auto));
+        assert_eq!("2".parse::<ZThreshold>(), Ok(ZThreshold::Fixed(2.0)));
+        assert!("NaN".parse::<ZThreshold>().is_err() && "two".parse::<ZThreshold>().is_err());
+    }
+
+    #[test]
     fn delta_by_hand() {
         let groups = ItemGroups {
             groups: vec!["female".into(), "male".into()],
             membership: HashMap::from([("a".to_string(), vec![0]), ("b".to_string(), vec![1])]),
             n_items: 4,
+            z_threshold: 1.0,
         };
         let mut c = Counts::new(2);
         // Women: 2 Yes targets (a, c), history a, c, c, d -> p_f(rec) = 1/2, p_f(hist) = 1/4.
@@ -484,6 +661,7 @@ mod tests {
                 ("ab".to_string(), vec![0, 1]),
             ]),
             n_items: 5,
+            z_threshold: 1.0,
         };
         let cf = Setting::Counterfactual;
         let mut c = Counts::new(2);

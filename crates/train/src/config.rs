@@ -3,7 +3,7 @@
 //! its method in [`crate::methods`]), and [`RunSpec`] adds what a run directory needs to
 //! resume (template, scenario, augmentation).
 
-use crate::engine::optim::AdamWConfig;
+use crate::engine::optim::{AdafactorConfig, AdamWConfig, Rule};
 use crate::engine::schedule::Decay;
 use crate::method::Method;
 use crate::methods::mos::loss::MosSettings;
@@ -34,6 +34,9 @@ pub struct TrainConfig {
     /// Clip the global gradient norm to this (0: no clipping).
     pub max_grad_norm: f64,
     pub adamw: AdamWConfig,
+    /// Train with Adafactor (paper B's optimiser) instead of AdamW; `adamw` is then unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adafactor: Option<AdafactorConfig>,
     pub seed: u64,
     /// Stop when the valid AUC has not improved for this many epochs.
     pub early_stopping: Option<usize>,
@@ -90,6 +93,7 @@ impl Default for TrainConfig {
             grad_accum: 1,
             max_grad_norm: 1.0,
             adamw: AdamWConfig::default(),
+            adafactor: None,
             seed: 0,
             early_stopping: None,
             checkpoint_every: 50,
@@ -141,6 +145,19 @@ impl TrainConfig {
         {
             return bad("AdamW's eps must be positive and its weight decay >= 0 (both finite)");
         }
+        if let Some(f) = &self.adafactor {
+            let ok = [f.eps1, f.eps2, f.clip_threshold]
+                .iter()
+                .all(|x| x.is_finite() && *x > 0.0)
+                && f.decay_rate.is_finite()
+                && f.decay_rate < 0.0
+                && f.beta1.is_none_or(|b| (0.0..1.0).contains(&b))
+                && f.weight_decay.is_finite()
+                && f.weight_decay >= 0.0;
+            if !ok {
+                return bad("Adafactor needs eps1, eps2 and clip_threshold > 0, decay_rate < 0, beta1 in [0, 1) and weight decay >= 0 (all finite)");
+            }
+        }
         if !(0.0..1.0).contains(&self.lora.dropout) {
             return bad("LoRA dropout must be in [0, 1)");
         }
@@ -175,6 +192,14 @@ impl TrainConfig {
 
     /// A fingerprint of everything that decides the result (64-bit FNV-1a of the JSON
     /// form, in hex); a checkpoint only resumes a run of the same fingerprint.
+    /// The optimizer's update rule: Adafactor where configured, else AdamW.
+    pub fn rule(&self) -> Rule {
+        match self.adafactor {
+            Some(f) => Rule::Adafactor(f),
+            None => Rule::AdamW(self.adamw),
+        }
+    }
+
     pub fn fingerprint(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default();
         let h = fairrec_core::fnv1a64(json.as_bytes());

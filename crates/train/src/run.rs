@@ -37,15 +37,14 @@ pub struct SpecOptions {
     pub aux_values: AuxValues,
 }
 
-/// The specification of a new run of `train` in the scenario of `attributes`: the
-/// stereotype groups filled in from the data where the method needs them, the
-/// augmentation of paper A's methods, the method's template.
-pub fn new_spec(
+/// `train` with its stereotype groups filled in from the prepared dataset `data` (and an
+/// `auto` z threshold resolved on its train split) where the method needs them.
+pub fn settled(
     mut train: TrainConfig,
     manifest: &Manifest,
-    attributes: Vec<String>,
-    o: SpecOptions,
-) -> Result<RunSpec> {
+    attributes: &[String],
+    data: &Path,
+) -> Result<TrainConfig> {
     let method = train.method;
     if needs_stereotype(&train) {
         let name = if method.is_paradigm() {
@@ -53,8 +52,26 @@ pub fn new_spec(
         } else {
             method.name().to_string()
         };
-        train.stereotype.settle(&name, &attributes, manifest)?;
+        let split = samples(data, "train", None)?;
+        train
+            .stereotype
+            .settle(&name, attributes, manifest, &split)?;
     }
+    Ok(train)
+}
+
+/// The specification of a new run of `train` in the scenario of `attributes` on the
+/// prepared dataset `data`: the stereotype groups settled ([`settled`]), the
+/// augmentation of paper A's methods, the method's template.
+pub fn new_spec(
+    train: TrainConfig,
+    manifest: &Manifest,
+    attributes: Vec<String>,
+    data: &Path,
+    o: SpecOptions,
+) -> Result<RunSpec> {
+    let train = settled(train, manifest, &attributes, data)?;
+    let method = train.method;
     if method.is_paper_a() && attributes.is_empty() {
         return Err(TrainError::Input(format!(
             "--method {} needs a sensitive attribute",
@@ -114,7 +131,7 @@ pub fn run(
     let valid_samples = samples(session.data, "valid", spec.limit_valid)?;
     let valid = originals(&scorer, spec.template, &valid_samples, &spec.attributes)?;
     let base = session.model.display().to_string();
-    let save = |dir: &Path| methods::save(&tuning, model, tok, &base, dir);
+    let save = |dir: &Path| methods::save(&tuning, model, tok, &base, cfg, dir);
     let fit = Fit {
         session,
         spec,

@@ -247,7 +247,7 @@ fn fit(
         _ => None,
     };
     let obj = FairLoss::new(AnswerLoss { scorer: &scorer }, c.objective.clone(), set);
-    let save = |d: &Path| methods::save(&tuning, &m, &tok, "tiny", d);
+    let save = |d: &Path| methods::save(&tuning, &m, &tok, "tiny", c, d);
     train(
         Run {
             cfg: c,

@@ -35,6 +35,7 @@ fn cfg(experts: usize, top_k: usize, routing: Routing, reweight: bool) -> MosCon
         reweight,
         attribute: "gender".into(),
         z_threshold: 1.0,
+        normalize: true,
         format: fairrec_lm::mos::MOS_FORMAT,
     }
 }
@@ -333,6 +334,7 @@ fn fairness_surrogate_equals_the_metric_on_hard_predictions() {
         groups: vec!["f".into(), "m".into()],
         membership: HashMap::from([("if".to_string(), vec![0]), ("im".to_string(), vec![1])]),
         n_items: 3,
+        z_threshold: 1.0,
     };
     let mut checked = 0;
     for seed in 0..40 {
@@ -560,7 +562,7 @@ fn mos_training_learns_with_the_base_frozen_and_saves_what_loads() {
         eval: false,
         ..TrainConfig::default()
     };
-    let save = |dir: &std::path::Path| methods::save(&tuning, &m, &tok, "tiny", dir);
+    let save = |dir: &std::path::Path| methods::save(&tuning, &m, &tok, "tiny", &c, dir);
     let (summary, log, d) = train_in_tempdir(&c, &tuning, &objective, &train_set, &scorer, &save);
     assert_eq!(summary.steps, 60);
     let trained_p = objective.p_yes(&valid, 8).unwrap();

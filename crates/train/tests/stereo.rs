@@ -185,7 +185,7 @@ fn full_tuning_gets_the_gradient_of_every_weight_and_lora_leaves_the_base_alone(
     let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
     let train_set = examples(&scorer, 32, 4);
     let objective = StereoLoss::new(AnswerLoss { scorer: &scorer }, c.fairness_weight, 2);
-    let save = |dir: &std::path::Path| methods::save(&tuning, &m, &tok, "tiny", dir);
+    let save = |dir: &std::path::Path| methods::save(&tuning, &m, &tok, "tiny", &c, dir);
     let (summary, log, _d) = train_in_tempdir(&c, &tuning, &objective, &train_set, &scorer, &save);
     assert_eq!(summary.steps, 8);
     assert!(

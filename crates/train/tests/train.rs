@@ -88,7 +88,7 @@ fn run(c: &TrainConfig, dir: &Path) -> Result<(Summary, Vec<f32>, Vec<f32>), Tra
     let tr = examples(&scorer, 96, 1);
     let va = examples(&scorer, 48, 2);
     let objective = AnswerLoss { scorer: &scorer };
-    let save = |d: &Path| methods::save(&tuning, &m, &tok, "tiny", d);
+    let save = |d: &Path| methods::save(&tuning, &m, &tok, "tiny", c, d);
     let s = fit(c, dir, &tuning, &objective, &scorer, (&tr, &va), &save)?;
     drop(scorer);
     let after = snapshot(&mut m);
@@ -122,6 +122,21 @@ fn lora_learns_the_task_and_leaves_the_base_bit_identical() {
         "{losses:?}"
     );
     assert!(d.path().join("best/adapter_config.json").exists());
+}
+
+#[test]
+fn lora_learns_the_task_with_adafactor() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cfg(Method::Lora);
+    c.adafactor = Some(fairrec_train::engine::optim::AdafactorConfig::default());
+    let (s, before, after) = run(&c, d.path()).unwrap();
+    assert_eq!(before, after, "a frozen base weight changed");
+    let aucs: Vec<f64> = s.evals.iter().map(|e| e.auc.unwrap()).collect();
+    assert!(aucs[2] > 0.9, "valid AUC per epoch {aucs:?}");
+    // and the run differs from AdamW's
+    let a = tempfile::tempdir().unwrap();
+    run(&cfg(Method::Lora), a.path()).unwrap();
+    assert_ne!(adapter_bytes(a.path()), adapter_bytes(d.path()));
 }
 
 #[test]
@@ -334,7 +349,7 @@ fn each_nan_guard_stops_at_the_poisoned_step_and_keeps_finite_checkpoints() {
             poison,
             steps: std::cell::Cell::new(0),
         };
-        let save = |dir: &Path| methods::save(&tuning, &m, &tok, "tiny", dir);
+        let save = |dir: &Path| methods::save(&tuning, &m, &tok, "tiny", &c, dir);
         let e = fit(
             &c,
             d.path(),

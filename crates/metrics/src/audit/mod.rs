@@ -18,7 +18,7 @@ use crate::error::{MetricsError, Result};
 use crate::fairness::{attribute_sets, SetFairness};
 use crate::predictions::Prediction;
 use crate::stereotype::{
-    item_groups, Interactions, ItemGroups, Setting, SettingFairness, StereotypeConfig,
+    item_groups, Interactions, ItemGroups, Setting, SettingFairness, StereotypeConfig, ZThreshold,
 };
 use fairrec_core::Variant;
 use std::collections::{BTreeMap, HashMap};
@@ -47,11 +47,12 @@ impl AuditConfig {
             )));
         }
         check_confidence(self.confidence)?;
-        if !self.stereotype.z_threshold.is_finite() {
-            return Err(MetricsError::Invalid(format!(
-                "the z threshold must be finite, got {}",
-                self.stereotype.z_threshold
-            )));
+        if let ZThreshold::Fixed(z) = self.stereotype.z_threshold {
+            if !z.is_finite() {
+                return Err(MetricsError::Invalid(format!(
+                    "the z threshold must be finite, got {z}"
+                )));
+            }
         }
         Ok(())
     }
@@ -120,7 +121,11 @@ pub struct FairnessEntry {
 /// Paper B's stereotype-aware fairness of one attribute.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StereotypeEntry {
+    /// The z* the item groups were drawn at.
     pub z_threshold: f64,
+    /// z* was `auto` ([`crate::stereotype::auto_threshold`]) and resolved to `z_threshold`.
+    #[serde(default)]
+    pub z_auto: bool,
     pub normalize: bool,
     /// Items of each stereotype group, and items seen in training.
     pub item_groups: BTreeMap<String, usize>,
@@ -364,7 +369,8 @@ fn stereotype_entries(
                 .collect();
             let sizes = g.sizes();
             let entry = StereotypeEntry {
-                z_threshold: cfg.stereotype.z_threshold,
+                z_threshold: g.z_threshold,
+                z_auto: cfg.stereotype.z_threshold == ZThreshold::Auto,
                 normalize: cfg.stereotype.normalize,
                 item_groups: g.groups.iter().cloned().zip(sizes).collect(),
                 n_items: g.n_items,

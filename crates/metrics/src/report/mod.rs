@@ -267,8 +267,9 @@ fn stereotype_blocks(attr: &str, s: &StereotypeEntry, out: &mut Vec<Block>) {
         .collect();
     out.push(Block::Heading(3, attr.to_string()));
     out.push(Block::Para(format!(
-        "Item stereotype groups from the training interactions (z* = {}, {}): {} of {} items; the rest are neutral.",
+        "Item stereotype groups from the training interactions (z* = {}{}, {}): {} of {} items; the rest are neutral.",
         s.z_threshold,
+        if s.z_auto { ", chosen by `auto`: the largest of 3, 2.5, 2, 1.5, 1, 0.5 that leaves every group 20 items" } else { "" },
         if s.normalize { "interaction rates normalised by group size" } else { "raw interaction counts" },
         sizes.join(", "),
         s.n_items

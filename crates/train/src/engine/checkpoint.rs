@@ -1,8 +1,8 @@
-//! Checkpoints: the trainable tensors, AdamW's moments and the loop's position, written as
+//! Checkpoints: the trainable tensors, the optimizer's state and the loop's position, written as
 //! one directory that is replaced as a whole (see `fairrec_core::fs::replace_dir`), so a
 //! run killed at any instant resumes from the last complete checkpoint.
 
-use crate::engine::optim::AdamW;
+use crate::engine::optim::Optimizer;
 use crate::error::{io_err, Result, TrainError};
 use candle_core::{Device, Tensor};
 use fairrec_lm::weights::safetensors_bytes;
@@ -39,13 +39,14 @@ const PARAMS: &str = "trainable.safetensors";
 const OPTIM: &str = "optimizer.safetensors";
 
 /// Write the checkpoint directory `dir`.
-pub fn save(dir: &Path, state: &LoopState, opt: &AdamW) -> Result<()> {
+pub fn save(dir: &Path, state: &LoopState, opt: &Optimizer) -> Result<()> {
     let mut params = Vec::new();
     let mut moments = Vec::new();
-    for (name, var, m, v) in &opt.params {
-        params.push((name.clone(), var.as_tensor().clone()));
-        moments.push((format!("m/{name}"), m.clone()));
-        moments.push((format!("v/{name}"), v.clone()));
+    for p in &opt.params {
+        params.push((p.name.clone(), p.var.as_tensor().clone()));
+        for (slot, t) in &p.state {
+            moments.push((format!("{slot}/{}", p.name), t.clone()));
+        }
     }
     let state_json = serde_json::to_vec_pretty(&serde_json::json!({
         "loop": state,
@@ -67,7 +68,7 @@ fn ck_err(path: &Path, message: impl Into<String>) -> TrainError {
 
 /// Read the checkpoint in `dir` into `opt` (variables and moments) and return the loop
 /// state. The checkpoint must be of a run with the same fingerprint.
-pub fn load(dir: &Path, opt: &mut AdamW, fingerprint: &str) -> Result<LoopState> {
+pub fn load(dir: &Path, opt: &mut Optimizer, fingerprint: &str) -> Result<LoopState> {
     fairrec_core::fs::recover_dir(dir).map_err(io_err(dir))?;
     let sp = dir.join(STATE);
     let text = std::fs::read_to_string(&sp).map_err(io_err(&sp))?;
@@ -93,27 +94,106 @@ pub fn load(dir: &Path, opt: &mut AdamW, fingerprint: &str) -> Result<LoopState>
     };
     let params = read(PARAMS)?;
     let moments = read(OPTIM)?;
-    for (name, var, m, v) in opt.params.iter_mut() {
-        let get = |map: &HashMap<String, Tensor>, key: &str, file: &str| -> Result<Tensor> {
+    for p in opt.params.iter_mut() {
+        let get = |map: &HashMap<String, Tensor>, key: &str, file: &str, like: &Tensor| {
             let t = map
                 .get(key)
                 .ok_or_else(|| ck_err(&dir.join(file), format!("no tensor `{key}`")))?;
-            if t.dims() != var.dims() {
+            if t.dims() != like.dims() {
                 return Err(ck_err(
                     &dir.join(file),
                     format!(
                         "`{key}` has shape {:?}, expected {:?}",
                         t.dims(),
-                        var.dims()
+                        like.dims()
                     ),
                 ));
             }
-            Ok(t.to_device(var.device())?)
+            Ok::<_, TrainError>(t.to_device(like.device())?)
         };
-        var.set(&get(&params, name, PARAMS)?)?;
-        *m = get(&moments, &format!("m/{name}"), OPTIM)?;
-        *v = get(&moments, &format!("v/{name}"), OPTIM)?;
+        p.var
+            .set(&get(&params, &p.name, PARAMS, p.var.as_tensor())?)?;
+        for (slot, t) in p.state.iter_mut() {
+            *t = get(&moments, &format!("{slot}/{}", p.name), OPTIM, t)?;
+        }
     }
     opt.t = t;
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::optim::{AdafactorConfig, Rule};
+    use candle_core::Var;
+
+    /// Adafactor's factored state survives a checkpoint: a restored optimizer takes the
+    /// same next step as the one that kept running.
+    #[test]
+    fn adafactor_state_round_trips() {
+        let d = Device::Cpu;
+        let rule = Rule::Adafactor(AdafactorConfig {
+            beta1: Some(0.9),
+            ..AdafactorConfig::default()
+        });
+        let vars = || {
+            vec![
+                (
+                    "w".to_string(),
+                    Var::from_slice(&[0.5f32, -1.0, 2.0, 0.25], (2, 2), &d).unwrap(),
+                ),
+                (
+                    "b".to_string(),
+                    Var::from_slice(&[1.0f32, -2.0], 2, &d).unwrap(),
+                ),
+            ]
+        };
+        let grads = |k: f32| {
+            [
+                Tensor::from_slice(&[0.3 * k, -0.2, 0.05, 0.4 * k], (2, 2), &d).unwrap(),
+                Tensor::from_slice(&[0.5f32, -0.1 * k], 2, &d).unwrap(),
+            ]
+        };
+        let mut a = Optimizer::new(vars(), rule).unwrap();
+        for k in 1..=2 {
+            a.step(&grads(k as f32), 0.01).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ck = dir.path().join("ck");
+        let state = LoopState {
+            step: 2,
+            epoch: 0,
+            step_in_epoch: 2,
+            best_auc: None,
+            best_epoch: None,
+            stale_epochs: 0,
+            log_lines: 2,
+            tokens: 0,
+            fingerprint: "f".into(),
+            objective: serde_json::Value::Null,
+        };
+        save(&ck, &state, &a).unwrap();
+        let mut b = Optimizer::new(vars(), rule).unwrap();
+        assert_eq!(load(&ck, &mut b, "f").unwrap(), state);
+        assert_eq!(b.t, 2);
+        let slots: Vec<&str> = b.params[0].state.iter().map(|s| s.0).collect();
+        assert_eq!(slots, ["row", "col", "m"]);
+        a.step(&grads(3.0), 0.01).unwrap();
+        b.step(&grads(3.0), 0.01).unwrap();
+        for (x, y) in a.params.iter().zip(&b.params) {
+            let v = |p: &crate::engine::optim::Param| {
+                p.var
+                    .as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            };
+            assert_eq!(v(x), v(y), "{}", x.name);
+        }
+        // an AdamW optimizer cannot take Adafactor's checkpoint
+        let mut c = Optimizer::adamw(vars(), Default::default()).unwrap();
+        let e = load(&ck, &mut c, "f").unwrap_err().to_string();
+        assert!(e.contains("no tensor `v/w`"), "{e}");
+    }
 }

@@ -9,7 +9,7 @@
 use crate::config::TrainConfig;
 use crate::engine::checkpoint::{self, LoopState};
 use crate::engine::objective::{Example, Objective};
-use crate::engine::optim::{clip, AdamW};
+use crate::engine::optim::{clip, Optimizer};
 use crate::engine::schedule::lr_at;
 use crate::error::{io_err, Result, TrainError};
 use candle_core::Tensor;
@@ -212,7 +212,7 @@ pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Sum
     let mut evals: Vec<EvalLog> = Vec::new();
     let mut vars = run.tuning.named_vars();
     vars.extend(run.objective.trained_vars());
-    let mut opt = AdamW::new(vars, cfg.adamw)?;
+    let mut opt = Optimizer::new(vars, cfg.rule())?;
     let fingerprint = cfg.fingerprint();
     let mut s = if run.resume {
         let s = checkpoint::load(&ck_dir, &mut opt, &fingerprint)?;
@@ -272,7 +272,7 @@ pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Sum
                 tokens += tok;
                 let store = (loss * w)?.backward()?;
                 let mut gs = Vec::with_capacity(opt.params.len());
-                for (name, var, _, _) in &opt.params {
+                for (name, var) in opt.vars() {
                     let g = store.get(var.as_tensor()).ok_or_else(|| {
                         TrainError::Config(format!("no gradient reached `{name}`"))
                     })?;
@@ -295,9 +295,8 @@ pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Sum
             let lr = lr_at(cfg.lr, cfg.schedule, warmup, total, s.step);
             opt.step(&grads, lr)?;
             let psum = crate::engine::optim::global_norm(
-                &opt.params
-                    .iter()
-                    .map(|p| p.1.as_tensor().clone())
+                &opt.vars()
+                    .map(|(_, v)| v.as_tensor().clone())
                     .collect::<Vec<_>>(),
             )?;
             if !psum.is_finite() {

@@ -119,7 +119,7 @@ impl MethodDef for IFairLrs {
         let items = groups_of(
             &samples(f.session.data, "train", None)?,
             &st.attribute,
-            st.z_threshold,
+            &st.config(),
         );
         let examples = originals(f.scorer, spec.template, f.train, &spec.attributes)?;
         let weights = item_weights(f.train, &items);

@@ -233,12 +233,14 @@ pub(crate) fn p_tuning(model: &mut dyn Backbone, cfg: &TrainConfig) -> Result<Tu
 
 /// Save what `tuning` trained into `dir`: PEFT files (`adapter_config.json`,
 /// `adapter_model.safetensors`) for adapters and prompts; `config.json`,
-/// `model.safetensors` and the tokenizer for full fine-tuning.
+/// `model.safetensors` and the tokenizer for full fine-tuning; and, where the method
+/// grouped items by stereotype, its settings ([`stereo::STEREOTYPE_FILE`]).
 pub fn save(
     tuning: &Tuning,
     model: &dyn Backbone,
     tok: &Tok,
     base: &str,
+    cfg: &TrainConfig,
     dir: &Path,
 ) -> Result<()> {
     match tuning {
@@ -250,6 +252,9 @@ pub fn save(
             model.save_dir(&tensors, tok, dir)?
         }
         _ => fairrec_lm::peft::save(tuning, model.host(), base, dir)?,
+    }
+    if needs_stereotype(cfg) {
+        cfg.stereotype.save(dir)?;
     }
     Ok(())
 }

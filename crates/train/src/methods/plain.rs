@@ -84,7 +84,7 @@ impl MethodDef for Plain {
         let items = groups_of(
             &samples(f.session.data, "train", None)?,
             &st.attribute,
-            st.z_threshold,
+            &st.config(),
         );
         let train_set = examples
             .into_iter()

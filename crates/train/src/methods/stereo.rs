@@ -16,21 +16,34 @@ use candle_core::{Tensor, D};
 use fairrec_data::pipeline::Manifest;
 use fairrec_data::sample::Sample;
 use fairrec_metrics::join::interactions;
-use fairrec_metrics::stereotype::{item_groups, ItemGroups, StereotypeConfig};
+use fairrec_metrics::stereotype::{item_groups, ItemGroups, StereotypeConfig, ZThreshold};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// The stereotype groups of paper B's methods: the values of one sensitive attribute, and
 /// the items that join a group by their stereotype z-score in the train split
-/// (`fairrec_metrics::stereotype`).
+/// (`fairrec_metrics::stereotype`). The settled settings are saved beside the trained
+/// adapter ([`STEREOTYPE_FILE`]) so that its audit groups items the same way.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StereotypeSettings {
     /// The sensitive attribute whose values are the stereotype groups.
     pub attribute: String,
     /// Its values, sorted (filled from the data).
     pub groups: Vec<String>,
-    /// Items whose stereotype z-score exceeds this belong to a group.
-    pub z_threshold: f64,
+    /// Items whose stereotype z-score exceeds this belong to a group; `auto` is resolved
+    /// on the train split when the run is set up ([`fairrec_metrics::stereotype::auto_threshold`]).
+    pub z_threshold: ZThreshold,
+    /// The threshold was `auto` (and `z_threshold` is what it resolved to).
+    #[serde(default)]
+    pub z_auto: bool,
+    /// Degrees from rates per group size (true) or raw interaction counts.
+    #[serde(default = "yes")]
+    pub normalize: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for StereotypeSettings {
@@ -38,19 +51,26 @@ impl Default for StereotypeSettings {
         StereotypeSettings {
             attribute: String::new(),
             groups: Vec::new(),
-            z_threshold: 1.0,
+            z_threshold: ZThreshold::Auto,
+            z_auto: false,
+            normalize: true,
         }
     }
 }
 
+/// The file in a trained adapter (or model) directory that records its stereotype settings.
+pub const STEREOTYPE_FILE: &str = "fairrec_stereotype.json";
+
 impl StereotypeSettings {
-    /// Fill in the scenario's attribute and its values (the stereotype groups): paper B's
-    /// methods (`method`, as the error names it) need exactly one sensitive attribute.
+    /// Fill in the scenario's attribute and its values (the stereotype groups) and resolve
+    /// an `auto` threshold on `train`: paper B's methods (`method`, as the error names it)
+    /// need exactly one sensitive attribute.
     pub fn settle(
         &mut self,
         method: &str,
         attributes: &[String],
         manifest: &Manifest,
+        train: &[Sample],
     ) -> Result<()> {
         let [attr] = attributes else {
             return Err(TrainError::Input(format!(
@@ -71,20 +91,97 @@ impl StereotypeSettings {
         values.sort();
         self.attribute = attr.clone();
         self.groups = values;
+        if self.z_threshold == ZThreshold::Auto {
+            let z = groups_of(train, attr, &self.config()).z_threshold;
+            self.z_threshold = ZThreshold::Fixed(z);
+            self.z_auto = true;
+        }
         Ok(())
+    }
+
+    /// The item grouping these settings ask for.
+    pub fn config(&self) -> StereotypeConfig {
+        StereotypeConfig {
+            z_threshold: self.z_threshold,
+            normalize: self.normalize,
+        }
+    }
+
+    /// Write the settings into `dir` ([`STEREOTYPE_FILE`]).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(STEREOTYPE_FILE);
+        let text = serde_json::to_string_pretty(self).map_err(|source| TrainError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        std::fs::write(&path, text).map_err(|e| TrainError::Io { path, source: e })
+    }
+
+    /// The settings saved in `dir`, if it has them.
+    pub fn read(dir: &Path) -> Result<Option<StereotypeSettings>> {
+        let path = dir.join(STEREOTYPE_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| TrainError::Json { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(TrainError::Io { path, source: e }),
+        }
     }
 }
 
+/// The item grouping of an audit of a model trained in `dirs` (its adapter, or the model
+/// directory of a full fine-tune): the flags where given (`asked`, `raw_counts`), else the
+/// settings the first of `dirs` that has them was trained with, so that training and audit
+/// group items alike; else `auto` on rates per group size. Also returns a warning when the
+/// flags differ from the recorded settings.
+pub fn audit_grouping<'a>(
+    dirs: impl IntoIterator<Item = &'a Path>,
+    asked: Option<ZThreshold>,
+    raw_counts: bool,
+) -> Result<(StereotypeConfig, Option<String>)> {
+    let mut recorded = None;
+    for dir in dirs {
+        if let Some(r) = StereotypeSettings::read(dir)? {
+            recorded = Some((dir, r));
+            break;
+        }
+    }
+    let Some((dir, r)) = recorded else {
+        let cfg = StereotypeConfig {
+            z_threshold: asked.unwrap_or(ZThreshold::Auto),
+            normalize: !raw_counts,
+        };
+        return Ok((cfg, None));
+    };
+    // `auto` asked of a model whose training resolved `auto` is that resolution.
+    let z = match asked {
+        None => r.z_threshold,
+        Some(ZThreshold::Auto) if r.z_auto => r.z_threshold,
+        Some(z) => z,
+    };
+    let normalize = r.normalize && !raw_counts;
+    let counts = |n: bool| if n { "" } else { " (raw counts)" };
+    let warning = (z != r.z_threshold || normalize != r.normalize).then(|| {
+        format!(
+            "{} was trained with items grouped at z* = {}{}; this audit groups them at z* = {z}{}",
+            dir.display(),
+            r.z_threshold,
+            counts(r.normalize),
+            counts(normalize)
+        )
+    });
+    let cfg = StereotypeConfig {
+        z_threshold: z,
+        normalize,
+    };
+    Ok((cfg, warning))
+}
+
 /// The item stereotype groups of the train split (history and target of every sample)
-/// for `attr` at `z_threshold`.
-pub fn groups_of(train: &[Sample], attr: &str, z_threshold: f64) -> ItemGroups {
-    item_groups(
-        &interactions(train, attr),
-        &StereotypeConfig {
-            z_threshold,
-            normalize: true,
-        },
-    )
+/// for `attr`, grouped as `cfg` says.
+pub fn groups_of(train: &[Sample], attr: &str, cfg: &StereotypeConfig) -> ItemGroups {
+    item_groups(&interactions(train, attr), cfg)
 }
 
 /// What the fairness loss knows of `s`: its user's group among `groups` (the values of

@@ -26,7 +26,7 @@ use fairrec_lm::score::Scorer;
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
 use fairrec_lm::Backbone;
-use fairrec_metrics::stereotype::ItemGroups;
+use fairrec_metrics::stereotype::{ItemGroups, StereotypeConfig, ZThreshold};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -77,7 +77,14 @@ impl MethodDef for Mos {
             routing: m.routing,
             reweight: m.reweight,
             attribute: st.attribute.clone(),
-            z_threshold: st.z_threshold,
+            z_threshold: match st.z_threshold {
+                ZThreshold::Fixed(z) => z,
+                ZThreshold::Auto => return Err(TrainError::Config(
+                    "MoS: the z threshold was not resolved (settle the stereotype settings first)"
+                        .into(),
+                )),
+            },
+            normalize: st.normalize,
             format: fairrec_lm::mos::MOS_FORMAT,
         };
         Ok(Tuning::Mos(Arc::new(MixturePrompt::new(
@@ -97,7 +104,7 @@ impl MethodDef for Mos {
         let items = groups_of(
             &samples(f.session.data, "train", None)?,
             &mc.attribute,
-            mc.z_threshold,
+            &grouping(mc),
         );
         let template = f.spec.template;
         let train_set = encode(f.scorer, template, f.train, mc, &items)?;
@@ -198,7 +205,7 @@ pub fn sample_prompts(
     batch: usize,
 ) -> Result<(Tensor, BTreeMap<String, Vec<f64>>)> {
     let mc = &mixture.cfg;
-    let items = groups_of(train, &mc.attribute, mc.z_threshold);
+    let items = groups_of(train, &mc.attribute, &grouping(mc));
     let routes = route_inputs(scorer, template, samples, mc, &items)?;
     mixture.set_training(false);
     let mut parts = Vec::new();
@@ -223,4 +230,13 @@ pub fn sample_prompts(
     }
     let usage = mc.groups.iter().cloned().zip(usage).collect();
     Ok((Tensor::cat(&parts, 0)?, usage))
+}
+
+/// How a mixture's history shares group items: the threshold its training resolved, and
+/// its degrees' normalisation.
+fn grouping(mc: &MosConfig) -> StereotypeConfig {
+    StereotypeConfig {
+        z_threshold: ZThreshold::Fixed(mc.z_threshold),
+        normalize: mc.normalize,
+    }
 }

@@ -1,0 +1,86 @@
+//! `fairrec data stereotypes DIR`: the train split's items by stereotype z-score per
+//! sensitive attribute, and the group sizes at the usual thresholds (paper B's Figure 3),
+//! to choose `--z-threshold` ([`fairrec_metrics::stereo_dist`]).
+
+use anyhow::{bail, Result};
+use clap::Args;
+use fairrec_core::fs::{claim_output, clear_outputs, write_atomic, write_json, Outputs, RunLock};
+use fairrec_data::pipeline::{read_manifest, read_split};
+use fairrec_metrics::report::{html, markdown};
+use fairrec_metrics::stereo_dist::{distributions, Distribution};
+use std::path::PathBuf;
+
+/// What `--out` receives.
+pub const OUTPUTS: Outputs<'static> = Outputs {
+    what: "a stereotype distribution",
+    files: &["stereotypes.json", "stereotypes.md", "stereotypes.html"],
+    whole_dir: false,
+};
+
+#[derive(Args, Debug)]
+pub struct StereotypesArgs {
+    /// A prepared dataset directory.
+    pub dir: PathBuf,
+    /// Sensitive attributes, comma-separated [default: all the dataset's].
+    #[arg(long, value_delimiter = ',')]
+    pub attributes: Option<Vec<String>>,
+    /// Degrees from raw interaction counts instead of rates per group size.
+    #[arg(long)]
+    pub raw_counts: bool,
+    /// Also write stereotypes.json, stereotypes.md and stereotypes.html here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace the files already in --out.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(a: &StereotypesArgs) -> Result<()> {
+    let manifest = read_manifest(&a.dir)?;
+    let known: Vec<String> = manifest.attribute_values.keys().cloned().collect();
+    let attributes = a.attributes.clone().unwrap_or_else(|| known.clone());
+    for attr in &attributes {
+        if !known.contains(attr) {
+            bail!(
+                "--attributes: `{attr}` is not an attribute of {} (it has: {})",
+                a.dir.display(),
+                known.join(", ")
+            );
+        }
+    }
+    let lock = a
+        .out
+        .as_ref()
+        .map(|out| RunLock::acquire(out, "fairrec data stereotypes"))
+        .transpose()?;
+    let old = match &a.out {
+        Some(out) => claim_output(out, OUTPUTS, a.force)?,
+        None => Vec::new(),
+    };
+    let train = read_split(&a.dir, "train")?;
+    let dists = distributions(&train, &attributes, !a.raw_counts);
+    let mut blocks = vec![fairrec_metrics::report::Block::Heading(
+        1,
+        format!(
+            "Stereotype z-scores of {} ({} under {}, seed {})",
+            a.dir.display(),
+            manifest.dataset.name(),
+            manifest.protocol.name(),
+            manifest.seed
+        ),
+    )];
+    blocks.extend(dists.iter().flat_map(Distribution::blocks));
+    let md = markdown(&blocks);
+    print!("{md}");
+    if let Some(out) = &a.out {
+        clear_outputs(&old)?;
+        std::fs::create_dir_all(out)?;
+        write_json(&out.join("stereotypes.json"), &dists)?;
+        write_atomic(&out.join("stereotypes.md"), md.as_bytes())?;
+        let page = html(&blocks, "fairrec stereotypes", "stereotypes.json");
+        write_atomic(&out.join("stereotypes.html"), page.as_bytes())?;
+        eprintln!("wrote {}", out.join("stereotypes.html").display());
+    }
+    drop(lock);
+    Ok(())
+}
