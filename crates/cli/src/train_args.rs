@@ -204,6 +204,12 @@ pub struct TrainArgs {
     /// p-tuning: hidden width of the prompt encoder [default: the model's width].
     #[arg(long)]
     pub encoder_hidden_size: Option<usize>,
+    /// prompt-tuning, p-tuning: PEFT's num_transformer_submodules, blocks of --virtual-tokens rows in the prompt table: 1, or 2 on T5 (the second block unused, as PEFT since 0.4 has it; Table V of paper B counts both) [default: PEFT's, 2 on T5, 1 on a decoder-only model].
+    #[arg(long)]
+    pub prompt_submodules: Option<usize>,
+    /// prompt-tuning, p-tuning on T5: put the second block in front of the decoder input (PEFT before 0.4) [implies --prompt-submodules 2].
+    #[arg(long)]
+    pub decoder_prompt: bool,
     /// up5: lambda of the gradient reversal against the attribute discriminator [default: 1].
     #[arg(long)]
     pub adversary_weight: Option<f64>,
@@ -324,6 +330,8 @@ impl TrainArgs {
             stereotype,
             divergence_weight: self.divergence_weight.unwrap_or(d.divergence_weight),
             encoder_hidden_size: self.encoder_hidden_size.unwrap_or(d.encoder_hidden_size),
+            prompt_submodules: self.prompt_submodules.or(d.prompt_submodules),
+            decoder_prompt: self.decoder_prompt,
             adversary_weight: self.adversary_weight.unwrap_or(d.adversary_weight),
             fairness_weight: match self.method {
                 Method::Mos => 0.0,

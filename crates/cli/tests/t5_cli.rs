@@ -193,13 +193,13 @@ fn t5_trains_mos_p_tuning_and_lora_and_audit_routes_as_training_did() {
         (mean - logged).abs() < 1e-5,
         "audit {mean} vs training {logged}"
     );
-    // p-tuning on T5, saved as PEFT saves a seq2seq prompt on the encoder only
+    // p-tuning on T5, saved as PEFT saves a seq2seq prompt: two blocks by default
     let pt = tmp.path().join("pt");
     ok(&strs(&train("p-tuning", &pt, &[])));
     let adapter = json(&pt.join("adapter/adapter_config.json"));
     assert_eq!(adapter["peft_type"], "P_TUNING");
     assert_eq!(adapter["task_type"], "SEQ_2_SEQ_LM");
-    assert_eq!(adapter["num_transformer_submodules"], 1);
+    assert_eq!(adapter["num_transformer_submodules"], 2);
     let scored = |adapter: Option<&Path>| {
         let mut a = vec![
             "score",
@@ -218,6 +218,41 @@ fn t5_trains_mos_p_tuning_and_lora_and_audit_routes_as_training_did() {
         v["p_yes"].as_f64().unwrap()
     };
     assert_ne!(scored(None), scored(Some(&pt.join("adapter"))));
+    // prompt tuning with the second block in front of the decoder (PEFT before 0.4): the
+    // mark is saved, the audit-side loader reads both blocks, the share is PEFT's
+    let dp = tmp.path().join("dp");
+    ok(&strs(&train("prompt-tuning", &dp, &["--decoder-prompt"])));
+    let adapter = json(&dp.join("adapter/adapter_config.json"));
+    assert_eq!(adapter["num_transformer_submodules"], 2);
+    assert_eq!(adapter["fairrec_decoder_prompt"], true);
+    let run = json(&dp.join("run.json"));
+    let (t, b) = (
+        run["trainable_parameters"].as_f64().unwrap(),
+        run["base_parameters"].as_f64().unwrap(),
+    );
+    assert_eq!(run["trainable_share"].as_f64().unwrap(), t / (b + t));
+    let with_decoder = scored(Some(&dp.join("adapter")));
+    assert_ne!(scored(None), with_decoder);
+    let mut cfg = adapter.clone();
+    cfg.as_object_mut()
+        .unwrap()
+        .remove("fairrec_decoder_prompt");
+    std::fs::write(
+        dp.join("adapter/adapter_config.json"),
+        serde_json::to_vec(&cfg).unwrap(),
+    )
+    .unwrap();
+    assert_ne!(
+        with_decoder,
+        scored(Some(&dp.join("adapter"))),
+        "the decoder block is read"
+    );
+    let e = fails(&strs(&train(
+        "prompt-tuning",
+        &tmp.path().join("three"),
+        &["--prompt-submodules", "3"],
+    )));
+    assert!(e.contains("num_transformer_submodules"), "{e}");
     // LoRA on T5's q and v (the methods' default q_proj, v_proj), in PEFT's seq2seq layout
     let lora = tmp.path().join("lora");
     ok(&strs(&train("lora", &lora, &[])));

@@ -187,6 +187,7 @@ impl MixturePrompt {
                     model.input_embedding(),
                     tok,
                     cfg.virtual_tokens,
+                    crate::prompt::PromptShape::ONE,
                     init,
                     Rng::derive(seed, &format!("mos-expert-{k}")).next_u64(),
                 )?;

@@ -3,6 +3,12 @@
 //! prompt is those embeddings through a trainable MLP ([`PromptEncoder`]). Positions count from the first
 //! virtual token, as in PEFT's `PeftModelForCausalLM` (the prompt occupies positions
 //! `0..N`, the tokens `N..N+T`).
+//!
+//! On an encoder-decoder model PEFT's default table holds `2 N` rows
+//! (`num_transformer_submodules` 2, [`PromptShape`]): since PEFT 0.4 the first `N` go in
+//! front of the encoder input and the others are counted, saved and used nowhere (what
+//! paper B's Table V counts: 0.0138 % of T5-base for 20 tokens); PEFT before 0.4 put them
+//! in front of the decoder input, which [`PromptShape::decoder`] asks for.
 
 use crate::error::{LmError, Result};
 use crate::tokenizer::Tok;
@@ -95,30 +101,50 @@ impl PromptEncoder {
     }
 }
 
-/// The trainable prefix, `[N, H]`: the embeddings themselves (prompt tuning) or their
-/// image through a [`PromptEncoder`] (p-tuning).
+/// How many `N`-row blocks a prompt table holds and where they go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PromptShape {
+    /// PEFT's `num_transformer_submodules`: 1 (one block, in front of a decoder's input
+    /// or T5's encoder input) or 2 (two blocks, an encoder-decoder model's default).
+    pub submodules: usize,
+    /// With 2 blocks, the second goes in front of the decoder input (PEFT before 0.4;
+    /// PEFT since 0.4 uses it nowhere).
+    pub decoder: bool,
+}
+
+impl PromptShape {
+    /// One block: a decoder-only model's prompt, or T5's encoder-only prompt.
+    pub const ONE: PromptShape = PromptShape {
+        submodules: 1,
+        decoder: false,
+    };
+}
+
+/// The trainable prefix, `[S N, H]` for `S` = [`PromptShape::submodules`]: the
+/// embeddings themselves (prompt tuning) or their image through a [`PromptEncoder`]
+/// (p-tuning).
 #[derive(Debug)]
 pub struct SoftPrompt {
     pub embeddings: Var,
     pub encoder: Option<PromptEncoder>,
+    pub shape: PromptShape,
 }
 
 impl SoftPrompt {
-    /// `n` virtual tokens for a model whose input embedding table (`[vocab, H]`) is
-    /// `embedding` (a decoder's `embed_tokens`, T5's `shared`), initialised as asked
-    /// (`seed` drives the random forms).
+    /// `n` virtual tokens per block of `shape` for a model whose input embedding table
+    /// (`[vocab, H]`) is `embedding` (a decoder's `embed_tokens`, T5's `shared`),
+    /// initialised as asked over the whole table, as PEFT does (`seed` drives the random
+    /// forms).
     pub fn from_embedding(
         embedding: &Tensor,
         tok: &Tok,
         n: usize,
+        shape: PromptShape,
         init: &PromptInit,
         seed: u64,
     ) -> Result<Self> {
-        if n == 0 {
-            return Err(LmError::Invalid(
-                "prompt tuning needs at least one virtual token".into(),
-            ));
-        }
+        check_shape(n, shape, "prompt tuning")?;
+        let n = n * shape.submodules;
         let (vocab, h) = embedding.dims2()?;
         let device = embedding.device();
         let mut rng = Rng::derive(seed, "soft-prompt-init");
@@ -147,17 +173,22 @@ impl SoftPrompt {
         Ok(SoftPrompt {
             embeddings: Var::from_tensor(&t.detach().copy()?)?,
             encoder: None,
+            shape,
         })
     }
 
-    /// P-tuning's prompt: `n` virtual-token embeddings `N(0, 1)` of the embedding table's
-    /// width and a [`PromptEncoder`] of hidden width `hidden` (0: the table's width).
-    pub fn p_tuning(embedding: &Tensor, n: usize, hidden: usize, seed: u64) -> Result<Self> {
-        if n == 0 {
-            return Err(LmError::Invalid(
-                "p-tuning needs at least one virtual token".into(),
-            ));
-        }
+    /// P-tuning's prompt: `n` virtual-token embeddings `N(0, 1)` per block of `shape`, of
+    /// the embedding table's width, and a [`PromptEncoder`] of hidden width `hidden` (0:
+    /// the table's width) over all of them, as PEFT's `PromptEncoder` is.
+    pub fn p_tuning(
+        embedding: &Tensor,
+        n: usize,
+        shape: PromptShape,
+        hidden: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        check_shape(n, shape, "p-tuning")?;
+        let n = n * shape.submodules;
         let (_, h) = embedding.dims2()?;
         let device = embedding.device();
         let mut rng = Rng::derive(seed, "p-tuning-init");
@@ -167,10 +198,11 @@ impl SoftPrompt {
         Ok(SoftPrompt {
             embeddings: Var::from_tensor(&Tensor::from_vec(v, (n, h), device)?)?,
             encoder: Some(encoder),
+            shape,
         })
     }
 
-    /// The prompt `[N, H]` fed to the model.
+    /// The whole table's output `[S N, H]` (what PEFT saves).
     pub fn prompt(&self) -> Result<Tensor> {
         let e = crate::grad::weight(&self.embeddings);
         match &self.encoder {
@@ -193,9 +225,24 @@ impl SoftPrompt {
         }
     }
 
-    /// Number of virtual tokens.
+    /// Number of virtual tokens per block (PEFT's `num_virtual_tokens`).
     pub fn len(&self) -> usize {
-        self.embeddings.dim(0).unwrap_or(0)
+        self.embeddings.dim(0).unwrap_or(0) / self.shape.submodules.max(1)
+    }
+
+    /// The block in front of the (encoder's or decoder-only model's) input, `[N, H]`.
+    pub fn input_part(&self) -> Result<Tensor> {
+        Ok(self.prompt()?.narrow(0, 0, self.len())?)
+    }
+
+    /// The block in front of an encoder-decoder model's decoder input, `[N, H]`, when
+    /// the shape puts one there.
+    pub fn decoder_part(&self) -> Result<Option<Tensor>> {
+        if !(self.shape.decoder && self.shape.submodules == 2) {
+            return Ok(None);
+        }
+        let n = self.len();
+        Ok(Some(self.prompt()?.narrow(0, n, n)?))
     }
 
     /// Whether the prompt has no virtual token (never true for a constructed prompt).
@@ -203,10 +250,31 @@ impl SoftPrompt {
         self.len() == 0
     }
 
-    /// `[B, T, H]` token embeddings -> `[B, N + T, H]` with the prompt in front.
+    /// `[B, T, H]` token embeddings -> `[B, N + T, H]` with the input block in front.
     pub fn prepend(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, _, h) = x.dims3()?;
-        let p = self.prompt()?.unsqueeze(0)?.expand((b, self.len(), h))?;
-        Ok(Tensor::cat(&[&p, x], 1)?)
+        prepend(&self.input_part()?, x)
     }
+}
+
+/// `[N, H]` rows in front of every row of `x` `[B, T, H]`.
+pub fn prepend(p: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let (b, _, h) = x.dims3()?;
+    let p = p.unsqueeze(0)?.expand((b, p.dim(0)?, h))?;
+    Ok(Tensor::cat(&[&p, x], 1)?)
+}
+
+fn check_shape(n: usize, shape: PromptShape, what: &str) -> Result<()> {
+    if n == 0 {
+        return Err(LmError::Invalid(format!(
+            "{what} needs at least one virtual token"
+        )));
+    }
+    if !matches!(shape.submodules, 1 | 2) || (shape.decoder && shape.submodules != 2) {
+        return Err(LmError::Invalid(format!(
+            "{what}: num_transformer_submodules must be 1 or 2 (a prompt on the decoder needs 2), got {}{}",
+            shape.submodules,
+            if shape.decoder { " with the decoder prompt" } else { "" }
+        )));
+    }
+    Ok(())
 }

@@ -18,7 +18,10 @@
 //!
 //! Scoring reads the logits of the *first* decoder step (decoder input = the start token),
 //! so a Yes/No answer is one decoder position. Soft prompts (prompt tuning, MoS's mixed
-//! prompts) are prepended to the encoder's input embeddings, unmasked.
+//! prompts) are prepended to the encoder's input embeddings, unmasked; a prompt table of
+//! two blocks with [`crate::prompt::PromptShape::decoder`] also puts its second block in
+//! front of the decoder input (PEFT before 0.4), and the answer is then read at the
+//! decoder position after it.
 
 use crate::error::{LmError, Result};
 use crate::grad::weight;
@@ -580,10 +583,26 @@ impl T5 {
         Ok((h, mask))
     }
 
-    /// Decoder output `[B, Td, d]` (after the final norm) for decoder inputs `dec` `[B, Td]`.
+    /// Decoder output `[B, P + Td, d]` (after the final norm) for decoder inputs `dec`
+    /// `[B, Td]`, behind the attached prompt's decoder block (`P` rows, none by default).
     pub fn decode(&self, dec: &Tensor, enc: &Tensor, enc_mask: &Tensor) -> Result<Tensor> {
+        let x = self.embed(dec)?;
+        let x = match self.soft_prompt.as_ref().map(|p| p.decoder_part()) {
+            Some(Ok(Some(p))) => crate::prompt::prepend(&p, &x)?,
+            Some(Err(e)) => return Err(e),
+            _ => x,
+        };
         self.decoder
-            .forward(&self.cfg, &self.embed(dec)?, None, Some((enc, enc_mask)))
+            .forward(&self.cfg, &x, None, Some((enc, enc_mask)))
+    }
+
+    /// The decoder's output `[B, d]` at the answer position: the step after the start
+    /// token (behind the decoder prompt, if any).
+    fn answer_state(&self, b: usize, enc: &Tensor, enc_mask: &Tensor) -> Result<Tensor> {
+        let start = Tensor::from_vec(vec![self.cfg.start_token(); b], (b, 1), &self.device)?;
+        let h = self.decode(&start, enc, enc_mask)?;
+        let t = h.dim(1)?;
+        Ok(h.narrow(1, t - 1, 1)?.squeeze(1)?)
     }
 
     /// The vocabulary rows used as the head and the scale put on the decoder output first.
@@ -624,10 +643,8 @@ impl T5 {
         mask: &Tensor,
         prefix: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let b = ids.dim(0)?;
         let (enc, enc_mask) = self.encode(ids, mask, prefix)?;
-        let start = Tensor::from_vec(vec![self.cfg.start_token(); b], (b, 1), &self.device)?;
-        Ok(self.decode(&start, &enc, &enc_mask)?.squeeze(1)?)
+        self.answer_state(ids.dim(0)?, &enc, &enc_mask)
     }
 
     /// Logits `[B, tokens.len()]` (f32) of the given tokens at the first decoder step, for
@@ -640,10 +657,7 @@ impl T5 {
         prefix: Option<&Tensor>,
         tokens: &[u32],
     ) -> Result<Tensor> {
-        let b = ids.dim(0)?;
-        let (enc, enc_mask) = self.encode(ids, mask, prefix)?;
-        let start = Tensor::from_vec(vec![self.cfg.start_token(); b], (b, 1), &self.device)?;
-        let h = self.decode(&start, &enc, &enc_mask)?.squeeze(1)?;
+        let h = self.first_step_state(ids, mask, prefix)?;
         let (w, s) = self.head();
         let idx = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
         Ok((h * s)?
@@ -661,8 +675,10 @@ impl PromptHost for T5 {
         &mut self.soft_prompt
     }
 
-    /// A T5 prompt goes in front of the encoder input only: PEFT's
-    /// `num_transformer_submodules` 1 with `SEQ_2_SEQ_LM` (see [`crate::peft`]).
+    fn encoder_decoder(&self) -> bool {
+        true
+    }
+
     fn peft_dims(&self) -> PeftDims {
         PeftDims {
             token_dim: self.cfg.d_model,

@@ -346,6 +346,19 @@ impl Tuning {
         self.named_vars().iter().map(|(_, v)| v.elem_count()).sum()
     }
 
+    /// The trainable share of a model of `base` parameters, as PEFT's
+    /// `get_nb_trainable_parameters` (and so paper B's Table V) counts it: adapter and
+    /// prompt weights join the model, `trainable / (base + trainable)`; full fine-tuning
+    /// trains the base itself, `trainable / base`.
+    pub fn trainable_share(&self, base: usize) -> f64 {
+        let t = self.parameters();
+        let all = match self {
+            Tuning::Full(_) => base,
+            _ => base + t,
+        };
+        t as f64 / all.max(1) as f64
+    }
+
     /// Overwrite the variables with `values` (by name); every variable must be present
     /// with its shape.
     pub fn load_values(&self, values: &std::collections::HashMap<String, Tensor>) -> Result<()> {

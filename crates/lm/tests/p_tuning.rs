@@ -18,7 +18,9 @@ fn rows(t: &Tensor) -> Vec<Vec<f32>> {
 #[test]
 fn the_prompt_is_the_mlp_by_hand_and_acts_as_a_prefix() {
     let mut m = tiny(DType::F32);
-    let p = m.attach_p_tuning(4, 24, 3).unwrap();
+    let p = m
+        .attach_p_tuning(4, fairrec_lm::prompt::PromptShape::ONE, 24, 3)
+        .unwrap();
     // By hand: relu(relu(x W0^T + b0) W1^T + b1) W2^T + b2, row by row.
     let x = rows(p.embeddings.as_tensor());
     let enc = p.encoder.as_ref().unwrap();
@@ -58,7 +60,9 @@ fn the_prompt_is_the_mlp_by_hand_and_acts_as_a_prefix() {
 #[test]
 fn gradients_reach_every_p_tuning_tensor_and_match_finite_differences() {
     let mut m = tiny(DType::F32);
-    let p = m.attach_p_tuning(3, 16, 5).unwrap();
+    let p = m
+        .attach_p_tuning(3, fairrec_lm::prompt::PromptShape::ONE, 16, 5)
+        .unwrap();
     let vars = p.named_vars();
     assert_eq!(vars.len(), 7, "embedding + 3 x (weight, bias)");
     assert_eq!(vars[0].0, "prompt_encoder.embedding.weight");
@@ -104,7 +108,9 @@ fn gradients_reach_every_p_tuning_tensor_and_match_finite_differences() {
 #[test]
 fn the_peft_file_holds_the_encoders_output_and_loads_back() {
     let mut m = tiny(DType::F32);
-    let p = m.attach_p_tuning(4, 0, 9).unwrap();
+    let p = m
+        .attach_p_tuning(4, fairrec_lm::prompt::PromptShape::ONE, 0, 9)
+        .unwrap();
     let t = Tuning::Prompt {
         prompt: p.clone(),
         init: fairrec_lm::prompt::PromptInit::Random,

@@ -198,7 +198,13 @@ fn a_prompt_attached_to_t5_trains_through_the_first_decoder_step() {
     let mut m = c.model;
     let tok = fairrec_lm::tokenizer::Tok::bytes_only(&[], None).unwrap();
     let prompt = m
-        .attach_soft_prompt(&tok, 3, &PromptInit::Random, 5)
+        .attach_soft_prompt(
+            &tok,
+            3,
+            fairrec_lm::prompt::PromptShape::ONE,
+            &PromptInit::Random,
+            5,
+        )
         .unwrap();
     // The full-vocabulary logits agree with the selected-token form, and the attached
     // prompt is the same prompt given as a per-row prefix.

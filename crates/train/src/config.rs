@@ -65,6 +65,15 @@ pub struct TrainConfig {
     /// Hidden width of p-tuning's prompt encoder (0: the model's width, PEFT's default).
     #[serde(default)]
     pub encoder_hidden_size: usize,
+    /// Prompt tuning and p-tuning: PEFT's `num_transformer_submodules`, the blocks of
+    /// `virtual_tokens` rows in the prompt table (None: PEFT's default for the model, 2 on
+    /// T5 and 1 on a decoder-only model; [`fairrec_lm::prompt::PromptShape`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_submodules: Option<usize>,
+    /// Prompt tuning and p-tuning on T5: the second block goes in front of the decoder
+    /// input (PEFT before 0.4) instead of nowhere (PEFT since 0.4).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decoder_prompt: bool,
     /// `lambda` of UP5's gradient reversal (method `up5`; ours: 1).
     #[serde(default = "one")]
     pub adversary_weight: f64,
@@ -111,6 +120,8 @@ impl Default for TrainConfig {
             stereotype: StereotypeSettings::default(),
             divergence_weight: 1.0,
             encoder_hidden_size: 0,
+            prompt_submodules: None,
+            decoder_prompt: false,
             adversary_weight: 1.0,
             fairness_weight: 0.0,
         }

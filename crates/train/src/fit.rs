@@ -54,6 +54,10 @@ pub struct TrainRecord {
     pub valid_examples: usize,
     pub trainable_parameters: usize,
     pub base_parameters: usize,
+    /// `trainable_parameters` as a share of all parameters as PEFT counts them
+    /// ([`fairrec_lm::tuning::Tuning::trainable_share`]; absent before 2026-12-05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trainable_share: Option<f64>,
     pub git_revision: Option<String>,
     pub fingerprint: String,
 }
@@ -142,6 +146,7 @@ impl Fit<'_> {
                 valid_examples: self.valid.len(),
                 trainable_parameters: self.tuning.parameters(),
                 base_parameters,
+                trainable_share: Some(self.tuning.trainable_share(base_parameters)),
                 git_revision: s.git_revision.clone(),
                 fingerprint: cfg.fingerprint(),
             };
@@ -156,7 +161,7 @@ impl Fit<'_> {
             prompts,
             self.valid.len(),
             self.tuning.parameters(),
-            100.0 * self.tuning.parameters() as f64 / base_parameters as f64,
+            100.0 * self.tuning.trainable_share(base_parameters),
             base_parameters
         ));
         let before = if cfg.eval && s.eval_before && !s.resume && !self.valid.is_empty() {

@@ -123,10 +123,19 @@ fn gradients_of_lora_prompt_and_p_tuning_match_finite_differences() {
                 set.named_vars()
             }
             "prompt-tuning" => m
-                .attach_soft_prompt(&tok, 3, &PromptInit::Random, 3)
+                .attach_soft_prompt(
+                    &tok,
+                    3,
+                    fairrec_lm::prompt::PromptShape::ONE,
+                    &PromptInit::Random,
+                    3,
+                )
                 .unwrap()
                 .named_vars(),
-            _ => m.attach_p_tuning(3, 8, 4).unwrap().named_vars(),
+            _ => m
+                .attach_p_tuning(3, fairrec_lm::prompt::PromptShape::ONE, 8, 4)
+                .unwrap()
+                .named_vars(),
         };
         let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
         let xs = examples(&scorer, 6, 2);

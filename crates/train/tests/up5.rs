@@ -58,7 +58,13 @@ fn loss_and_adversarial_gradients() {
     let tok = tok();
     let mut m = model(&tok);
     let prompt = m
-        .attach_soft_prompt(&tok, 3, &PromptInit::Random, 4)
+        .attach_soft_prompt(
+            &tok,
+            3,
+            fairrec_lm::prompt::PromptShape::ONE,
+            &PromptInit::Random,
+            4,
+        )
         .unwrap();
     let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
     let items = examples(&scorer, 4);

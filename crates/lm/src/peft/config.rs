@@ -122,9 +122,14 @@ pub struct PromptFile {
     pub num_virtual_tokens: usize,
     #[serde(default)]
     pub token_dim: Option<usize>,
-    /// 1: a decoder's input or T5's encoder input (the only kind that loads here).
+    /// 1: one block (a decoder's input or T5's encoder input); 2: two blocks, PEFT's
+    /// default on an encoder-decoder model ([`crate::prompt::PromptShape`]).
     #[serde(default = "one")]
     pub num_transformer_submodules: usize,
+    /// fairrec's: the second of 2 blocks goes in front of T5's decoder input (PEFT before
+    /// 0.4). PEFT since 0.4 ignores this key, and the block, when it loads the file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fairrec_decoder_prompt: bool,
     #[serde(default)]
     pub num_attention_heads: Option<usize>,
     #[serde(default)]

@@ -14,9 +14,11 @@
 //!   `mos`, keys `mos.experts` (`[K, N, H]`), `mos.router.weight` / `.bias` and
 //!   `mos.reweight.bias`; PEFT cannot load it.
 //!
-//! Prompts on T5 go in front of the encoder input only: `task_type` `SEQ_2_SEQ_LM` with
-//! `num_transformer_submodules` 1 (PEFT's default for seq2seq, 2, also prompts the decoder;
-//! such files are refused). LoRA on T5 uses its module paths
+//! Prompts on T5: `task_type` `SEQ_2_SEQ_LM` with `num_transformer_submodules` 1 (one block
+//! in front of the encoder input) or 2 (PEFT's default: a table of two blocks, the first in
+//! front of the encoder input and, as PEFT since 0.4 reads it, the second unused; with
+//! fairrec's `fairrec_decoder_prompt`, in front of the decoder input as PEFT before 0.4
+//! put it). LoRA on T5 uses its module paths
 //! (`base_model.model.encoder.block.0.layer.0.SelfAttention.q.lora_A.weight`).
 
 pub mod config;
@@ -45,12 +47,13 @@ pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 /// save the whole model with [`crate::save::save_hf_dir`]).
 pub fn config(tuning: &Tuning, model: &dyn PromptHost, base: &str) -> Result<PeftConfig> {
     let dims = model.peft_dims();
-    let prompt_file = |n: usize| PromptFile {
+    let prompt_file = |p: &SoftPrompt| PromptFile {
         task_type: Some(dims.task_type.into()),
         base_model_name_or_path: Some(base.into()),
-        num_virtual_tokens: n,
+        num_virtual_tokens: p.len(),
         token_dim: Some(dims.token_dim),
-        num_transformer_submodules: 1,
+        num_transformer_submodules: p.shape.submodules,
+        fairrec_decoder_prompt: p.shape.decoder,
         num_attention_heads: Some(dims.heads),
         num_layers: Some(dims.layers),
         inference_mode: true,
@@ -79,7 +82,7 @@ pub fn config(tuning: &Tuning, model: &dyn PromptHost, base: &str) -> Result<Pef
         }
         Tuning::Prompt { prompt, init } => match &prompt.encoder {
             None => PeftConfig::PromptTuning {
-                prompt: prompt_file(prompt.len()),
+                prompt: prompt_file(prompt),
                 prompt_tuning_init: Some(init.peft_name().into()),
                 prompt_tuning_init_text: match init {
                     PromptInit::Text(t) => Some(t.clone()),
@@ -88,7 +91,7 @@ pub fn config(tuning: &Tuning, model: &dyn PromptHost, base: &str) -> Result<Pef
                 tokenizer_name_or_path: None,
             },
             Some(enc) => PeftConfig::PTuning {
-                prompt: prompt_file(prompt.len()),
+                prompt: prompt_file(prompt),
                 encoder_reparameterization_type: "MLP".into(),
                 encoder_hidden_size: enc.layers[0].0.dim(0)?,
                 encoder_num_layers: 2,
@@ -162,7 +165,7 @@ fn model_err(path: &Path, message: impl Into<String>) -> LmError {
 
 /// Load an adapter directory written by fairrec or by PEFT and attach it to `model` (on
 /// T5, LoRA on its `q`/`k`/`v`/`o`/`wi`/`wo` modules and prompts in front of the encoder
-/// input).
+/// input, and of the decoder input where the file says so).
 pub fn load(dir: &Path, model: &mut dyn Backbone, tok: &crate::tokenizer::Tok) -> Result<Tuning> {
     let cfg_path = dir.join(CONFIG_FILE);
     let cfg = read_config(&cfg_path)?;
@@ -198,10 +201,10 @@ pub fn load(dir: &Path, model: &mut dyn Backbone, tok: &crate::tokenizer::Tok) -
         } => Tuning::Adapters(model.attach_adapters(&lora(l, *experts, *top_k)?, 0)?),
         // A saved p-tuning prompt is the encoder's output: it loads as a fixed prompt.
         PeftConfig::PromptTuning { prompt, .. } | PeftConfig::PTuning { prompt, .. } => {
-            let subs = prompt.num_transformer_submodules;
-            if subs != 1 {
-                return Err(model_err(&cfg_path, format!("num_transformer_submodules = {subs}: only prompts on one submodule (1: a decoder's input or T5's encoder input) load here")));
-            }
+            let shape = crate::prompt::PromptShape {
+                submodules: prompt.num_transformer_submodules,
+                decoder: prompt.fairrec_decoder_prompt,
+            };
             let init = match &cfg {
                 PeftConfig::PromptTuning {
                     prompt_tuning_init: Some(i),
@@ -215,15 +218,20 @@ pub fn load(dir: &Path, model: &mut dyn Backbone, tok: &crate::tokenizer::Tok) -
                 _ => PromptInit::Random,
             };
             let host = model.host_mut();
-            let embedding = host.input_embedding();
-            let n = prompt.num_virtual_tokens;
-            let prompt = Arc::new(SoftPrompt::from_embedding(
-                embedding,
-                tok,
-                n,
-                &PromptInit::Random,
-                0,
-            )?);
+            let shape = host
+                .check_prompt_shape(shape)
+                .map_err(|e| model_err(&cfg_path, e.to_string()))?;
+            let prompt = Arc::new(
+                SoftPrompt::from_embedding(
+                    host.input_embedding(),
+                    tok,
+                    prompt.num_virtual_tokens,
+                    shape,
+                    &PromptInit::Random,
+                    0,
+                )
+                .map_err(|e| model_err(&cfg_path, e.to_string()))?,
+            );
             *host.soft_prompt_slot() = Some(prompt.clone());
             Tuning::Prompt { prompt, init }
         }

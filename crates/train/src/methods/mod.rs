@@ -33,7 +33,7 @@ use crate::fit::Fit;
 use crate::method::Method;
 use fairrec_data::prompt::Template;
 use fairrec_data::protocol::Protocol;
-use fairrec_lm::prompt::PromptInit;
+use fairrec_lm::prompt::{PromptInit, PromptShape};
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
 use fairrec_lm::Backbone;
@@ -187,6 +187,18 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
             "fairness_weight applies to lora, full, prompt-tuning and p-tuning (mos has its own)",
         );
     }
+    let prompted = matches!(
+        cfg.method,
+        Method::PromptTuning | Method::PTuning | Method::Up5
+    );
+    if (cfg.prompt_submodules.is_some() || cfg.decoder_prompt) && !prompted {
+        return bad(
+            "prompt_submodules and decoder_prompt apply to prompt-tuning, p-tuning and up5",
+        );
+    }
+    if cfg.decoder_prompt && cfg.prompt_submodules.is_some_and(|s| s != 2) {
+        return bad("decoder_prompt puts the second of 2 blocks on the decoder: prompt_submodules must be 2");
+    }
     cfg.method.def().validate(cfg)
 }
 
@@ -202,16 +214,31 @@ pub(crate) fn adapters(model: &mut dyn Backbone, cfg: &TrainConfig) -> Result<Tu
     ))
 }
 
-/// A soft prompt of `cfg.virtual_tokens` initialised as `cfg.prompt_init` says.
+/// The prompt table's shape `cfg` asks of `model` (PEFT's default for the model where
+/// `cfg` names none).
+fn prompt_shape(model: &dyn Backbone, cfg: &TrainConfig) -> PromptShape {
+    let default = model.host().default_prompt_shape().submodules;
+    PromptShape {
+        submodules: cfg
+            .prompt_submodules
+            .unwrap_or(if cfg.decoder_prompt { 2 } else { default }),
+        decoder: cfg.decoder_prompt,
+    }
+}
+
+/// A soft prompt of `cfg.virtual_tokens` (per block) initialised as `cfg.prompt_init`
+/// says.
 pub(crate) fn soft_prompt(
     model: &mut dyn Backbone,
     tok: &Tok,
     cfg: &TrainConfig,
 ) -> Result<Tuning> {
+    let shape = prompt_shape(model, cfg);
     Ok(Tuning::Prompt {
         prompt: model.host_mut().attach_soft_prompt(
             tok,
             cfg.virtual_tokens,
+            shape,
             &cfg.prompt_init,
             cfg.seed,
         )?,
@@ -221,9 +248,11 @@ pub(crate) fn soft_prompt(
 
 /// p-tuning's prompt encoder.
 pub(crate) fn p_tuning(model: &mut dyn Backbone, cfg: &TrainConfig) -> Result<Tuning> {
+    let shape = prompt_shape(model, cfg);
     Ok(Tuning::Prompt {
         prompt: model.host_mut().attach_p_tuning(
             cfg.virtual_tokens,
+            shape,
             cfg.encoder_hidden_size,
             cfg.seed,
         )?,

@@ -92,7 +92,9 @@ pub fn cell_metrics(path: &Path, train_run: &Path, paper_b: bool) -> Result<BTre
     if let Ok(bytes) = std::fs::read(train_run) {
         let r: TrainRecord =
             serde_json::from_slice(&bytes).with_context(|| format!("{}", train_run.display()))?;
-        let share = r.trainable_parameters as f64 / r.base_parameters as f64;
+        let share = r
+            .trainable_share
+            .unwrap_or(r.trainable_parameters as f64 / r.base_parameters as f64);
         out.insert("trainable".into(), share);
     }
     Ok(out)
