@@ -52,6 +52,20 @@ fn max_err(m: &T5, r: &serde_json::Value, key: &str) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// A copy of the fixture's adapter with `key` of its config set to `value`.
+fn variant(key: &str, value: serde_json::Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture().join("peft/t5-prompt");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join(peft::CONFIG_FILE)).unwrap()).unwrap();
+    cfg[key] = value;
+    let cfg = serde_json::to_vec(&cfg).unwrap();
+    std::fs::write(dir.path().join(peft::CONFIG_FILE), cfg).unwrap();
+    let weights = dir.path().join(peft::WEIGHTS_FILE);
+    std::fs::copy(src.join(peft::WEIGHTS_FILE), weights).unwrap();
+    dir
+}
+
 fn load(m: &mut T5, dir: &Path) -> Tuning {
     let tok = Tok::bytes_only(&[], None).unwrap();
     peft::load(dir, m, &tok).unwrap()
@@ -99,21 +113,7 @@ fn a_peft_seq2seq_prompt_of_two_blocks_loads_and_scores_as_peft_does() {
 fn the_second_block_in_front_of_the_decoder_matches_transformers() {
     let r = reference();
     // The fixture's file, marked for the decoder (PEFT before 0.4).
-    let dir = tempfile::tempdir().unwrap();
-    let src = fixture().join("peft/t5-prompt");
-    let mut cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(src.join(peft::CONFIG_FILE)).unwrap()).unwrap();
-    cfg["fairrec_decoder_prompt"] = true.into();
-    std::fs::write(
-        dir.path().join(peft::CONFIG_FILE),
-        serde_json::to_vec(&cfg).unwrap(),
-    )
-    .unwrap();
-    std::fs::copy(
-        src.join(peft::WEIGHTS_FILE),
-        dir.path().join(peft::WEIGHTS_FILE),
-    )
-    .unwrap();
+    let dir = variant("fairrec_decoder_prompt", true.into());
     let mut m = base();
     let tuning = load(&mut m, dir.path());
     let err = max_err(&m, &r, "decoder_prompt_answer_logits");
@@ -134,22 +134,7 @@ fn the_second_block_in_front_of_the_decoder_matches_transformers() {
 
 #[test]
 fn two_blocks_are_refused_on_a_decoder_only_model_and_three_anywhere() {
-    let src = fixture().join("peft/t5-prompt");
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(src.join(peft::CONFIG_FILE)).unwrap()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut bad = cfg.clone();
-    bad["num_transformer_submodules"] = 3.into();
-    std::fs::write(
-        dir.path().join(peft::CONFIG_FILE),
-        serde_json::to_vec(&bad).unwrap(),
-    )
-    .unwrap();
-    std::fs::copy(
-        src.join(peft::WEIGHTS_FILE),
-        dir.path().join(peft::WEIGHTS_FILE),
-    )
-    .unwrap();
+    let dir = variant("num_transformer_submodules", 3.into());
     let tok = Tok::bytes_only(&[], None).unwrap();
     let err = peft::load(dir.path(), &mut base(), &tok)
         .unwrap_err()
