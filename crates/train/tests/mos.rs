@@ -9,7 +9,8 @@ mod common;
 
 use candle_core::{Device, Tensor, Var};
 use common::{
-    check_finite_differences, model, random_stereo, scalar, tok, toy_prompt, train_in_tempdir,
+    check_accumulated_step, check_finite_differences, model, random_stereo, scalar, tok,
+    toy_prompt, train_in_tempdir,
 };
 use fairrec_core::Rng;
 use fairrec_lm::mos::{history_shares, MixturePrompt, MosConfig, Routing};
@@ -611,4 +612,33 @@ fn mos_training_learns_with_the_base_frozen_and_saves_what_loads() {
     let scorer2 = Scorer::new(&fresh, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
     let obj2 = MosLoss::new(AnswerLoss { scorer: &scorer2 }, lm, MosWeights::default());
     assert_eq!(obj2.p_yes(&valid, 8).unwrap(), trained_p);
+}
+
+#[test]
+fn an_accumulated_mos_step_has_the_gradient_of_one_batch_of_its_examples() {
+    // MoS's fairness surrogate over a step of 8 in micro-batches of 2 (the two-pass form):
+    // the loss and every gradient of one batch of the 8 (whose finite differences the
+    // test above checks). Diversity is the same in every micro-batch, balance is off.
+    let tok = tok();
+    let m = model(&tok);
+    let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
+    let xs = examples(&scorer, 8, 6);
+    let refs: Vec<&MosExample> = xs.iter().collect();
+    let mx = mixture(&m, cfg(3, 2, Routing::Top, true));
+    set(
+        &mx.router_weight,
+        randn(&mut Rng::new(4), 3 * m.cfg.hidden_size, 2.0),
+    );
+    let weights = MosWeights {
+        fairness: 2.0,
+        ..MosWeights::default()
+    };
+    let loss = MosLoss::new(AnswerLoss { scorer: &scorer }, &mx, weights);
+    let whole = loss.loss(&refs).unwrap().0;
+    loss.end_step();
+    let want = whole.backward().unwrap();
+    let vars = mx.named_vars();
+    let value = check_accumulated_step(&loss, &refs, 2, &vars, &want, "MoS");
+    let whole = f64::from(whole.to_scalar::<f32>().unwrap());
+    assert!((value - whole).abs() < 1e-5, "loss {value} vs {whole}");
 }

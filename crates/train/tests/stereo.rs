@@ -6,8 +6,8 @@
 
 mod common;
 use common::{
-    check_finite_differences, lora_model, model, random_stereo, randomise_b, scalar, tok,
-    toy_prompt, train_in_tempdir,
+    check_accumulated_step, check_finite_differences, lora_model, model, random_stereo,
+    randomise_b, scalar, tok, toy_prompt, train_in_tempdir,
 };
 use fairrec_core::Rng;
 use fairrec_lm::adapter::AdapterConfig;
@@ -210,4 +210,50 @@ fn full_tuning_gets_the_gradient_of_every_weight_and_lora_leaves_the_base_alone(
         base, now,
         "training LoRA with the fairness loss changed a base weight"
     );
+}
+
+#[test]
+fn an_accumulated_step_has_the_loss_and_gradient_of_one_batch_of_its_examples() {
+    // Eq. 13 over a step of 8 examples in micro-batches of 2 (the two-pass surrogate) must
+    // give what one batch of the 8 gives: the loss, and the gradient of every trainable
+    // tensor (and so its finite differences, checked on the one-batch form above).
+    let tok = tok();
+    let mut m = model(&tok);
+    let vars = m
+        .attach_soft_prompt(
+            &tok,
+            3,
+            fairrec_lm::prompt::PromptShape::ONE,
+            &PromptInit::Random,
+            7,
+        )
+        .unwrap()
+        .named_vars();
+    let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
+    let xs = examples(&scorer, 8, 5);
+    let refs: Vec<&StereoExample> = xs.iter().collect();
+    let obj = StereoLoss::new(AnswerLoss { scorer: &scorer }, 2.0, 2);
+    let whole = obj.loss(&refs).unwrap().0;
+    let whole_fair = obj.end_step()["fairness"];
+    let want = whole.backward().unwrap();
+
+    let value = check_accumulated_step(&obj, &refs, 2, &vars, &want, "prompt tuning");
+    let logged = obj.end_step();
+    assert!(
+        (logged["fairness"] - whole_fair).abs() < 1e-5,
+        "step surrogate {} vs one batch {whole_fair}",
+        logged["fairness"]
+    );
+    let whole = f64::from(whole.to_scalar::<f32>().unwrap());
+    assert!((value - whole).abs() < 1e-5, "loss {value} vs {whole}");
+    // Micro-batches of 2 on their own (the surrogate per micro-batch) differ: the step's
+    // counts are what changed.
+    let per_mb: f64 = refs
+        .chunks(2)
+        .map(|mb| {
+            let l = obj.loss(mb).unwrap().0;
+            f64::from(l.to_scalar::<f32>().unwrap()) * mb.len() as f64 / refs.len() as f64
+        })
+        .sum();
+    assert!((per_mb - whole).abs() > 1e-4, "{per_mb} vs {whole}");
 }

@@ -23,6 +23,13 @@ pub trait Objective {
     /// Mean loss over `items` (a scalar tensor) and the number of real tokens fed.
     fn loss(&self, items: &[&Self::Item]) -> Result<(Tensor, usize)>;
 
+    /// Called before the micro-batches of every optimizer step with all of the step's
+    /// examples (the tuning's dropout off), `micro` per micro-batch: objectives whose loss
+    /// couples examples (paper B's fairness surrogate) see the whole step here.
+    fn begin_step(&self, _items: &[&Self::Item], _micro: usize) -> Result<()> {
+        Ok(())
+    }
+
     /// Called after every optimizer step: update state that moves per step (CL-MoE's
     /// `tau`) and return what the step log should also show (loss parts, expert usage).
     fn end_step(&self) -> BTreeMap<String, f64> {

@@ -256,6 +256,9 @@ pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Sum
             }
             let group = groups[s.step_in_epoch];
             let t_step = Instant::now();
+            let all: Vec<&O::Item> = group.iter().map(|&i| &run.train[i]).collect();
+            run.tuning.set_training(false);
+            run.objective.begin_step(&all, cfg.batch_size)?;
             run.tuning.set_training(true);
             run.tuning.reseed(cfg.seed, s.step);
             let mut grads: Option<Vec<Tensor>> = None;

@@ -3,7 +3,8 @@
 //! p-tuning, prompt tuning, full-model tuning): the answer loss plus `lambda_f` times a
 //! batch surrogate of the metric with `P(Yes)` as soft counts. The metric itself is
 //! defined in `fairrec_metrics::stereotype`; the surrogate is that definition on one
-//! batch. Table V leaves MoS's diversity term (Eq. 14) out for these paradigms ("no expert
+//! batch (with gradient accumulation, on the whole step's examples: [`StepSurrogate`]).
+//! Table V leaves MoS's diversity term (Eq. 14) out for these paradigms ("no expert
 //! module is involved"), and so does [`StereoLoss`].
 //!
 //! Also here: the stereotype groups of a run (the values of its one sensitive attribute,
@@ -283,6 +284,135 @@ pub fn fairness_surrogate(
     Ok(total)
 }
 
+/// Eq. 13's surrogate over a whole optimizer step (ours): with gradient accumulation the
+/// soft counts are summed over every micro-batch of the step, as one batch of
+/// `batch_size x grad_accum` examples would have them, rather than over micro-batches of a
+/// few examples, where most (user group, item group) pairs have one or no example.
+///
+/// Two passes, exact: [`StepSurrogate::begin`] takes `P(Yes)` of all the step's examples
+/// (no graph, dropout off), computes the surrogate `f` and its derivatives `c_i = df/dp_i`;
+/// each micro-batch's term is then `f + (n / m) sum_i c_i (p_i - p0_i)` over its `m` of
+/// the step's `n` examples, whose gradient summed over the step (weights `m / n`) is
+/// exactly `df/dtheta = sum_i c_i dp_i/dtheta`, and whose value is `f` (up to dropout).
+#[derive(Debug, Default)]
+pub struct StepSurrogate {
+    state: RefCell<Option<StepState>>,
+}
+
+#[derive(Debug)]
+struct StepState {
+    /// `f` over the step, `None` when no pair is defined.
+    value: Option<f64>,
+    /// `(c_i, p0_i)` by example address.
+    per: std::collections::HashMap<usize, (f64, f64)>,
+    size: usize,
+}
+
+/// The address that names an example within a step.
+pub fn key<T>(item: &T) -> usize {
+    item as *const T as usize
+}
+
+impl StepSurrogate {
+    /// Start a step of examples `keys` with `P(Yes)` `p0` and what the surrogate knows of
+    /// them; returns the step's `f`.
+    pub fn begin(
+        &self,
+        keys: &[usize],
+        p0: &[f64],
+        items: &[&Stereo],
+        groups: usize,
+    ) -> Result<Option<f64>> {
+        let v = candle_core::Var::from_vec(
+            p0.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+            p0.len(),
+            &candle_core::Device::Cpu,
+        )?;
+        let f = fairness_surrogate(v.as_tensor(), items, groups)?;
+        let (value, c) = match f {
+            None => (None, vec![0.0; p0.len()]),
+            Some(f) => {
+                let g = f.backward()?;
+                let c = match g.get(v.as_tensor()) {
+                    Some(c) => c.to_vec1::<f32>()?.into_iter().map(f64::from).collect(),
+                    None => vec![0.0; p0.len()],
+                };
+                (Some(f64::from(f.to_scalar::<f32>()?)), c)
+            }
+        };
+        let per = keys
+            .iter()
+            .zip(c.into_iter().zip(p0.iter().copied()))
+            .map(|(&k, cp)| (k, cp))
+            .collect();
+        *self.state.borrow_mut() = Some(StepState {
+            value,
+            per,
+            size: keys.len(),
+        });
+        Ok(value)
+    }
+
+    /// Whether a step is under way.
+    pub fn active(&self) -> bool {
+        self.state.borrow().is_some()
+    }
+
+    /// The term of a micro-batch of examples `keys` with `P(Yes)` `p` `[m]` (see the type);
+    /// `None` when the step defines no pair.
+    pub fn term(&self, keys: &[usize], p: &Tensor) -> Result<Option<Tensor>> {
+        let st = self.state.borrow();
+        let Some(st) = st.as_ref().filter(|s| s.value.is_some()) else {
+            return Ok(None);
+        };
+        let scale = st.size as f64 / keys.len().max(1) as f64;
+        let (mut c, mut p0) = (
+            Vec::with_capacity(keys.len()),
+            Vec::with_capacity(keys.len()),
+        );
+        for k in keys {
+            let (ci, pi) = st.per.get(k).copied().ok_or_else(|| {
+                TrainError::Config("a micro-batch example outside its step".into())
+            })?;
+            c.push((ci * scale) as f32);
+            p0.push(pi as f32);
+        }
+        let dev = p.device();
+        let c = Tensor::from_vec(c, keys.len(), dev)?;
+        let p0 = Tensor::from_vec(p0, keys.len(), dev)?;
+        let lin = ((p - p0)? * c)?.sum_all()?;
+        Ok(Some((lin + st.value.unwrap_or(0.0))?))
+    }
+
+    /// End the step.
+    pub fn clear(&self) {
+        *self.state.borrow_mut() = None;
+    }
+}
+
+/// `P(Yes)` of `items` with the model's tuning as it is (no graph), through `prefix_of`
+/// (the per-row soft prompts a method puts in front, or none), in micro-batches of
+/// `micro`: the first pass of a [`StepSurrogate`].
+pub fn step_p_yes<T>(
+    answer: &AnswerLoss,
+    items: &[&T],
+    micro: usize,
+    ids_of: impl Fn(&T) -> Vec<u32>,
+    prefix_of: impl Fn(&[&T]) -> Result<Option<Tensor>>,
+) -> Result<Vec<f64>> {
+    fairrec_lm::grad::no_grad(|| {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(micro.max(1)) {
+            let ids: Vec<Vec<u32>> = chunk.iter().map(|e| ids_of(e)).collect();
+            let prefix = prefix_of(chunk)?.map(|t| t.detach());
+            let logits = answer.scorer.vocab_logits(&ids, prefix.as_ref())?;
+            let p = p_yes(answer, &logits)?.to_vec1::<f32>()?;
+            out.extend(p.into_iter().map(f64::from));
+        }
+        Ok(out)
+    })
+}
+
 /// `P(Yes)` `[B]` from answer logits `[B, V]`: the softmax over the (Yes, No) pair.
 pub fn p_yes(answer: &AnswerLoss, logits: &Tensor) -> Result<Tensor> {
     let yes_no = answer.yes_no(logits)?;
@@ -315,6 +445,7 @@ pub struct StereoLoss<'a> {
     pub weight: f64,
     /// Number of stereotype groups.
     pub groups: usize,
+    step: StepSurrogate,
     tally: RefCell<Tally>,
 }
 
@@ -324,6 +455,7 @@ impl<'a> StereoLoss<'a> {
             answer,
             weight,
             groups,
+            step: StepSurrogate::default(),
             tally: RefCell::new(Tally::default()),
         }
     }
@@ -340,16 +472,48 @@ impl Objective for StereoLoss<'_> {
         let mut t = self.tally.borrow_mut();
         t.n += 1.0;
         t.ntp += f64::from(loss.to_scalar::<f32>()?);
-        let stereo: Vec<&Stereo> = items.iter().map(|e| &e.stereo).collect();
-        if let Some(f) = fairness_surrogate(&p_yes(&self.answer, &logits)?, &stereo, self.groups)? {
-            t.fair.0 += f64::from(f.to_scalar::<f32>()?);
-            t.fair.1 += 1.0;
+        let p = p_yes(&self.answer, &logits)?;
+        let f = if self.step.active() {
+            let keys: Vec<usize> = items.iter().map(|e| key(*e)).collect();
+            self.step.term(&keys, &p)?
+        } else {
+            let stereo: Vec<&Stereo> = items.iter().map(|e| &e.stereo).collect();
+            let f = fairness_surrogate(&p, &stereo, self.groups)?;
+            if let Some(f) = &f {
+                t.fair.0 += f64::from(f.to_scalar::<f32>()?);
+                t.fair.1 += 1.0;
+            }
+            f
+        };
+        if let Some(f) = f {
             loss = (loss + (f * self.weight)?)?;
         }
         Ok((loss, ids.iter().map(Vec::len).sum()))
     }
 
+    fn begin_step(&self, items: &[&StereoExample], micro: usize) -> Result<()> {
+        if items.len() <= micro {
+            return Ok(());
+        }
+        let p0 = step_p_yes(
+            &self.answer,
+            items,
+            micro,
+            |e| e.example.ids.clone(),
+            |_| Ok(None),
+        )?;
+        let keys: Vec<usize> = items.iter().map(|e| key(*e)).collect();
+        let stereo: Vec<&Stereo> = items.iter().map(|e| &e.stereo).collect();
+        if let Some(f) = self.step.begin(&keys, &p0, &stereo, self.groups)? {
+            let mut t = self.tally.borrow_mut();
+            t.fair.0 += f;
+            t.fair.1 += 1.0;
+        }
+        Ok(())
+    }
+
     fn end_step(&self) -> BTreeMap<String, f64> {
+        self.step.clear();
         let t = std::mem::take(&mut *self.tally.borrow_mut());
         let mut out = BTreeMap::new();
         if t.n > 0.0 {

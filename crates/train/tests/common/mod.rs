@@ -187,3 +187,48 @@ pub fn random_stereo(
         history_len: hist[0] + hist[1] + 1.0 + rng.below(extra) as f64,
     }
 }
+
+/// One optimizer step of `refs` in micro-batches of `micro` as the trainer runs it
+/// (`begin_step`, then each micro-batch's loss weighted by its share): asserts that every
+/// tensor of `vars` gets the gradient `want` (one batch of `refs`) within 1e-4 of its
+/// scale, and returns the step's loss.
+pub fn check_accumulated_step<O: fairrec_train::engine::objective::Objective>(
+    obj: &O,
+    refs: &[&O::Item],
+    micro: usize,
+    vars: &[(String, candle_core::Var)],
+    want: &candle_core::backprop::GradStore,
+    what: &str,
+) -> f64 {
+    obj.begin_step(refs, micro).unwrap();
+    let mut value = 0.0;
+    let mut grads: Vec<Option<candle_core::Tensor>> = vec![None; vars.len()];
+    for mb in refs.chunks(micro) {
+        let w = mb.len() as f64 / refs.len() as f64;
+        let loss = (obj.loss(mb).unwrap().0 * w).unwrap();
+        value += f64::from(loss.to_scalar::<f32>().unwrap());
+        let g = loss.backward().unwrap();
+        for (acc, (_, v)) in grads.iter_mut().zip(vars) {
+            let gv = g.get(v.as_tensor()).unwrap().clone();
+            *acc = Some(match acc.take() {
+                None => gv,
+                Some(a) => (a + gv).unwrap(),
+            });
+        }
+    }
+    for ((name, v), g) in vars.iter().zip(grads) {
+        let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (a, b) = (flat(&g.unwrap()), flat(want.get(v.as_tensor()).unwrap()));
+        let scale = b.iter().map(|x| x.abs()).fold(0.0, f32::max);
+        let err = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            scale > 0.0 && err <= 1e-4 * scale,
+            "{what}, {name}: {err} of {scale}"
+        );
+    }
+    value
+}

@@ -5,7 +5,7 @@
 
 use crate::engine::objective::{AnswerLoss, Example, Objective};
 use crate::error::Result;
-use crate::methods::stereo::{fairness_surrogate, p_yes, Stereo};
+use crate::methods::stereo::{fairness_surrogate, key, p_yes, step_p_yes, StepSurrogate, Stereo};
 use candle_core::Tensor;
 use fairrec_lm::mos::{MixturePrompt, Routing};
 use std::cell::RefCell;
@@ -96,6 +96,7 @@ pub struct MosLoss<'a> {
     pub weights: MosWeights,
     /// The validation set with its group inputs, in the order of the trainer's `valid`.
     pub valid: Vec<MosExample>,
+    step: StepSurrogate,
     tally: RefCell<Tally>,
 }
 
@@ -106,6 +107,7 @@ impl<'a> MosLoss<'a> {
             mixture,
             weights,
             valid: Vec::new(),
+            step: StepSurrogate::default(),
             tally: RefCell::new(Tally::default()),
         }
     }
@@ -195,14 +197,21 @@ impl Objective for MosLoss<'_> {
             *a += f64::from(x);
         }
         let mut loss = rec;
-        let stereo: Vec<&Stereo> = items.iter().map(|e| &e.stereo).collect();
         let p = p_yes(&self.answer, &logits)?;
-        if let Some(f) = fairness_surrogate(&p, &stereo, self.mixture.cfg.groups.len())? {
-            t.fair.0 += f64::from(f.to_scalar::<f32>()?);
-            t.fair.1 += 1.0;
-            if self.weights.fairness > 0.0 {
-                loss = (loss + (f * self.weights.fairness)?)?;
+        let f = if self.step.active() {
+            let keys: Vec<usize> = items.iter().map(|e| key(*e)).collect();
+            self.step.term(&keys, &p)?
+        } else {
+            let stereo: Vec<&Stereo> = items.iter().map(|e| &e.stereo).collect();
+            let f = fairness_surrogate(&p, &stereo, self.mixture.cfg.groups.len())?;
+            if let Some(f) = &f {
+                t.fair.0 += f64::from(f.to_scalar::<f32>()?);
+                t.fair.1 += 1.0;
             }
+            f
+        };
+        if let (Some(f), true) = (f, self.weights.fairness > 0.0) {
+            loss = (loss + (f * self.weights.fairness)?)?;
         }
         let g = self.mixture.cfg.groups.len();
         let (bal, _) =
@@ -234,7 +243,30 @@ impl Objective for MosLoss<'_> {
         })
     }
 
+    fn begin_step(&self, items: &[&MosExample], micro: usize) -> Result<()> {
+        if items.len() <= micro || self.weights.fairness <= 0.0 {
+            return Ok(());
+        }
+        let p0 = step_p_yes(
+            &self.answer,
+            items,
+            micro,
+            |e| e.ids.clone(),
+            |chunk| Ok(Some(self.prompts(chunk)?.prompts)),
+        )?;
+        let keys: Vec<usize> = items.iter().map(|e| key(*e)).collect();
+        let stereo: Vec<&Stereo> = items.iter().map(|e| &e.stereo).collect();
+        let groups = self.mixture.cfg.groups.len();
+        if let Some(f) = self.step.begin(&keys, &p0, &stereo, groups)? {
+            let mut t = self.tally.borrow_mut();
+            t.fair.0 += f;
+            t.fair.1 += 1.0;
+        }
+        Ok(())
+    }
+
     fn end_step(&self) -> BTreeMap<String, f64> {
+        self.step.clear();
         let t = std::mem::take(&mut *self.tally.borrow_mut());
         let mut out = BTreeMap::new();
         if t.n == 0.0 {
