@@ -314,9 +314,50 @@ pub fn key<T>(item: &T) -> usize {
 }
 
 impl StepSurrogate {
-    /// Start a step of examples `keys` with `P(Yes)` `p0` and what the surrogate knows of
-    /// them; returns the step's `f`.
-    pub fn begin(
+    /// Start a step of `items` with `P(Yes)` `p0`; the step's `f`, where defined, is added
+    /// to `tally` (sum, count).
+    pub fn start<T>(
+        &self,
+        items: &[&T],
+        p0: &[f64],
+        stereo_of: impl Fn(&T) -> &Stereo,
+        groups: usize,
+        tally: &mut (f64, f64),
+    ) -> Result<()> {
+        let keys: Vec<usize> = items.iter().map(|e| key(*e)).collect();
+        let stereo: Vec<&Stereo> = items.iter().map(|e| stereo_of(e)).collect();
+        if let Some(f) = self.begin(&keys, p0, &stereo, groups)? {
+            tally.0 += f;
+            tally.1 += 1.0;
+        }
+        Ok(())
+    }
+
+    /// The fairness term of a micro-batch `items` with `P(Yes)` `p` `[m]`: the step's
+    /// part ([`StepSurrogate::term`]) while a step is under way, else the micro-batch's own
+    /// surrogate (then added to `tally`).
+    pub fn micro_term<T>(
+        &self,
+        items: &[&T],
+        p: &Tensor,
+        stereo_of: impl Fn(&T) -> &Stereo,
+        groups: usize,
+        tally: &mut (f64, f64),
+    ) -> Result<Option<Tensor>> {
+        if self.active() {
+            let keys: Vec<usize> = items.iter().map(|e| key(*e)).collect();
+            return self.term(&keys, p);
+        }
+        let stereo: Vec<&Stereo> = items.iter().map(|e| stereo_of(e)).collect();
+        let f = fairness_surrogate(p, &stereo, groups)?;
+        if let Some(f) = &f {
+            tally.0 += f64::from(f.to_scalar::<f32>()?);
+            tally.1 += 1.0;
+        }
+        Ok(f)
+    }
+
+    fn begin(
         &self,
         keys: &[usize],
         p0: &[f64],
@@ -473,18 +514,9 @@ impl Objective for StereoLoss<'_> {
         t.n += 1.0;
         t.ntp += f64::from(loss.to_scalar::<f32>()?);
         let p = p_yes(&self.answer, &logits)?;
-        let f = if self.step.active() {
-            let keys: Vec<usize> = items.iter().map(|e| key(*e)).collect();
-            self.step.term(&keys, &p)?
-        } else {
-            let stereo: Vec<&Stereo> = items.iter().map(|e| &e.stereo).collect();
-            let f = fairness_surrogate(&p, &stereo, self.groups)?;
-            if let Some(f) = &f {
-                t.fair.0 += f64::from(f.to_scalar::<f32>()?);
-                t.fair.1 += 1.0;
-            }
-            f
-        };
+        let f = self
+            .step
+            .micro_term(items, &p, |e| &e.stereo, self.groups, &mut t.fair)?;
         if let Some(f) = f {
             loss = (loss + (f * self.weight)?)?;
         }
@@ -502,14 +534,9 @@ impl Objective for StereoLoss<'_> {
             |e| e.example.ids.clone(),
             |_| Ok(None),
         )?;
-        let keys: Vec<usize> = items.iter().map(|e| key(*e)).collect();
-        let stereo: Vec<&Stereo> = items.iter().map(|e| &e.stereo).collect();
-        if let Some(f) = self.step.begin(&keys, &p0, &stereo, self.groups)? {
-            let mut t = self.tally.borrow_mut();
-            t.fair.0 += f;
-            t.fair.1 += 1.0;
-        }
-        Ok(())
+        let mut t = self.tally.borrow_mut();
+        self.step
+            .start(items, &p0, |e| &e.stereo, self.groups, &mut t.fair)
     }
 
     fn end_step(&self) -> BTreeMap<String, f64> {

@@ -5,7 +5,7 @@
 
 use crate::engine::objective::{AnswerLoss, Example, Objective};
 use crate::error::Result;
-use crate::methods::stereo::{fairness_surrogate, key, p_yes, step_p_yes, StepSurrogate, Stereo};
+use crate::methods::stereo::{p_yes, step_p_yes, Stereo, StepSurrogate};
 use candle_core::Tensor;
 use fairrec_lm::mos::{MixturePrompt, Routing};
 use std::cell::RefCell;
@@ -198,18 +198,10 @@ impl Objective for MosLoss<'_> {
         }
         let mut loss = rec;
         let p = p_yes(&self.answer, &logits)?;
-        let f = if self.step.active() {
-            let keys: Vec<usize> = items.iter().map(|e| key(*e)).collect();
-            self.step.term(&keys, &p)?
-        } else {
-            let stereo: Vec<&Stereo> = items.iter().map(|e| &e.stereo).collect();
-            let f = fairness_surrogate(&p, &stereo, self.mixture.cfg.groups.len())?;
-            if let Some(f) = &f {
-                t.fair.0 += f64::from(f.to_scalar::<f32>()?);
-                t.fair.1 += 1.0;
-            }
-            f
-        };
+        let groups = self.mixture.cfg.groups.len();
+        let f = self
+            .step
+            .micro_term(items, &p, |e| &e.stereo, groups, &mut t.fair)?;
         if let (Some(f), true) = (f, self.weights.fairness > 0.0) {
             loss = (loss + (f * self.weights.fairness)?)?;
         }
@@ -254,15 +246,10 @@ impl Objective for MosLoss<'_> {
             |e| e.ids.clone(),
             |chunk| Ok(Some(self.prompts(chunk)?.prompts)),
         )?;
-        let keys: Vec<usize> = items.iter().map(|e| key(*e)).collect();
-        let stereo: Vec<&Stereo> = items.iter().map(|e| &e.stereo).collect();
         let groups = self.mixture.cfg.groups.len();
-        if let Some(f) = self.step.begin(&keys, &p0, &stereo, groups)? {
-            let mut t = self.tally.borrow_mut();
-            t.fair.0 += f;
-            t.fair.1 += 1.0;
-        }
-        Ok(())
+        let mut t = self.tally.borrow_mut();
+        self.step
+            .start(items, &p0, |e| &e.stereo, groups, &mut t.fair)
     }
 
     fn end_step(&self) -> BTreeMap<String, f64> {
