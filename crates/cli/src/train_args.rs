@@ -213,6 +213,9 @@ pub struct TrainArgs {
     /// up5: lambda of the gradient reversal against the attribute discriminator [default: 1].
     #[arg(long)]
     pub adversary_weight: Option<f64>,
+    /// up5: train on the prompts that state the attribute (`stated`, paper B's setting) or on the neutral prompts (`neutral`, UP5's own counterfactually fair prompting) [default: stated].
+    #[arg(long)]
+    pub up5_input: Option<fairrec_train::methods::up5::Up5Input>,
     /// fairllm: weight of the divergence between the answers with and without the stated attribute [default: 1].
     #[arg(long)]
     pub divergence_weight: Option<f64>,
@@ -333,6 +336,7 @@ impl TrainArgs {
             prompt_submodules: self.prompt_submodules.or(d.prompt_submodules),
             decoder_prompt: self.decoder_prompt,
             adversary_weight: self.adversary_weight.unwrap_or(d.adversary_weight),
+            up5_input: self.up5_input.unwrap_or(d.up5_input),
             fairness_weight: match self.method {
                 Method::Mos => 0.0,
                 _ => self.fairness_weight.unwrap_or(d.fairness_weight),

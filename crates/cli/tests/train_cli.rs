@@ -691,6 +691,26 @@ fn up5_trains_a_prompt_against_an_attribute_discriminator() {
         json(&out.join("adapter/adapter_config.json"))["peft_type"],
         "PROMPT_TUNING"
     );
+    assert!(json(&out.join("train_config.json"))["train"]
+        .get("up5_input")
+        .is_none());
+    // UP5's own setting: the neutral prompts, recorded; the prompt trains on other inputs.
+    let t2 = tempfile::tempdir().unwrap();
+    let neutral = [&extra[..], &["--up5-input", "neutral"]].concat();
+    let out2 = train_paper_b(t2.path(), "up5", &neutral, &logged);
+    assert_eq!(
+        json(&out2.join("train_config.json"))["train"]["up5_input"],
+        "neutral"
+    );
+    let weights = |d: &Path| std::fs::read(d.join("adapter/adapter_model.safetensors")).unwrap();
+    assert_ne!(weights(&out), weights(&out2));
+    let (w, x) = (t2.path().join("w"), t2.path().join("x"));
+    std::fs::create_dir_all(&w).unwrap();
+    let (data, model) = paper_b_world(&w);
+    let mut a = train_args(&model, &data, &x, &["--up5-input", "neutral"]);
+    a[2] = "lora";
+    let e = fails(&a);
+    assert!(e.contains("up5_input applies to up5"), "{e}");
 }
 
 #[test]

@@ -9,6 +9,7 @@ use crate::method::Method;
 use crate::methods::mos::loss::MosSettings;
 use crate::methods::paper_a::loss::ObjectiveConfig;
 use crate::methods::stereo::StereotypeSettings;
+use crate::methods::up5::Up5Input;
 use fairrec_data::augment::AugmentConfig;
 use fairrec_data::prompt::Template;
 use fairrec_lm::adapter::AdapterConfig;
@@ -77,6 +78,9 @@ pub struct TrainConfig {
     /// `lambda` of UP5's gradient reversal (method `up5`; ours: 1).
     #[serde(default = "one")]
     pub adversary_weight: f64,
+    /// The prompts UP5 trains on: stating the attribute (paper B) or neutral (UP5's own).
+    #[serde(default, skip_serializing_if = "Up5Input::is_stated")]
+    pub up5_input: Up5Input,
     /// `lambda_f` of paper B's stereotype-aware fairness loss (Eq. 13) on the conventional
     /// paradigms (`lora`, `full`, `prompt-tuning`, `p-tuning`): above 0 they train on
     /// NTP + this loss, as Table V trains them "using the same learning objectives" as
@@ -123,6 +127,7 @@ impl Default for TrainConfig {
             prompt_submodules: None,
             decoder_prompt: false,
             adversary_weight: 1.0,
+            up5_input: Up5Input::Stated,
             fairness_weight: 0.0,
         }
     }

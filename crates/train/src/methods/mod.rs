@@ -196,6 +196,9 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
             "prompt_submodules and decoder_prompt apply to prompt-tuning, p-tuning and up5",
         );
     }
+    if !cfg.up5_input.is_stated() && cfg.method != Method::Up5 {
+        return bad("up5_input applies to up5");
+    }
     if cfg.decoder_prompt && cfg.prompt_submodules.is_some_and(|s| s != 2) {
         return bad("decoder_prompt puts the second of 2 blocks on the decoder: prompt_submodules must be 2");
     }

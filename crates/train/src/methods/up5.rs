@@ -6,7 +6,10 @@
 //!
 //! - the representation `h` is the final hidden state the answer is read from (a decoder's
 //!   at the prompt's last token; T5's decoder output at the first step), of the prompt that
-//!   states the attribute (paper B's explicit setting);
+//!   states the attribute (paper B's explicit setting, [`Up5Input::Stated`], the default) or
+//!   of the neutral prompt, which states none ([`Up5Input::Neutral`]: UP5's own setting,
+//!   counterfactually fair prompting on inputs that do not name the attribute, where the
+//!   discriminator reads what the rest of the prompt, the history, reveals of it);
 //! - the discriminator is a linear classifier `softmax(W h + b)` over the attribute's values,
 //!   trained with cross-entropy `CE`;
 //! - the prompt is trained adversarially through a gradient-reversal layer
@@ -18,18 +21,47 @@
 
 use super::{soft_prompt, Family, MethodDef};
 use crate::config::TrainConfig;
-use crate::encode::originals;
+use crate::encode::{examples, originals};
 use crate::engine::objective::{AnswerLoss, Example, Objective};
 use crate::engine::trainer::Summary;
 use crate::error::{Result, TrainError};
 use crate::fit::Fit;
 use candle_core::{Tensor, Var, D};
 use fairrec_core::Rng;
+use fairrec_core::Variant;
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
 use fairrec_lm::Backbone;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+
+/// Which prompts UP5 trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Up5Input {
+    /// The prompts that state the user's attribute (paper B's reading of its baseline).
+    #[default]
+    Stated,
+    /// The neutral prompts (UP5's own setting).
+    Neutral,
+}
+
+impl Up5Input {
+    pub fn is_stated(&self) -> bool {
+        *self == Up5Input::Stated
+    }
+}
+
+impl std::str::FromStr for Up5Input {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "stated" => Ok(Up5Input::Stated),
+            "neutral" => Ok(Up5Input::Neutral),
+            _ => Err(format!("`{s}`: expected stated or neutral")),
+        }
+    }
+}
 
 /// The gradient-reversal layer: `(1 + lambda) detach(x) - lambda x` has the value `x` and
 /// the gradient `-lambda` times the incoming one.
@@ -164,7 +196,16 @@ impl MethodDef for Up5 {
     fn fit(&self, f: &Fit) -> Result<Summary> {
         let (cfg, spec) = (f.cfg(), f.spec);
         let st = &cfg.stereotype;
-        let examples = originals(f.scorer, spec.template, f.train, &spec.attributes)?;
+        let examples = match cfg.up5_input {
+            Up5Input::Stated => originals(f.scorer, spec.template, f.train, &spec.attributes)?,
+            Up5Input::Neutral => examples(
+                f.scorer,
+                spec.template,
+                f.train,
+                &Variant::Neutral,
+                &spec.attributes,
+            )?,
+        };
         let train_set = examples
             .into_iter()
             .zip(f.train)

@@ -5,7 +5,7 @@
 
 use crate::engine::objective::{AnswerLoss, Example, Objective};
 use crate::error::Result;
-use crate::methods::stereo::{p_yes, step_p_yes, Stereo, StepSurrogate};
+use crate::methods::stereo::{p_yes, step_p_yes, StepSurrogate, Stereo};
 use candle_core::Tensor;
 use fairrec_lm::mos::{MixturePrompt, Routing};
 use std::cell::RefCell;
