@@ -115,17 +115,24 @@ pub fn flags_from_table(
                 let Some(parts) = parts else {
                     bail!("{origin}: `{key}` must be a list of plain values");
                 };
-                flags.push(format!("--{long}"));
-                flags.push(parts.join(","));
+                push_valued(&mut flags, &long, parts.join(","));
             }
             v => match scalar(v) {
-                Some(s) => {
-                    flags.push(format!("--{long}"));
-                    flags.push(s);
-                }
+                Some(s) => push_valued(&mut flags, &long, s),
                 None => bail!("{origin}: `{key}` must be a plain value, not a table"),
             },
         }
     }
     Ok(flags)
+}
+
+/// `--long value`, or `--long=value` when the value starts with `-` (a negative number),
+/// which clap would otherwise read as a flag of its own.
+fn push_valued(flags: &mut Vec<String>, long: &str, value: String) {
+    if value.starts_with('-') {
+        flags.push(format!("--{long}={value}"));
+    } else {
+        flags.push(format!("--{long}"));
+        flags.push(value);
+    }
 }

@@ -374,6 +374,41 @@ fn experiment_files_are_checked() {
 }
 
 #[test]
+fn a_failed_cell_says_why_on_the_console_and_in_its_log() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("bad.toml");
+    let grid = GRID
+        .replace(
+            r#"methods = ["llm-rec", "cot", "prompt-eng-1", "prompt-eng-2", "prompt-eng-3", "ins-tuning", "cf", "diff", "cf-diff", "moe", "cl-moe"]"#,
+            r#"methods = ["ins-tuning"]"#,
+        )
+        .replace("[train]\nmax_steps = 2", "[train]\nmax_steps = 2\nlr = -1.0");
+    assert!(grid.contains("lr = -1.0") && grid.contains(r#"methods = ["ins-tuning"]"#));
+    std::fs::write(&file, grid).unwrap();
+    let out = t.path().join("o");
+    let e = fails(&["-q", "experiment", "run", p(&file), "--out", p(&out)]);
+    // Under -q the final error says, cell by cell, why (a negative value from the file
+    // reaches the flag as `--lr=-1`, not as a flag of its own).
+    assert!(e.contains("2 cell(s) failed:"), "{e}");
+    assert_eq!(e.matches("lr must be a positive number").count(), 2, "{e}");
+    let logs: Vec<_> = walk(&out)
+        .into_iter()
+        .filter(|f| f.ends_with("log.txt"))
+        .collect();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    for l in logs {
+        let log = std::fs::read_to_string(&l).unwrap();
+        assert!(
+            log.contains("--lr=-1")
+                && log.contains(
+                    "error: invalid training configuration: lr must be a positive number"
+                ),
+            "{log}"
+        );
+    }
+}
+
+#[test]
 fn paper_a_methods_through_train_flags() {
     let t = tempfile::tempdir().unwrap();
     let data = small_dataset(t.path(), "40");

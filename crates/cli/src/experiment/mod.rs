@@ -128,6 +128,9 @@ fn call(args: &[String], log: &Path) -> Result<()> {
     crate::redirect_output(Some(f));
     crate::say_line(&format!("$ {}", args.join(" ")));
     let r = crate::run_argv(args);
+    if let Err(e) = &r {
+        crate::say_line(&format!("error: {e:#}"));
+    }
     crate::redirect_output(None);
     r.with_context(|| format!("`{}` failed (log: {})", args[1..].join(" "), log.display()))
 }
@@ -214,8 +217,8 @@ pub struct Grid {
     /// Cells in the grid.
     pub cells: usize,
     pub results: Vec<CellResult>,
-    /// Names of the cells that failed.
-    pub failed: Vec<String>,
+    /// The cells that failed: name and why (the error's chain, one line).
+    pub failed: Vec<(String, String)>,
     /// Each dataset's prepared directory, by name.
     pub data: BTreeMap<String, PathBuf>,
     /// The model the cells of (dataset, model) used (after any `finetune`).
@@ -226,11 +229,12 @@ impl Grid {
     /// An error naming the failed cells, if any.
     pub fn check(&self) -> Result<()> {
         if !self.failed.is_empty() {
-            bail!(
-                "{} cell(s) failed: {}",
-                self.failed.len(),
-                self.failed.join(", ")
-            );
+            let why: Vec<String> = self
+                .failed
+                .iter()
+                .map(|(name, e)| format!("  {name}: {e}"))
+                .collect();
+            bail!("{} cell(s) failed:\n{}", self.failed.len(), why.join("\n"));
         }
         Ok(())
     }
@@ -338,7 +342,7 @@ pub fn run_spec(spec: &Spec, out: &Path, only: &Only) -> Result<Grid> {
             }
             Err(e) => {
                 line(&bar, format!("FAILED {name}: {e:#}"));
-                failed.push(name);
+                failed.push((name, format!("{e:#}")));
             }
         }
         bar.inc(1);
