@@ -447,3 +447,54 @@ fn bad_values_are_refused_before_anything_is_written() {
         "{e}"
     );
 }
+
+#[test]
+fn a_prompt_longer_than_the_context_is_named_by_its_sample() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_dataset(t.path(), "12");
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let cfg_path = model.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["max_position_embeddings"] = 16.into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let first = std::fs::read_to_string(data.join("test.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    let id = first["sample_id"].as_str().unwrap();
+    let out = t.path().join("a");
+    let e = fails(&[
+        "audit",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--limit",
+        "1",
+        "--bootstrap",
+        "0",
+        "--out",
+        p(&out),
+    ]);
+    assert!(
+        e.contains(&format!("sample {id} (original)"))
+            && e.contains("exceeds the model's context of 16"),
+        "{e}"
+    );
+    assert!(!out.join("predictions.jsonl").exists());
+    let e = fails(&[
+        "train",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--method",
+        "ins-tuning",
+        "--out",
+        p(&t.path().join("r")),
+    ]);
+    assert!(
+        e.contains("sample ") && e.contains("exceeds the model's context of 16"),
+        "{e}"
+    );
+}

@@ -24,6 +24,23 @@ pub enum LmError {
     /// A request the model cannot serve (e.g. an empty prompt).
     #[error("{0}")]
     Invalid(String),
+    /// Prompt `index` of a batch cannot be fed to the model (empty, or longer than its
+    /// context); callers name the sample behind the index.
+    #[error("prompt {index}: {message}")]
+    Prompt { index: usize, message: String },
+}
+
+impl LmError {
+    /// This error with the prompt behind a [`LmError::Prompt`] index named by `name`
+    /// (a sample id, a variant): an [`LmError::Invalid`] saying which; others as they are.
+    pub fn name_prompt(self, name: impl Fn(usize) -> String) -> LmError {
+        match self {
+            LmError::Prompt { index, message } => {
+                LmError::Invalid(format!("{}: {message}", name(index)))
+            }
+            e => e,
+        }
+    }
 }
 
 /// Result alias of the LM crate.

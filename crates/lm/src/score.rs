@@ -108,22 +108,25 @@ impl<'a> Scorer<'a> {
         render_prompt(self.template.as_ref(), prompt)
     }
 
-    /// Token ids of each prompt as fed to the model.
+    /// Token ids of each prompt as fed to the model; an empty or over-long prompt is a
+    /// [`LmError::Prompt`] with its index.
     pub fn encode(&self, prompts: &[String]) -> Result<Vec<Vec<u32>>> {
         prompts
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(index, p)| {
                 let ids = self.tok.encode(&self.render(p)?)?;
+                let bad = |message: String| Err(LmError::Prompt { index, message });
                 if ids.is_empty() {
-                    return Err(LmError::Invalid("empty prompt".into()));
+                    return bad("empty prompt".into());
                 }
                 // T5's relative positions have no hard limit.
                 if let Some(max) = self.backbone.max_positions() {
                     if ids.len() > max {
-                        return Err(LmError::Invalid(format!(
+                        return bad(format!(
                             "prompt of {} tokens exceeds the model's context of {max}",
                             ids.len()
-                        )));
+                        ));
                     }
                 }
                 Ok(ids)

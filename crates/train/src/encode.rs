@@ -63,7 +63,9 @@ pub fn examples(
     variant: &Variant,
     scenario: &[String],
 ) -> Result<Vec<Example>> {
-    let ids = scorer.encode(&prompts(template, samples, variant, scenario)?)?;
+    let ids = scorer
+        .encode(&prompts(template, samples, variant, scenario)?)
+        .map_err(|e| e.name_prompt(|i| format!("sample {} ({variant})", samples[i].sample_id)))?;
     Ok(ids
         .into_iter()
         .zip(samples)

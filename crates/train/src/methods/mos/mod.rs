@@ -147,7 +147,12 @@ pub fn route_inputs(
             prompts.push(render(template, s, &v, scenario)?);
         }
     }
-    let ids = scorer.encode(&prompts)?;
+    let ids = scorer.encode(&prompts).map_err(|e| {
+        e.name_prompt(|k| {
+            let (s, g) = (&samples[k / groups.len()], &groups[k % groups.len()]);
+            format!("sample {} (routing input {attr}={g})", s.sample_id)
+        })
+    })?;
     Ok(samples
         .iter()
         .zip(ids.chunks(groups.len()))
@@ -175,7 +180,9 @@ pub fn encode(
         &Variant::Original,
         std::slice::from_ref(attr),
     )?;
-    let ids = scorer.encode(&originals)?;
+    let ids = scorer
+        .encode(&originals)
+        .map_err(|e| e.name_prompt(|i| format!("sample {} (original)", samples[i].sample_id)))?;
     samples
         .iter()
         .zip(ids)

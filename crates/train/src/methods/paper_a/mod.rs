@@ -184,15 +184,20 @@ pub fn encode_groups(
     cfg: &AugmentConfig,
 ) -> Result<Vec<Group>> {
     let mut prompts = Vec::new();
+    let mut names = Vec::new();
     let mut plan = Vec::new();
     for s in samples {
         let copies = augment(s, cfg)?;
         for c in &copies {
             prompts.push(render(template, s, &c.variant, &cfg.attributes)?);
+            names.push(format!("sample {} ({})", s.sample_id, c.variant));
         }
         plan.push(copies);
     }
-    let mut ids = scorer.encode(&prompts)?.into_iter();
+    let mut ids = scorer
+        .encode(&prompts)
+        .map_err(|e| e.name_prompt(|k| names[k].clone()))?
+        .into_iter();
     let mut out = Vec::with_capacity(samples.len());
     for (s, copies) in samples.iter().zip(plan) {
         let mut g = Group {
