@@ -39,6 +39,13 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
     let l = logits.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?[0].clone();
     // softmax over the two logits, computed stably in f64
     let p_yes = 1.0 / (1.0 + (l[1] - l[0]).exp());
+    if !p_yes.is_finite() {
+        anyhow::bail!(
+            "the answer logits are {} and {}: the model's outputs are not finite (its weights hold NaN or infinity?)",
+            l[0],
+            l[1]
+        );
+    }
     tracing::info!(
         "answer tokens {:?} / {:?}",
         loaded.tokenizer.decode(&[scorer.yes])?,

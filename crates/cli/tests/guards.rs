@@ -498,3 +498,38 @@ fn a_prompt_longer_than_the_context_is_named_by_its_sample() {
         "{e}"
     );
 }
+
+#[test]
+fn a_model_with_nan_weights_is_named_before_anything_is_written() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_dataset(t.path(), "12");
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let w = model.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&w, &candle_core::Device::Cpu).unwrap();
+    let norm = tensors.get_mut("model.norm.weight").unwrap();
+    let n = norm.elem_count();
+    *norm = candle_core::Tensor::from_vec(vec![f32::NAN; n], n, &candle_core::Device::Cpu).unwrap();
+    candle_core::safetensors::save(&tensors, &w).unwrap();
+    let out = t.path().join("a");
+    let e = fails(&[
+        "audit",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--limit",
+        "2",
+        "--bootstrap",
+        "0",
+        "--out",
+        p(&out),
+    ]);
+    assert!(
+        e.contains("sample ") && e.contains("P(Yes) is NaN") && e.contains("not finite"),
+        "{e}"
+    );
+    assert!(!out.join("predictions.jsonl").exists() && !out.join("metrics.json").exists());
+    let e = fails(&["score", "--model", p(&model), "--prompt", "hi"]);
+    assert!(e.contains("not finite"), "{e}");
+}

@@ -2,7 +2,7 @@
 //! batches of similar length (less padding), each row with its own soft prompt in front
 //! where one is given (MoS's mixed prompts).
 
-use crate::error::Result;
+use crate::error::{LmError, Result};
 use crate::score::Scorer;
 use candle_core::Tensor;
 use std::collections::HashMap;
@@ -30,6 +30,7 @@ impl Scorer<'_> {
     /// P(Yes) of every prompt `ids[k]`, which belongs to row `rows[k]` (a sample): equal
     /// prompts of the same row are scored once; with `prefixes` (`[rows, P, H]`), row `r`'s
     /// soft prompt goes in front of each of its prompts. `batch` prompts per forward pass.
+    /// A P(Yes) that is not finite stops the scoring at its batch ([`LmError::Prompt`]).
     pub fn score_all(
         &self,
         ids: &[Vec<u32>],
@@ -62,6 +63,14 @@ impl Scorer<'_> {
                 .iter()
                 .zip(self.p_yes_prefixed(&batch_ids, prefix.as_ref())?)
             {
+                if !v.is_finite() {
+                    return Err(LmError::Prompt {
+                        index: k,
+                        message: format!(
+                            "P(Yes) is {v}: the model's outputs are not finite (its weights hold NaN or infinity?)"
+                        ),
+                    });
+                }
                 p_yes[k] = v;
             }
             done_tokens += batch_ids.iter().map(Vec::len).sum::<usize>();

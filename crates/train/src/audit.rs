@@ -54,16 +54,17 @@ pub fn score_variants(
         _ => (None, None),
     };
     let (prompts, jobs) = audit_prompts(plan)?;
-    let ids = scorer.encode(&prompts).map_err(|e| {
-        e.name_prompt(|k| {
-            let (i, v) = jobs[k];
-            format!("sample {} ({v})", plan.samples[i].sample_id)
-        })
-    })?;
+    let name = |k: usize| {
+        let (i, v) = jobs[k];
+        format!("sample {} ({v})", plan.samples[i].sample_id)
+    };
+    let ids = scorer.encode(&prompts).map_err(|e| e.name_prompt(name))?;
     // A variant that states what the original prompt states (`gender=female` for a female
     // user) is the same prompt, with the same soft prompt: it is scored once.
     let rows: Vec<usize> = jobs.iter().map(|j| j.0).collect();
-    let scored = scorer.score_all(&ids, &rows, prefixes.as_ref(), plan.batch, on)?;
+    let scored = scorer
+        .score_all(&ids, &rows, prefixes.as_ref(), plan.batch, on)
+        .map_err(|e| e.name_prompt(name))?;
     let predictions = audit_predictions(plan, &jobs, &scored.p_yes, None);
     Ok((
         predictions,
