@@ -80,6 +80,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         lists: None,
         k: 20,
         data: Some(a.data.clone()),
+        allow_partial: false,
         threshold: a.threshold,
         bootstrap: a.bootstrap,
         seed: a.seed,

@@ -144,6 +144,7 @@ pub fn run(a: &AuditListsArgs) -> Result<()> {
             lists: Some(lists_path),
             k: a.k,
             data: None,
+            allow_partial: false,
             threshold: 0.5,
             bootstrap: a.bootstrap,
             seed: a.seed,

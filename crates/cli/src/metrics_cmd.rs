@@ -5,11 +5,12 @@ use clap::Args;
 use fairrec_data::pipeline::{read_manifest, read_split};
 use fairrec_data::raw::sha256_hex;
 use fairrec_data::sample::write_atomic;
-use fairrec_metrics::join::{contexts, stereotype_inputs};
+use fairrec_metrics::join::{check_against_data, contexts, stereotype_inputs};
 use fairrec_metrics::lists::{list_fairness, parse_lists};
+use fairrec_metrics::predictions::parse_numbered_bytes;
 use fairrec_metrics::report::{blocks, html, list_blocks, markdown, Block, Provenance};
 use fairrec_metrics::stereotype::{StereotypeConfig, ZThreshold};
-use fairrec_metrics::{audit, parse_predictions_bytes, AuditConfig, Inputs, MetricsFile};
+use fairrec_metrics::{audit, AuditConfig, Inputs, MetricsFile};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -27,6 +28,9 @@ pub struct MetricsArgs {
     /// stereotype section).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// With --data: audit predictions whose sample is not in the dataset as they are (without it, any such prediction is an error naming its line).
+    #[arg(long)]
+    pub allow_partial: bool,
     /// P(Yes) at or above this is a Yes.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f64,
@@ -169,7 +173,7 @@ fn audit_predictions(
     path: &std::path::Path,
 ) -> Result<(fairrec_metrics::Metrics, Provenance)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let preds = parse_predictions_bytes(path, &bytes)?;
+    let numbered = parse_numbered_bytes(path, &bytes)?;
     // The train split joins as context and defines the stereotype groups; the others join.
     let (mut train, mut rest, mut attributes) = (Vec::new(), Vec::new(), Vec::new());
     if let Some(dir) = &a.data {
@@ -182,6 +186,16 @@ fn audit_predictions(
         tracing::info!(samples = n, "joined prepared data from {}", dir.display());
     }
     let context = contexts(train.iter().chain(&rest));
+    if let Some(dir) = &a.data {
+        let unjoined = check_against_data(path, &numbered, &context, dir, a.allow_partial)?;
+        if unjoined > 0 {
+            tracing::warn!(
+                "{unjoined} predictions have no sample in {} (--allow-partial)",
+                dir.display()
+            );
+        }
+    }
+    let preds: Vec<_> = numbered.into_iter().map(|(_, p)| p).collect();
     let stereo = stereotype_inputs(&train, &attributes);
     let m = audit(&preds, &context, &stereo, cfg)?;
     let prov = Provenance {

@@ -533,3 +533,81 @@ fn a_model_with_nan_weights_is_named_before_anything_is_written() {
     let e = fails(&["score", "--model", p(&model), "--prompt", "hi"]);
     assert!(e.contains("not finite"), "{e}");
 }
+
+#[test]
+fn predictions_must_match_the_data_they_are_joined_to() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_dataset(t.path(), "12");
+    let model = t.path().join("model");
+    tiny_hf_model(&model);
+    let audit = t.path().join("a");
+    ok(&[
+        "audit",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--limit",
+        "3",
+        "--bootstrap",
+        "0",
+        "--out",
+        p(&audit),
+    ]);
+    let preds = std::fs::read_to_string(audit.join("predictions.jsonl")).unwrap();
+    let metrics = |file: &str, extra: &[&str]| {
+        let path = t.path().join(file);
+        let out = t.path().join(format!("m-{file}"));
+        let mut a = vec![
+            "metrics",
+            "--predictions",
+            p(&path),
+            "--data",
+            p(&data),
+            "--bootstrap",
+            "0",
+            "--out",
+            p(&out),
+        ];
+        a.extend_from_slice(extra);
+        fairrec(&a)
+    };
+    // A value spelled otherwise than the data spells it is not a new group.
+    let at = preds
+        .lines()
+        .position(|l| l.contains("\"variant\":\"gender=female\""))
+        .expect("a counterfactual variant stating gender=female");
+    let cased: Vec<String> = preds
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == at {
+                l.replace("gender=female", "gender=Female")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(t.path().join("cased.jsonl"), cased.join("\n") + "\n").unwrap();
+    let out = metrics("cased.jsonl", &[]);
+    let e = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{e}");
+    assert!(e.contains(&format!("cased.jsonl:{}:", at + 1)), "{e}");
+    assert!(
+        e.contains("`Female` is not a value of `gender`") && e.contains("female"),
+        "{e}"
+    );
+    // A prediction of another dataset's sample: an error unless --allow-partial.
+    let foreign = preds.replacen("\"sample_id\":\"", "\"sample_id\":\"elsewhere-", 1);
+    assert_ne!(foreign, preds);
+    std::fs::write(t.path().join("foreign.jsonl"), &foreign).unwrap();
+    let out = metrics("foreign.jsonl", &[]);
+    let e = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success() && e.contains("1 of ") && e.contains("have no sample in"),
+        "{e}"
+    );
+    assert!(metrics("foreign.jsonl", &["--allow-partial"])
+        .status
+        .success());
+}

@@ -3,9 +3,14 @@
 //! paper B's item stereotype groups.
 
 use crate::audit::{Context, StereotypeInput};
+use crate::error::{MetricsError, Result};
+use crate::predictions::Prediction;
 use crate::stereotype::Interactions;
+use fairrec_core::Variant;
 use fairrec_data::sample::Sample;
 use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 /// Every sample's context (user, true attributes, target, history), by `sample_id`.
 pub fn contexts<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> HashMap<String, Context> {
@@ -53,4 +58,71 @@ pub fn stereotype_inputs<'a>(
             train: interactions(train, attr),
         })
         .collect()
+}
+
+/// Check predictions (each with its line in `path`) against a prepared dataset's samples
+/// (`context`, from [`contexts`]): every value a variant states must be a value of its
+/// attribute in the data (`gender=Female` beside `female` would be a group of its own),
+/// and every prediction must join a sample unless `allow_partial` (predictions of another
+/// dataset join only by chance). Returns how many did not join.
+pub fn check_against_data(
+    path: &Path,
+    preds: &[(usize, Prediction)],
+    context: &HashMap<String, Context>,
+    data: &Path,
+    allow_partial: bool,
+) -> Result<usize> {
+    let mut domains: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for c in context.values() {
+        for (k, v) in &c.attributes {
+            domains.entry(k).or_default().insert(v);
+        }
+    }
+    let bad = |line: usize, message: String| MetricsError::Line {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    for (line, p) in preds {
+        if let Variant::Stated(stated) = &p.variant {
+            for (attr, value) in stated {
+                let Some(values) = domains.get(attr.as_str()) else {
+                    return Err(bad(
+                        *line,
+                        format!(
+                        "variant `{}` states `{attr}`, which the samples of {} do not have ({})",
+                        p.variant,
+                        data.display(),
+                        domains.keys().copied().collect::<Vec<_>>().join(", ")
+                    ),
+                    ));
+                };
+                if !values.contains(value.as_str()) {
+                    return Err(bad(
+                        *line,
+                        format!(
+                            "variant `{}`: `{value}` is not a value of `{attr}` in {} ({})",
+                            p.variant,
+                            data.display(),
+                            values.iter().copied().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let unjoined: Vec<&(usize, Prediction)> = preds
+        .iter()
+        .filter(|(_, p)| !context.contains_key(&p.sample_id))
+        .collect();
+    if let (Some((line, p)), false) = (unjoined.first(), allow_partial) {
+        return Err(bad(*line, format!(
+            "{} of {} predictions have no sample in {} (the first: `{}`): predictions of another dataset? --allow-partial audits them as they are",
+            unjoined.len(),
+            preds.len(),
+            data.display(),
+            p.sample_id
+        )));
+    }
+    Ok(unjoined.len())
 }

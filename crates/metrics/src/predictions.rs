@@ -102,6 +102,14 @@ fn parse_chunk(path: &Path, text: &str, first_line: usize) -> Result<Vec<(usize,
 /// Parse predictions from JSONL text; `path` names the source in errors. Large inputs are
 /// parsed on all cores, in line order.
 pub fn parse_predictions(path: &Path, text: &str) -> Result<Vec<Prediction>> {
+    Ok(parse_numbered(path, text)?
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect())
+}
+
+/// As [`parse_predictions`], each prediction with its line number.
+pub fn parse_numbered(path: &Path, text: &str) -> Result<Vec<(usize, Prediction)>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
@@ -149,18 +157,25 @@ pub fn parse_predictions(path: &Path, text: &str) -> Result<Vec<Prediction>> {
         }
     }
     drop(first);
-    let out: Vec<Prediction> = lines.into_iter().map(|(_, p)| p).collect();
-    if out.is_empty() {
+    if lines.is_empty() {
         return Err(MetricsError::Invalid(format!(
             "{}: no predictions",
             path.display()
         )));
     }
-    Ok(out)
+    Ok(lines)
 }
 
 /// Parse predictions from raw bytes read from `path`; invalid UTF-8 names the line.
 pub fn parse_predictions_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<Prediction>> {
+    Ok(parse_numbered_bytes(path, bytes)?
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect())
+}
+
+/// As [`parse_predictions_bytes`], each prediction with its line number.
+pub fn parse_numbered_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<(usize, Prediction)>> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let line = bytes[..e.valid_up_to()]
             .iter()
@@ -173,7 +188,7 @@ pub fn parse_predictions_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<Predicti
             message: "not UTF-8".into(),
         }
     })?;
-    parse_predictions(path, text)
+    parse_numbered(path, text)
 }
 
 /// Read a predictions JSONL file.
