@@ -67,6 +67,32 @@ fn the_clean_mini_ml100k_loads() {
 }
 
 #[test]
+fn a_rating_given_twice_is_kept_once_and_two_different_ones_are_an_error() {
+    let t = tempfile::tempdir().unwrap();
+    ml100k(t.path());
+    std::fs::write(
+        t.path().join("u.data"),
+        format!("{U_DATA}1\t1\t3\t881250999\n"),
+    )
+    .unwrap();
+    let d = load(DatasetKind::Ml100k, t.path(), &LoadOptions::default()).unwrap();
+    assert_eq!(d.ratings.len(), 2);
+    assert_eq!(d.dropped.get("ratings_duplicate"), Some(&1));
+    expect_err(
+        DatasetKind::Ml100k,
+        |d| {
+            ml100k(d);
+            std::fs::write(d.join("u.data"), format!("{U_DATA}1\t1\t5\t881250999\n")).unwrap()
+        },
+        &[
+            "u.data:3:",
+            "rated this item 3 at line 1 and 5 here",
+            "conflicting duplicate",
+        ],
+    );
+}
+
+#[test]
 fn ml100k_corpus() {
     let k = DatasetKind::Ml100k;
     expect_err(

@@ -251,7 +251,7 @@ pub fn load(dir: &Path, opts: &BookCrossingOptions) -> Result<RawDataset> {
         Legacy::Cp1252,
         &mut sources,
     )?;
-    let mut ratings = Vec::new();
+    let mut log = super::RatingLog::default();
     for (seq, (line, f)) in records(&rf, &["User-ID", "ISBN", "Book-Rating"])?
         .into_iter()
         .enumerate()
@@ -272,14 +272,16 @@ pub fn load(dir: &Path, opts: &BookCrossingOptions) -> Result<RawDataset> {
             *dropped.entry("ratings_unknown_isbn".into()).or_default() += 1;
             continue;
         };
-        ratings.push(Rating {
+        let r = Rating {
             user,
             item,
             value: f32::from(value),
             time: seq as i64,
             seq: seq as u32,
-        });
+        };
+        log.push(&rf, line, r)?;
     }
+    let ratings = log.finish(&mut dropped);
     Ok(RawDataset {
         kind: DatasetKind::BookCrossing,
         users,

@@ -10,7 +10,7 @@
 //!
 //! Equal timestamps keep file order (ratings carry their file position as a tie-breaker).
 
-use super::open;
+use super::{open, RatingLog};
 use crate::error::{DataError, Result};
 use crate::raw::{Age, DatasetKind, Gender, IdIndex, Item, Rating, RawDataset, User};
 use crate::text::{Legacy, TextFile};
@@ -170,18 +170,20 @@ pub fn load_ml1m(dir: &Path) -> Result<RawDataset> {
         Legacy::Latin1,
         &mut sources,
     )?;
-    let mut ratings = Vec::new();
+    let mut log = RatingLog::default();
     for (seq, (line, text)) in rf.lines().enumerate() {
         let f = rf.fields(line, text, "::", 4)?;
-        ratings.push(rating(&rf, line, &f, &uidx, &iidx, seq)?);
+        log.push(&rf, line, rating(&rf, line, &f, &uidx, &iidx, seq)?)?;
     }
+    let mut dropped = BTreeMap::new();
+    let ratings = log.finish(&mut dropped);
     Ok(RawDataset {
         kind: DatasetKind::Ml1m,
         users,
         items,
         ratings,
         sources,
-        dropped: BTreeMap::new(),
+        dropped,
     })
 }
 
@@ -263,17 +265,19 @@ pub fn load_ml100k(dir: &Path) -> Result<RawDataset> {
         Legacy::Latin1,
         &mut sources,
     )?;
-    let mut ratings = Vec::new();
+    let mut log = RatingLog::default();
     for (seq, (line, text)) in df.lines().enumerate() {
         let f = df.fields(line, text, "\t", 4)?;
-        ratings.push(rating(&df, line, &f, &uidx, &iidx, seq)?);
+        log.push(&df, line, rating(&df, line, &f, &uidx, &iidx, seq)?)?;
     }
+    let mut dropped = BTreeMap::new();
+    let ratings = log.finish(&mut dropped);
     Ok(RawDataset {
         kind: DatasetKind::Ml100k,
         users,
         items,
         ratings,
         sources,
-        dropped: BTreeMap::new(),
+        dropped,
     })
 }
