@@ -215,7 +215,7 @@ pub struct TrainArgs {
     pub adversary_weight: Option<f64>,
     /// up5: train on the prompts that state the attribute (`stated`, paper B's setting) or on the neutral prompts (`neutral`, UP5's own counterfactually fair prompting) [default: stated].
     #[arg(long)]
-    pub up5_input: Option<fairrec_train::methods::up5::Up5Input>,
+    pub up5_input: Option<fairrec_train::config::Up5Input>,
     /// fairllm: weight of the divergence between the answers with and without the stated attribute [default: 1].
     #[arg(long)]
     pub divergence_weight: Option<f64>,

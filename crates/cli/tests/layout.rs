@@ -294,9 +294,11 @@ fn the_binary_is_flags_and_glue() {
     // `audit-lists` and the `--force` flags (2026-12-05) did; their logic lives in
     // fairrec-serve, fairrec-data and fairrec-core. 5,100 until `data stereotypes`, the
     // audit's recorded grouping and paper B's headline columns (2026-12-05; their logic is
-    // in fairrec_metrics::stereo_dist and fairrec_train::methods::stereo).
+    // in fairrec_metrics::stereo_dist and fairrec_train::methods::stereo). 5,250 until the
+    // prompt-shape, UP5-input and --allow-partial flags and the failed-cell report
+    // (2026-12-05; their logic is in fairrec_lm::prompt, fairrec_train and fairrec_metrics::join).
     assert!(
-        lines <= 5_250,
+        lines <= 5_300,
         "crates/cli/src is {lines} lines: library code belongs in the library crates"
     );
 }

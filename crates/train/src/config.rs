@@ -9,7 +9,6 @@ use crate::method::Method;
 use crate::methods::mos::loss::MosSettings;
 use crate::methods::paper_a::loss::ObjectiveConfig;
 use crate::methods::stereo::StereotypeSettings;
-use crate::methods::up5::Up5Input;
 use fairrec_data::augment::AugmentConfig;
 use fairrec_data::prompt::Template;
 use fairrec_lm::adapter::AdapterConfig;
@@ -244,5 +243,33 @@ impl RunSpec {
     /// How prompts are fed: the model's chat template, or `Input: ...\nOutput:`.
     pub fn format(&self) -> PromptFormat {
         PromptFormat::of(self.chat)
+    }
+}
+
+/// Which prompts UP5 trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Up5Input {
+    /// The prompts that state the user's attribute (paper B's reading of its baseline).
+    #[default]
+    Stated,
+    /// The neutral prompts (UP5's own setting).
+    Neutral,
+}
+
+impl Up5Input {
+    pub fn is_stated(&self) -> bool {
+        *self == Up5Input::Stated
+    }
+}
+
+impl std::str::FromStr for Up5Input {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "stated" => Ok(Up5Input::Stated),
+            "neutral" => Ok(Up5Input::Neutral),
+            _ => Err(format!("`{s}`: expected stated or neutral")),
+        }
     }
 }

@@ -6,8 +6,8 @@
 //!
 //! - the representation `h` is the final hidden state the answer is read from (a decoder's
 //!   at the prompt's last token; T5's decoder output at the first step), of the prompt that
-//!   states the attribute (paper B's explicit setting, [`Up5Input::Stated`], the default) or
-//!   of the neutral prompt, which states none ([`Up5Input::Neutral`]: UP5's own setting,
+//!   states the attribute (paper B's explicit setting, [`crate::config::Up5Input::Stated`], the default) or
+//!   of the neutral prompt, which states none ([`crate::config::Up5Input::Neutral`]: UP5's own setting,
 //!   counterfactually fair prompting on inputs that do not name the attribute, where the
 //!   discriminator reads what the rest of the prompt, the history, reveals of it);
 //! - the discriminator is a linear classifier `softmax(W h + b)` over the attribute's values,
@@ -20,7 +20,7 @@
 //!   attribute per dataset).
 
 use super::{soft_prompt, Family, MethodDef};
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, Up5Input};
 use crate::encode::{examples, originals};
 use crate::engine::objective::{AnswerLoss, Example, Objective};
 use crate::engine::trainer::Summary;
@@ -34,34 +34,6 @@ use fairrec_lm::tuning::Tuning;
 use fairrec_lm::Backbone;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-
-/// Which prompts UP5 trains on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Up5Input {
-    /// The prompts that state the user's attribute (paper B's reading of its baseline).
-    #[default]
-    Stated,
-    /// The neutral prompts (UP5's own setting).
-    Neutral,
-}
-
-impl Up5Input {
-    pub fn is_stated(&self) -> bool {
-        *self == Up5Input::Stated
-    }
-}
-
-impl std::str::FromStr for Up5Input {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "stated" => Ok(Up5Input::Stated),
-            "neutral" => Ok(Up5Input::Neutral),
-            _ => Err(format!("`{s}`: expected stated or neutral")),
-        }
-    }
-}
 
 /// The gradient-reversal layer: `(1 + lambda) detach(x) - lambda x` has the value `x` and
 /// the gradient `-lambda` times the incoming one.
