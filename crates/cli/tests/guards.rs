@@ -23,6 +23,30 @@ fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// What a failed command printed on stderr.
+fn stderr_of(out: std::process::Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `fairrec audit` of `model` on `data`'s first `limit` test samples into `out`, without
+/// bootstrap.
+fn audit(model: &Path, data: &Path, limit: &str, out: &Path) -> std::process::Output {
+    fairrec(&[
+        "audit",
+        "--model",
+        p(model),
+        "--data",
+        p(data),
+        "--limit",
+        limit,
+        "--bootstrap",
+        "0",
+        "--out",
+        p(out),
+    ])
+}
+
 #[test]
 fn model_init_never_replaces_what_is_not_a_model() {
     let t = tempfile::tempdir().unwrap();
@@ -277,21 +301,7 @@ fn an_edited_or_mixed_prepared_dataset_is_refused_naming_the_file() {
     let data = small_dataset(t.path(), "12");
     let model = t.path().join("model");
     tiny_hf_model(&model);
-    let audit = |out: &str| {
-        fairrec(&[
-            "audit",
-            "--model",
-            p(&model),
-            "--data",
-            p(&data),
-            "--limit",
-            "1",
-            "--bootstrap",
-            "0",
-            "--out",
-            p(&t.path().join(out)),
-        ])
-    };
+    let audit = |out: &str| audit(&model, &data, "1", &t.path().join(out));
     assert!(audit("a0").status.success());
     // One sample's label flipped by hand.
     let train = data.join("train.jsonl");
@@ -463,19 +473,7 @@ fn a_prompt_longer_than_the_context_is_named_by_its_sample() {
     let first: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
     let id = first["sample_id"].as_str().unwrap();
     let out = t.path().join("a");
-    let e = fails(&[
-        "audit",
-        "--model",
-        p(&model),
-        "--data",
-        p(&data),
-        "--limit",
-        "1",
-        "--bootstrap",
-        "0",
-        "--out",
-        p(&out),
-    ]);
+    let e = stderr_of(audit(&model, &data, "1", &out));
     assert!(
         e.contains(&format!("sample {id} (original)"))
             && e.contains("exceeds the model's context of 16"),
@@ -512,19 +510,7 @@ fn a_model_with_nan_weights_is_named_before_anything_is_written() {
     *norm = candle_core::Tensor::from_vec(vec![f32::NAN; n], n, &candle_core::Device::Cpu).unwrap();
     candle_core::safetensors::save(&tensors, &w).unwrap();
     let out = t.path().join("a");
-    let e = fails(&[
-        "audit",
-        "--model",
-        p(&model),
-        "--data",
-        p(&data),
-        "--limit",
-        "2",
-        "--bootstrap",
-        "0",
-        "--out",
-        p(&out),
-    ]);
+    let e = stderr_of(audit(&model, &data, "2", &out));
     assert!(
         e.contains("sample ") && e.contains("P(Yes) is NaN") && e.contains("not finite"),
         "{e}"
@@ -540,21 +526,9 @@ fn predictions_must_match_the_data_they_are_joined_to() {
     let data = small_dataset(t.path(), "12");
     let model = t.path().join("model");
     tiny_hf_model(&model);
-    let audit = t.path().join("a");
-    ok(&[
-        "audit",
-        "--model",
-        p(&model),
-        "--data",
-        p(&data),
-        "--limit",
-        "3",
-        "--bootstrap",
-        "0",
-        "--out",
-        p(&audit),
-    ]);
-    let preds = std::fs::read_to_string(audit.join("predictions.jsonl")).unwrap();
+    let audit_dir = t.path().join("a");
+    assert!(audit(&model, &data, "3", &audit_dir).status.success());
+    let preds = std::fs::read_to_string(audit_dir.join("predictions.jsonl")).unwrap();
     let metrics = |file: &str, extra: &[&str]| {
         let path = t.path().join(file);
         let out = t.path().join(format!("m-{file}"));
