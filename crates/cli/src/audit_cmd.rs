@@ -113,6 +113,13 @@ pub fn run(a: &AuditArgs) -> Result<()> {
             .collect::<Result<_>>()?,
         None => audit_variants(manifest.protocol, &scenario)?,
     };
+    // The metrics compare with the original and the neutral prompts: without them the
+    // audit would fail only after all the scoring.
+    for need in [Variant::Original, Variant::Neutral] {
+        if !variants.contains(&need) {
+            bail!("--variants: the audit's metrics need the `{need}` variant; add it");
+        }
+    }
     let plan = AuditPlan {
         data: &a.data,
         samples: &samples,
@@ -126,8 +133,9 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         Some(_) => score_served(a, &plan, &what)?,
         None => score_local(a, &plan, &what)?,
     };
-    fairrec_core::fs::clear_outputs(&old)?;
-    write_atomic(&a.out.join("predictions.jsonl"), &to_jsonl(&s.predictions))?;
+    // Predictions, run record, metrics and reports land together, or not at all.
+    let set = fairrec_core::stage::Staged::begin(&a.out, old)?;
+    write_atomic(&set.path("predictions.jsonl"), &to_jsonl(&s.predictions))?;
     let record = AuditRecord {
         command: "audit".into(),
         model: s.model,
@@ -151,7 +159,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         mos_routes: s.mos_routes,
         served: s.served,
     };
-    fairrec_core::fs::write_json(&a.out.join("run.json"), &record)
+    fairrec_core::fs::write_json(&set.path("run.json"), &record)
         .with_context(|| format!("writing {}", a.out.join("run.json").display()))?;
     say!(
         "scored {} prompts ({} distinct, {} tokens) in {:.1}s ({:.0} tokens/s)",
@@ -161,7 +169,8 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         s.seconds,
         s.tokens as f64 / s.seconds
     );
-    metrics_cmd::run_with(&margs, Vec::new(), &[])?;
+    metrics_cmd::run_with(&margs, Vec::new(), &set)?;
+    set.commit()?;
     tracing::info!("audit done in {:.1}s", t0.elapsed().as_secs_f64());
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use fairrec_core::fs::{claim_output, clear_outputs};
+use fairrec_core::fs::claim_output;
 use fairrec_core::Variant;
 use fairrec_data::augment::{augment, AugmentConfig};
 use fairrec_data::loaders::SushiOrder;
@@ -221,8 +221,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         DataCommand::Synth(a) => {
             let cfg = a.config();
             let _lock = fairrec_core::fs::RunLock::acquire(&a.out, "fairrec data synth")?;
-            let old = claim_output(&a.out, fairrec_data::synth::OUTPUTS, a.force)?;
-            clear_outputs(&old)?;
+            claim_output(&a.out, fairrec_data::synth::OUTPUTS, a.force)?;
             write_world(&cfg, &a.out)?;
             say!(
                 "wrote the synthetic world ({} users, {} items, seed {}) to {}",
@@ -243,12 +242,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
 pub fn prepare(a: &PrepareArgs) -> Result<Manifest> {
     let cfg = a.config()?;
     let _lock = fairrec_core::fs::RunLock::acquire(&a.out, "fairrec data prepare")?;
-    if a.out.join("manifest.json").exists() && !a.force {
-        bail!(
-            "{} already holds a prepared dataset; pass --force to overwrite it",
-            a.out.display()
-        );
-    }
+    claim_output(&a.out, fairrec_data::pipeline::OUTPUTS, a.force)?;
     let t0 = std::time::Instant::now();
     let (m, _) = prepare_dir(a.dataset, &a.raw, &cfg, &a.out, crate::git_revision())?;
     let sp = |k: &str| m.splits.get(k).map_or(0, |s| s.samples);

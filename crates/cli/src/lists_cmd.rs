@@ -131,8 +131,8 @@ pub fn run(a: &AuditListsArgs) -> Result<()> {
     let mut run = ListsRun::new(&plan, &a.instruction, cfg, served, matching);
     run.seconds = t0.elapsed().as_secs_f64();
     run.git_revision = crate::git_revision();
-    fairrec_core::fs::clear_outputs(&old)?;
-    let lists_path = lists::write_outputs(&a.out, &records, &run)?;
+    let set = fairrec_core::stage::Staged::begin(&a.out, old)?;
+    lists::write_outputs(set.staging_dir(), &records, &run)?;
     let (m, t) = (&run.matching.all, &run.served.traffic);
     say!(
         "{} lists ({} requests sent, {} cached): {} titles, {:.1}% matched ({} exact, {} fuzzy), {} short lists",
@@ -141,7 +141,7 @@ pub fn run(a: &AuditListsArgs) -> Result<()> {
     metrics_cmd::run_with(
         &MetricsArgs {
             predictions: None,
-            lists: Some(lists_path),
+            lists: Some(a.out.join("lists.jsonl")),
             k: a.k,
             data: None,
             allow_partial: false,
@@ -155,6 +155,8 @@ pub fn run(a: &AuditListsArgs) -> Result<()> {
             force: a.force,
         },
         match_blocks(&run.matching),
-        &[],
-    )
+        &set,
+    )?;
+    set.commit()?;
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 use anyhow::{Context as _, Result};
 use clap::Args;
+use fairrec_core::stage::Staged;
 use fairrec_data::pipeline::{read_manifest, read_split};
 use fairrec_data::raw::sha256_hex;
 use fairrec_data::sample::write_atomic;
@@ -60,22 +61,27 @@ pub struct MetricsArgs {
 pub fn run(a: &MetricsArgs) -> Result<()> {
     let _lock = fairrec_core::fs::RunLock::acquire(&a.out, "fairrec metrics")?;
     let old = fairrec_core::fs::claim_output(&a.out, fairrec_metrics::file::OUTPUTS, a.force)?;
-    run_with(a, Vec::new(), &old)
+    let set = Staged::begin(&a.out, old)?;
+    run_with(a, Vec::new(), &set)?;
+    set.commit()?;
+    Ok(())
 }
 
-/// `run` with `extra` blocks at the end of the report; the earlier outputs `old` are
-/// removed once the figures are computed, just before the new ones are written.
-pub fn run_with(a: &MetricsArgs, extra: Vec<Block>, old: &[PathBuf]) -> Result<()> {
+/// `run` with `extra` blocks at the end of the report, writing into the output set `set`
+/// of `a.out` (inputs already staged in it, such as an audit's predictions, are read
+/// from there); the caller commits it.
+pub fn run_with(a: &MetricsArgs, extra: Vec<Block>, set: &Staged) -> Result<()> {
     let t0 = std::time::Instant::now();
     let cfg = audit_config(a)?;
     let audit = match &a.predictions {
-        Some(path) => Some(audit_predictions(a, &cfg, path)?),
+        Some(path) => Some(audit_predictions(a, &cfg, path, set)?),
         None => None,
     };
     let lists = match &a.lists {
         Some(path) => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            settle_beside(path)?;
+            let bytes = std::fs::read(set.resolve(path))
+                .with_context(|| format!("reading {}", path.display()))?;
             let text = std::str::from_utf8(&bytes)
                 .with_context(|| format!("{} is not UTF-8", path.display()))?;
             let l = parse_lists(path, text)?;
@@ -107,11 +113,10 @@ pub fn run_with(a: &MetricsArgs, extra: Vec<Block>, old: &[PathBuf]) -> Result<(
         },
         fairllm: lists.as_ref().map(|l| l.0.clone()),
     };
-    fairrec_core::fs::clear_outputs(old)?;
-    file.write(&a.out.join("metrics.json"))?;
-    write_atomic(&a.out.join("report.md"), markdown(&doc).as_bytes())?;
+    file.write(&set.path("metrics.json"))?;
+    write_atomic(&set.path("report.md"), markdown(&doc).as_bytes())?;
     write_atomic(
-        &a.out.join("report.html"),
+        &set.path("report.html"),
         html(&doc, "fairrec audit report", "`metrics.json`").as_bytes(),
     )?;
     if let Some((m, _)) = &audit {
@@ -171,8 +176,11 @@ fn audit_predictions(
     a: &MetricsArgs,
     cfg: &AuditConfig,
     path: &std::path::Path,
+    set: &Staged,
 ) -> Result<(fairrec_metrics::Metrics, Provenance)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    settle_beside(path)?;
+    let bytes =
+        std::fs::read(set.resolve(path)).with_context(|| format!("reading {}", path.display()))?;
     let numbered = parse_numbered_bytes(path, &bytes)?;
     // The train split joins as context and defines the stereotype groups; the others join.
     let (mut train, mut rest, mut attributes) = (Vec::new(), Vec::new(), Vec::new());
@@ -205,6 +213,14 @@ fn audit_predictions(
         git_revision: crate::git_revision(),
     };
     Ok((m, prov))
+}
+
+/// Complete an output set committed beside `path` by a run killed before it finished
+/// (an audit's predictions are then read with the report they belong to).
+fn settle_beside(path: &std::path::Path) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(std::path::Path::new("."));
+    fairrec_core::stage::settle(dir, false).with_context(|| format!("settling {}", dir.display()))
 }
 
 fn fmt(v: Option<f64>) -> String {

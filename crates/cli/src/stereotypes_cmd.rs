@@ -4,7 +4,8 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
-use fairrec_core::fs::{claim_output, clear_outputs, write_atomic, write_json, Outputs, RunLock};
+use fairrec_core::fs::{claim_output, write_atomic, write_json, Outputs, RunLock};
+use fairrec_core::stage::Staged;
 use fairrec_data::pipeline::{read_manifest, read_split};
 use fairrec_metrics::report::{html, markdown};
 use fairrec_metrics::stereo_dist::{distributions, Distribution};
@@ -73,12 +74,13 @@ pub fn run(a: &StereotypesArgs) -> Result<()> {
     let md = markdown(&blocks);
     print!("{md}");
     if let Some(out) = &a.out {
-        clear_outputs(&old)?;
         std::fs::create_dir_all(out)?;
-        write_json(&out.join("stereotypes.json"), &dists)?;
-        write_atomic(&out.join("stereotypes.md"), md.as_bytes())?;
+        let set = Staged::begin(out, old)?;
+        write_json(&set.path("stereotypes.json"), &dists)?;
+        write_atomic(&set.path("stereotypes.md"), md.as_bytes())?;
         let page = html(&blocks, "fairrec stereotypes", "stereotypes.json");
-        write_atomic(&out.join("stereotypes.html"), page.as_bytes())?;
+        write_atomic(&set.path("stereotypes.html"), page.as_bytes())?;
+        set.commit()?;
         eprintln!("wrote {}", out.join("stereotypes.html").display());
     }
     drop(lock);

@@ -296,9 +296,11 @@ fn the_binary_is_flags_and_glue() {
     // audit's recorded grouping and paper B's headline columns (2026-12-05; their logic is
     // in fairrec_metrics::stereo_dist and fairrec_train::methods::stereo). 5,250 until the
     // prompt-shape, UP5-input and --allow-partial flags and the failed-cell report
-    // (2026-12-05; their logic is in fairrec_lm::prompt, fairrec_train and fairrec_metrics::join).
+    // (2026-12-05; their logic is in fairrec_lm::prompt, fairrec_train and
+    // fairrec_metrics::join), which then moved the table's figures into
+    // fairrec_metrics::audit::figures to stay within it.
     assert!(
-        lines <= 5_300,
+        lines <= 5_250,
         "crates/cli/src is {lines} lines: library code belongs in the library crates"
     );
 }

@@ -1,25 +1,10 @@
 //! Crash-safe writes: a file or a whole directory appears complete or not at all, so that
 //! a run killed at any point (SIGKILL included) never leaves a half-written result.
 
+pub use crate::atomic::write_atomic;
+use crate::atomic::{alive, file_name, parent};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// Write `bytes` to `path` through a temporary file in the same directory, synced and
-/// renamed over the target (creating the parent directories).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = parent(path);
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp-{}", file_name(path), std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
 
 /// Replace the directory `dir` by one holding exactly `files` (name, bytes): the new
 /// directory is written and synced beside it, then swapped in by renames. If the process
@@ -28,6 +13,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn replace_dir(dir: &Path, files: &[(&str, &[u8])]) -> std::io::Result<()> {
     let parent = parent(dir);
     std::fs::create_dir_all(parent)?;
+    remove_dead_leftovers(parent, &format!(".{}.new-", file_name(dir)));
     let staging = parent.join(format!(".{}.new-{}", file_name(dir), std::process::id()));
     if staging.exists() {
         std::fs::remove_dir_all(&staging)?;
@@ -68,18 +54,6 @@ pub fn recover_dir(dir: &Path) -> std::io::Result<bool> {
         std::fs::rename(&old, dir)?;
     }
     Ok(dir.exists())
-}
-
-fn parent(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Write `value` as pretty JSON with a final newline, atomically ([`write_atomic`]). Keys
@@ -128,7 +102,8 @@ pub struct Outputs<'a> {
 /// with `force`; a directory the command replaces whole is refused, even with `force`,
 /// when it holds anything else (those files would be lost); a file is refused. Other
 /// files (a response cache, the user's own) stay untouched. Returns the output files
-/// present (for the caller to clear once it has decided to run).
+/// present (for the caller's [`crate::stage::Staged`] to replace once it has decided
+/// to run). Leftovers of a killed writer are settled first ([`crate::stage::settle`]).
 pub fn claim_output(dir: &Path, out: Outputs, force: bool) -> Result<Vec<PathBuf>, OutputError> {
     let io = |source| OutputError::Io {
         path: dir.to_path_buf(),
@@ -142,6 +117,7 @@ pub fn claim_output(dir: &Path, out: Outputs, force: bool) -> Result<Vec<PathBuf
     if !dir.exists() {
         return Ok(Vec::new());
     }
+    crate::stage::settle(dir, true).map_err(io)?;
     let mut ours = Vec::new();
     let mut foreign = Vec::new();
     for e in std::fs::read_dir(dir).map_err(io)? {
@@ -174,18 +150,6 @@ pub fn claim_output(dir: &Path, out: Outputs, force: bool) -> Result<Vec<PathBuf
     }
     ours.sort();
     Ok(ours)
-}
-
-/// Remove `files` (the outputs [`claim_output`] found), so that a run replacing them and
-/// killed part-way never leaves new outputs beside old ones.
-pub fn clear_outputs(files: &[PathBuf]) -> std::io::Result<()> {
-    for f in files {
-        match std::fs::remove_file(f) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// One writer per output directory (ours): an advisory lock file beside it,
@@ -228,7 +192,10 @@ impl RunLock {
         let me = format!("pid {} ({command})", std::process::id());
         for _ in 0..2 {
             match create_with(&lock, me.as_bytes()) {
-                Ok(()) => return Ok(RunLock { path: lock }),
+                Ok(()) => {
+                    remove_dead_leftovers(parent(dir), &format!(".{}.", file_name(&lock)));
+                    return Ok(RunLock { path: lock });
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let holder = std::fs::read_to_string(&lock).unwrap_or_default();
                     let pid = holder
@@ -291,10 +258,28 @@ fn create_with(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
-/// Whether process `pid` runs (Linux: `/proc/PID` exists; elsewhere assumed).
-fn alive(pid: u32) -> bool {
-    let proc = Path::new("/proc");
-    !proc.is_dir() || proc.join(pid.to_string()).exists()
+/// Remove the entries of `dir` named `PREFIX<pid>` whose process no longer runs: what a
+/// killed writer left half-made (a lock's content, a directory being staged).
+fn remove_dead_leftovers(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let dead = name
+            .strip_prefix(prefix)
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !alive(pid));
+        if dead {
+            tracing::warn!("removing {}, left by a killed run", e.path().display());
+            let p = e.path();
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
 }
 
 #[cfg(test)]
@@ -365,7 +350,10 @@ mod tests {
         write_atomic(&t.join("run.json"), b"{}").unwrap();
         assert!(claim_output(&t, audit, false).is_err());
         let found = claim_output(&t, audit, true).unwrap();
-        clear_outputs(&found).unwrap();
+        crate::stage::Staged::begin(&t, found)
+            .unwrap()
+            .commit()
+            .unwrap();
         assert!(!t.join("run.json").exists() && t.join("train.jsonl").exists());
         assert!(matches!(
             claim_output(&t.join("train.jsonl"), audit, true),

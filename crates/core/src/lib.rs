@@ -6,10 +6,13 @@
 //! * [`Rng`]: a small seeded generator (xoshiro256** seeded through SplitMix64) whose
 //!   streams are fixed by this crate, not by a dependency's version, so that a seed
 //!   gives the same split, synthetic world and bootstrap on every machine and release.
-//! * [`fs`]: crash-safe writes of files and directories.
+//! * [`fs`]: crash-safe writes of files and directories, one writer per directory.
+//! * [`stage`]: a set of output files that lands in a directory as one.
 
+mod atomic;
 pub mod fs;
 mod rng;
+pub mod stage;
 mod variant;
 
 pub use rng::Rng;

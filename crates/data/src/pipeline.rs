@@ -1,13 +1,13 @@
 //! `data prepare` as a library call: load, apply the protocol, write the three splits and
 //! `manifest.json` (counts, seed, SHA-256 of every raw input and output, resolved
-//! configuration). Outputs are written atomically and the manifest last, so an error
-//! never leaves a half-written dataset behind and a directory with a manifest is complete.
+//! configuration). The four files land as one set ([`fairrec_core::stage`]): an error or a
+//! kill leaves the earlier dataset whole, or the new one.
 
 use crate::error::{DataError, Result};
 use crate::loaders;
 use crate::protocol::{prepare, Prepared, Protocol, ProtocolConfig};
 use crate::raw::{sha256_hex, DatasetKind, SourceFile};
-use crate::sample::{to_jsonl, write_atomic, Sample};
+use crate::sample::{to_jsonl, write_set, Sample};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -96,6 +96,13 @@ impl Manifest {
     }
 }
 
+/// The files of a prepared dataset.
+pub const OUTPUTS: fairrec_core::fs::Outputs<'static> = fairrec_core::fs::Outputs {
+    what: "a prepared dataset",
+    files: &["train.jsonl", "valid.jsonl", "test.jsonl", "manifest.json"],
+    whole_dir: false,
+};
+
 /// Load `dataset` from `raw_dir`, apply the protocol and write `out_dir`.
 pub fn prepare_dir(
     dataset: DatasetKind,
@@ -161,16 +168,21 @@ pub fn prepare_dir(
         dropped,
         outputs,
     };
-    for (name, body) in &bodies {
-        write_atomic(&out_dir.join(format!("{name}.jsonl")), body)?;
-    }
     let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
-    write_atomic(&out_dir.join("manifest.json"), json.as_bytes())?;
+    let names: Vec<String> = bodies.iter().map(|(n, _)| format!("{n}.jsonl")).collect();
+    let mut files: Vec<(&str, &[u8])> = names
+        .iter()
+        .zip(&bodies)
+        .map(|(n, (_, b))| (n.as_str(), b.as_slice()))
+        .collect();
+    files.push(("manifest.json", json.as_bytes()));
+    write_set(out_dir, OUTPUTS.files, &files)?;
     Ok((manifest, prepared))
 }
 
 /// Read `dir/manifest.json`.
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    settle(dir)?;
     let path = dir.join("manifest.json");
     let bytes = crate::text::read_bytes(
         &path,
@@ -191,6 +203,7 @@ pub fn read_split(dir: &Path, split: &str) -> Result<Vec<Sample>> {
             message: format!("unknown split `{split}` (train, valid, test)"),
         });
     }
+    settle(dir)?;
     let name = format!("{split}.jsonl");
     let path = dir.join(&name);
     let bytes = crate::text::read_bytes(&path, "prepared samples (run `fairrec data prepare`)")?;
@@ -209,4 +222,13 @@ pub fn read_split(dir: &Path, split: &str) -> Result<Vec<Sample>> {
         }
     }
     crate::sample::parse_samples(&path, &bytes)
+}
+
+/// Complete a dataset whose preparation was killed after its commit point, so that a
+/// reader sees the new dataset whole (never a mix).
+fn settle(dir: &Path) -> Result<()> {
+    fairrec_core::stage::settle(dir, false).map_err(|source| DataError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
 }

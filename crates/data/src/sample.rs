@@ -122,3 +122,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         source,
     })
 }
+
+/// Write `files` (name, bytes) into `dir` as one set ([`fairrec_core::stage`]): they
+/// replace the files named `outputs` present there, all at once, and a kill at any point
+/// leaves either the old set or the new one. Other files in `dir` stay. The caller holds
+/// `dir`'s [`fairrec_core::fs::RunLock`] where another process may write there.
+pub fn write_set(dir: &Path, outputs: &[&str], files: &[(&str, &[u8])]) -> Result<()> {
+    let write = |source| DataError::Write {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(write)?;
+    let old = outputs
+        .iter()
+        .map(|n| dir.join(n))
+        .filter(|p| p.exists())
+        .collect();
+    let set = fairrec_core::stage::Staged::begin(dir, old).map_err(write)?;
+    for (name, bytes) in files {
+        write_atomic(&set.path(name), bytes)?;
+    }
+    set.commit().map_err(write)
+}

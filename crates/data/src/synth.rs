@@ -29,7 +29,7 @@
 
 use crate::error::{DataError, Result};
 use crate::loaders::ML100K_GENRES;
-use crate::sample::write_atomic;
+use crate::sample::write_set;
 use fairrec_core::Rng;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -234,7 +234,7 @@ pub fn write_world(cfg: &SynthConfig, dir: &Path) -> Result<Vec<ItemTruth>> {
         cfg.users, cfg.items
     );
     let config = serde_json::to_string_pretty(cfg).expect("config serializes") + "\n";
-    for (name, body) in [
+    let files = [
         ("u.item", items.u_item),
         ("u.user", u_user),
         ("u.data", u_data),
@@ -243,9 +243,9 @@ pub fn write_world(cfg: &SynthConfig, dir: &Path) -> Result<Vec<ItemTruth>> {
         ("u.info", info),
         ("item_truth.tsv", item_truth),
         ("synth.json", config),
-    ] {
-        write_atomic(&dir.join(name), body.as_bytes())?;
-    }
+    ];
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_bytes())).collect();
+    write_set(dir, OUTPUTS.files, &files)?;
     Ok(truth)
 }
 

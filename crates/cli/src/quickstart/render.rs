@@ -3,7 +3,7 @@
 
 use super::report::{pts_ci, sci_ci, Est, MethodReport, Report};
 use anyhow::Result;
-use fairrec_data::sample::write_atomic;
+use fairrec_data::sample::write_set;
 use fairrec_metrics::report::svg::{diverging, extent, hbars, Bar};
 use fairrec_metrics::report::{html, markdown, Block};
 use fairrec_metrics::report::{pct, with_ci};
@@ -231,15 +231,17 @@ fn results_blocks(r: &Report, b: &mut Vec<Block>) {
 
 /// Write `report.json`, `report.md` and `report.html` into `out`.
 pub fn write(out: &Path, r: &Report) -> Result<()> {
-    write_atomic(
-        &out.join("report.json"),
-        (serde_json::to_string_pretty(r)? + "\n").as_bytes(),
-    )?;
+    let json = serde_json::to_string_pretty(r)? + "\n";
     let b = blocks(r);
-    write_atomic(&out.join("report.md"), markdown(&b).as_bytes())?;
-    write_atomic(
-        &out.join("report.html"),
-        html(&b, "fairrec quickstart report", "`report.json`").as_bytes(),
-    )?;
+    let (md, page) = (
+        markdown(&b),
+        html(&b, "fairrec quickstart report", "`report.json`"),
+    );
+    let files: [(&str, &[u8]); 3] = [
+        ("report.json", json.as_bytes()),
+        ("report.md", md.as_bytes()),
+        ("report.html", page.as_bytes()),
+    ];
+    write_set(out, &files.map(|(n, _)| n), &files)?;
     Ok(())
 }

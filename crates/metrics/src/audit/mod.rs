@@ -8,6 +8,7 @@
 //! variant included, so that the comparison of variants stays paired. Intervals are the
 //! (1-c)/2 and (1+c)/2 percentiles over the resamples where the figure is defined.
 
+mod figures;
 pub(crate) mod resample;
 mod units;
 

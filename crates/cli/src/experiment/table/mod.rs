@@ -12,7 +12,7 @@ mod paper_a;
 mod paper_b;
 
 use anyhow::{Context as _, Result};
-use fairrec_data::sample::write_atomic;
+use fairrec_data::sample::write_set;
 use fairrec_metrics::report::svg::{hbars, Bar};
 use fairrec_metrics::report::{html, markdown, Block};
 use fairrec_metrics::MetricsFile;
@@ -20,75 +20,14 @@ use fairrec_train::fit::TrainRecord;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The numbers of one audit's `metrics.json` that the table uses: `f1`, `auc`,
-/// `precision`, `recall` of the original prompts; paper A's `gd/<attrs>`, `rate/<attrs>`,
-/// `rate_sq/<attrs>`; for paper B's cells (`paper_b`), `stereo_avg/<attr>/<setting>` (the
-/// per-recommendation average, paper B's scale, with `stereo_avg_same/...` and
-/// `stereo_avg_other/...`), `stereo/<attr>/<setting>` (Σ|Δ|, with `stereo_same/...`
-/// and `stereo_other/...`), `pair/<attr>/<setting>/users=<s'>,items=<s>` (signed Delta)
-/// and `side/<attr>/<side>/<figure>` (explicit-setting performance by user or item
-/// group); and, from the training run's `run.json` when there is one, `trainable` (the
-/// fraction of parameters trained). Where the audit has a bootstrap interval for a figure
-/// `k` (over test users, `metrics.json` → `ci`), its ends are `ci_lo/k` and `ci_hi/k`, and
-/// `ci_level` is the interval's confidence.
+/// The numbers of one audit's `metrics.json` that the table uses
+/// ([`fairrec_metrics::audit::Metrics::figures`]) and, from the training run's `run.json`
+/// when there is one, `trainable` (the fraction of parameters trained).
 pub fn cell_metrics(path: &Path, train_run: &Path, paper_b: bool) -> Result<BTreeMap<String, f64>> {
-    let mut out = BTreeMap::new();
     let Some(m) = MetricsFile::read(path)?.metrics else {
-        return Ok(out);
+        return Ok(BTreeMap::new());
     };
-    let mut put = |key: String, x: Option<f64>, ci: Option<&[f64; 2]>| {
-        if let Some(x) = x {
-            if let Some([lo, hi]) = ci {
-                out.insert(format!("ci_lo/{key}"), *lo);
-                out.insert(format!("ci_hi/{key}"), *hi);
-            }
-            out.insert(key, x);
-        }
-    };
-    put("ci_level".into(), Some(m.bootstrap.confidence), None);
-    let o = &m.original;
-    for (k, x) in [
-        ("f1", o.f1),
-        ("auc", o.auc),
-        ("precision", o.precision),
-        ("recall", o.recall),
-    ] {
-        put(k.into(), x, m.ci.get(&format!("original.{k}")));
-    }
-    for (attr, e) in &m.fairness {
-        let p = &e.point;
-        for (k, x) in [("gd", p.gd), ("rate", p.rate), ("rate_sq", p.rate_sq)] {
-            put(format!("{k}/{attr}"), x, e.ci.get(k));
-        }
-    }
-    for (attr, e) in m.stereotype.iter().flatten().filter(|_| paper_b) {
-        for (setting, f) in &e.settings {
-            for (key, name, x) in [
-                ("stereo", "total", f.total),
-                ("stereo_same", "same_group", f.same_group),
-                ("stereo_other", "other_group", f.other_group),
-                ("stereo_avg", "average", f.average),
-                ("stereo_avg_same", "average_same", f.average_same),
-                ("stereo_avg_other", "average_other", f.average_other),
-            ] {
-                let ci = e.ci.get(&format!("{setting}.{name}"));
-                put(format!("{key}/{attr}/{setting}"), x, ci);
-            }
-            for (pair, d) in &f.pairs {
-                put(format!("pair/{attr}/{setting}/{pair}"), *d, None);
-            }
-        }
-        for (side, c) in &e.performance {
-            for (k, x) in [
-                ("f1", c.f1),
-                ("auc", c.auc),
-                ("precision", c.precision),
-                ("recall", c.recall),
-            ] {
-                put(format!("side/{attr}/{side}/{k}"), x, None);
-            }
-        }
-    }
+    let mut out = m.figures(paper_b);
     if let Ok(bytes) = std::fs::read(train_run) {
         let r: TrainRecord =
             serde_json::from_slice(&bytes).with_context(|| format!("{}", train_run.display()))?;
@@ -409,17 +348,15 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
             spec.paper_source
         )));
     }
-    write_atomic(&dir.join("results.md"), markdown(&blocks).as_bytes())?;
-    write_atomic(
-        &dir.join("results.html"),
-        html(
-            &blocks,
-            &format!("fairrec experiment {}", spec.name),
-            "`results.csv`",
-        )
-        .as_bytes(),
-    )?;
-    write_atomic(&dir.join("results.csv"), csv.as_bytes())?;
+    let md = markdown(&blocks);
+    let title = format!("fairrec experiment {}", spec.name);
+    let page = html(&blocks, &title, "`results.csv`");
+    let files: [(&str, &[u8]); 3] = [
+        ("results.md", md.as_bytes()),
+        ("results.html", page.as_bytes()),
+        ("results.csv", csv.as_bytes()),
+    ];
+    write_set(dir, &files.map(|(n, _)| n), &files)?;
     Ok(())
 }
 
