@@ -22,6 +22,23 @@ fn tok_err(e: impl std::fmt::Display) -> LmError {
     LmError::Tokenizer(e.to_string())
 }
 
+/// Build a tokenizer from its JSON document (`what` names where it came from). The
+/// `tokenizers` crate panics on some malformed documents (an `unwrap` in its decoder
+/// deserializer, 0.22); such a panic is turned into an error here, so that a damaged
+/// `tokenizer.json` is reported, naming the file, never a crash.
+fn parse_tokenizer(text: &str, what: &str) -> Result<tokenizers::Tokenizer> {
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| tok_err(format!("{what}:{}: not JSON: {e}", e.line())))?;
+    let parsed = std::panic::catch_unwind(|| serde_json::from_value::<tokenizers::Tokenizer>(v));
+    match parsed {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(tok_err(format!("{what}: not a tokenizer: {e}"))),
+        Err(_) => Err(tok_err(format!(
+            "{what}: not a tokenizer (the tokenizers library could not read it)"
+        ))),
+    }
+}
+
 /// The pre-tokenizer JSON for llama.cpp's pre-tokenizer name.
 fn pre_tokenizer(pre: &str) -> Result<serde_json::Value> {
     let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
@@ -84,7 +101,7 @@ impl Tok {
             "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
                       "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": []},
         });
-        let inner: tokenizers::Tokenizer = doc.to_string().parse().map_err(tok_err)?;
+        let inner = parse_tokenizer(&doc.to_string(), "a bytes-only tokenizer")?;
         let eos = specials.first().map(|_| 256);
         Ok(Tok {
             inner,
@@ -97,8 +114,10 @@ impl Tok {
     /// Load an HF `tokenizer.json` (and `tokenizer_config.json` beside it, for the chat
     /// template and special tokens, when present).
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
-            .map_err(|e| tok_err(format!("{}: {e}", dir.join("tokenizer.json").display())))?;
+        let path = dir.join("tokenizer.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| tok_err(format!("{}: {e}", path.display())))?;
+        let inner = parse_tokenizer(&text, &path.display().to_string())?;
         let mut tok = Tok {
             inner,
             bos: None,
@@ -181,7 +200,7 @@ impl Tok {
             "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
                       "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": merges},
         });
-        let inner: tokenizers::Tokenizer = doc.to_string().parse().map_err(tok_err)?;
+        let inner = parse_tokenizer(&doc.to_string(), "the GGUF tokenizer metadata")?;
         Ok(Tok {
             inner,
             bos: meta_usize(md, "tokenizer.ggml.bos_token_id").map(|v| v as u32),

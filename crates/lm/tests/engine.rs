@@ -10,18 +10,8 @@ use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::{Llama, LlamaConfig};
 use std::collections::HashMap;
 
-const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-
-fn tiny() -> (LlamaConfig, Tok, HashMap<String, Tensor>) {
-    let tok = Tok::bytes_only(
-        &["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        Some(CHATML.into()),
-    )
-    .unwrap();
-    let cfg = LlamaConfig::tiny(tok.vocab_size());
-    let w = random_weights(&cfg, 1, 0.1, &Device::Cpu).unwrap();
-    (cfg, tok, w)
-}
+mod common;
+use common::{save_hf, tiny_parts as tiny, CHATML};
 
 fn model(cfg: &LlamaConfig, w: &HashMap<String, Tensor>) -> Llama {
     Llama::new(
@@ -92,45 +82,6 @@ fn chat_template_and_answer_tokens() {
         ),
         ("Y".to_string(), "N".to_string())
     );
-}
-
-fn save_hf(
-    dir: &std::path::Path,
-    cfg: &LlamaConfig,
-    tok: &Tok,
-    w: &HashMap<String, Tensor>,
-    shards: usize,
-) {
-    std::fs::write(dir.join("config.json"), serde_json::to_string(cfg).unwrap()).unwrap();
-    tok.inner.save(dir.join("tokenizer.json"), false).unwrap();
-    std::fs::write(
-        dir.join("tokenizer_config.json"),
-        serde_json::json!({"chat_template": CHATML, "eos_token": "<|endoftext|>"}).to_string(),
-    )
-    .unwrap();
-    let mut names: Vec<&String> = w.keys().collect();
-    names.sort();
-    if shards == 1 {
-        candle_core::safetensors::save(w, dir.join("model.safetensors")).unwrap();
-        return;
-    }
-    let mut map = serde_json::Map::new();
-    for (k, chunk) in names.chunks(names.len().div_ceil(shards)).enumerate() {
-        let file = format!("model-{:05}-of-{shards:05}.safetensors", k + 1);
-        let part: HashMap<String, Tensor> = chunk
-            .iter()
-            .map(|n| ((*n).clone(), w[*n].clone()))
-            .collect();
-        candle_core::safetensors::save(&part, dir.join(&file)).unwrap();
-        for n in chunk {
-            map.insert((*n).clone(), serde_json::json!(file));
-        }
-    }
-    std::fs::write(
-        dir.join("model.safetensors.index.json"),
-        serde_json::json!({"metadata": {}, "weight_map": map}).to_string(),
-    )
-    .unwrap();
 }
 
 #[test]

@@ -19,6 +19,9 @@ pub enum MetricsError {
         line: usize,
         message: String,
     },
+    /// A file whose content as a whole is wrong (no one line is at fault).
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
     /// A variant every report needs is absent.
     #[error("no predictions for variant `{variant}`: {why}")]
     MissingVariant { variant: String, why: String },

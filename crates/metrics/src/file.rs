@@ -45,10 +45,17 @@ impl MetricsFile {
             path: path.to_path_buf(),
             source,
         })?;
-        let bad = |e: serde_json::Error| crate::MetricsError::Line {
-            path: path.to_path_buf(),
-            line: e.line(),
-            message: format!("not a metrics.json: {e}"),
+        // A field checked after parsing (through a `Value`) has no line.
+        let bad = |e: serde_json::Error| match e.line() {
+            0 => crate::MetricsError::File {
+                path: path.to_path_buf(),
+                message: format!("not a metrics.json: {e}"),
+            },
+            line => crate::MetricsError::Line {
+                path: path.to_path_buf(),
+                line,
+                message: format!("not a metrics.json: {e}"),
+            },
         };
         let mut map: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&bytes).map_err(bad)?;

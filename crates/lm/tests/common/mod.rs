@@ -4,7 +4,9 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use fairrec_lm::random::random_weights;
+use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::{Llama, LlamaConfig};
+use std::collections::HashMap;
 
 /// A 2-layer, 32-wide Llama over 97 tokens with seeded weights (std 0.2) in `dtype`.
 pub fn tiny(dtype: DType) -> Llama {
@@ -34,4 +36,59 @@ pub fn logits(m: &Llama) -> Tensor {
 pub fn max_abs(t: &Tensor) -> f32 {
     let m = t.abs().and_then(|a| a.max_all()).unwrap();
     m.to_scalar::<f32>().unwrap()
+}
+
+pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// A tiny random Llama over a bytes-only tokenizer with a ChatML template: its
+/// configuration, tokenizer and weights.
+pub fn tiny_parts() -> (LlamaConfig, Tok, HashMap<String, Tensor>) {
+    let tok = Tok::bytes_only(
+        &["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        Some(CHATML.into()),
+    )
+    .unwrap();
+    let cfg = LlamaConfig::tiny(tok.vocab_size());
+    let w = random_weights(&cfg, 1, 0.1, &Device::Cpu).unwrap();
+    (cfg, tok, w)
+}
+
+/// Save a model as an HF directory (config, tokenizer, template, `shards` safetensors).
+pub fn save_hf(
+    dir: &std::path::Path,
+    cfg: &LlamaConfig,
+    tok: &Tok,
+    w: &HashMap<String, Tensor>,
+    shards: usize,
+) {
+    std::fs::write(dir.join("config.json"), serde_json::to_string(cfg).unwrap()).unwrap();
+    tok.inner.save(dir.join("tokenizer.json"), false).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        serde_json::json!({"chat_template": CHATML, "eos_token": "<|endoftext|>"}).to_string(),
+    )
+    .unwrap();
+    let mut names: Vec<&String> = w.keys().collect();
+    names.sort();
+    if shards == 1 {
+        candle_core::safetensors::save(w, dir.join("model.safetensors")).unwrap();
+        return;
+    }
+    let mut map = serde_json::Map::new();
+    for (k, chunk) in names.chunks(names.len().div_ceil(shards)).enumerate() {
+        let file = format!("model-{:05}-of-{shards:05}.safetensors", k + 1);
+        let part: HashMap<String, Tensor> = chunk
+            .iter()
+            .map(|n| ((*n).clone(), w[*n].clone()))
+            .collect();
+        candle_core::safetensors::save(&part, dir.join(&file)).unwrap();
+        for n in chunk {
+            map.insert((*n).clone(), serde_json::json!(file));
+        }
+    }
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": map}).to_string(),
+    )
+    .unwrap();
 }
