@@ -84,11 +84,11 @@ pub fn run(c: ExperimentCommand) -> Result<()> {
     match c {
         ExperimentCommand::Run(a) => run_grid(&a),
         ExperimentCommand::Show(a) => {
-            let spec: Spec = serde_json::from_slice(
-                &std::fs::read(a.dir.join("experiment.json")).with_context(|| {
-                    format!("{} is not an experiment directory", a.dir.display())
-                })?,
-            )?;
+            let path = a.dir.join("experiment.json");
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("{} is not an experiment directory", a.dir.display()))?;
+            let spec: Spec = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{}: not an experiment record", path.display()))?;
             let done = table::read_cells(&a.dir)?;
             table::write(&a.dir, &spec, &done.cells)?;
             say_stale(&done.stale);
@@ -171,6 +171,7 @@ fn check_flags(spec: &Spec) -> Result<()> {
 fn run_grid(a: &RunArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     let spec = Spec::read(&a.file)?;
+    check_flags(&spec).with_context(|| a.file.display().to_string())?;
     for x in a.methods.iter().flatten() {
         Kind::parse(x)?;
         if !spec.methods.contains(x) {
@@ -185,7 +186,7 @@ fn run_grid(a: &RunArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&spec.name));
-    let grid = run_spec(&spec, &out, &only)?;
+    let grid = run_spec(&spec, &out, &only).with_context(|| a.file.display().to_string())?;
     say!(
         "{} cells in {:.0}s; results in {}",
         grid.cells,
@@ -274,7 +275,7 @@ pub fn run_spec(spec: &Spec, out: &Path, only: &Only) -> Result<Grid> {
     let (mut data, mut model_paths) = (BTreeMap::new(), BTreeMap::new());
     for d in &spec.datasets {
         let dir = dataset_dir(out, d)?;
-        let manifest = read_manifest(&dir)?;
+        let manifest = read_manifest(&dir).with_context(|| format!("dataset `{}`", d.name))?;
         let hash = manifest.data_hash();
         let mut models = Vec::new();
         for m in &spec.models {
