@@ -304,3 +304,40 @@ fn the_binary_is_flags_and_glue() {
         "crates/cli/src is {lines} lines: library code belongs in the library crates"
     );
 }
+
+#[test]
+fn every_guarantee_in_the_readme_points_at_a_test_that_exists() {
+    let root = crates_dir().join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let start = readme
+        .find("### Guarantees")
+        .expect("README has a Guarantees list");
+    let end = start + readme[start..].find("Not covered yet").unwrap();
+    let mut tests = String::new();
+    for c in std::fs::read_dir(crates_dir()).unwrap() {
+        let dir = c.unwrap().path().join("tests");
+        for f in std::fs::read_dir(&dir).into_iter().flatten() {
+            let f = f.unwrap().path();
+            if f.extension().is_some_and(|e| e == "rs") {
+                tests.push_str(&std::fs::read_to_string(&f).unwrap());
+            }
+        }
+    }
+    let mut cited = 0;
+    for (i, part) in readme[start..end].split('`').enumerate() {
+        // Inside backticks, a lower-case name with underscores and nothing else is a test.
+        let is_name = part.contains('_')
+            && part.len() > 20
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if i % 2 == 1 && is_name {
+            assert!(
+                tests.contains(&format!("fn {part}(")),
+                "README's Guarantees cite `{part}`, which is no test in crates/*/tests"
+            );
+            cited += 1;
+        }
+    }
+    assert!(cited >= 15, "only {cited} tests cited");
+}
