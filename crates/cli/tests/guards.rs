@@ -243,9 +243,7 @@ fn outputs_are_replaced_only_with_force_and_bad_settings_fail_before_scoring() {
 #[test]
 fn a_refused_train_leaves_the_run_it_refuses_as_it_was() {
     let t = tempfile::tempdir().unwrap();
-    let data = small_dataset(t.path(), "30");
-    let model = t.path().join("model");
-    tiny_hf_model(&model);
+    let (data, model) = data_and_model(t.path(), "30");
     let out = t.path().join("run");
     let train = |extra: &[&str]| {
         let mut a = vec![
@@ -339,9 +337,7 @@ fn an_edited_or_mixed_prepared_dataset_is_refused_naming_the_file() {
 #[test]
 fn one_writer_per_directory_and_a_killed_writers_lock_is_taken_over() {
     let t = tempfile::tempdir().unwrap();
-    let data = small_dataset(t.path(), "30");
-    let model = t.path().join("model");
-    tiny_hf_model(&model);
+    let (data, model) = data_and_model(t.path(), "30");
     let out = t.path().join("run");
     let lock = t.path().join(".run.lock");
     let args = |extra: &[&'static str]| -> Vec<String> {

@@ -48,26 +48,16 @@ const SEEDS: [&str; 12] = [
 #[test]
 fn a_killed_data_prepare_leaves_one_whole_dataset() {
     let t = tempfile::tempdir().unwrap();
-    let raw = t.path().join("raw");
-    ok(&[
-        "data",
-        "synth",
-        "--out",
-        p(&raw),
-        "--users",
+    let data = prepared_world(
+        t.path(),
         "2000",
-        "--items",
         "300",
-    ]);
-    let data = t.path().join("data");
+        &["--protocol", "cl-moe", "--seed", "1"],
+    );
+    let raw = t.path().join("raw");
     let prepare = |seed: &'static str| -> Vec<&str> {
-        vec![
-            "data",
-            "prepare",
-            "--dataset",
-            "ml-100k",
-            "--raw",
-            p(&raw),
+        let mut a = vec!["data", "prepare", "--dataset", "ml-100k", "--raw", p(&raw)];
+        a.extend([
             "--out",
             p(&data),
             "--protocol",
@@ -75,9 +65,9 @@ fn a_killed_data_prepare_leaves_one_whole_dataset() {
             "--seed",
             seed,
             "--force",
-        ]
+        ]);
+        a
     };
-    ok(&prepare("1"));
     let seed = |d: &Path| -> u64 {
         let m: serde_json::Value =
             serde_json::from_slice(&std::fs::read(d.join("manifest.json")).unwrap()).unwrap();
@@ -133,9 +123,7 @@ fn a_killed_data_prepare_leaves_one_whole_dataset() {
 #[test]
 fn a_killed_audit_leaves_predictions_and_report_of_one_run() {
     let t = tempfile::tempdir().unwrap();
-    let data = small_dataset(t.path(), "40");
-    let model = t.path().join("model");
-    tiny_hf_model(&model);
+    let (data, model) = data_and_model(t.path(), "40");
     let out = t.path().join("audit");
     let audit = |limit: &'static str| -> Vec<&str> {
         vec![

@@ -76,6 +76,13 @@ pub fn tiny_hf_model(dir: &Path) {
     .unwrap();
 }
 
+/// [`small_dataset`] of `users` in `dir/data` and [`tiny_hf_model`] in `dir/model`.
+pub fn data_and_model(dir: &Path, users: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let model = dir.join("model");
+    tiny_hf_model(&model);
+    (small_dataset(dir, users), model)
+}
+
 /// A synthetic world prepared under paper A's protocol in `dir/data` (short histories).
 pub fn small_dataset(dir: &Path, users: &str) -> std::path::PathBuf {
     prepared_world(
