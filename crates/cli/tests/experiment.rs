@@ -121,6 +121,12 @@ fn table_2_grid_runs_skips_finished_cells_and_a_killed_run_gives_the_same_table(
         assert!(t0.elapsed() < Duration::from_secs(600));
         std::thread::sleep(Duration::from_millis(5));
     }
+    // One grid run per directory: a second one fails at once, naming the first.
+    let e = fails(&["experiment", "run", p(&file), "--out", p(&b)]);
+    assert!(
+        e.contains("being written by another fairrec process"),
+        "{e}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(cells(&b) < 17);

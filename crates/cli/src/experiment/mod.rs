@@ -84,6 +84,7 @@ pub fn run(c: ExperimentCommand) -> Result<()> {
     match c {
         ExperimentCommand::Run(a) => run_grid(&a),
         ExperimentCommand::Show(a) => {
+            let _lock = fairrec_core::fs::RunLock::acquire(&a.dir, "fairrec experiment show")?;
             let path = a.dir.join("experiment.json");
             let bytes = std::fs::read(&path)
                 .with_context(|| format!("{} is not an experiment directory", a.dir.display()))?;
@@ -266,6 +267,8 @@ fn line(bar: &indicatif::ProgressBar, s: String) {
 /// tables of every finished cell there (`experiment.json` is the whole file's grid).
 pub fn run_spec(spec: &Spec, out: &Path, only: &Only) -> Result<Grid> {
     check_flags(spec)?;
+    // One grid run per directory: a second one would rerun and remove the same cells.
+    let _lock = fairrec_core::fs::RunLock::acquire(out, "fairrec experiment run")?;
     std::fs::create_dir_all(out)?;
     write_atomic(
         &out.join("experiment.json"),
