@@ -67,6 +67,29 @@ fn base_model_matches_pytorch() {
     assert!(d < 1e-4, "max |logit diff| {d}");
 }
 
+/// The fixture can tell: its weights are large enough (0.3 scale) that a model with a
+/// wrong rotary base, or without rotary embeddings, misses PyTorch's logits by far more
+/// than the tests' 1e-4 tolerance.
+#[test]
+fn the_fixture_fails_a_model_with_a_wrong_rotary() {
+    let r = reference();
+    let dir = fixture().join("base");
+    let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let w = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    // rope_theta 1e12 leaves every position nearly unrotated; 20000 is a wrong base.
+    for theta in [20_000.0, 1e12] {
+        let mut cfg = LlamaConfig::from_hf_json(&text).unwrap();
+        cfg.rope_theta = theta;
+        let m = Llama::new(
+            &cfg,
+            VarBuilder::from_tensors(w.clone(), DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let d = max_diff(&logits(&m, &ids(&r)), &r["base"]);
+        assert!(d > 1e-2, "rope_theta {theta}: max |logit diff| only {d}");
+    }
+}
+
 #[test]
 fn peft_lora_loads_and_matches_pytorch() {
     let r = reference();
