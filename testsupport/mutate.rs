@@ -68,3 +68,19 @@ pub fn mutated(bytes: &[u8], edits: &[Edit]) -> Vec<u8> {
 pub fn edits(n: usize) -> impl Strategy<Value = Vec<Edit>> {
     prop::collection::vec(edit(), 1..n)
 }
+
+/// The property tests' configuration: `cases` cases from a fixed seed, so that every run
+/// (CI's among them) tries the same inputs, and no regression files are written into the
+/// source tree. `FAIRREC_FUZZ_SEED=N` explores another seed.
+pub fn config(cases: u32) -> ProptestConfig {
+    let seed = std::env::var("FAIRREC_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(22);
+    ProptestConfig {
+        cases,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}

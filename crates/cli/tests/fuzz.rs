@@ -6,13 +6,19 @@ mod common;
 #[path = "../../../testsupport/mutate.rs"]
 mod mutate;
 
-use common::*;
+use common::p;
 use mutate::{edits, mutated};
 use proptest::prelude::*;
 
-/// `fairrec args` must not panic (exit 101, "panicked"); returns (success, stderr).
-fn run(args: &[&str]) -> (bool, String) {
-    let o = fairrec(args);
+/// `fairrec args` run in `dir` (a mutated relative path lands there) must not panic
+/// (exit 101, "panicked"); returns (success, stderr).
+fn run(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_fairrec"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
     let e = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(
         o.status.code() != Some(101) && !e.contains("panicked"),
@@ -54,7 +60,7 @@ bootstrap = 10
 "#;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(mutate::config(96))]
 
     #[test]
     fn mutated_run_files_run_or_name_the_file_or_flag(edits in edits(5)) {
@@ -68,10 +74,10 @@ proptest! {
         );
         let file = t.path().join("run.toml");
         std::fs::write(&file, mutated(text.as_bytes(), &edits)).unwrap();
-        let (ok, e) = run(&["metrics", "--config", p(&file)]);
+        let (ok, e) = run(t.path(), &["metrics", "--config", p(&file)]);
         prop_assert!(
-            // (every path of the test lies under the temporary `.tmp...` directory)
-            ok || e.contains("run.toml") || e.contains("--") || e.contains(".tmp"),
+            // or the path the file gives (a mutated one included: all lie under a `tmp` dir)
+            ok || e.contains("run.toml") || e.contains("--") || e.contains("jsonl") || e.contains("tmp"),
             "{e}"
         );
     }
@@ -82,12 +88,12 @@ proptest! {
         let file = t.path().join("grid.toml");
         std::fs::write(&file, mutated(EXPERIMENT.as_bytes(), &edits)).unwrap();
         let out = t.path().join("out");
-        let (ok, e) = run(&["experiment", "run", p(&file), "--out", p(&out)]);
+        let (ok, e) = run(t.path(), &["experiment", "run", p(&file), "--out", p(&out)]);
         // Nothing it names exists: a grid that parses fails on its data or model.
         prop_assert!(!ok, "{e}");
         prop_assert!(e.contains("grid.toml"), "{e}");
         if out.join("experiment.json").exists() {
-            let (_, e) = run(&["experiment", "show", p(&out)]);
+            let (_, e) = run(t.path(), &["experiment", "show", p(&out)]);
             prop_assert!(!e.contains("panicked"));
         }
     }

@@ -49,7 +49,7 @@ const KINDS: [DatasetKind; 4] = [
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(mutate::config(512))]
 
     #[test]
     fn mutated_raw_files_load_or_name_the_file(

@@ -43,7 +43,7 @@ const MODEL_FILES: [&str; 4] = [
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(mutate::config(256))]
 
     #[test]
     fn mutated_model_directories_load_or_name_the_directory(

@@ -67,7 +67,7 @@ fn names(e: &str, path: &Path) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(mutate::config(512))]
 
     #[test]
     fn mutated_predictions_parse_or_name_file_and_line(edits in edits(6)) {

@@ -192,13 +192,18 @@ pub fn load(dir: &Path, model: &mut dyn Backbone, tok: &crate::tokenizer::Tok) -
             top_k,
         })
     };
+    // What the config asks of the model (its target modules) is the config's fault.
+    let mut attach = |c: AdapterConfig| {
+        let set = model.attach_adapters(&c, 0);
+        set.map_err(|e| model_err(&cfg_path, e.to_string()))
+    };
     let tuning = match &cfg {
-        PeftConfig::Lora(l) => Tuning::Adapters(model.attach_adapters(&lora(l, 1, None)?, 0)?),
+        PeftConfig::Lora(l) => Tuning::Adapters(attach(lora(l, 1, None)?)?),
         PeftConfig::LoraMoe {
             lora: l,
             experts,
             top_k,
-        } => Tuning::Adapters(model.attach_adapters(&lora(l, *experts, *top_k)?, 0)?),
+        } => Tuning::Adapters(attach(lora(l, *experts, *top_k)?)?),
         // A saved p-tuning prompt is the encoder's output: it loads as a fixed prompt.
         PeftConfig::PromptTuning { prompt, .. } | PeftConfig::PTuning { prompt, .. } => {
             let shape = crate::prompt::PromptShape {
