@@ -325,26 +325,10 @@ fn score_matches_transformers_on_smollm2() {
         if !c["chat"].as_bool().unwrap() {
             args.push("--no-chat");
         }
-        let s = ok(&args);
-        let v: serde_json::Value = serde_json::from_str(s.lines().last().unwrap()).unwrap();
-        // What the README states: the same token ids and answer tokens, P(Yes) within 1e-5,
-        // both logits within 1e-4 (measured 2026-12-04: 2.6e-6 and 1.9e-5 at most).
+        let v = score_json(&ok(&args));
+        // (measured 2026-12-04: 2.6e-6 and 1.9e-5 at most)
         assert_eq!(v["n_tokens"], c["n_tokens"], "{c}");
-        assert_eq!(v["ids"], c["ids"], "token ids for {c}");
-        assert_eq!(
-            (&v["yes_token"], &v["no_token"]),
-            (&c["yes_token"], &c["no_token"]),
-            "{c}"
-        );
-        let (a, b) = (v["p_yes"].as_f64().unwrap(), c["p_yes"].as_f64().unwrap());
-        assert!(
-            (a - b).abs() < 1e-5,
-            "P(Yes) {a} vs transformers {b} for {c}"
-        );
-        for k in ["logit_yes", "logit_no"] {
-            let (a, b) = (v[k].as_f64().unwrap(), c[k].as_f64().unwrap());
-            assert!((a - b).abs() < 1e-4, "{k} {a} vs transformers {b}");
-        }
+        assert_score_matches(&v, c);
     }
 }
 

@@ -174,3 +174,26 @@ pub fn start_server(args: &[&str]) -> (std::process::Child, String) {
         .to_string();
     (child, addr)
 }
+
+/// The JSON object `fairrec score` prints as its last line.
+pub fn score_json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+/// `fairrec score`'s output `v` against a Python reference case `c` (transformers, peft),
+/// as the README states it: the same token ids and answer tokens, P(Yes) within 1e-5,
+/// both answer logits within 1e-4.
+pub fn assert_score_matches(v: &serde_json::Value, c: &serde_json::Value) {
+    assert_eq!(v["ids"], c["ids"], "token ids for {c}");
+    assert_eq!(
+        (&v["yes_token"], &v["no_token"]),
+        (&c["yes_token"], &c["no_token"]),
+        "{c}"
+    );
+    let (a, b) = (v["p_yes"].as_f64().unwrap(), c["p_yes"].as_f64().unwrap());
+    assert!((a - b).abs() < 1e-5, "P(Yes) {a} vs Python {b} for {c}");
+    for k in ["logit_yes", "logit_no"] {
+        let (a, b) = (v[k].as_f64().unwrap(), c[k].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-4, "{k} {a} vs Python {b} for {c}");
+    }
+}

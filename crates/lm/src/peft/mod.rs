@@ -88,7 +88,10 @@ pub fn config(tuning: &Tuning, model: &dyn PromptHost, base: &str) -> Result<Pef
                     PromptInit::Text(t) => Some(t.clone()),
                     _ => None,
                 },
-                tokenizer_name_or_path: None,
+                // PEFT refuses a TEXT-initialised config without the tokenizer it was
+                // initialised with (`PromptTuningConfig.__post_init__`); ours is the base
+                // model's.
+                tokenizer_name_or_path: matches!(init, PromptInit::Text(_)).then(|| base.into()),
             },
             Some(enc) => PeftConfig::PTuning {
                 prompt: prompt_file(prompt),
