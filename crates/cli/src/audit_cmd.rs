@@ -158,6 +158,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         git_revision: crate::git_revision(),
         mos_routes: s.mos_routes,
         served: s.served,
+        device: s.device,
     };
     fairrec_core::fs::write_json(&set.path("run.json"), &record)
         .with_context(|| format!("writing {}", a.out.join("run.json").display()))?;
@@ -185,6 +186,8 @@ struct Scoring {
     seconds: f64,
     mos_routes: Option<std::collections::BTreeMap<String, Vec<f64>>>,
     served: Option<serde_json::Value>,
+    /// Where a local model ran.
+    device: Option<String>,
 }
 
 fn score_local(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> {
@@ -225,6 +228,7 @@ fn score_local(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> {
         seconds: scored.seconds,
         mos_routes: scores.mos_routes,
         served: None,
+        device: Some(fairrec_lm::device::name(scorer.backbone.device())),
     })
 }
 
@@ -270,6 +274,7 @@ fn score_served(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> 
         seconds: t0.elapsed().as_secs_f64(),
         mos_routes: None,
         served: Some(serde_json::to_value(&served)?),
+        device: None,
     })
 }
 

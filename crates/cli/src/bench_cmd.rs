@@ -6,7 +6,7 @@
 //! line carries its model FLOPs, so GFLOP/s can be set against that ceiling.
 
 use anyhow::{bail, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use clap::Args;
 use fairrec_core::Rng;
 use fairrec_lm::adapter::AdapterConfig;
@@ -34,24 +34,12 @@ pub struct BenchArgs {
     /// Timed steps (after one untimed warm-up step).
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
-    /// cpu, or cuda / cuda:N (a build with `--features cuda`).
+    /// cpu, auto, or cuda / cuda:N (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: fairrec_lm::device::DeviceSpec,
     /// f32, or bf16 for --shape (frozen weights in bf16; LoRA variables stay f32).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-}
-
-/// The device named by `--device`.
-pub fn device(name: &str) -> Result<Device> {
-    Ok(match name {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::new_cuda(0)?,
-        o => match o.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Device::new_cuda(n)?,
-            _ => bail!("--device `{o}`: expected cpu, cuda or cuda:N"),
-        },
-    })
 }
 
 /// The configuration of a named architecture (the HF `config.json` values).
@@ -99,7 +87,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }
     }
     if a.mode == "peak" {
-        if a.device != "cpu" {
+        if a.device != fairrec_lm::device::DeviceSpec::Cpu {
             bail!("--mode peak measures the CPU; drop --device {}", a.device);
         }
         let gflops = fairrec_lm::flops::fma_peak_gflops(threads())?;
@@ -110,7 +98,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let device = device(&a.device)?;
+    let device = a.device.resolve()?;
     let dtype = match a.dtype.as_str() {
         "f32" => DType::F32,
         "bf16" => DType::BF16,
@@ -185,7 +173,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         "{}",
         serde_json::json!({
             "program": "fairrec", "mode": a.mode, "model": a.model.as_ref().map(|p| p.display().to_string()).or(a.shape.clone()),
-            "batch": a.batch, "seq": a.seq, "device": a.device, "dtype": a.dtype, "steps": timed.len(), "threads": threads(),
+            "batch": a.batch, "seq": a.seq, "device": fairrec_lm::device::name(&device), "dtype": a.dtype, "steps": timed.len(), "threads": threads(),
             "load_s": load_s, "step_s": mean, "tokens_per_s": tokens / mean, "step_times_s": timed,
             "step_gflop": flop / 1e9, "gflops": flop / 1e9 / mean,
             "peak_rss_bytes": peak_rss(), "peak_rss_gib": peak_rss().map(|b| b as f64 / (1u64 << 30) as f64),

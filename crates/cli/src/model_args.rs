@@ -2,8 +2,8 @@
 //! adapter, if given) ready to score.
 
 use anyhow::{Context as _, Result};
-use candle_core::Device;
 use clap::Args;
+use fairrec_lm::device::DeviceSpec;
 use fairrec_lm::load::{load, Loaded, Model};
 use fairrec_lm::score::{AnswerSpace, PromptFormat};
 use fairrec_lm::tuning::Tuning;
@@ -21,6 +21,9 @@ pub struct ModelArgs {
     /// Answer tokens: auto (no space after a chat template, " Yes" after a raw prompt), leading or none.
     #[arg(long, default_value = "auto")]
     pub answer_space: String,
+    /// Where to run: auto (the first CUDA device of a `--features cuda` build, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceSpec,
 }
 
 impl ModelArgs {
@@ -51,10 +54,11 @@ impl ModelArgs {
         )?)
     }
 
-    /// Load the model (a decoder or T5) on the CPU.
+    /// Load the model (a decoder or T5) on `--device`.
     pub fn load(&self) -> Result<Loaded<Model>> {
         let path = self.path()?;
-        load(path, &Device::Cpu).with_context(|| format!("loading the model {}", path.display()))
+        let device = self.device.resolve()?;
+        load(path, &device).with_context(|| format!("loading the model {}", path.display()))
     }
 }
 

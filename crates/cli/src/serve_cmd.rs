@@ -38,6 +38,9 @@ pub struct ServeArgs {
     /// Connections open at once (503 above).
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
+    /// Where to run: auto, cpu, cuda or cuda:N (as `audit --device`).
+    #[arg(long, default_value = "auto")]
+    pub device: fairrec_lm::device::DeviceSpec,
     /// Largest `n` (choices per prompt) a request may ask.
     #[arg(long, default_value_t = 64)]
     pub max_n: usize,
@@ -48,6 +51,7 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         model: Some(a.model.clone()),
         no_chat: false,
         answer_space: "auto".into(),
+        device: a.device,
     };
     let (loaded, tuning) = load_with_adapter(&margs, a.adapter.as_deref())?;
     if let Some(fairrec_lm::tuning::Tuning::Mos(_)) = tuning {

@@ -18,6 +18,7 @@ pub mod batch;
 pub mod builtin;
 pub mod chat;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod flops;
 pub mod gguf;
