@@ -37,21 +37,9 @@ fn device_flags_are_checked_and_recorded() {
         // auto is the CPU on this build; every command takes the flag.
         assert!(score("auto").status.success());
         let out = t.path().join("audit");
-        ok(&[
-            "audit",
-            "--model",
-            p(&model),
-            "--data",
-            p(&data),
-            "--limit",
-            "1",
-            "--bootstrap",
-            "0",
-            "--device",
-            "auto",
-            "--out",
-            p(&out),
-        ]);
+        let mut args = audit_argv(&model, &data, "1", &out);
+        args.extend(["--device", "auto"]);
+        ok(&args);
         let run: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
         assert_eq!(run["device"], "cpu");

@@ -32,19 +32,7 @@ fn stderr_of(out: std::process::Output) -> String {
 /// `fairrec audit` of `model` on `data`'s first `limit` test samples into `out`, without
 /// bootstrap.
 fn audit(model: &Path, data: &Path, limit: &str, out: &Path) -> std::process::Output {
-    fairrec(&[
-        "audit",
-        "--model",
-        p(model),
-        "--data",
-        p(data),
-        "--limit",
-        limit,
-        "--bootstrap",
-        "0",
-        "--out",
-        p(out),
-    ])
+    fairrec(&audit_argv(model, data, limit, out))
 }
 
 #[test]

@@ -76,6 +76,27 @@ pub fn tiny_hf_model(dir: &Path) {
     .unwrap();
 }
 
+/// The arguments of `fairrec audit` of `model` on `data`'s first `limit` test samples
+/// into `out`, without bootstrap (more flags may follow).
+pub fn audit_argv<'a>(
+    model: &'a Path,
+    data: &'a Path,
+    limit: &'a str,
+    out: &'a Path,
+) -> Vec<&'a str> {
+    let mut a = vec![
+        "audit",
+        "--model",
+        p(model),
+        "--data",
+        p(data),
+        "--limit",
+        limit,
+    ];
+    a.extend(["--bootstrap", "0", "--out", p(out)]);
+    a
+}
+
 /// [`small_dataset`] of `users` in `dir/data` and [`tiny_hf_model`] in `dir/model`.
 pub fn data_and_model(dir: &Path, users: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let model = dir.join("model");
