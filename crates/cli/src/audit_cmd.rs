@@ -158,7 +158,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         git_revision: crate::git_revision(),
         mos_routes: s.mos_routes,
         served: s.served,
-        device: s.device,
+        placement: s.placement,
     };
     fairrec_core::fs::write_json(&set.path("run.json"), &record)
         .with_context(|| format!("writing {}", a.out.join("run.json").display()))?;
@@ -187,7 +187,7 @@ struct Scoring {
     mos_routes: Option<std::collections::BTreeMap<String, Vec<f64>>>,
     served: Option<serde_json::Value>,
     /// Where a local model ran.
-    device: Option<String>,
+    placement: Option<fairrec_lm::device::Placement>,
 }
 
 fn score_local(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> {
@@ -228,7 +228,7 @@ fn score_local(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> {
         seconds: scored.seconds,
         mos_routes: scores.mos_routes,
         served: None,
-        device: Some(fairrec_lm::device::name(scorer.backbone.device())),
+        placement: Some(fairrec_lm::device::Placement::of_model(scorer.backbone)),
     })
 }
 
@@ -274,7 +274,7 @@ fn score_served(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> 
         seconds: t0.elapsed().as_secs_f64(),
         mos_routes: None,
         served: Some(serde_json::to_value(&served)?),
-        device: None,
+        placement: None,
     })
 }
 

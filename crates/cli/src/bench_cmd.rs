@@ -37,9 +37,9 @@ pub struct BenchArgs {
     /// cpu, auto, or cuda / cuda:N (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: fairrec_lm::device::DeviceSpec,
-    /// f32, or bf16 for --shape (frozen weights in bf16; LoRA variables stay f32).
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    /// auto (bf16 on a GPU that computes in it, else f32), f32, bf16 or f16: frozen weights in it; LoRA variables stay f32.
+    #[arg(long, default_value = "auto")]
+    pub dtype: fairrec_lm::device::DTypeSpec,
 }
 
 /// The configuration of a named architecture (the HF `config.json` values).
@@ -99,16 +99,11 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         return Ok(());
     }
     let device = a.device.resolve()?;
-    let dtype = match a.dtype.as_str() {
-        "f32" => DType::F32,
-        "bf16" => DType::BF16,
-        o => bail!("--dtype `{o}`: expected f32 or bf16"),
-    };
+    let dtype = a.dtype.resolve(&device);
     let t_load = Instant::now();
     let mut model = match (&a.model, &a.shape) {
-        (Some(_), _) if dtype != DType::F32 => bail!("--dtype bf16 needs --shape"),
         (Some(p), _) => {
-            fairrec_lm::load::load(p, &device)?
+            fairrec_lm::load::load(p, &device, dtype)?
                 .into_decoder("bench")?
                 .model
         }
@@ -173,7 +168,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         "{}",
         serde_json::json!({
             "program": "fairrec", "mode": a.mode, "model": a.model.as_ref().map(|p| p.display().to_string()).or(a.shape.clone()),
-            "batch": a.batch, "seq": a.seq, "device": fairrec_lm::device::name(&device), "dtype": a.dtype, "steps": timed.len(), "threads": threads(),
+            "batch": a.batch, "seq": a.seq, "device": fairrec_lm::device::name(&device), "dtype": fairrec_lm::device::dtype_name(dtype), "steps": timed.len(), "threads": threads(),
             "load_s": load_s, "step_s": mean, "tokens_per_s": tokens / mean, "step_times_s": timed,
             "step_gflop": flop / 1e9, "gflops": flop / 1e9 / mean,
             "peak_rss_bytes": peak_rss(), "peak_rss_gib": peak_rss().map(|b| b as f64 / (1u64 << 30) as f64),

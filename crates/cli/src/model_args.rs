@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use fairrec_lm::device::DeviceSpec;
+use fairrec_lm::device::{DTypeSpec, DeviceSpec};
 use fairrec_lm::load::{load, Loaded, Model};
 use fairrec_lm::score::{AnswerSpace, PromptFormat};
 use fairrec_lm::tuning::Tuning;
@@ -24,6 +24,9 @@ pub struct ModelArgs {
     /// Where to run: auto (the first CUDA device of a `--features cuda` build, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceSpec,
+    /// Precision of the frozen base: auto (bf16 on a GPU that computes in it, else f32), f32, bf16 or f16; adapters, prompts and optimiser state stay f32.
+    #[arg(long, default_value = "auto")]
+    pub dtype: DTypeSpec,
 }
 
 impl ModelArgs {
@@ -54,11 +57,17 @@ impl ModelArgs {
         )?)
     }
 
-    /// Load the model (a decoder or T5) on `--device`.
+    /// Load the model (a decoder or T5) on `--device` in `--dtype`.
     pub fn load(&self) -> Result<Loaded<Model>> {
+        self.load_as(self.dtype)
+    }
+
+    /// As [`ModelArgs::load`] with the dtype `dtype` instead of `--dtype`.
+    pub fn load_as(&self, dtype: DTypeSpec) -> Result<Loaded<Model>> {
         let path = self.path()?;
         let device = self.device.resolve()?;
-        load(path, &device).with_context(|| format!("loading the model {}", path.display()))
+        let dtype = dtype.resolve(&device);
+        load(path, &device, dtype).with_context(|| format!("loading the model {}", path.display()))
     }
 }
 

@@ -41,6 +41,9 @@ pub struct ServeArgs {
     /// Where to run: auto, cpu, cuda or cuda:N (as `audit --device`).
     #[arg(long, default_value = "auto")]
     pub device: fairrec_lm::device::DeviceSpec,
+    /// Precision of the weights: auto, f32, bf16 or f16 (as `audit --dtype`).
+    #[arg(long, default_value = "auto")]
+    pub dtype: fairrec_lm::device::DTypeSpec,
     /// Largest `n` (choices per prompt) a request may ask.
     #[arg(long, default_value_t = 64)]
     pub max_n: usize,
@@ -52,6 +55,7 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         no_chat: false,
         answer_space: "auto".into(),
         device: a.device,
+        dtype: a.dtype,
     };
     let (loaded, tuning) = load_with_adapter(&margs, a.adapter.as_deref())?;
     if let Some(fairrec_lm::tuning::Tuning::Mos(_)) = tuning {

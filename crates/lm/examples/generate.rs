@@ -10,9 +10,13 @@ fn main() {
     let q = args
         .next()
         .unwrap_or_else(|| "What is the capital of France?".into());
-    let m = load(std::path::Path::new(&path), &Device::Cpu)
-        .and_then(|l| l.into_decoder("generation"))
-        .unwrap();
+    let m = load(
+        std::path::Path::new(&path),
+        &Device::Cpu,
+        candle_core::DType::F32,
+    )
+    .and_then(|l| l.into_decoder("generation"))
+    .unwrap();
     let s = Scorer::new(
         &m.model,
         &m.tokenizer,

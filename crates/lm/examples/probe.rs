@@ -5,7 +5,12 @@ use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
 
 fn main() {
     let path = std::env::args().nth(1).expect("model path");
-    let m = load(std::path::Path::new(&path), &Device::Cpu).unwrap();
+    let m = load(
+        std::path::Path::new(&path),
+        &Device::Cpu,
+        candle_core::DType::F32,
+    )
+    .unwrap();
     let pairs = [
         (
             "Is the sky blue on a clear day?",

@@ -11,7 +11,7 @@ use crate::llama::Llama;
 use crate::t5::T5;
 use crate::tokenizer::Tok;
 use crate::tuning::AdapterSet;
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use std::path::Path;
 
 /// Right-padded token ids `[B, T]` and each row's last real position.
@@ -39,6 +39,8 @@ pub trait Backbone: Send + Sync {
     fn parameters(&self) -> usize;
     /// The device the model runs on.
     fn device(&self) -> &Device;
+    /// The dtype of the frozen weights (the input embedding's).
+    fn dtype(&self) -> DType;
     /// The longest prompt in tokens (`None`: no hard limit, T5's relative positions).
     fn max_positions(&self) -> Option<usize>;
     /// The final hidden state at the answer position `[B, H]` (a decoder's last prompt
@@ -102,6 +104,10 @@ impl Backbone for Model {
         self.inner().device()
     }
 
+    fn dtype(&self) -> DType {
+        self.inner().dtype()
+    }
+
     fn max_positions(&self) -> Option<usize> {
         self.inner().max_positions()
     }
@@ -153,6 +159,10 @@ impl Backbone for Llama {
         Llama::device(self)
     }
 
+    fn dtype(&self) -> DType {
+        self.embed_tokens.dtype()
+    }
+
     fn max_positions(&self) -> Option<usize> {
         Some(self.cfg.max_position_embeddings)
     }
@@ -199,6 +209,10 @@ impl Backbone for T5 {
 
     fn device(&self) -> &Device {
         T5::device(self)
+    }
+
+    fn dtype(&self) -> DType {
+        self.shared.dtype()
     }
 
     fn max_positions(&self) -> Option<usize> {

@@ -1,10 +1,12 @@
-//! Where a command runs: `--device auto|cpu|cuda|cuda:N` (issue 24). `auto` is the first
-//! CUDA device when this build has CUDA (`--features cuda`) and a device answers, else the
-//! CPU. Asking for CUDA from a build without it, or on a machine where no device answers,
-//! is an error that says which is missing.
+//! Where a command runs and in which precision: `--device auto|cpu|cuda|cuda:N` and
+//! `--dtype auto|f32|bf16|f16` (issue 24). `auto` is the first CUDA device when this build
+//! has CUDA (`--features cuda`) and a device answers, else the CPU. Asking for CUDA from a
+//! build without it, or on a machine where no device answers, is an error that says which
+//! is missing. The dtype is that of the frozen base weights and activations; adapters,
+//! soft prompts, MoS, optimiser state, losses and softmax stay in f32 (as peft keeps them).
 
 use crate::error::{LmError, Result};
-use candle_core::Device;
+use candle_core::{DType, Device};
 
 /// A device as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,6 +68,148 @@ impl DeviceSpec {
     }
 }
 
+/// A precision as named on the command line (`--dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DTypeSpec {
+    /// bf16 on a CUDA device that computes in it, else f32.
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+    F16,
+}
+
+impl std::str::FromStr for DTypeSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(DTypeSpec::Auto),
+            "f32" => Ok(DTypeSpec::F32),
+            "bf16" => Ok(DTypeSpec::Bf16),
+            "f16" => Ok(DTypeSpec::F16),
+            o => Err(format!("`{o}`: expected auto, f32, bf16 or f16")),
+        }
+    }
+}
+
+impl std::fmt::Display for DTypeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DTypeSpec::Auto => "auto",
+            DTypeSpec::F32 => "f32",
+            DTypeSpec::Bf16 => "bf16",
+            DTypeSpec::F16 => "f16",
+        })
+    }
+}
+
+impl DTypeSpec {
+    /// The dtype on `device`: `auto` is bf16 on a CUDA device whose kernels compute in it
+    /// (probed with one small product, so a GPU without bf16 falls back to f32), f32 on the
+    /// CPU (its fused kernels are f32; bf16 there runs candle's composed ops, slower).
+    pub fn resolve(self, device: &Device) -> DType {
+        match self {
+            DTypeSpec::F32 => DType::F32,
+            DTypeSpec::Bf16 => DType::BF16,
+            DTypeSpec::F16 => DType::F16,
+            DTypeSpec::Auto if device.is_cpu() => DType::F32,
+            DTypeSpec::Auto => {
+                let probe = candle_core::Tensor::ones((2, 2), DType::BF16, device)
+                    .and_then(|t| t.matmul(&t))
+                    .and_then(|t| t.to_dtype(DType::F32))
+                    .and_then(|t| t.sum_all())
+                    .and_then(|t| t.to_scalar::<f32>());
+                match probe {
+                    Ok(8.0) => DType::BF16,
+                    other => {
+                        tracing::info!("bf16 unavailable on this device ({other:?}); using f32");
+                        DType::F32
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A dtype's name as `--dtype` writes it.
+pub fn dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "f32",
+        DType::BF16 => "bf16",
+        DType::F16 => "f16",
+        other => other.as_str(),
+    }
+}
+
+/// What ran where, for run records (`run.json`, `cell.json`): the device and dtype, and
+/// on a GPU its name and the driver's and CUDA's versions as `nvidia-smi` reports them
+/// (absent where it cannot be run).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Placement {
+    pub device: String,
+    /// Absent from records written before `--dtype` (2026-12-05; those ran in f32).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dtype: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda: Option<String>,
+}
+
+impl Placement {
+    /// Where `model` runs.
+    pub fn of_model(model: &dyn crate::Backbone) -> Placement {
+        Placement::of(model.device(), model.dtype())
+    }
+
+    pub fn of(device: &Device, dtype: DType) -> Placement {
+        let mut p = Placement {
+            device: name(device),
+            dtype: dtype_name(dtype).into(),
+            gpu: None,
+            driver: None,
+            cuda: None,
+        };
+        if let candle_core::DeviceLocation::Cuda { gpu_id } = device.location() {
+            (p.gpu, p.driver) = nvidia_smi(gpu_id).unwrap_or_default();
+            p.cuda = cuda_version();
+        }
+        p
+    }
+}
+
+/// The GPU's name and driver version (`nvidia-smi --query-gpu=name,driver_version`).
+fn nvidia_smi(gpu: usize) -> Option<(Option<String>, Option<String>)> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=name,driver_version",
+            "--format=csv,noheader",
+            &format!("--id={gpu}"),
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (gpu, driver) = text.lines().next()?.split_once(',')?;
+    Some((
+        Some(gpu.trim().to_string()),
+        Some(driver.trim().to_string()),
+    ))
+}
+
+/// The CUDA version the driver supports, from `nvidia-smi`'s header ("CUDA Version: 13.0").
+fn cuda_version() -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let at = text.find("CUDA Version:")?;
+    let v = text[at + "CUDA Version:".len()..]
+        .split_whitespace()
+        .next()?;
+    Some(v.to_string())
+}
+
 /// A device's name as `--device` writes it (`cpu`, `cuda:N`), for run records.
 pub fn name(device: &Device) -> String {
     match device.location() {
@@ -90,6 +234,18 @@ mod tests {
             assert!(e.contains("expected auto, cpu, cuda or cuda:N"), "{e}");
         }
         assert_eq!(name(&DeviceSpec::Cpu.resolve().unwrap()), "cpu");
+        for s in ["auto", "f32", "bf16", "f16"] {
+            assert_eq!(s.parse::<DTypeSpec>().unwrap().to_string(), s);
+        }
+        for bad in ["fp32", "bfloat16", "F32", ""] {
+            let e = bad.parse::<DTypeSpec>().unwrap_err();
+            assert!(e.contains("expected auto, f32, bf16 or f16"), "{e}");
+        }
+        assert_eq!(DTypeSpec::Auto.resolve(&Device::Cpu), DType::F32);
+        assert_eq!(DTypeSpec::Bf16.resolve(&Device::Cpu), DType::BF16);
+        let p = Placement::of(&Device::Cpu, DType::F32);
+        assert_eq!((p.device.as_str(), p.dtype.as_str()), ("cpu", "f32"));
+        assert!(p.gpu.is_none() && p.driver.is_none() && p.cuda.is_none());
         if !CUDA_BUILD {
             assert_eq!(name(&DeviceSpec::Auto.resolve().unwrap()), "cpu");
             let e = DeviceSpec::Cuda(1).resolve().unwrap_err().to_string();

@@ -1,6 +1,6 @@
 //! GGUF files (llama and qwen2 architectures): metadata -> [`LlamaConfig`], tensors
-//! dequantized to f32 and renamed to HF checkpoint keys, tokenizer rebuilt from the
-//! metadata.
+//! dequantized (to the dtype asked for, one tensor at a time) and renamed to HF checkpoint
+//! keys, tokenizer rebuilt from the metadata.
 //!
 //! llama.cpp's converter permutes the rows of `q_proj` and `k_proj` for its interleaved
 //! rotary embedding: HF rows `(head, half, i)` are stored as `(head, i, half)`. fairrec
@@ -10,14 +10,14 @@
 use crate::config::LlamaConfig;
 use crate::error::{LmError, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// A GGUF file read into memory.
 pub struct GgufModel {
     pub config: LlamaConfig,
-    /// HF-named f32 tensors.
+    /// HF-named tensors in the dtype asked for.
     pub tensors: HashMap<String, Tensor>,
     pub metadata: HashMap<String, Value>,
 }
@@ -102,8 +102,9 @@ pub fn unpermute(t: &Tensor, n_heads: usize) -> Result<Tensor> {
     Ok(x.reshape(dims)?)
 }
 
-/// Read and dequantize a GGUF file.
-pub fn load(path: &Path, device: &Device) -> Result<GgufModel> {
+/// Read a GGUF file, each tensor dequantized to f32 and cast to `dtype` before the next is
+/// read (host memory holds one f32 tensor at a time beside the model in `dtype`).
+pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<GgufModel> {
     let io = |source| LmError::Io {
         path: path.to_path_buf(),
         source,
@@ -168,7 +169,7 @@ pub fn load(path: &Path, device: &Device) -> Result<GgufModel> {
                 t = unpermute(&t, config.kv_heads())?;
             }
         }
-        tensors.insert(hf, t);
+        tensors.insert(hf, t.to_dtype(dtype)?);
     }
     Ok(GgufModel {
         config,

@@ -135,3 +135,12 @@ pub fn gather_positions(hidden: &Tensor, positions: &[usize]) -> Result<Tensor> 
     let idx = Tensor::from_vec(flat, b, hidden.device())?;
     Ok(hidden.reshape((b * t, h))?.index_select(&idx, 0)?)
 }
+
+/// `h rows^T` in f32 (`[B, H] x [N, H]^T -> [B, N]`): the answer tokens' logits from a
+/// half-precision model are computed from its last state and head rows upcast to f32, so
+/// the two logits whose difference is P(Yes) carry no bf16 rounding of their own (ours: a
+/// handful of head rows, a negligible cost; transformers rounds the whole head's output).
+pub fn f32_product(h: &Tensor, rows: &Tensor) -> Result<Tensor> {
+    let (h, rows) = (h.to_dtype(DType::F32)?, rows.to_dtype(DType::F32)?);
+    Ok(h.matmul(&rows.t()?)?)
+}

@@ -451,7 +451,7 @@ impl Llama {
                 "a per-row prefix cannot be combined with an attached soft prompt".into(),
             )),
             (Some(p), None) => Ok((p.prepend(&x)?, p.len())),
-            (None, Some(p)) => Ok((Tensor::cat(&[p, &x], 1)?, p.dim(1)?)),
+            (None, Some(p)) => Ok((Tensor::cat(&[&p.to_dtype(x.dtype())?, &x], 1)?, p.dim(1)?)),
             (None, None) => Ok((x, 0)),
         }
     }
@@ -573,7 +573,7 @@ impl Llama {
     pub fn token_logits(&self, h: &Tensor, tokens: &[u32]) -> Result<Tensor> {
         let idx = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
         let rows = weight(self.head()).index_select(&idx, 0)?;
-        Ok(h.matmul(&rows.t()?)?.to_dtype(DType::F32)?)
+        crate::layers::f32_product(h, &rows)
     }
 }
 

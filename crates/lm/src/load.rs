@@ -38,15 +38,21 @@ impl Loaded<Model> {
 
 /// Load a GGUF file (`*.gguf`) or an HF directory (`config.json`, `*.safetensors` with or
 /// without `model.safetensors.index.json`, `tokenizer.json`, `tokenizer_config.json`): a
-/// Llama-family decoder, or T5 when the directory's config says so ([`is_t5_dir`]).
-pub fn load(path: &Path, device: &Device) -> Result<Loaded<Model>> {
+/// Llama-family decoder, or T5 when the directory's config says so ([`is_t5_dir`]), its
+/// weights in `dtype` on `device`. Each tensor goes straight to `dtype` as it is read (no
+/// f32 copy of the whole model is ever made): safetensors are memory-mapped and converted
+/// tensor by tensor on the device, GGUF tensors dequantised one at a time.
+pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Loaded<Model>> {
     let (model, tokenizer) = if path.is_dir() && is_t5_dir(path) {
-        (Model::T5(load_t5(path, device)?), Tok::from_hf_dir(path)?)
+        (
+            Model::T5(load_t5(path, device, dtype)?),
+            Tok::from_hf_dir(path)?,
+        )
     } else {
         let l = if path.is_dir() {
-            load_hf_dir(path, device)?
+            load_hf_dir(path, device, dtype)?
         } else {
-            load_gguf(path, device)?
+            load_gguf(path, device, dtype)?
         };
         (Model::Decoder(l.model), l.tokenizer)
     };
@@ -57,11 +63,11 @@ pub fn load(path: &Path, device: &Device) -> Result<Loaded<Model>> {
     })
 }
 
-/// Load a GGUF file, dequantized to f32.
-pub fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
-    let g = crate::gguf::load(path, device)?;
+/// Load a GGUF file, dequantized to `dtype`.
+pub fn load_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Loaded> {
+    let g = crate::gguf::load(path, device, dtype)?;
     let tokenizer = Tok::from_gguf(&g.metadata)?;
-    let vb = VarBuilder::from_tensors(g.tensors, DType::F32, device);
+    let vb = VarBuilder::from_tensors(g.tensors, dtype, device);
     let model = Llama::new(&g.config, vb).map_err(|e| LmError::Model {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -116,8 +122,8 @@ fn shards(dir: &Path) -> Result<Vec<PathBuf>> {
     })
 }
 
-/// Load an HF directory.
-pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<Loaded> {
+/// Load an HF directory, its weights in `dtype`.
+pub fn load_hf_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Loaded> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|source| LmError::Io {
         path: cfg_path.clone(),
@@ -129,7 +135,7 @@ pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<Loaded> {
     })?;
     let files = shards(dir)?;
     // SAFETY: the files are memory-mapped read-only; fairrec never writes to them while loaded.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
     let model = Llama::new(&cfg, vb).map_err(|e| LmError::Model {
         path: dir.to_path_buf(),
         message: e.to_string(),
@@ -159,8 +165,8 @@ pub fn is_t5_dir(dir: &Path) -> bool {
             })
 }
 
-/// Load the weights of an HF T5 / Flan-T5 directory (`config.json`, safetensors).
-pub fn load_t5(dir: &Path, device: &Device) -> Result<crate::t5::T5> {
+/// Load the weights of an HF T5 / Flan-T5 directory (`config.json`, safetensors) in `dtype`.
+pub fn load_t5(dir: &Path, device: &Device, dtype: DType) -> Result<crate::t5::T5> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|source| LmError::Io {
         path: cfg_path.clone(),
@@ -172,7 +178,7 @@ pub fn load_t5(dir: &Path, device: &Device) -> Result<crate::t5::T5> {
     })?;
     let files = shards(dir)?;
     // SAFETY: as in `load_hf_dir`.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
     crate::t5::T5::new(&cfg, vb).map_err(|e| LmError::Model {
         path: dir.to_path_buf(),
         message: e.to_string(),

@@ -287,7 +287,12 @@ impl MixturePrompt {
         let dev = model.host_device();
         let rows = Tensor::from_vec(avg, (spans.len(), total), dev)?;
         let idx = Tensor::from_vec(ids, total, dev)?;
-        let e = model.input_embedding().detach().index_select(&idx, 0)?;
+        // The router reads f32 features whatever the base's dtype.
+        let e = model
+            .input_embedding()
+            .detach()
+            .index_select(&idx, 0)?
+            .to_dtype(candle_core::DType::F32)?;
         Ok(rows
             .matmul(&e)?
             .reshape((groups.len(), g, model.hidden_size()))?)

@@ -51,8 +51,10 @@ impl Capture {
     }
 }
 
-/// Pool `hidden` `[B, T, H]` (right-padded; row `b` real at `0..=last[b]`) -> `[B, H]`.
+/// Pool `hidden` `[B, T, H]` (right-padded; row `b` real at `0..=last[b]`) -> `[B, H]`,
+/// in f32 whatever the model's dtype (the losses that read it are computed in f32).
 pub fn pool(hidden: &Tensor, last: &[usize], pooling: Pooling) -> Result<Tensor> {
+    let hidden = &hidden.to_dtype(candle_core::DType::F32)?;
     match pooling {
         Pooling::Last => gather_positions(hidden, last),
         Pooling::Mean => {

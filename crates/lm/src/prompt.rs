@@ -171,7 +171,8 @@ impl SoftPrompt {
             }
         };
         Ok(SoftPrompt {
-            embeddings: Var::from_tensor(&t.detach().copy()?)?,
+            // f32 whatever the base's dtype (trainable variables are kept in f32).
+            embeddings: Var::from_tensor(&t.detach().to_dtype(candle_core::DType::F32)?.copy()?)?,
             encoder: None,
             shape,
         })
@@ -256,10 +257,14 @@ impl SoftPrompt {
     }
 }
 
-/// `[N, H]` rows in front of every row of `x` `[B, T, H]`.
+/// `[N, H]` rows in front of every row of `x` `[B, T, H]` (the f32 rows cast to the
+/// model's dtype on the way in; their gradient comes back in f32).
 pub fn prepend(p: &Tensor, x: &Tensor) -> Result<Tensor> {
     let (b, _, h) = x.dims3()?;
-    let p = p.unsqueeze(0)?.expand((b, p.dim(0)?, h))?;
+    let p = p
+        .to_dtype(x.dtype())?
+        .unsqueeze(0)?
+        .expand((b, p.dim(0)?, h))?;
     Ok(Tensor::cat(&[&p, x], 1)?)
 }
 

@@ -563,7 +563,7 @@ impl T5 {
                 ))
             }
             (Some(p), None) => p.prepend(&x)?,
-            (None, Some(p)) => Tensor::cat(&[p, &x], 1)?,
+            (None, Some(p)) => Tensor::cat(&[&p.to_dtype(x.dtype())?, &x], 1)?,
             (None, None) => x,
         };
         let p = x.dim(1)? - ids.dim(1)?;
@@ -660,9 +660,7 @@ impl T5 {
         let h = self.first_step_state(ids, mask, prefix)?;
         let (w, s) = self.head();
         let idx = Tensor::from_vec(tokens.to_vec(), tokens.len(), &self.device)?;
-        Ok((h * s)?
-            .matmul(&w.index_select(&idx, 0)?.t()?)?
-            .to_dtype(DType::F32)?)
+        crate::layers::f32_product(&(h * s)?, &w.index_select(&idx, 0)?)
     }
 }
 

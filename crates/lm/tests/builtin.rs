@@ -46,7 +46,8 @@ fn tokenizer_trained_on_the_text_round_trips_and_compresses() {
 fn builtin_model_directory_loads_and_scores() {
     let d = tempfile::tempdir().unwrap();
     let cfg = builtin::write(d.path(), &texts(), 500, 32, 2, 0).unwrap();
-    let loaded = fairrec_lm::load::load_hf_dir(d.path(), &Device::Cpu).unwrap();
+    let loaded =
+        fairrec_lm::load::load_hf_dir(d.path(), &Device::Cpu, candle_core::DType::F32).unwrap();
     assert_eq!(loaded.model.cfg, cfg);
     assert_eq!(
         loaded.tokenizer.chat_template.as_deref(),

@@ -100,7 +100,7 @@ fn hf_directory_round_trip_single_and_sharded() {
     for shards in [1, 3] {
         let t = tempfile::tempdir().unwrap();
         save_hf(t.path(), &cfg, &tok, &w, shards);
-        let l = load_hf_dir(t.path(), &Device::Cpu).unwrap();
+        let l = load_hf_dir(t.path(), &Device::Cpu, candle_core::DType::F32).unwrap();
         let got = l
             .model
             .forward(&ids, None)

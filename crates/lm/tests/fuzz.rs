@@ -54,7 +54,7 @@ proptest! {
         let (cfg, tok, w) = tiny_parts();
         save_hf(t.path(), &cfg, &tok, &w, 1);
         mutate_file(t.path(), MODEL_FILES[f], &edits);
-        if let Err(e) = load_hf_dir(t.path(), &Device::Cpu) {
+        if let Err(e) = load_hf_dir(t.path(), &Device::Cpu, candle_core::DType::F32) {
             let e = e.to_string();
             prop_assert!(e.contains(&t.path().display().to_string()), "{}: `{e}`", MODEL_FILES[f]);
         }

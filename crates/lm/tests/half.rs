@@ -1,12 +1,15 @@
 //! Half-precision models (the composed path that GPUs run, here on the CPU): bf16 weights
 //! give the f32 model's logits within bf16's precision, LoRA variables stay f32 and get the
-//! f32 model's gradients, and a fresh adapter is still exactly the identity.
+//! f32 model's gradients, and a fresh adapter is still exactly the identity. The loaders put
+//! each tensor straight into the dtype asked for: the same tensors as a load in f32 then a
+//! cast.
 
 mod common;
 use candle_core::{DType, Device, Tensor, Var};
-use common::{max_abs, tiny};
+use common::{assert_cast_of, max_abs, save_hf, tiny, tiny_parts, weights_of};
 use fairrec_core::Rng;
 use fairrec_lm::adapter::AdapterConfig;
+use fairrec_lm::load::{load_hf_dir, load_t5};
 use fairrec_lm::Llama;
 
 fn logits(m: &Llama) -> Tensor {
@@ -102,4 +105,51 @@ fn lora_on_bf16_keeps_f32_variables_and_gets_the_f32_gradients() {
             "{name}: bf16 grad off by {err} at scale {scale}"
         );
     }
+}
+
+#[test]
+fn hf_directories_load_straight_into_bf16_and_f16_as_a_cast_of_the_f32_load() {
+    let (cfg, tok, w) = tiny_parts();
+    // One checkpoint saved in f32, one in bf16 (as most HF checkpoints ship), two shards.
+    for (saved, shards) in [(DType::F32, 1), (DType::BF16, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let w: std::collections::HashMap<String, Tensor> = w
+            .iter()
+            .map(|(k, t)| (k.clone(), t.to_dtype(saved).unwrap()))
+            .collect();
+        save_hf(dir.path(), &cfg, &tok, &w, shards);
+        let mut full = load_hf_dir(dir.path(), &Device::Cpu, DType::F32)
+            .unwrap()
+            .model;
+        let full = weights_of(&mut full);
+        for dtype in [DType::BF16, DType::F16] {
+            let mut m = load_hf_dir(dir.path(), &Device::Cpu, dtype).unwrap().model;
+            assert_eq!(m.embed_tokens.dtype(), dtype);
+            assert_cast_of(&weights_of(&mut m), &full, dtype);
+        }
+    }
+}
+
+#[test]
+fn t5_loads_straight_into_bf16_and_scores_within_bf16_precision() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/t5/relu");
+    let mut full = load_t5(&dir, &Device::Cpu, DType::F32).unwrap();
+    let mut half = load_t5(&dir, &Device::Cpu, DType::BF16).unwrap();
+    let ids = Tensor::new(&[[5u32, 9, 17, 3, 1], [8, 2, 11, 1, 0]], &Device::Cpu).unwrap();
+    let batch = fairrec_lm::backbone::Batch {
+        x: ids,
+        last: vec![4, 3],
+    };
+    use fairrec_lm::Backbone;
+    let (_, a) = full.answer_state(&batch, None).unwrap();
+    let (_, b) = half.answer_state(&batch, None).unwrap();
+    assert_eq!(b.dtype(), DType::F32, "logits come back in f32");
+    let (scale, err) = (max_abs(&a), max_abs(&(&a - &b).unwrap()));
+    assert!(scale > 0.1 && err > 0.0, "scale {scale}, diff {err}");
+    assert!(
+        err < 0.03 * scale,
+        "bf16 vs f32: max diff {err} at scale {scale}"
+    );
+    let (fw, hw) = (weights_of(&mut full), weights_of(&mut half));
+    assert_cast_of(&hw, &fw, DType::BF16);
 }

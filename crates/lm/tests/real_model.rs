@@ -2,7 +2,9 @@
 //! from its metadata and the dequantized, un-permuted weights must make a model that knows
 //! facts.
 
+mod common;
 use candle_core::{Device, Tensor};
+use common::{assert_cast_of, weights_of};
 use fairrec_lm::load::load_gguf;
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,7 +34,7 @@ fn model_path() -> Option<PathBuf> {
 #[test]
 fn smollm2_gguf_knows_capitals() {
     let Some(path) = model_path() else { return };
-    let m = load_gguf(&path, &Device::Cpu).unwrap();
+    let m = load_gguf(&path, &Device::Cpu, candle_core::DType::F32).unwrap();
     let cfg = &m.model.cfg;
     assert_eq!(
         (
@@ -78,7 +80,7 @@ fn smollm2_gguf_knows_capitals() {
 fn smollm2_scores_yes_no_with_its_chat_template() {
     use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
     let Some(path) = model_path() else { return };
-    let m = load_gguf(&path, &Device::Cpu).unwrap();
+    let m = load_gguf(&path, &Device::Cpu, candle_core::DType::F32).unwrap();
     let s = Scorer::new(
         &m.model,
         &m.tokenizer,
@@ -132,4 +134,22 @@ fn smollm2_scores_yes_no_with_its_chat_template() {
     let out = m.model.greedy(&ids, 7, &[]).unwrap();
     let text = m.tokenizer.decode(&out).unwrap();
     assert!(text.starts_with("The capital of France is Paris"), "{text}");
+}
+
+#[test]
+fn smollm2_gguf_dequantises_straight_into_bf16_as_a_cast_of_the_f32_load() {
+    let Some(path) = model_path() else { return };
+    let dtype = candle_core::DType::BF16;
+    let mut full = load_gguf(&path, &Device::Cpu, candle_core::DType::F32)
+        .unwrap()
+        .model;
+    let mut half = load_gguf(&path, &Device::Cpu, dtype).unwrap().model;
+    assert_eq!(half.embed_tokens.dtype(), dtype);
+    let (full, half) = (weights_of(&mut full), weights_of(&mut half));
+    assert_eq!(
+        full.len(),
+        30 * 9 + 2,
+        "30 blocks of 9 tensors, the embedding and the norm"
+    );
+    assert_cast_of(&half, &full, dtype);
 }

@@ -23,7 +23,7 @@ fn case(name: &str) -> Case {
     assert!(is_t5_dir(&dir), "{} is not recognised as T5", dir.display());
     let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
     Case {
-        model: load_t5(&dir, &Device::Cpu).unwrap(),
+        model: load_t5(&dir, &Device::Cpu, candle_core::DType::F32).unwrap(),
         reference: serde_json::from_str(&text).unwrap(),
     }
 }
@@ -377,7 +377,7 @@ fn t5_weights_by_checkpoint_key_save_and_load_back() {
         let tok = fairrec_lm::tokenizer::Tok::bytes_only(&[], None).unwrap();
         fairrec_lm::save::save_t5_dir(&m.cfg, &tensors, &tok, dir.path()).unwrap();
         assert!(is_t5_dir(dir.path()));
-        let back = load_t5(dir.path(), &Device::Cpu).unwrap();
+        let back = load_t5(dir.path(), &Device::Cpu, candle_core::DType::F32).unwrap();
         let got = back.first_step_vocab_logits(&ids, &mask, None).unwrap();
         let (err, _) = compare(&got, &want.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         assert_eq!(err, 0.0, "{name}: saved and loaded back differs by {err}");

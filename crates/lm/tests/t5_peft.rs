@@ -24,7 +24,12 @@ fn reference() -> serde_json::Value {
 }
 
 fn base() -> T5 {
-    load_t5(&fixture().join("t5/relu"), &Device::Cpu).unwrap()
+    load_t5(
+        &fixture().join("t5/relu"),
+        &Device::Cpu,
+        candle_core::DType::F32,
+    )
+    .unwrap()
 }
 
 fn batch(r: &serde_json::Value) -> (Tensor, Tensor) {

@@ -175,8 +175,8 @@ pub struct AuditRecord {
     /// (`fairrec_serve::audit::Served`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served: Option<serde_json::Value>,
-    /// Where the local model ran (`cpu`, `cuda:N`; absent for a served model and before
-    /// 2026-12-05).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
+    /// Where the local model ran: `device` (`cpu`, `cuda:N`), `dtype`, and on a GPU its
+    /// name, driver and CUDA versions (absent for a served model and before 2026-12-05).
+    #[serde(flatten)]
+    pub placement: Option<fairrec_lm::device::Placement>,
 }

@@ -60,9 +60,10 @@ pub struct TrainRecord {
     pub trainable_share: Option<f64>,
     pub git_revision: Option<String>,
     pub fingerprint: String,
-    /// Where it ran (`cpu`, `cuda:N`; absent before 2026-12-05).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
+    /// Where it ran: `device` (`cpu`, `cuda:N`), `dtype`, and on a GPU its name, driver and
+    /// CUDA versions (absent before 2026-12-05).
+    #[serde(flatten)]
+    pub placement: Option<fairrec_lm::device::Placement>,
 }
 
 /// `summary.json`: the valid split before training, and how the run ended.
@@ -152,7 +153,9 @@ impl Fit<'_> {
                 trainable_share: Some(self.tuning.trainable_share(base_parameters)),
                 git_revision: s.git_revision.clone(),
                 fingerprint: cfg.fingerprint(),
-                device: Some(fairrec_lm::device::name(self.scorer.backbone.device())),
+                placement: Some(fairrec_lm::device::Placement::of_model(
+                    self.scorer.backbone,
+                )),
             };
             write_json(&s.out.join("run.json"), &record)?;
         }

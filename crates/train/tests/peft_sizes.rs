@@ -112,7 +112,7 @@ fn check(ours: &[(&str, usize, usize, String)], peft: &serde_json::Value) {
 #[test]
 fn the_tiny_t5_takes_as_many_trainable_parameters_as_peft_gives_it() {
     let dir = root().join("crates/lm/tests/fixtures/t5/relu");
-    let make = || fairrec_lm::load::load_t5(&dir, &Device::Cpu).unwrap();
+    let make = || fairrec_lm::load::load_t5(&dir, &Device::Cpu, candle_core::DType::F32).unwrap();
     check(&sizes(&make, 3), &reference()["tiny"]);
 }
 

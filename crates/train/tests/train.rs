@@ -407,8 +407,12 @@ fn prompt_tuning_and_full_fine_tuning_learn() {
         } else {
             assert_ne!(before, after);
             // the saved model directory loads and scores like the trained model
-            let loaded =
-                fairrec_lm::load::load_hf_dir(&d.path().join("adapter"), &Device::Cpu).unwrap();
+            let loaded = fairrec_lm::load::load_hf_dir(
+                &d.path().join("adapter"),
+                &Device::Cpu,
+                candle_core::DType::F32,
+            )
+            .unwrap();
             assert_eq!(loaded.model.cfg, model(&tok()).cfg);
         }
     }

@@ -92,3 +92,39 @@ pub fn save_hf(
     )
     .unwrap();
 }
+
+/// Every weight of `m` by checkpoint key, as the model holds it (`make_trainable` copies).
+pub fn weights_of(m: &mut dyn fairrec_lm::Backbone) -> std::collections::BTreeMap<String, Tensor> {
+    m.make_trainable()
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.as_tensor().clone()))
+        .collect()
+}
+
+/// `direct` (a model loaded straight into `dtype`) holds exactly the weights of `f32` (the
+/// same file loaded in f32) cast to `dtype`, key for key.
+pub fn assert_cast_of(
+    direct: &std::collections::BTreeMap<String, Tensor>,
+    f32: &std::collections::BTreeMap<String, Tensor>,
+    dtype: DType,
+) {
+    assert_eq!(
+        direct.keys().collect::<Vec<_>>(),
+        f32.keys().collect::<Vec<_>>()
+    );
+    for (k, t) in direct {
+        assert_eq!(t.dtype(), dtype, "{k}");
+        let want = f32[k]
+            .to_dtype(dtype)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let got = t.to_dtype(DType::F32).unwrap();
+        assert_eq!(
+            got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            "{k}: loaded in {dtype:?} is not the f32 load cast"
+        );
+    }
+}
