@@ -6,28 +6,10 @@ use crate::model_args::ModelArgs;
 pub use crate::train_args::TrainArgs;
 use anyhow::Result;
 use fairrec_data::pipeline::read_manifest;
-use fairrec_lm::device::DTypeSpec;
 use fairrec_train::encode::scenario;
 use fairrec_train::engine::trainer::Event;
 use fairrec_train::fit::{check_fresh, fmt, remove_previous, Session};
 use fairrec_train::run::{new_spec, read_spec, run as train_run, settled, SpecOptions};
-
-/// The base's dtype for `method`: full fine-tuning trains every weight, and fairrec keeps
-/// trainable variables and their optimiser state in f32, so its base is f32 (`auto`) and a
-/// half-precision `--dtype` is refused; the other methods train f32 variables over a
-/// frozen base in `--dtype`.
-fn trained_dtype(method: fairrec_train::Method, asked: DTypeSpec) -> Result<DTypeSpec> {
-    if !method.saves_model() {
-        return Ok(asked);
-    }
-    match asked {
-        DTypeSpec::Auto | DTypeSpec::F32 => Ok(DTypeSpec::F32),
-        other => anyhow::bail!(
-            "--dtype {other} with --method {}: full fine-tuning trains every weight, which fairrec keeps in f32 with its optimiser state; use --dtype f32 (or auto), or a PEFT method over a {other} base",
-            method.name()
-        ),
-    }
-}
 
 pub fn run(a: &TrainArgs) -> Result<()> {
     let _lock = fairrec_core::fs::RunLock::acquire(&a.out, "fairrec train")?;
@@ -70,7 +52,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         answer_space: spec.answer_space.clone(),
         ..a.model.clone()
     };
-    let mut loaded = margs.load_as(trained_dtype(spec.train.method, a.model.dtype)?)?;
+    let mut loaded = margs.load_as(spec.train.method.base_dtype(a.model.dtype)?)?;
     if a.force && !a.resume {
         remove_previous(&a.out)?;
     }

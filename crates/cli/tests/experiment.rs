@@ -628,3 +628,97 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Every `cell.json` under `dir`, by path: its bytes.
+fn cell_files(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    walk(dir)
+        .into_iter()
+        .filter(|f| f.ends_with("cell.json"))
+        .map(|f| {
+            let b = std::fs::read(&f).unwrap();
+            (f, b)
+        })
+        .collect()
+}
+
+#[test]
+fn where_cells_run_is_not_their_identity_on_the_cpu_in_f32() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("grid.toml");
+    let grid = GRID
+        .replace(
+            r#"methods = ["llm-rec", "cot", "prompt-eng-1", "prompt-eng-2", "prompt-eng-3", "ins-tuning", "cf", "diff", "cf-diff", "moe", "cl-moe"]"#,
+            r#"methods = ["llm-rec", "cf-diff"]"#,
+        )
+        .replace("seeds = [0, 1]", "seeds = [0]");
+    assert!(grid.contains(r#"methods = ["llm-rec", "cf-diff"]"#) && grid.contains("seeds = [0]\n"));
+    std::fs::write(&file, &grid).unwrap();
+    let out = t.path().join("o");
+    let run = |extra: &[&str]| {
+        let mut a = vec!["-q", "experiment", "run", p(&file), "--out", p(&out)];
+        a.extend_from_slice(extra);
+        ok(&a);
+        cell_files(&out)
+    };
+    let first = run(&[]);
+    assert_eq!(first.len(), 2);
+    for b in first.values() {
+        let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+        assert_eq!(
+            (v["device"].as_str(), v["dtype"].as_str()),
+            (Some("cpu"), Some("f32"))
+        );
+    }
+    // Naming the CPU and f32 (what auto is here) reruns nothing: the same cells, untouched.
+    if !fairrec_lm::device::CUDA_BUILD {
+        assert_eq!(run(&["--device", "cpu", "--dtype", "f32"]), first);
+    }
+    // A bf16 base is another computation: every cell runs again, with another identity.
+    let half = run(&["--dtype", "bf16"]);
+    assert_eq!(
+        half.keys().collect::<Vec<_>>(),
+        first.keys().collect::<Vec<_>>()
+    );
+    for (f, b) in &half {
+        let (v, was): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_slice(b).unwrap(),
+            serde_json::from_slice(&first[f]).unwrap(),
+        );
+        assert_eq!(v["dtype"], "bf16", "{}", f.display());
+        assert_ne!(v["hash"], was["hash"], "{}", f.display());
+    }
+    // The model's own setting wins over the command line's, and is checked up front.
+    let per_model = grid.replace(
+        "name = \"builtin\"\n",
+        "name = \"builtin\"\ndtype = \"f32\"\n",
+    );
+    assert_ne!(per_model, grid);
+    std::fs::write(&file, &per_model).unwrap();
+    assert_eq!(
+        run(&["--dtype", "bf16"])
+            .values()
+            .map(|b| { serde_json::from_slice::<serde_json::Value>(b).unwrap()["dtype"].clone() })
+            .collect::<Vec<_>>(),
+        vec!["f32", "f32"]
+    );
+    std::fs::write(
+        &file,
+        grid.replace(
+            "name = \"builtin\"\n",
+            "name = \"builtin\"\ndtype = \"fp8\"\n",
+        ),
+    )
+    .unwrap();
+    let e = fails(&["experiment", "run", p(&file), "--out", p(&out)]);
+    assert!(
+        e.contains("model `builtin`: dtype `fp8`: expected auto, f32, bf16 or f16"),
+        "{e}"
+    );
+    std::fs::write(
+        &file,
+        grid.replace("[audit]\n", "[audit]\ndevice = \"cpu\"\n"),
+    )
+    .unwrap();
+    let e = fails(&["experiment", "run", p(&file), "--out", p(&out)]);
+    assert!(e.contains("[audit]: `device` is where cells run"), "{e}");
+}

@@ -298,9 +298,12 @@ fn the_binary_is_flags_and_glue() {
     // prompt-shape, UP5-input and --allow-partial flags and the failed-cell report
     // (2026-12-05; their logic is in fairrec_lm::prompt, fairrec_train and
     // fairrec_metrics::join), which then moved the table's figures into
-    // fairrec_metrics::audit::figures to stay within it.
+    // fairrec_metrics::audit::figures to stay within it. 5,400 since `--device`/`--dtype`
+    // reached every command, experiment files and the quickstart (2026-12-05; where a run
+    // goes and what joins a cell's identity is fairrec_lm::device::Place, a method's base
+    // dtype fairrec_train's Method::base_dtype).
     assert!(
-        lines <= 5_250,
+        lines <= 5_400,
         "crates/cli/src is {lines} lines: library code belongs in the library crates"
     );
 }

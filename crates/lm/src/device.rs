@@ -132,6 +132,51 @@ impl DTypeSpec {
     }
 }
 
+/// Where a run goes, resolved: the device, the dtype asked (`auto` resolves per command:
+/// f32 for full fine-tuning) and what it resolves to on the device.
+#[derive(Debug, Clone)]
+pub struct Place {
+    pub device: Device,
+    pub asked: DTypeSpec,
+    pub dtype: DType,
+}
+
+impl Place {
+    pub fn resolve(device: DeviceSpec, dtype: DTypeSpec) -> Result<Place> {
+        let d = device.resolve()?;
+        Ok(Place {
+            dtype: dtype.resolve(&d),
+            device: d,
+            asked: dtype,
+        })
+    }
+
+    /// The device's kind where it is not the CPU (`cuda`).
+    pub fn gpu(&self) -> Option<&'static str> {
+        (!self.device.is_cpu()).then_some("cuda")
+    }
+
+    /// What a result's identity carries of where it was computed: nothing on the CPU in
+    /// f32 (the identities of every result before `--device`), else the device's kind
+    /// and the dtype (ours: results differ across them within that precision, not across
+    /// two GPUs of one kind).
+    pub fn identity(&self) -> Option<serde_json::Value> {
+        (self.gpu().is_some() || self.dtype != DType::F32).then(|| {
+            serde_json::json!({
+                "device": self.gpu().unwrap_or("cpu"),
+                "dtype": dtype_name(self.dtype),
+            })
+        })
+    }
+
+    /// `--device NAME --dtype SPEC` for a command to run here (`dtype`: the one asked,
+    /// or another, e.g. f32 for a full fine-tune).
+    pub fn flags(&self, dtype: Option<DTypeSpec>) -> Vec<String> {
+        let t = dtype.unwrap_or(self.asked).to_string();
+        vec!["--device".into(), name(&self.device), "--dtype".into(), t]
+    }
+}
+
 /// A dtype's name as `--dtype` writes it.
 pub fn dtype_name(dtype: DType) -> &'static str {
     match dtype {

@@ -5,6 +5,7 @@
 use super::spec;
 use super::{argv, call, flags, hash_hex};
 use anyhow::Result;
+use fairrec_lm::device::{DTypeSpec, Place};
 use std::path::{Path, PathBuf};
 
 /// Where the synthetic world of `d` (if it is one) is written.
@@ -61,11 +62,15 @@ pub(super) fn dataset_dir(out: &Path, d: &spec::DatasetSpec) -> Result<PathBuf> 
 pub(super) fn model_path(
     out: &Path,
     m: &spec::ModelSpec,
+    place: &Place,
     data: &Path,
     data_hash: &str,
     dname: &str,
 ) -> Result<PathBuf> {
-    let key = serde_json::json!({"m": m, "data": data_hash});
+    let mut key = serde_json::json!({"m": m.files_key(), "data": data_hash});
+    if let Some(g) = place.gpu() {
+        key["placement"] = g.into(); // a fine-tune on a GPU is another model
+    }
     let stem = out
         .join("models")
         .join(format!("{}-{dname}-{}", m.name, &hash_hex(&key)[..8]));
@@ -95,6 +100,7 @@ pub(super) fn model_path(
     if !run.join("summary.json").exists() {
         let mut f = flags(&["train"], ft, &format!("{origin} [finetune]"))?;
         f.extend(flags(&["train"], &m.flags, &origin)?);
+        f.extend(place.flags(Some(DTypeSpec::F32))); // full fine-tuning is f32
         let ck = fairrec_train::engine::trainer::checkpoint_dir(&run);
         let mode = if ck.exists() { "--resume" } else { "--force" };
         let (b, o) = (base.to_string_lossy(), run.to_string_lossy());

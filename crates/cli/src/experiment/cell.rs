@@ -16,6 +16,8 @@ pub(super) struct Cell<'a> {
     pub(super) protocol: fairrec_data::protocol::Protocol,
     pub(super) model: &'a spec::ModelSpec,
     pub(super) model_path: &'a Path,
+    /// Where the model's cells run.
+    pub(super) place: &'a fairrec_lm::device::Place,
     pub(super) scenario: &'a str,
     pub(super) method: &'a str,
     pub(super) seed: Option<u64>,
@@ -107,7 +109,16 @@ pub(super) fn resolve(spec: &Spec, cell: &Cell) -> Result<Resolved> {
             identity["method_revision"] = m.revision().into();
         }
     }
+    if let Some(p) = cell.place.identity() {
+        identity["placement"] = p;
+    }
     let hash = hash_hex(&identity);
+    // Where the commands run is not part of their identity on the CPU in f32.
+    let place = cell.place.flags(None);
+    if let Some(f) = &mut train_argv {
+        f.extend(place.iter().cloned());
+    }
+    audit.extend(place.iter().cloned());
     Ok(Resolved {
         kind,
         train_argv,
@@ -217,6 +228,7 @@ pub(super) fn run_cell(spec: &Spec, cell: &Cell, dir: &Path) -> Result<CellResul
         protocol: Some(cell.protocol.name().to_string()),
         metrics: metrics()?,
         seconds: t0.elapsed().as_secs_f64(),
+        placement: placement_of(&adir.join("run.json")),
     };
     write_atomic(&done, (serde_json::to_string_pretty(&r)? + "\n").as_bytes())?;
     Ok(r)
@@ -245,4 +257,11 @@ pub(super) fn cell_name(
         scenario.replace(',', "+"),
         seed.map_or("prompt".into(), |s| format!("seed-{s}"))
     )
+}
+
+/// Where an audit ran, as its `run.json` records it.
+fn placement_of(run: &Path) -> Option<fairrec_lm::device::Placement> {
+    let bytes = std::fs::read(run).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    serde_json::from_value(v).ok()
 }

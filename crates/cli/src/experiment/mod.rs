@@ -13,6 +13,7 @@
 
 mod cache;
 mod cell;
+mod placing;
 pub mod spec;
 pub mod table;
 
@@ -53,6 +54,12 @@ pub struct RunArgs {
     /// Run only these seeds (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub seeds: Option<Vec<u64>>,
+    /// Where the cells of models without their own `device` run: auto, cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<fairrec_lm::device::DeviceSpec>,
+    /// The base's precision for models without their own `dtype`: auto, f32, bf16 or f16.
+    #[arg(long)]
+    pub dtype: Option<fairrec_lm::device::DTypeSpec>,
 }
 
 #[derive(Args, Debug)]
@@ -78,6 +85,9 @@ pub struct CellResult {
     /// `f1`, `auc` of the original prompts; `gd/<attr>`, `rate/<attr>`, `rate_sq/<attr>`.
     pub metrics: BTreeMap<String, f64>,
     pub seconds: f64,
+    /// Where its audit ran (device, dtype, GPU, driver, CUDA; absent before 2026-12-05).
+    #[serde(flatten)]
+    pub placement: Option<fairrec_lm::device::Placement>,
 }
 
 pub fn run(c: ExperimentCommand) -> Result<()> {
@@ -139,6 +149,20 @@ fn call(args: &[String], log: &Path) -> Result<()> {
 /// Check every flag table of `spec` before anything runs.
 fn check_flags(spec: &Spec) -> Result<()> {
     let o = format!("experiment `{}`", spec.name);
+    let tables = [(&spec.train, "[train]"), (&spec.audit, "[audit]")]
+        .into_iter()
+        .chain(spec.method_train.values().map(|t| (t, "[method_train]")))
+        .chain(spec.method_audit.values().map(|t| (t, "[method_audit]")))
+        .chain(spec.models.iter().map(|m| (&m.flags, "a model's `flags`")))
+        .chain(
+            spec.models
+                .iter()
+                .filter_map(|m| m.finetune.as_ref())
+                .map(|t| (t, "a model's `finetune`")),
+        );
+    for (t, name) in tables {
+        placing::refuse_in_table(t, &format!("{o} {name}"))?;
+    }
     flags(&["train"], &spec.train, &format!("{o} [train]"))?;
     flags(&["audit"], &spec.audit, &format!("{o} [audit]"))?;
     for (m, t) in &spec.method_train {
@@ -171,7 +195,11 @@ fn check_flags(spec: &Spec) -> Result<()> {
 
 fn run_grid(a: &RunArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
-    let spec = Spec::read(&a.file)?;
+    let mut spec = Spec::read(&a.file)?;
+    for m in &mut spec.models {
+        m.device = m.device.take().or(a.device.map(|d| d.to_string()));
+        m.dtype = m.dtype.take().or(a.dtype.map(|d| d.to_string()));
+    }
     check_flags(&spec).with_context(|| a.file.display().to_string())?;
     for x in a.methods.iter().flatten() {
         Kind::parse(x)?;
@@ -274,6 +302,11 @@ pub fn run_spec(spec: &Spec, out: &Path, only: &Only) -> Result<Grid> {
         &out.join("experiment.json"),
         (serde_json::to_string_pretty(spec)? + "\n").as_bytes(),
     )?;
+    let places = spec
+        .models
+        .iter()
+        .map(|m| Ok((m.name.clone(), m.place()?)))
+        .collect::<Result<BTreeMap<_, _>>>()?;
     let mut datasets = Vec::new();
     let (mut data, mut model_paths) = (BTreeMap::new(), BTreeMap::new());
     for d in &spec.datasets {
@@ -282,7 +315,7 @@ pub fn run_spec(spec: &Spec, out: &Path, only: &Only) -> Result<Grid> {
         let hash = manifest.data_hash();
         let mut models = Vec::new();
         for m in &spec.models {
-            let p = model_path(out, m, &dir, &hash, &d.name)?;
+            let p = model_path(out, m, &places[&m.name], &dir, &hash, &d.name)?;
             model_paths.insert((d.name.clone(), m.name.clone()), p.clone());
             models.push((m, p));
         }
@@ -309,6 +342,7 @@ pub fn run_spec(spec: &Spec, out: &Path, only: &Only) -> Result<Grid> {
                                 protocol: *protocol,
                                 model: m,
                                 model_path: mpath,
+                                place: &places[&m.name],
                                 scenario: sc,
                                 method,
                                 seed,

@@ -18,6 +18,7 @@
 //! # or: init = { hidden = 128 } (the built-in model, its tokenizer trained per dataset)
 //! # finetune = { epochs = 3 }        # optional: full fine-tune per dataset first
 //! flags = { no_chat = false }          # model flags of train and audit
+//! # device = "cuda"; dtype = "bf16"     # where its cells run [default: experiment run's flags]
 //!
 //! [train]                              # flags of every `fairrec train` cell
 //! limit_train = 200
@@ -102,6 +103,24 @@ pub struct ModelSpec {
     /// Model flags given to train and audit (`no_chat`, `answer_space`).
     #[serde(default)]
     pub flags: toml::Table,
+    /// Where its cells run: `auto`, `cpu`, `cuda` or `cuda:N` [default: `experiment run
+    /// --device`, else auto].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Its base's precision: `auto`, `f32`, `bf16` or `f16` [default: `experiment run
+    /// --dtype`, else auto].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
+}
+
+impl ModelSpec {
+    /// What names the model's files (its built-in init and fine-tune): everything but
+    /// where it runs.
+    pub fn files_key(&self) -> serde_json::Value {
+        let mut m = self.clone();
+        (m.device, m.dtype) = (None, None);
+        serde_json::json!(m)
+    }
 }
 
 /// What a method name in an experiment means.
@@ -184,6 +203,7 @@ impl Spec {
             if m.path.is_some() == m.init.is_some() {
                 bail!("model `{}`: give either `path` or `init`", m.name);
             }
+            m.placement_specs()?;
         }
         Ok(())
     }

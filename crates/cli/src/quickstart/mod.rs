@@ -42,6 +42,12 @@ pub struct QuickstartArgs {
     /// Bootstrap resamples of the audits' intervals [default: 200].
     #[arg(long)]
     pub bootstrap: Option<usize>,
+    /// Where to run: auto (the first CUDA device of a `--features cuda` build, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: fairrec_lm::device::DeviceSpec,
+    /// Precision of the model's base: auto (bf16 on a GPU, f32 on the CPU), f32, bf16 or f16 (its full fine-tune is f32).
+    #[arg(long, default_value = "auto")]
+    pub dtype: fairrec_lm::device::DTypeSpec,
 }
 
 fn set(t: &mut Option<toml::Table>, key: &str, v: impl Into<toml::Value>) {
@@ -68,6 +74,7 @@ fn spec_for(a: &QuickstartArgs) -> Result<Spec> {
     }
     let m = &mut spec.models[0];
     set(&mut m.init, "seed", seed);
+    (m.device, m.dtype) = (Some(a.device.to_string()), Some(a.dtype.to_string()));
     if let Some(e) = a.finetune_epochs {
         set(&mut m.finetune, "epochs", e as i64);
     }

@@ -33,6 +33,7 @@ use crate::fit::Fit;
 use crate::method::Method;
 use fairrec_data::prompt::Template;
 use fairrec_data::protocol::Protocol;
+use fairrec_lm::device::DTypeSpec;
 use fairrec_lm::prompt::{PromptInit, PromptShape};
 use fairrec_lm::tokenizer::Tok;
 use fairrec_lm::tuning::Tuning;
@@ -155,6 +156,21 @@ impl Method {
     /// (`--adapter`)?
     pub fn saves_model(self) -> bool {
         self.def().saves_model()
+    }
+
+    /// The base's dtype when `asked` (`--dtype`): full fine-tuning trains every weight, and
+    /// fairrec keeps trainable variables and their optimiser state in f32, so its base is
+    /// f32 (`auto`) and a half-precision one is refused; the other methods train f32
+    /// variables over a frozen base in the dtype asked.
+    pub fn base_dtype(self, asked: DTypeSpec) -> Result<DTypeSpec> {
+        match asked {
+            _ if !self.saves_model() => Ok(asked),
+            DTypeSpec::Auto | DTypeSpec::F32 => Ok(DTypeSpec::F32),
+            other => Err(TrainError::Config(format!(
+                "--dtype {other} with --method {}: full fine-tuning trains every weight, which fairrec keeps in f32 with its optimiser state; use --dtype f32 (or auto), or a PEFT method over a {other} base",
+                self.name()
+            ))),
+        }
     }
 
     /// The method's starting configuration ([`MethodDef::defaults`]).

@@ -408,6 +408,7 @@ mod tests {
             protocol: None,
             metrics,
             seconds: 0.0,
+            placement: None,
         };
         let a = cell(1, c.clone());
         assert_eq!(with_interval(&a, "f1", 100.0), "50.00 [25.00, 75.00]");
