@@ -46,9 +46,9 @@ pub struct AuditArgs {
     /// Variants to score, separated by `;`, or `all` [default: all = original, neutral, every value and joint value].
     #[arg(long)]
     pub variants: Option<String>,
-    /// Prompts per forward pass.
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
+    /// Prompts per forward pass, or auto (sized from the GPU's free memory, 8 on the CPU); halved whenever the device runs out of memory.
+    #[arg(long, default_value = "auto")]
+    pub batch_size: fairrec_lm::batch::BatchSize,
     /// P(Yes) at or above this is a Yes.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f64,
@@ -149,7 +149,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         format: a.model.format(),
         answer_tokens: s.answer_tokens,
         variants: variants.iter().map(|v| v.to_string()).collect(),
-        batch_size: a.batch_size,
+        batch_size: s.batch,
         seed: a.seed,
         prompts: s.predictions.len(),
         distinct_prompts: s.distinct,
@@ -188,6 +188,8 @@ struct Scoring {
     served: Option<serde_json::Value>,
     /// Where a local model ran.
     placement: Option<fairrec_lm::device::Placement>,
+    /// The batch size scoring ended with (0: a served model, asked prompt by prompt).
+    batch: usize,
 }
 
 fn score_local(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> {
@@ -229,6 +231,7 @@ fn score_local(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> {
         mos_routes: scores.mos_routes,
         served: None,
         placement: Some(fairrec_lm::device::Placement::of_model(scorer.backbone)),
+        batch: scored.batch,
     })
 }
 
@@ -275,6 +278,7 @@ fn score_served(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> 
         mos_routes: None,
         served: Some(serde_json::to_value(&served)?),
         placement: None,
+        batch: 0,
     })
 }
 

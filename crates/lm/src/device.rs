@@ -177,6 +177,20 @@ impl Place {
     }
 }
 
+/// Free memory on `device` in bytes (`None` on the CPU, whose memory the OS manages).
+pub fn free_memory(device: &Device) -> Option<usize> {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => d
+            .cuda_stream()
+            .context()
+            .mem_get_info()
+            .ok()
+            .map(|(free, _)| free),
+        _ => None,
+    }
+}
+
 /// A dtype's name as `--dtype` writes it.
 pub fn dtype_name(dtype: DType) -> &'static str {
     match dtype {

@@ -28,6 +28,10 @@ pub enum LmError {
     /// context); callers name the sample behind the index.
     #[error("prompt {index}: {message}")]
     Prompt { index: usize, message: String },
+    /// The device ran out of memory with a batch of `batch` prompts, and no smaller batch
+    /// was left to try.
+    #[error("out of device memory with a batch of {batch} prompt(s): {message}")]
+    OutOfMemory { batch: usize, message: String },
 }
 
 impl LmError {

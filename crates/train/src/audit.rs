@@ -9,7 +9,7 @@ use crate::error::Result;
 use fairrec_core::Variant;
 use fairrec_data::prompt::{render, Template};
 use fairrec_data::sample::Sample;
-use fairrec_lm::batch::{ScoreEvent, Scored};
+use fairrec_lm::batch::{BatchSize, ScoreEvent, Scored};
 use fairrec_lm::score::PromptFormat;
 use fairrec_lm::score::Scorer;
 use fairrec_lm::tuning::Tuning;
@@ -26,8 +26,8 @@ pub struct AuditPlan<'a> {
     pub template: Template,
     /// The scenario's sensitive attributes.
     pub scenario: &'a [String],
-    /// Prompts per forward pass.
-    pub batch: usize,
+    /// Prompts per forward pass (`auto`: sized from the device's free memory).
+    pub batch: BatchSize,
 }
 
 /// Score every sample of `plan` in every variant with `scorer` (and the trained `tuning`
@@ -39,6 +39,19 @@ pub fn score_variants(
     plan: &AuditPlan,
     on: &mut dyn FnMut(ScoreEvent),
 ) -> Result<(Vec<Prediction>, AuditScores)> {
+    let (prompts, jobs) = audit_prompts(plan)?;
+    let name = |k: usize| {
+        let (i, v) = jobs[k];
+        format!("sample {} ({v})", plan.samples[i].sample_id)
+    };
+    let ids = scorer.encode(&prompts).map_err(|e| e.name_prompt(name))?;
+    let model = scorer.backbone;
+    let batch = plan.batch.resolve(
+        model.device(),
+        model.host().hidden_size(),
+        ids.iter().map(Vec::len).max().unwrap_or(1),
+        model.dtype().size_in_bytes(),
+    );
     let (prefixes, routes) = match tuning {
         Some(Tuning::Mos(m)) => {
             let (prompts, routes) = crate::methods::mos::sample_prompts(
@@ -47,23 +60,17 @@ pub fn score_variants(
                 plan.samples,
                 m,
                 &read_samples(plan.data, "train", None)?,
-                plan.batch,
+                batch,
             )?;
             (Some(prompts), Some(routes))
         }
         _ => (None, None),
     };
-    let (prompts, jobs) = audit_prompts(plan)?;
-    let name = |k: usize| {
-        let (i, v) = jobs[k];
-        format!("sample {} ({v})", plan.samples[i].sample_id)
-    };
-    let ids = scorer.encode(&prompts).map_err(|e| e.name_prompt(name))?;
     // A variant that states what the original prompt states (`gender=female` for a female
     // user) is the same prompt, with the same soft prompt: it is scored once.
     let rows: Vec<usize> = jobs.iter().map(|j| j.0).collect();
     let scored = scorer
-        .score_all(&ids, &rows, prefixes.as_ref(), plan.batch, on)
+        .score_all(&ids, &rows, prefixes.as_ref(), batch, on)
         .map_err(|e| e.name_prompt(name))?;
     let predictions = audit_predictions(plan, &jobs, &scored.p_yes, None);
     Ok((
@@ -157,6 +164,8 @@ pub struct AuditRecord {
     /// The Yes and No tokens as the tokenizer decodes them.
     pub answer_tokens: [String; 2],
     pub variants: Vec<String>,
+    /// Prompts per forward pass: the number scoring ended with (`auto` resolved, halved
+    /// after running out of device memory; 0 for a served model, asked prompt by prompt).
     pub batch_size: usize,
     pub seed: u64,
     /// Prompts in the predictions (samples x variants).

@@ -1,8 +1,16 @@
 //! Helpers of the CLI tests: run the binary, a tiny HF model, a small prepared dataset.
 #![allow(dead_code)]
 
+pub mod parity;
+
 use std::path::Path;
 use std::process::{Command, Output};
+
+/// The binary under test: `FAIRREC_BIN` where set (a test binary carried to another machine,
+/// where cargo's path does not exist), else the one cargo built beside this test.
+pub fn bin() -> std::path::PathBuf {
+    std::env::var_os("FAIRREC_BIN").map_or_else(|| env!("CARGO_BIN_EXE_fairrec").into(), Into::into)
+}
 
 /// Say that a test was skipped, visibly (the stderr handle bypasses libtest's capture, so
 /// the line shows in a plain `cargo test`); under CI (`CI` set) a missing dataset or model
@@ -16,7 +24,7 @@ pub fn skipped(why: &str) {
 }
 
 pub fn fairrec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fairrec"))
+    Command::new(bin())
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
@@ -25,7 +33,7 @@ pub fn fairrec(args: &[&str]) -> Output {
 
 /// Start `fairrec args` in the background, output discarded (to be killed).
 pub fn spawn(args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_fairrec"))
+    Command::new(bin())
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
