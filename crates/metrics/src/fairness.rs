@@ -9,8 +9,16 @@
 //! * `g(B)` = F1 over the `neutral` predictions;
 //! * **GD** (Eq. 2) = sqrt( (1/|G|) sum_i (g(A_i,B) - g(B))^2 );
 //! * **Rate** (Eq. 3, as printed) = (1/|G|) sum_i |1 - g(A_i,B) / g(B)|;
-//! * **rate_sq** = (1/|G|) sum_i (1 - g(A_i,B) / g(B))^2, the squared relative deviation
-//!   that reproduces the paper's tables (its Table 1 Rate equals (GD/F1)^2).
+//! * **rate_sq** = (1/|G|) sum_i (1 - g(A_i,B) / g(B))^2, the squared relative deviation,
+//!   which is identically (GD / g(B))^2: it adds nothing beyond GD and the neutral F1, and
+//!   it is kept in `metrics.json` for the files that read it.
+//!
+//! Neither reproduces the Rate the paper prints: (GD/F1)^2 matches only 9 of Table 1's 18
+//! Baichuan cells within 1 %, Qwen's Sushi cells are off by 5-12x, Table 2's Rate is
+//! 2.8-2.9x (GD/F1)^2 on most rows, and Eq. 3 as printed cannot give the printed values at
+//! all (sum|d_i| >= sqrt(sum d_i^2) bounds it below by GD / (g(B) sqrt|G|), a bound all 36
+//! Table 1 cells fall under). fairrec's tables therefore compare with the paper on F1 and
+//! GD only and show the paper's Rate as published (READING.md).
 //!
 //! A figure whose inputs are undefined (a group with no positive labels and no positive
 //! predictions, or g(B) = 0 for the Rates) is `None`, and the reason is recorded.
@@ -18,6 +26,13 @@
 use crate::classification::Confusion;
 use fairrec_core::Variant;
 use std::collections::BTreeMap;
+
+/// Paper A's "Imp. (%)" (Tables 1-2): the relative change of a method's figure against the
+/// baseline's (LLM Rec, "B"), `100 (value - base) / base`; `None` where the baseline is 0.
+/// Negative is lower than the baseline: fairer for GD and Rate, worse for F1.
+pub fn improvement(base: f64, value: f64) -> Option<f64> {
+    (base != 0.0).then(|| 100.0 * (value - base) / base)
+}
 
 /// F1 of one group.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -223,5 +238,14 @@ mod tests {
         assert_eq!(group_key(&v), "age=young,gender=female");
         let sets = attribute_sets(&[v, "gender=male".parse().unwrap(), Variant::Neutral]);
         assert_eq!(sets.keys().collect::<Vec<_>>(), ["age,gender", "gender"]);
+    }
+
+    #[test]
+    fn improvement_is_paper_as_relative_change() {
+        // Table 1, Baichuan2 on Mvlens: LLM Rec GD 6.02, CoT 23.23 (printed +286), CF-Diff
+        // 2.10 (printed -65.12).
+        assert!((improvement(6.02, 23.23).unwrap() - 285.88).abs() < 0.01);
+        assert!((improvement(6.02, 2.10).unwrap() + 65.12).abs() < 0.01);
+        assert_eq!(improvement(0.0, 1.0), None);
     }
 }

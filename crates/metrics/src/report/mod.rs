@@ -134,7 +134,7 @@ fn fairness_blocks(m: &Metrics, out: &mut Vec<Block>) {
     out.push(Block::Para(
         "g = F1. Each group's F1 is computed over all test samples prompted with that value stated; `neutral` states no sensitive attribute. \
          GD (Eq. 2) is the root-mean-square difference to the neutral F1, shown ×100 (F1 points). \
-         Rate is Eq. 3 as printed, the mean of |1 − g_i/g(B)|; Rate² is the mean of (1 − g_i/g(B))², which is what the paper's tables report. \
+         Rate is Eq. 3 as printed, the mean of |1 − g_i/g(B)|; `metrics.json` also has `rate_sq`, the mean of (1 − g_i/g(B))², which is (GD/g(B))² (no reading of Eq. 3 reproduces the Rate the paper prints). \
          Lower is fairer. Brackets are bootstrap intervals."
             .into(),
     ));
@@ -154,19 +154,11 @@ fn fairness_blocks(m: &Metrics, out: &mut Vec<Block>) {
                     format!("{:.2}", 100.0 * v)
                 }),
                 with_ci(sci(f.point.rate), f.ci.get("rate"), &|v| format!("{v:.2e}")),
-                with_ci(sci(f.point.rate_sq), f.ci.get("rate_sq"), &|v| {
-                    format!("{v:.2e}")
-                }),
             ]
         })
         .collect();
     out.push(Block::Table(
-        vec![
-            "attribute set".into(),
-            "GD ×100".into(),
-            "Rate".into(),
-            "Rate²".into(),
-        ],
+        vec!["attribute set".into(), "GD ×100".into(), "Rate".into()],
         rows,
     ));
     let max_gd = m

@@ -1,7 +1,7 @@
 //! An experiment's results table: per (dataset, model, scenario), one row per method with
 //! the mean and sample standard deviation over seeds. Paper A's sections show F1 (original
-//! prompts), and GD, Rate (Eq. 3 as printed) and Rate^2 (the squared relative deviation the
-//! paper's tables show) for the joint scenario and each attribute; paper B's sections
+//! prompts), and GD and Rate (Eq. 3 as printed) for the joint scenario and each attribute,
+//! with the paper's "Imp. (%)" against LLM Rec; paper B's sections
 //! (cells on data of its `mos` protocol) are rendered by
 //! [`super::table_b`]. The published figures stand beside ours when the experiment file
 //! has them. Written as `results.md`, `results.html` and `results.csv`.

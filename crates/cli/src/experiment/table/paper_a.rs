@@ -1,5 +1,5 @@
-//! Paper A's section of an experiment's table: F1, AUC, and GD, Rate and Rate² of the
-//! joint scenario and each attribute.
+//! Paper A's section of an experiment's table: F1, AUC, and GD and Rate of the joint
+//! scenario and each attribute, with the paper's "Imp. (%)" against LLM Rec.
 
 use super::{answer_notes, bars_chart, interval_table, paper_value, Row};
 use fairrec_metrics::report::Block;
@@ -18,14 +18,27 @@ fn fairness_keys(scenario: &str) -> Vec<String> {
     keys
 }
 
-const UNITS: [(&str, &str, f64); 3] = [
-    ("gd", "GD ×10⁻²", 100.0),
-    ("rate", "Rate ×10⁻²", 100.0),
-    ("rate_sq", "Rate² ×10⁻³", 1000.0),
-];
+const UNITS: [(&str, &str, f64); 2] = [("gd", "GD ×10⁻²", 100.0), ("rate", "Rate ×10⁻²", 100.0)];
 
-/// Paper A's section: F1, AUC, and GD, Rate and Rate² of the joint scenario and each
-/// attribute.
+/// The row the paper's "Imp. (%)" columns compare against: LLM Rec ("B" in its tables).
+const BASELINE: &str = "llm-rec";
+
+/// Paper A's "Imp. (%)" ([`fairrec_metrics::fairness::improvement`]) of a (baseline,
+/// value) pair; "–" where either is undefined.
+fn imp(pair: Option<(f64, f64)>) -> String {
+    let change = pair.and_then(|(b, v)| fairrec_metrics::fairness::improvement(b, v));
+    change.map_or("–".into(), |c| format!("{c:+.2}"))
+}
+
+/// The mean of `metric` over the row's cells.
+fn mean(r: &Row, metric: &str) -> Option<f64> {
+    let v = r.vals(metric);
+    (!v.is_empty()).then(|| super::mean_std(&v).0)
+}
+
+/// Paper A's section: F1, AUC, and GD and Rate of the joint scenario and each attribute;
+/// "Imp. (%)" of F1 and the first key's GD against LLM Rec where the grid has it; the
+/// paper's F1, GD and its GD's Imp. beside, and its Rate as published.
 pub(super) fn section_a(
     blocks: &mut Vec<Block>,
     csv: &mut String,
@@ -34,8 +47,11 @@ pub(super) fn section_a(
     rows: &[Row],
     paper: Option<&crate::experiment::spec::PaperRows>,
 ) {
-    blocks.push(Block::Para("F1 and AUC are of the original prompts (true attributes stated). GD and Rate follow paper A's Eq. 2-3 with g = F1, read counterfactually (the same test users stated with every value, against the neutral prompt); Rate² is the mean squared relative deviation, which is what the paper's tables print under “Rate”.".into()));
+    blocks.push(Block::Para("F1 and AUC are of the original prompts (true attributes stated). GD and Rate follow paper A's Eq. 2-3 with g = F1, read counterfactually (the same test users stated with every value, against the neutral prompt). Imp. (%) is the paper's relative change against LLM Rec (negative: lower than LLM Rec, which is fairer for GD). The paper's Rate is shown as published: no reading of Eq. 3 reproduces it (as printed, Eq. 3 cannot go below GD / (F1 √|G|), and every Table 1 value does; the squared deviation is (GD/F1)², which matches only some cells), so these tables compare with the paper on F1 and GD.".into()));
     let keys = fairness_keys(sc);
+    let gd0 = format!("gd/{}", keys[0]);
+    let base = rows.iter().find(|r| r.method == BASELINE);
+    let paper_of = |m: &str, k: &str| paper.and_then(|p| p.get(m)).and_then(|r| r.get(k)).copied();
     let mut head = vec![
         "Method".to_string(),
         "n".into(),
@@ -47,11 +63,15 @@ pub(super) fn section_a(
             head.push(format!("{label} ({k})"));
         }
     }
+    if base.is_some() {
+        head.extend(["F1 Imp. %".into(), format!("GD Imp. % ({})", keys[0])]);
+    }
     if paper.is_some() {
         head.extend([
             "paper F1 %".into(),
             "paper GD ×10⁻²".into(),
-            "paper Rate ×10⁻³".into(),
+            "paper GD Imp. %".into(),
+            "paper Rate ×10⁻³ (as published)".into(),
         ]);
     }
     let mut table = Vec::new();
@@ -67,10 +87,19 @@ pub(super) fn section_a(
                 row.push(r.figure(&format!("{m}/{k}"), scale));
             }
         }
+        // The baseline's own Imp. is "–", as in the paper.
+        let not_base = |p: Option<(f64, f64)>| p.filter(|_| r.method != BASELINE);
+        if let Some(b) = base {
+            let vs = |m: &str| imp(not_base(mean(b, m).zip(mean(r, m))));
+            row.extend([vs("f1"), vs(&gd0)]);
+        }
         if paper.is_some() {
             row.extend([
                 paper_value(paper, r.method, "f1", 1.0),
                 paper_value(paper, r.method, "gd", 100.0),
+                imp(not_base(
+                    paper_of(BASELINE, "gd").zip(paper_of(r.method, "gd")),
+                )),
                 paper_value(paper, r.method, "rate", 1000.0),
             ]);
         }
