@@ -51,6 +51,9 @@ pub struct TrainArgs {
     /// Auxiliary samples for every value of the attribute (all) or only the user's (true).
     #[arg(long, default_value = "all")]
     pub aux_values: AuxValues,
+    /// Paper A's counterfactual copies: every other joint value (joint) or one attribute changed at a time (single-flip).
+    #[arg(long, default_value = "joint")]
+    pub counterfactuals: fairrec_data::augment::Counterfactuals,
     /// Prompt template [default: ins-tuning for --method ins-tuning, else llm-rec for cl-moe data, sequential for mos].
     #[arg(long)]
     pub template: Option<Template>,
@@ -150,6 +153,9 @@ pub struct TrainArgs {
     /// How L_diff pools a prompt's states: last (token) or mean [default: last].
     #[arg(long)]
     pub diff_pooling: Option<Pooling>,
+    /// Which stated copies L_diff covers: all (Eq. 6 over every stated value) or original [default: all].
+    #[arg(long)]
+    pub diff_over: Option<fairrec_train::methods::paper_a::loss::DiffOver>,
     /// Also train the neutral copies on the answer loss.
     #[arg(long)]
     pub ntp_neutral: bool,
@@ -274,6 +280,7 @@ impl TrainArgs {
         objective.capture.layer = self.diff_layer;
         objective.capture.pooling = self.diff_pooling.unwrap_or(objective.capture.pooling);
         objective.ntp_neutral = self.ntp_neutral;
+        objective.diff_over = self.diff_over.unwrap_or(objective.diff_over);
         objective.balance_weight = self.balance_weight.unwrap_or(objective.balance_weight);
         if self.no_curriculum {
             objective.curriculum = None;

@@ -44,6 +44,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             limit_valid: a.limit_valid,
             auxiliary: a.auxiliary(&attributes),
             aux_values: a.aux_values,
+            counterfactuals: a.counterfactuals,
         };
         new_spec(train, &manifest, attributes, &a.data, options)?
     };

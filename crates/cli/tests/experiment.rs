@@ -466,6 +466,49 @@ fn paper_a_methods_through_train_flags() {
         &["--method", "cl-moe", "--no-aux-age", "--no-aux-gender"],
     );
     assert!(s.contains("(28 prompts)"), "{s}");
+    // The readings as options: single-flip counterfactuals (3 for gender x age: 4 samples x
+    // (1 original + 3 + 1 neutral) = 20 prompts, 28 jointly) and L_diff on the originals only.
+    let (s, o) = run(
+        "flip",
+        &[
+            "--method",
+            "cf-diff",
+            "--counterfactuals",
+            "single-flip",
+            "--diff-over",
+            "original",
+        ],
+    );
+    assert!(s.contains("(20 prompts)"), "{s}");
+    let cfg = std::fs::read_to_string(o.join("train_config.json")).unwrap();
+    assert!(
+        cfg.contains("\"counterfactuals\": \"single-flip\"")
+            && cfg.contains("\"diff_over\": \"original\""),
+        "{cfg}"
+    );
+    let (s, _) = run("joint", &["--method", "cf-diff"]);
+    assert!(s.contains("(28 prompts)"), "{s}");
+    let x = t.path().join("x");
+    let refused = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--model",
+            p(&model),
+            "--data",
+            p(&data),
+            "--out",
+            p(&x),
+        ];
+        args.extend(extra);
+        fails(&args)
+    };
+    let e = refused(&["--method", "diff", "--counterfactuals", "single-flip"]);
+    assert!(
+        e.contains("--counterfactuals applies to methods with counterfactual copies"),
+        "{e}"
+    );
+    let e = refused(&["--method", "cf", "--diff-over", "original"]);
+    assert!(e.contains("diff_over applies where L_diff is on"), "{e}");
     let (s, o) = run("single", &["--method", "cf-diff", "--attributes", "gender"]);
     assert!(s.contains("(12 prompts)"), "{s}");
     let cfg = std::fs::read_to_string(o.join("train_config.json")).unwrap();

@@ -3,7 +3,10 @@
 //! For each training sample and a scenario (the sensitive attributes studied):
 //! * `original`: the sample as it is (true values stated);
 //! * `counterfactual`: one copy per other joint value of the scenario's attributes
-//!   (`G \ A` of Eq. 4: the other gender; for gender x age the 5 other combinations);
+//!   (`G \ A` of Eq. 4: the other gender; for gender x age the 5 other combinations), or
+//!   with [`Counterfactuals::SingleFlip`] one copy per other value of one attribute at a
+//!   time, the others kept true (paper A's "one sensitive attribute is altered" read
+//!   literally: 3 copies for gender x age);
 //! * `neutral`: the contrastive copy with no sensitive attribute (`h^B` of Eq. 4-6);
 //! * `aux-<attribute>`: single-attribute auxiliary samples for CL-MoE, which state only
 //!   that attribute (made only when the scenario has two or more attributes). By default
@@ -63,6 +66,36 @@ impl std::str::FromStr for AuxValues {
     }
 }
 
+/// How counterfactual copies change the stated attributes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Counterfactuals {
+    /// Every other joint value (ours, the default: `G \ A` over joint values).
+    #[default]
+    Joint,
+    /// One attribute changed at a time, the others true.
+    SingleFlip,
+}
+
+impl Counterfactuals {
+    fn is_joint(&self) -> bool {
+        *self == Counterfactuals::Joint
+    }
+}
+
+impl std::str::FromStr for Counterfactuals {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "joint" => Ok(Counterfactuals::Joint),
+            "single-flip" => Ok(Counterfactuals::SingleFlip),
+            o => Err(format!(
+                "counterfactuals `{o}`: expected joint or single-flip"
+            )),
+        }
+    }
+}
+
 /// Which copies to make.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AugmentConfig {
@@ -75,6 +108,9 @@ pub struct AugmentConfig {
     /// scenario attributes).
     pub auxiliary: Vec<String>,
     pub aux_values: AuxValues,
+    /// How counterfactual copies are made (absent from runs before 2026-12-05: joint).
+    #[serde(default, skip_serializing_if = "Counterfactuals::is_joint")]
+    pub counterfactuals: Counterfactuals,
 }
 
 impl AugmentConfig {
@@ -87,6 +123,7 @@ impl AugmentConfig {
             neutral: true,
             auxiliary: attributes.to_vec(),
             aux_values: AuxValues::All,
+            counterfactuals: Counterfactuals::Joint,
         }
     }
 }
@@ -119,7 +156,15 @@ pub fn augment(sample: &Sample, cfg: &AugmentConfig) -> Result<Vec<Augmented>> {
         .collect();
     if cfg.counterfactual {
         for joint in joint_values(cfg.protocol, &cfg.attributes)? {
-            if joint != truth {
+            let changed = joint
+                .iter()
+                .filter(|(a, v)| truth.get(*a) != Some(*v))
+                .count();
+            let keep = match cfg.counterfactuals {
+                Counterfactuals::Joint => changed > 0,
+                Counterfactuals::SingleFlip => changed == 1,
+            };
+            if keep {
                 push(AugmentKind::Counterfactual, Variant::Stated(joint));
             }
         }

@@ -217,6 +217,30 @@ fn augmentation_kinds_and_ablations() {
     );
     let ids: std::collections::HashSet<_> = full.iter().map(|a| a.id.clone()).collect();
     assert_eq!(ids.len(), full.len());
+    // Single-flip: one attribute changed at a time, the other true (young female user).
+    let mut flip = AugmentConfig::full(Protocol::ClMoe, &scenario());
+    flip.counterfactuals = "single-flip".parse().unwrap();
+    let cf: Vec<String> = augment(&s, &flip)
+        .unwrap()
+        .iter()
+        .filter(|a| a.kind == AugmentKind::Counterfactual)
+        .map(|a| a.variant.to_string())
+        .collect();
+    assert_eq!(
+        cf,
+        [
+            "age=young,gender=male",
+            "age=middle aged,gender=female",
+            "age=old,gender=female"
+        ]
+    );
+    assert!("both"
+        .parse::<fairrec_data::augment::Counterfactuals>()
+        .unwrap_err()
+        .contains("expected joint or single-flip"));
+    // A joint configuration serialises as before the option existed.
+    let json = serde_json::to_string(&AugmentConfig::full(Protocol::ClMoe, &scenario())).unwrap();
+    assert!(!json.contains("counterfactuals"), "{json}");
     // -GA: no auxiliary samples; true-only auxiliary values
     let mut cfg = AugmentConfig::full(Protocol::ClMoe, &scenario());
     cfg.auxiliary.clear();

@@ -15,7 +15,7 @@ use crate::engine::trainer::{Event, Summary};
 use crate::error::{Result, TrainError};
 use crate::fit::{Fit, Session};
 use crate::methods::{self, needs_stereotype};
-use fairrec_data::augment::{AugmentConfig, AuxValues};
+use fairrec_data::augment::{AugmentConfig, AuxValues, Counterfactuals};
 use fairrec_data::pipeline::Manifest;
 use fairrec_data::prompt::Template;
 use fairrec_lm::load::{Loaded, Model};
@@ -35,6 +35,8 @@ pub struct SpecOptions {
     /// any (paper A's ablations -A and -G leave some out).
     pub auxiliary: Vec<String>,
     pub aux_values: AuxValues,
+    /// How paper A's counterfactual copies are made.
+    pub counterfactuals: Counterfactuals,
 }
 
 /// `train` with its stereotype groups filled in from the prepared dataset `data` (and an
@@ -79,6 +81,12 @@ pub fn new_spec(
         )));
     }
     let copies = method.copies();
+    if o.counterfactuals != Counterfactuals::Joint && !copies.counterfactual {
+        return Err(TrainError::Input(format!(
+            "--counterfactuals applies to methods with counterfactual copies (cf, cf-diff, moe, cl-moe), not {}",
+            method.name()
+        )));
+    }
     let augment = method.is_paper_a().then(|| AugmentConfig {
         protocol: manifest.protocol,
         attributes: attributes.clone(),
@@ -90,6 +98,7 @@ pub fn new_spec(
             Vec::new()
         },
         aux_values: o.aux_values,
+        counterfactuals: o.counterfactuals,
     });
     Ok(RunSpec {
         train,

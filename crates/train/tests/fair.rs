@@ -86,6 +86,35 @@ fn state(scorer: &Scorer, ids: &[u32], capture: Capture) -> (Vec<f64>, f64, f64)
     )
 }
 
+/// Paper A's loss computed prompt by prompt (no padding): the mean over the stated copies
+/// of `NTP + w d` where `on(kind)`, `NTP` elsewhere; and the sum of the distances counted.
+fn by_hand(
+    scorer: &Scorer,
+    gs: &[Group],
+    capture: Capture,
+    w: f64,
+    on: impl Fn(&str) -> bool,
+) -> (f64, f64, f64) {
+    let (mut sum, mut n, mut dsum) = (0.0, 0.0, 0.0);
+    for g in gs {
+        let (hb, _, _) = state(scorer, g.neutral.as_ref().unwrap(), capture);
+        for c in &g.stated {
+            let (h, nll_yes, nll_no) = state(scorer, &c.ids, capture);
+            let d = h
+                .iter()
+                .zip(&hb)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let d = if on(&c.kind) { d } else { 0.0 };
+            sum += if g.label { nll_yes } else { nll_no } + w * d;
+            dsum += d;
+            n += 1.0;
+        }
+    }
+    (sum / n, dsum, n)
+}
+
 #[test]
 fn l_diff_and_the_loss_match_distances_computed_by_hand() {
     let tok = tok();
@@ -108,26 +137,8 @@ fn l_diff_and_the_loss_match_distances_computed_by_hand() {
         let obj = FairLoss::new(AnswerLoss { scorer: &scorer }, cfg, None);
         let items: Vec<&Group> = gs.iter().collect();
         let got = scalar(&obj.loss(&items).unwrap().0);
-        // by hand: every prompt alone (no padding), mean over stated copies of NTP + 0.7 d
-        let (mut sum, mut n, mut dsum) = (0.0, 0.0, 0.0);
-        for g in &gs {
-            let (hb, _, _) = state(&scorer, g.neutral.as_ref().unwrap(), capture);
-            for c in &g.stated {
-                let (h, nll_yes, nll_no) = state(&scorer, &c.ids, capture);
-                let d = h
-                    .iter()
-                    .zip(&hb)
-                    .map(|(a, b)| (a - b).powi(2))
-                    .sum::<f64>()
-                    .sqrt();
-                let ntp = if g.label { nll_yes } else { nll_no };
-                sum += ntp + 0.7 * d;
-                dsum += d;
-                n += 1.0;
-            }
-        }
+        let (want, dsum, n) = by_hand(&scorer, &gs, capture, 0.7, |_| true);
         assert!(dsum > 0.1, "distances should not vanish: {dsum}");
-        let want = sum / n;
         assert!(
             (got - want).abs() < 1e-4 * want.abs().max(1.0),
             "{capture:?}: {got} vs {want}"
@@ -135,6 +146,35 @@ fn l_diff_and_the_loss_match_distances_computed_by_hand() {
         let logged = obj.end_step();
         assert!((logged["diff"] - dsum / n).abs() < 1e-4 * (dsum / n));
     }
+}
+
+#[test]
+fn diff_over_original_puts_l_diff_on_the_original_copies_only() {
+    let tok = tok();
+    let m = model(&tok);
+    let scorer = Scorer::new(&m, &tok, PromptFormat::Raw, AnswerSpace::None).unwrap();
+    let gs = groups(&scorer, 3, 5);
+    let mut cfg = Method::CfDiff.defaults(true).objective;
+    cfg.diff_weight = 0.7;
+    cfg.diff_over = "original".parse().unwrap();
+    let capture = cfg.capture;
+    let obj = FairLoss::new(AnswerLoss { scorer: &scorer }, cfg, None);
+    let items: Vec<&Group> = gs.iter().collect();
+    let got = scalar(&obj.loss(&items).unwrap().0);
+    let (want, d_orig, _) = by_hand(&scorer, &gs, capture, 0.7, |k| k == "original");
+    assert!(d_orig > 0.05, "distances should not vanish: {d_orig}");
+    assert!(
+        (got - want).abs() < 1e-4 * want.abs().max(1.0),
+        "{got} vs {want}"
+    );
+    // "all" differs: the counterfactual and auxiliary copies' distances count there.
+    let mut all = Method::CfDiff.defaults(true).objective;
+    all.diff_weight = 0.7;
+    let obj = FairLoss::new(AnswerLoss { scorer: &scorer }, all, None);
+    assert!((scalar(&obj.loss(&items).unwrap().0) - got).abs() > 1e-3);
+    assert!("first"
+        .parse::<fairrec_train::methods::paper_a::loss::DiffOver>()
+        .is_err());
 }
 
 #[test]

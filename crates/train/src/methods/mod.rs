@@ -198,6 +198,9 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
     if cfg.objective.diff_weight > 0.0 && !cfg.method.copies().neutral {
         return bad("L_diff needs the neutral copies: use diff, cf-diff, moe or cl-moe");
     }
+    if cfg.objective.diff_over != paper_a::loss::DiffOver::All && cfg.objective.diff_weight == 0.0 {
+        return bad("diff_over applies where L_diff is on: diff, cf-diff, moe or cl-moe");
+    }
     if cfg.fairness_weight > 0.0 && !cfg.method.is_paradigm() {
         return bad(
             "fairness_weight applies to lora, full, prompt-tuning and p-tuning (mos has its own)",

@@ -30,6 +30,36 @@ use fairrec_lm::tuning::AdapterSet;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+/// Which stated copies `L_diff` covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiffOver {
+    /// Every stated copy, each against its sample's neutral copy (Eq. 6 summed over the
+    /// stated values; the default).
+    #[default]
+    All,
+    /// The original copy only (ours, another reading: the counterfactual copies train on
+    /// `L_LLM` alone).
+    Original,
+}
+
+impl DiffOver {
+    fn is_all(&self) -> bool {
+        *self == DiffOver::All
+    }
+}
+
+impl std::str::FromStr for DiffOver {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "all" => Ok(DiffOver::All),
+            "original" => Ok(DiffOver::Original),
+            o => Err(format!("`{o}`: expected all or original")),
+        }
+    }
+}
+
 /// The losses beyond `L_LLM` (paper A).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectiveConfig {
@@ -44,6 +74,9 @@ pub struct ObjectiveConfig {
     pub curriculum: Option<Curriculum>,
     /// Weight of the load-balance loss on the routers (MoE; 0: none).
     pub balance_weight: f64,
+    /// Which stated copies `L_diff` covers (absent from runs before 2026-12-05: all).
+    #[serde(default, skip_serializing_if = "DiffOver::is_all")]
+    pub diff_over: DiffOver,
 }
 
 impl Default for ObjectiveConfig {
@@ -57,6 +90,7 @@ impl Default for ObjectiveConfig {
             ntp_neutral: false,
             curriculum: None,
             balance_weight: 0.0,
+            diff_over: DiffOver::All,
         }
     }
 }
@@ -180,7 +214,18 @@ impl<'a> FairLoss<'a> {
             let h = capture.pool(&f, &last)?;
             let d = (h.index_select(&idx(&stated_rows)?, 0)?
                 - h.index_select(&idx(&anchor_of)?, 0)?)?;
-            Some((d.sqr()?.sum(D::Minus1)? + 1e-12)?.sqrt()?)
+            let d = (d.sqr()?.sum(D::Minus1)? + 1e-12)?.sqrt()?;
+            Some(match self.cfg.diff_over {
+                DiffOver::All => d,
+                DiffOver::Original => {
+                    // `kinds` holds the stated copies' kinds, in `stated_rows` order.
+                    let keep: Vec<f32> = kinds
+                        .iter()
+                        .map(|k| f32::from(u8::from(k == "original")))
+                        .collect();
+                    (d * Tensor::from_vec(keep, stated_rows.len(), &dev)?)?
+                }
+            })
         } else {
             None
         };
