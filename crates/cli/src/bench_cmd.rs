@@ -42,28 +42,9 @@ pub struct BenchArgs {
     pub dtype: fairrec_lm::device::DTypeSpec,
 }
 
-/// The configuration of a named architecture (the HF `config.json` values).
+/// The configuration of a named architecture ([`LlamaConfig::named`]).
 pub fn shape(name: &str) -> Result<LlamaConfig> {
-    let mut c = LlamaConfig::tiny(49152);
-    let (h, i, l, nh, nkv, v, theta, tied, qwen) = match name {
-        "smollm2-135m" => (576, 1536, 30, 9, 3, 49152, 100_000.0, true, false),
-        "qwen2-0.5b" => (896, 4864, 24, 14, 2, 151_936, 1_000_000.0, true, true),
-        "qwen2-1.5b" => (1536, 8960, 28, 12, 2, 151_936, 1_000_000.0, true, true),
-        "qwen2-7b" => (3584, 18944, 28, 28, 4, 152_064, 1_000_000.0, false, true),
-        o => bail!("--shape `{o}`: expected smollm2-135m, qwen2-0.5b, qwen2-1.5b or qwen2-7b"),
-    };
-    c.hidden_size = h;
-    c.intermediate_size = i;
-    c.num_hidden_layers = l;
-    c.num_attention_heads = nh;
-    c.num_key_value_heads = Some(nkv);
-    c.vocab_size = v;
-    c.rope_theta = theta;
-    c.tie_word_embeddings = tied;
-    c.rms_norm_eps = if qwen { 1e-6 } else { 1e-5 };
-    c.model_type = Some(if qwen { "qwen2" } else { "llama" }.into());
-    c.max_position_embeddings = 8192;
-    Ok(c)
+    LlamaConfig::named(name).map_err(|e| anyhow::anyhow!("--shape {e}"))
 }
 
 /// Peak resident memory of this process (VmHWM), in bytes.
