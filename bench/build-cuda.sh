@@ -74,14 +74,17 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "gpu" and m.get("executable"):
         print(m["executable"])')
+# The random-checkpoint writer (CPU-only: it only writes files) for the 7B loading check.
+cargo build --release -p fairrec-lm --example random_checkpoint
+writer=$CARGO_TARGET_DIR/release/examples/random_checkpoint
 bin=$CARGO_TARGET_DIR/release/fairrec
 # The bundle bench/device-check.sh runs: both binaries stripped and gzipped (the device
 # tool carries at most 64 MiB).
 bundle=$CARGO_TARGET_DIR/bundle
 mkdir -p "$bundle"
-for f in "$bin" "$test_bin"; do
-  name=$([ "$f" = "$bin" ] && echo fairrec || echo gpu-tests)
-  strip -o "$bundle/$name" "$f"
+for pair in "fairrec:$bin" "gpu-tests:$test_bin" "random-checkpoint:$writer"; do
+  name=${pair%%:*}
+  strip -o "$bundle/$name" "${pair#*:}"
   gzip -9f "$bundle/$name"
 done
 out=$bundle/built.txt
@@ -92,6 +95,6 @@ out=$bundle/built.txt
   echo "toolkit $(nvcc --version | tail -1)"
   echo "git $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } > "$out"
-ls -la "$bin" "$test_bin" "$bundle" >&2
+ls -la "$bin" "$test_bin" "$writer" "$bundle" >&2
 du -sh "$bundle" >&2
 cat "$out"

@@ -6,7 +6,11 @@
 #      and audited on CUDA against the CPU, the quickstart's figures on CUDA against the CPU's);
 #   2. `fairrec quickstart --device cuda` at its default size, timed;
 #   3. the short form of bench/gpu.sh (SmolLM2 and Qwen2-1.5B shapes, 4x256, bf16, score and
-#      train, against PyTorch + transformers + peft on the same GPU).
+#      train, against PyTorch + transformers + peft on the same GPU);
+#   4. only when asked (CHECKS=4, a second call: ~3 minutes): a random-weight Qwen2-7B-shaped
+#      bf16 checkpoint written to /tmp and loaded onto the GPU, with the host's peak RSS.
+# CHECKS (default "1 2 3") picks the steps. Each step has a timeout, so that steps 1-3 end
+# within the device tool's 10 minutes.
 # Everything goes to one directory ($OUT where the device tool sets it, else
 # bench/out/device-check-<time>), at most 8 files: summary.md first.
 #
@@ -18,6 +22,8 @@ BUNDLE=${1:-target/cuda/bundle}
 OUT=${OUT:-bench/out/device-check-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.md
+CHECKS=${CHECKS:-"1 2 3"}
+want() { case " $CHECKS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 T0=$(date +%s)
 say() { echo "$*" | tee -a "$SUMMARY"; }
 elapsed() { echo $(($(date +%s) - T0)); }
@@ -27,8 +33,9 @@ elapsed() { echo $(($(date +%s) - T0)); }
   exit 2
 }
 BIN=$(mktemp -d)
-gunzip -c "$BUNDLE/fairrec.gz" > "$BIN/fairrec" && gunzip -c "$BUNDLE/gpu-tests.gz" > "$BIN/gpu-tests"
-chmod +x "$BIN/fairrec" "$BIN/gpu-tests"
+for f in fairrec gpu-tests random-checkpoint; do
+  [ -f "$BUNDLE/$f.gz" ] && gunzip -c "$BUNDLE/$f.gz" > "$BIN/$f" && chmod +x "$BIN/$f"
+done
 export FAIRREC_BIN=$BIN/fairrec
 PYTHON=${PYTHON:-python3}
 # The CUDA libraries the binary links (cuBLAS, cuRAND, NVRTC, the runtime) from the Python's
@@ -57,8 +64,9 @@ export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 
 # 1. GPU tests, one at a time (they share the one GPU).
+if want 1; then
 say "## 1. GPU tests (crates/cli/tests/gpu.rs)"
-timeout 300 "$BIN/gpu-tests" --test-threads 1 --nocapture > "$OUT/gpu-tests.log" 2>&1
+timeout 240 "$BIN/gpu-tests" --test-threads 1 --nocapture > "$OUT/gpu-tests.log" 2>&1
 rc=$?
 say ""
 say '```'
@@ -66,12 +74,14 @@ grep -E '^test |test result|panicked|skipped|vs Place|quickstart .*: F1' "$OUT/g
 say '```'
 say "exit $rc after $(elapsed)s"
 say ""
+fi
 
 # 2. The quickstart on the GPU at its default size.
+if want 2; then
 say "## 2. fairrec quickstart --device cuda"
 qs=$(mktemp -d)/qs
 t=$(date +%s)
-timeout 240 "$BIN/fairrec" quickstart --device cuda --out "$qs" > "$OUT/quickstart.log" 2>&1
+timeout 180 "$BIN/fairrec" quickstart --device cuda --out "$qs" > "$OUT/quickstart.log" 2>&1
 rc=$?
 say "exit $rc, wall $(($(date +%s) - t))s"
 [ "$rc" -eq 0 ] || { say '```'; tail -5 "$OUT/quickstart.log" | tee -a "$SUMMARY" > /dev/null; say '```'; }
@@ -90,14 +100,32 @@ for cell in sorted(glob.glob(os.path.join(qs, "cells", "**", "cell.json"), recur
 PY
 fi
 say ""
+fi
 
 # 3. The short form of bench/gpu.sh.
+if want 3; then
 say "## 3. bench/gpu.sh (short form)"
 FAIRREC=$BIN/fairrec LOG=$OUT/gpu-bench.jsonl SHAPES=${SHAPES:-"smollm2-135m qwen2-1.5b"} \
   SIZES=${SIZES:-4x256} STEPS=${STEPS:-5} PYTHON=$PYTHON \
-  timeout 180 bash bench/gpu.sh > "$OUT/gpu-bench.txt" 2>&1
+  timeout 150 bash bench/gpu.sh > "$OUT/gpu-bench.txt" 2>&1
 rc=$?
 say '```'
 tee -a "$SUMMARY" < "$OUT/gpu-bench.txt" > /dev/null
 say '```'
-say "exit $rc; the whole check took $(elapsed)s"
+say "exit $rc after $(elapsed)s"
+fi
+
+# 4. Loading a 7B bf16 checkpoint onto the GPU: the host's peak RSS (issue 24 asks < ~20 GB).
+if want 4; then
+  shape=${SHAPE_7B:-qwen2-7b}
+  say ""
+  say "## 4. $shape bf16 checkpoint loaded onto the GPU"
+  ck=${CHECKPOINT_DIR:-/tmp/fairrec-$shape-bf16}
+  t=$(date +%s)
+  timeout 240 "$BIN/random-checkpoint" "$shape" bf16 "$ck" 2>&1 | tee -a "$SUMMARY"
+  say "written in $(($(date +%s) - t))s"
+  timeout 120 "$BIN/fairrec" -q bench --model "$ck" --device cuda --dtype bf16 --mode score \
+    --batch 1 --seq 32 --steps 1 2>&1 | tail -1 | tee -a "$SUMMARY"
+  rm -rf "$ck"
+fi
+say "the whole check took $(elapsed)s"
