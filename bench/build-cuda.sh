@@ -8,10 +8,11 @@
 #   bench/build-cuda.sh 80       # A100
 #
 # A rerun reuses the toolkit ($FAIRREC_CUDA_HOME, default ~/.cache/fairrec/cuda-13.0) and
-# the target directory ($CARGO_TARGET_DIR, default target/cuda). The first build takes
-# ~20-30 minutes on 2 cores (candle's kernels are compiled by nvcc). Prints the paths and
-# sizes of what it built, and bundles them in target/cuda/bundle/ (stripped, gzipped, with
-# built.txt); bench/device-check.sh runs that bundle on a GPU machine. Needs python3 with pip (for the wheels), gcc and cargo.
+# the target directory ($CARGO_TARGET_DIR, default target/cuda). The first build took
+# ~15 minutes on 2 cores on 2026-12-05 (candle's kernels are compiled by nvcc). Prints the
+# paths and sizes of what it built, and bundles them in target/cuda/bundle/ (stripped,
+# gzipped, with built.txt); bench/device-check.sh runs that bundle on a GPU machine. Needs
+# python3 with pip (for the wheels), gcc and cargo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CAP=${1:-90}

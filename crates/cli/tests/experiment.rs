@@ -420,27 +420,39 @@ fn paper_a_methods_through_train_flags() {
     let data = small_dataset(t.path(), "40");
     let model = t.path().join("model");
     tiny_hf_model(&model);
-    let run = |out: &str, extra: &[&str]| {
-        let o = t.path().join(out);
-        let mut args = vec![
+    // `train` of the model on the data into `out`, then `extra`.
+    let argv = |out: &Path, extra: &[&str]| -> Vec<String> {
+        [
             "train",
             "--model",
             p(&model),
             "--data",
             p(&data),
             "--out",
-            p(&o),
-        ];
-        args.extend([
-            "--max-steps",
-            "2",
-            "--limit-train",
-            "4",
-            "--limit-valid",
-            "4",
-            "--no-eval-before",
-        ]);
-        args.extend(extra);
+            p(out),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |out: &str, extra: &[&str]| {
+        let o = t.path().join(out);
+        let mut args = argv(&o, &[]);
+        args.extend(
+            [
+                "--max-steps",
+                "2",
+                "--limit-train",
+                "4",
+                "--limit-valid",
+                "4",
+                "--no-eval-before",
+            ]
+            .map(String::from),
+        );
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         (ok(&args), o)
     };
     // CL-MoE, multi-attribute: 1 original + 5 counterfactual + 2 + 3 auxiliary + 1 neutral
@@ -490,17 +502,8 @@ fn paper_a_methods_through_train_flags() {
     assert!(s.contains("(28 prompts)"), "{s}");
     let x = t.path().join("x");
     let refused = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--model",
-            p(&model),
-            "--data",
-            p(&data),
-            "--out",
-            p(&x),
-        ];
-        args.extend(extra);
-        fails(&args)
+        let args = argv(&x, extra);
+        fails(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let e = refused(&["--method", "diff", "--counterfactuals", "single-flip"]);
     assert!(

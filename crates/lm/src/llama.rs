@@ -451,7 +451,7 @@ impl Llama {
                 "a per-row prefix cannot be combined with an attached soft prompt".into(),
             )),
             (Some(p), None) => Ok((p.prepend(&x)?, p.len())),
-            (None, Some(p)) => Ok((Tensor::cat(&[&p.to_dtype(x.dtype())?, &x], 1)?, p.dim(1)?)),
+            (None, Some(p)) => Ok((crate::prompt::prepend_rows(p, &x)?, p.dim(1)?)),
             (None, None) => Ok((x, 0)),
         }
     }

@@ -261,11 +261,14 @@ impl SoftPrompt {
 /// model's dtype on the way in; their gradient comes back in f32).
 pub fn prepend(p: &Tensor, x: &Tensor) -> Result<Tensor> {
     let (b, _, h) = x.dims3()?;
-    let p = p
-        .to_dtype(x.dtype())?
-        .unsqueeze(0)?
-        .expand((b, p.dim(0)?, h))?;
-    Ok(Tensor::cat(&[&p, x], 1)?)
+    let p = p.to_dtype(x.dtype())?; // before the expansion: N rows cast, not B x N
+    prepend_rows(&p.unsqueeze(0)?.expand((b, p.dim(0)?, h))?, x)
+}
+
+/// One prefix per row, `[B, P, H]`, in front of `x` `[B, T, H]`, cast to `x`'s dtype (as
+/// [`prepend`]).
+pub fn prepend_rows(p: &Tensor, x: &Tensor) -> Result<Tensor> {
+    Ok(Tensor::cat(&[&p.to_dtype(x.dtype())?, x], 1)?)
 }
 
 fn check_shape(n: usize, shape: PromptShape, what: &str) -> Result<()> {

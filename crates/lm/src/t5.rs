@@ -563,7 +563,7 @@ impl T5 {
                 ))
             }
             (Some(p), None) => p.prepend(&x)?,
-            (None, Some(p)) => Tensor::cat(&[&p.to_dtype(x.dtype())?, &x], 1)?,
+            (None, Some(p)) => crate::prompt::prepend_rows(p, &x)?,
             (None, None) => x,
         };
         let p = x.dim(1)? - ids.dim(1)?;

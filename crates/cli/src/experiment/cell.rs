@@ -114,11 +114,9 @@ pub(super) fn resolve(spec: &Spec, cell: &Cell) -> Result<Resolved> {
     }
     let hash = hash_hex(&identity);
     // Where the commands run is not part of their identity on the CPU in f32.
-    let place = cell.place.flags(None);
-    if let Some(f) = &mut train_argv {
-        f.extend(place.iter().cloned());
+    for f in train_argv.iter_mut().chain([&mut audit]) {
+        f.extend(cell.place.flags(None));
     }
-    audit.extend(place.iter().cloned());
     Ok(Resolved {
         kind,
         train_argv,
@@ -261,7 +259,38 @@ pub(super) fn cell_name(
 
 /// Where an audit ran, as its `run.json` records it.
 fn placement_of(run: &Path) -> Option<fairrec_lm::device::Placement> {
-    let bytes = std::fs::read(run).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    serde_json::from_value(v).ok()
+    serde_json::from_slice(&std::fs::read(run).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use fairrec_lm::device::{DTypeSpec, DeviceSpec::Cpu, Place};
+
+    /// A cell's identity on the CPU in f32 is the one it had before `--device`/`--dtype`
+    /// (dd3db128217cbb2d is what fairrec 3b2886f gave this cell: committed cells stay
+    /// valid); a half-precision base is another cell.
+    #[test]
+    fn a_cell_on_the_cpu_in_f32_keeps_its_identity() {
+        let file = "name='pin'\nmethods=['cf-diff']\nscenarios=['gender']\nseeds=[0]\n[[datasets]]\nname='d'\npath='data'\n[[models]]\nname='m'\npath='model.gguf'";
+        let spec = super::Spec::parse(file, "test").unwrap();
+        let hash = |t: DTypeSpec| {
+            let (place, p) = (Place::resolve(Cpu, t).unwrap(), std::path::Path::new);
+            let cell = super::Cell {
+                dataset: "d",
+                data: p("data"),
+                data_hash: "abc",
+                protocol: fairrec_data::protocol::Protocol::ClMoe,
+                model: &spec.models[0],
+                model_path: p("model.gguf"),
+                place: &place,
+                scenario: "gender",
+                method: "cf-diff",
+                seed: Some(0),
+            };
+            super::resolve(&spec, &cell).unwrap().hash
+        };
+        assert_eq!(hash(DTypeSpec::F32), "dd3db128217cbb2d");
+        assert_eq!(hash(DTypeSpec::Auto), hash(DTypeSpec::F32));
+        assert_ne!(hash(DTypeSpec::Bf16), hash(DTypeSpec::F32));
+    }
 }

@@ -114,6 +114,7 @@ fn hash_hex(v: &serde_json::Value) -> String {
 
 /// `fairrec <cmd...>` flags from a TOML table.
 fn flags(cmd: &[&str], table: &toml::Table, origin: &str) -> Result<Vec<String>> {
+    placing::refuse_in_table(table, origin)?;
     let root = crate::Cli::command();
     let mut sub = &root;
     for c in cmd {
@@ -149,20 +150,6 @@ fn call(args: &[String], log: &Path) -> Result<()> {
 /// Check every flag table of `spec` before anything runs.
 fn check_flags(spec: &Spec) -> Result<()> {
     let o = format!("experiment `{}`", spec.name);
-    let tables = [(&spec.train, "[train]"), (&spec.audit, "[audit]")]
-        .into_iter()
-        .chain(spec.method_train.values().map(|t| (t, "[method_train]")))
-        .chain(spec.method_audit.values().map(|t| (t, "[method_audit]")))
-        .chain(spec.models.iter().map(|m| (&m.flags, "a model's `flags`")))
-        .chain(
-            spec.models
-                .iter()
-                .filter_map(|m| m.finetune.as_ref())
-                .map(|t| (t, "a model's `finetune`")),
-        );
-    for (t, name) in tables {
-        placing::refuse_in_table(t, &format!("{o} {name}"))?;
-    }
     flags(&["train"], &spec.train, &format!("{o} [train]"))?;
     flags(&["audit"], &spec.audit, &format!("{o} [audit]"))?;
     for (m, t) in &spec.method_train {

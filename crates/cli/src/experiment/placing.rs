@@ -30,12 +30,8 @@ impl ModelSpec {
 /// Flag tables may not say where to run: that is the model's `device`/`dtype` (or
 /// `experiment run --device/--dtype`), which leave CPU cells' identities as they were.
 pub(super) fn refuse_in_table(table: &toml::Table, origin: &str) -> Result<()> {
-    for k in ["device", "dtype"] {
-        if table.contains_key(k) {
-            bail!(
-                "{origin}: `{k}` is where cells run, not a flag of their commands: set it on the model (`{k} = \"...\"` under [[models]]) or with `fairrec experiment run --{k}`"
-            );
-        }
+    match ["device", "dtype"].into_iter().find(|k| table.contains_key(*k)) {
+        Some(k) => bail!("{origin}: `{k}` is where cells run, not a flag of their commands: set it on the model (`{k} = \"...\"` under [[models]]) or with `fairrec experiment run --{k}`"),
+        None => Ok(()),
     }
-    Ok(())
 }
