@@ -1,7 +1,8 @@
 //! Issue 22: a SIGKILL at any moment of a write leaves the earlier outputs whole or the
 //! new ones whole, never a mix; the next writer clears what the killed one left. Each
 //! test kills a replacing run at a range of moments after its outputs start to be
-//! staged, then reads the directory as a user would.
+//! staged, then reads the directory as fairrec's readers do (completing, as they do, a commit
+//! that a kill interrupted).
 
 mod common;
 use common::*;
@@ -150,6 +151,10 @@ fn a_killed_audit_leaves_predictions_and_report_of_one_run() {
             &out,
             Duration::from_millis(ms),
         ));
+        // A kill inside the commit leaves its journal, which the next reader or writer
+        // completes (README, guarantee 3): read as fairrec's readers do, after `settle`.
+        fairrec_core::stage::settle(&out, false).unwrap();
+        assert!(!out.join(fairrec_core::stage::JOURNAL).exists());
         // The report describes the predictions beside it, and the run record too.
         let metrics: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
