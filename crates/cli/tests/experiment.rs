@@ -110,6 +110,7 @@ fn table_2_grid_runs_skips_finished_cells_and_a_killed_run_gives_the_same_table(
     std::fs::remove_file(a.join("results.md")).unwrap();
     ok(&["experiment", "show", p(&a)]);
     assert_eq!(std::fs::read_to_string(a.join("results.md")).unwrap(), md);
+    paired_comparisons_come_from_the_cells_audits(&a, &md);
     // kill a run part-way (SIGKILL), continue it: the same table
     let mut child = spawn(&["experiment", "run", p(&file), "--out", p(&b)]);
     let t0 = Instant::now();
@@ -132,6 +133,70 @@ fn table_2_grid_runs_skips_finished_cells_and_a_killed_run_gives_the_same_table(
     assert!(cells(&b) < 17);
     ok(&["experiment", "run", p(&file), "--out", p(&b)]);
     assert_eq!(std::fs::read_to_string(b.join("results.md")).unwrap(), md);
+}
+
+/// Every pair of the 11 methods is compared (`pairs.json`), with the prompting baselines'
+/// one audit against every seed; a pair's figures are those of the two cells' own audits
+/// (the cells audit the same test users); and the tables show them after the predictions
+/// are gone, as committed results are (no predictions are committed).
+fn paired_comparisons_come_from_the_cells_audits(a: &Path, md: &str) {
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let pairs = read(&a.join("pairs.json"));
+    let table = &pairs[0];
+    assert_eq!(table["cells"].as_array().unwrap().len(), 17);
+    assert_eq!(
+        table["pairs"].as_array().unwrap().len(),
+        55,
+        "11 methods, 2 by 2"
+    );
+    let pair = |x: &str, y: &str| {
+        table["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["a"] == x && q["b"] == y)
+            .unwrap()
+    };
+    let cell = |m: &str, s: &str| {
+        read(&a.join(format!(
+            "cells/synthetic/builtin/age+gender/{m}/{s}/cell.json"
+        )))
+    };
+    let q = pair("llm-rec", "ins-tuning");
+    assert_eq!(q["seeds"], serde_json::json!([0, 1]));
+    let f1 = &q["figures"]["f1"];
+    let ins = (cell("ins-tuning", "seed-0")["metrics"]["f1"]
+        .as_f64()
+        .unwrap()
+        + cell("ins-tuning", "seed-1")["metrics"]["f1"]
+            .as_f64()
+            .unwrap())
+        / 2.0;
+    assert_eq!(f1["a"], cell("llm-rec", "prompt")["metrics"]["f1"]);
+    assert!((f1["b"].as_f64().unwrap() - ins).abs() < 1e-12, "{f1}");
+    let gd = &pair("cf", "cl-moe")["figures"]["gd/age,gender"];
+    let per: Vec<f64> = ["seed-0", "seed-1"]
+        .iter()
+        .map(|s| {
+            let g = |m| cell(m, s)["metrics"]["gd/age,gender"].as_f64().unwrap();
+            g("cf") - g("cl-moe")
+        })
+        .collect();
+    assert_eq!(gd["per_pair"], serde_json::json!(per), "{gd}");
+    assert!(
+        md.contains("Paired comparisons") && md.contains("| cf − cl-moe | 2 |"),
+        "{md}"
+    );
+    for f in walk(a)
+        .into_iter()
+        .filter(|f| f.ends_with("predictions.jsonl"))
+    {
+        std::fs::remove_file(f).unwrap();
+    }
+    ok(&["experiment", "show", p(a)]);
+    assert_eq!(std::fs::read_to_string(a.join("results.md")).unwrap(), md);
 }
 
 const PAPER_B: &str = r#"
@@ -211,6 +276,8 @@ fn paper_b_grid_reports_stereotype_fairness_per_setting_and_side() {
         "| lora@fair | 1 |",
         "By side (gender, explicit setting)",
         "| mos | users=",
+        "| A − B | Seeds | F1 % | counterfactual (gender) | explicit (gender) | implicit (gender) | What the data supports |",
+        "| sequential − lora | 1 |",
         "items=neutral",
     ] {
         assert!(md.contains(m), "{m} missing in\n{md}");

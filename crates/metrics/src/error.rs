@@ -25,6 +25,9 @@ pub enum MetricsError {
     /// A variant every report needs is absent.
     #[error("no predictions for variant `{variant}`: {why}")]
     MissingVariant { variant: String, why: String },
+    /// A prepared dataset that cannot be read.
+    #[error(transparent)]
+    Data(#[from] fairrec_data::DataError),
     /// Anything else that makes the input unusable, said plainly.
     #[error("{0}")]
     Invalid(String),

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod classification;
+pub mod compare;
 pub mod error;
 pub mod fairness;
 pub mod file;

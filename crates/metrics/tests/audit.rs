@@ -428,3 +428,41 @@ fn metrics_file_round_trip(m: fairrec_metrics::Metrics) {
         "{e}"
     );
 }
+
+/// The audit's intervals reach the flat figures the experiment tables read (`ci_lo/k`,
+/// `ci_hi/k`, `ci_level`), only for the figures that have one.
+#[test]
+fn figures_carry_the_audits_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("metrics.json");
+    std::fs::write(
+        &m,
+        r#"{"bootstrap": {"confidence": 0.9, "resamples": 10, "seed": 0, "unit": "user", "units": 4},
+            "threshold": 0.5, "n_predictions": 4, "variants": {}, "fairness": {}, "inputs": {},
+            "original": {"f1": 0.5, "auc": 0.6, "precision": 0.4, "recall": 0.7, "n": 4, "positives": 2},
+            "neutral": {"f1": null, "auc": null, "precision": null, "recall": null, "n": 0, "positives": 0},
+            "ci": {"original.f1": [0.25, 0.75], "original.recall": [0.5, 0.875]},
+            "stereotype": {"gender": {"z_threshold": 1.0, "normalize": true, "item_groups": {},
+                "n_items": 0, "performance": {},
+                "settings": {"explicit": {"total": 25.0, "same_group": 10.0, "other_group": null, "pairs": {}}},
+                "ci": {"explicit.total": [16.5, 52.0]}}}}"#,
+    )
+    .unwrap();
+    let c = MetricsFile::read(&m)
+        .unwrap()
+        .metrics
+        .unwrap()
+        .figures(true);
+    assert_eq!(c["ci_level"], 0.9);
+    assert_eq!((c["ci_lo/f1"], c["ci_hi/f1"]), (0.25, 0.75));
+    assert_eq!((c["ci_lo/recall"], c["ci_hi/recall"]), (0.5, 0.875));
+    assert!(!c.contains_key("ci_lo/auc") && !c.contains_key("ci_lo/precision"));
+    let k = "stereo/gender/explicit";
+    assert_eq!(
+        (c[k], c[&format!("ci_lo/{k}")], c[&format!("ci_hi/{k}")]),
+        (25.0, 16.5, 52.0)
+    );
+    // same_group has a figure but no interval in this audit.
+    assert!(c.contains_key("stereo_same/gender/explicit"));
+    assert!(!c.contains_key("ci_lo/stereo_same/gender/explicit"));
+}

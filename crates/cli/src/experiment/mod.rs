@@ -373,6 +373,7 @@ pub fn run_spec(spec: &Spec, out: &Path, only: &Only) -> Result<Grid> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    table::update_pairs(out, spec, &data)?;
     let done = table::read_cells(out)?;
     table::write(out, spec, &done.cells)?;
     say_stale(&done.stale);

@@ -9,6 +9,7 @@
 //! (1-c)/2 and (1+c)/2 percentiles over the resamples where the figure is defined.
 
 mod figures;
+pub mod paired;
 pub(crate) mod resample;
 mod units;
 
@@ -242,6 +243,50 @@ pub(crate) fn stereo_figures(
     }
 }
 
+/// What the figures of one predictions set are computed from: its variants, the item
+/// groups of each attribute with training interactions, the resampling units and the
+/// attribute sets.
+struct Prepared<'a> {
+    pub vi: VariantIndex<'a>,
+    pub groups: Vec<(String, ItemGroups)>,
+    pub units: Units,
+    pub sets: BTreeMap<String, Vec<usize>>,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn new(
+        preds: &'a [Prediction],
+        context: &HashMap<String, Context>,
+        stereo: &[StereotypeInput<'_>],
+        cfg: &AuditConfig,
+        vi: VariantIndex<'a>,
+    ) -> Self {
+        let groups: Vec<(String, ItemGroups)> = stereo
+            .iter()
+            .map(|s| (s.attribute.clone(), item_groups(&s.train, &cfg.stereotype)))
+            .collect();
+        let units = Units::collect(preds, context, &groups, &vi.of_pred, cfg.threshold);
+        let sets = attribute_sets(&vi.variants);
+        Prepared {
+            vi,
+            groups,
+            units,
+            sets,
+        }
+    }
+
+    pub fn evaluator(&self) -> Evaluator<'_> {
+        Evaluator {
+            variants: &self.vi.variants,
+            sets: &self.sets,
+            groups: &self.groups,
+            units: &self.units.units,
+            neutral: self.vi.of(&Variant::Neutral).unwrap_or(0),
+            original: self.vi.of(&Variant::Original).unwrap_or(0),
+        }
+    }
+}
+
 /// Run the audit. `context` maps `sample_id` to what the prepared data knows; predictions
 /// may carry the same fields themselves (`attributes`, `user_id`, `target`, `history`),
 /// which are used where the context does not know the sample.
@@ -274,24 +319,13 @@ pub fn audit(
         .zip(&vi.pairs)
         .map(|(v, pairs)| (v.to_string(), class_block(pairs, cfg.threshold)))
         .collect();
-    let groups: Vec<(String, ItemGroups)> = stereo
-        .iter()
-        .map(|s| (s.attribute.clone(), item_groups(&s.train, &cfg.stereotype)))
-        .collect();
-    let units = Units::collect(preds, context, &groups, &vi.of_pred, cfg.threshold);
+    let prep = Prepared::new(preds, context, stereo, cfg, vi);
+    let (groups, units, sets) = (&prep.groups, &prep.units, &prep.sets);
     let mut notes = Vec::new();
     if units.missing_context > 0 {
         notes.push(format!("{} prediction(s) lack the true attribute or the target item and were left out of the stereotype figures", units.missing_context));
     }
-    let sets = attribute_sets(&vi.variants);
-    let ev = Evaluator {
-        variants: &vi.variants,
-        sets: &sets,
-        groups: &groups,
-        units: &units.units,
-        neutral: vi.of(&Variant::Neutral).unwrap_or(0),
-        original: vi.of(&Variant::Original).unwrap_or(0),
-    };
+    let ev = prep.evaluator();
     let (fair, st, _) = ev.evaluate(&vec![1.0; units.units.len()]);
     let mut ci = Intervals::new(bootstrap(&ev, cfg), cfg.confidence);
     let fairness = fair
@@ -309,7 +343,7 @@ pub fn audit(
         })
         .collect();
     let stereotype =
-        (!groups.is_empty()).then(|| stereotype_entries(&groups, st, &units.sides, cfg, &mut ci));
+        (!groups.is_empty()).then(|| stereotype_entries(groups, st, &units.sides, cfg, &mut ci));
     let class_ci = [
         "original.f1",
         "original.precision",

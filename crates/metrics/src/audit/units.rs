@@ -59,6 +59,8 @@ pub(super) struct Unit {
 /// Every unit, and what the point figures need besides.
 pub(super) struct Units {
     pub units: Vec<Unit>,
+    /// Each unit's user id (or sample id), in the order of `units`.
+    pub keys: Vec<String>,
     /// Units are users (every prediction's user is known), else samples.
     pub by_user: bool,
     /// Per attribute: side key -> (label, P(Yes)) of the explicit setting.
@@ -84,6 +86,7 @@ impl Units {
             .all(|p| p.user_id.is_some() || ctx(p).user.is_some());
         let mut out = Units {
             units: Vec::new(),
+            keys: Vec::new(),
             by_user,
             sides: vec![BTreeMap::new(); groups.len()],
             missing_context: 0,
@@ -102,6 +105,7 @@ impl Units {
             let n = out.units.len();
             let u = *uidx.entry(key).or_insert(n);
             if u == out.units.len() {
+                out.keys.push(key.to_string());
                 out.units.push(Unit {
                     conf: Vec::new(),
                     stereo: groups

@@ -42,6 +42,33 @@ pub fn sci(v: Option<f64>) -> String {
     })
 }
 
+/// Mean and sample standard deviation (`None` with one value).
+pub fn mean_std(xs: &[f64]) -> (f64, Option<f64>) {
+    let n = xs.len() as f64;
+    let m = xs.iter().sum::<f64>() / n;
+    let sd = (xs.len() > 1)
+        .then(|| (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    (m, sd)
+}
+
+/// Mean ± sample std of `xs` times `scale` (100 turns a fraction into % or ×10⁻²), as the
+/// experiment tables print a figure over seeds; `(k/n)` after it when only `k` of the row's
+/// `n` cells define the figure (the others left it undefined, e.g. no Yes answer).
+pub fn mean_std_text(xs: &[f64], scale: f64, n: usize) -> String {
+    if xs.is_empty() {
+        return "–".into();
+    }
+    let figure = match mean_std(xs) {
+        (m, Some(s)) => format!("{:.2} ± {:.2}", m * scale, s * scale),
+        (m, None) => format!("{:.2}", m * scale),
+    };
+    if xs.len() < n {
+        format!("{figure} ({}/{n})", xs.len())
+    } else {
+        figure
+    }
+}
+
 /// `v [low, high]` with the interval printed by `f`, or `v` alone.
 pub fn with_ci(v: String, ci: Option<&[f64; 2]>, f: &dyn Fn(f64) -> String) -> String {
     match ci {
@@ -567,4 +594,58 @@ pub fn html(blocks: &[Block], title: &str, numbers: &str) -> String {
         "<p class=\"muted\">Written by fairrec. The numbers are also in {}.</p>\n</body></html>\n",
         html_text(numbers)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean_std_text;
+    use super::svg::{tradeoff, Series};
+
+    /// Every seed is a dot, each series a mean cross, each paper point a diamond, and a
+    /// figure that cannot be negative keeps its axis at 0 or above.
+    #[test]
+    fn a_tradeoff_chart_draws_every_seed_and_the_papers_points() {
+        let s = |label: &str, points: Vec<[f64; 2]>, paper| Series {
+            label: label.into(),
+            points,
+            paper,
+        };
+        let svg = tradeoff(
+            "F1 against GD",
+            ["F1 %", "GD"],
+            &[
+                s(
+                    "a",
+                    vec![[50.0, 1.0], [52.0, 0.5], [51.0, 0.0]],
+                    Some([55.0, 2.0]),
+                ),
+                s("b", vec![[60.0, 3.0]], None),
+            ],
+            &|v| format!("{v:.1}"),
+        );
+        let seed_dots = svg.matches(r##"r="3" fill="#"##).count();
+        assert_eq!(seed_dots, 4 + 1, "4 seeds and the legend's dot");
+        assert_eq!(
+            svg.matches(r#"r="4.5""#).count(),
+            2 + 2,
+            "2 means, 2 legend dots"
+        );
+        assert_eq!(
+            svg.matches(r#"fill="white""#).count(),
+            1 + 1,
+            "1 paper point + legend"
+        );
+        assert!(!svg.contains(">-"), "no negative tick: {svg}");
+        assert!(svg.contains("GD (lower is fairer)"));
+    }
+
+    #[test]
+    fn a_figure_defined_in_some_cells_says_in_how_many() {
+        // 0.1 and 0.3 (x100): mean 20, sample std sqrt(((10)^2 + (10)^2) / 1) = 14.142...
+        assert_eq!(mean_std_text(&[0.1, 0.3], 100.0, 3), "20.00 ± 14.14 (2/3)");
+        assert_eq!(mean_std_text(&[0.1, 0.3], 100.0, 2), "20.00 ± 14.14");
+        assert_eq!(mean_std_text(&[0.5], 1.0, 1), "0.50");
+        assert_eq!(mean_std_text(&[0.5], 1.0, 3), "0.50 (1/3)");
+        assert_eq!(mean_std_text(&[], 1.0, 3), "–");
+    }
 }

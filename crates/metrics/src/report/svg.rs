@@ -199,3 +199,118 @@ svg .ct{font-weight:600;font-size:13px}svg .grid{stroke:#e4e8ec}svg .tick{fill:#
 svg .bar{fill:#3b7dd8}svg .neg{fill:#d8693b}svg .ci{stroke:#1d232a;stroke-width:1.4;fill:none}
 svg .ref{stroke:#c0392b;stroke-width:1.5;stroke-dasharray:4 3}svg .reflbl{fill:#c0392b;font-size:11px}svg .val{fill:#1d232a}svg .lbl{fill:#1d232a}
 "#;
+
+/// One method on a trade-off chart: every seed's point `[x, y]`, and the paper's point.
+pub struct Series {
+    pub label: String,
+    pub points: Vec<[f64; 2]>,
+    pub paper: Option<[f64; 2]>,
+}
+
+/// Colours of the series (cycled).
+const PALETTE: [&str; 10] = [
+    "#3b7dd8", "#d8693b", "#2e9e5b", "#8e5bd8", "#c0392b", "#7f8c8d", "#d4a017", "#1abc9c",
+    "#e84393", "#34495e",
+];
+
+/// Mean and sample standard deviation of each coordinate of `points` (0 with one point).
+fn centre(points: &[[f64; 2]]) -> ([f64; 2], [f64; 2]) {
+    let n = points.len() as f64;
+    let m = [0, 1].map(|k| points.iter().map(|p| p[k]).sum::<f64>() / n);
+    let sd = [0, 1].map(|k| {
+        if points.len() < 2 {
+            0.0
+        } else {
+            (points.iter().map(|p| (p[k] - m[k]).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        }
+    });
+    (m, sd)
+}
+
+/// A trade-off chart (ours): accuracy (`axes[0]`, x) against a fairness figure (`axes[1]`,
+/// y, lower is fairer), one colour per series: every seed as a dot, the mean as a cross
+/// whose arms are ± one standard deviation over seeds, and the paper's point as a hollow
+/// diamond. Both axes span the points with a margin; `fmt` prints the ticks.
+pub fn tradeoff(
+    title: &str,
+    axes: [&str; 2],
+    series: &[Series],
+    fmt: &dyn Fn(f64) -> String,
+) -> String {
+    let all: Vec<[f64; 2]> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied().chain(s.paper))
+        .filter(|p| p[0].is_finite() && p[1].is_finite())
+        .collect();
+    let span = |k: usize| {
+        let (lo, hi) = all
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                (a.min(p[k]), b.max(p[k]))
+            });
+        let pad = ((hi - lo) * 0.08).max(1e-3);
+        match lo.is_finite() {
+            // A figure that cannot be negative keeps its axis at or above 0.
+            true if lo >= 0.0 => [(lo - pad).max(0.0), hi + pad],
+            true => [lo - pad, hi + pad],
+            false => [0.0, 1.0],
+        }
+    };
+    let (sx, sy) = (span(0), span(1));
+    let (left, top, w, h) = (64.0, 30.0, 440.0, 300.0);
+    let legend = series
+        .iter()
+        .map(|s| s.label.chars().count())
+        .fold(14, usize::max) as f64
+        * 7.0
+        + 44.0;
+    let x = |v: f64| left + w * (v - sx[0]) / (sx[1] - sx[0]);
+    let y = |v: f64| top + h - h * (v - sy[0]) / (sy[1] - sy[0]);
+    let mut s = chart_header(title, left + w + 20.0 + legend, top + h + 44.0);
+    for k in 0..=4 {
+        let (vx, vy) = (
+            sx[0] + (sx[1] - sx[0]) * k as f64 / 4.0,
+            sy[0] + (sy[1] - sy[0]) * k as f64 / 4.0,
+        );
+        write!(s, r##"<line x1="{0}" x2="{0}" y1="{top}" y2="{1}" class="grid"/><text x="{0}" y="{2}" class="tick" text-anchor="middle">{3}</text>"##, x(vx), top + h, top + h + 16.0, esc(&fmt(vx))).unwrap();
+        write!(s, r##"<line x1="{left}" x2="{0}" y1="{1}" y2="{1}" class="grid"/><text x="{2}" y="{3}" class="tick" text-anchor="end">{4}</text>"##, left + w, y(vy), left - 4.0, y(vy) + 4.0, esc(&fmt(vy))).unwrap();
+    }
+    let (ax, ay, my) = (left + w / 2.0, top + h + 34.0, top + h / 2.0);
+    let (xl, yl) = (esc(axes[0]), esc(axes[1]));
+    write!(s, r##"<text x="{ax}" y="{ay}" class="lbl" text-anchor="middle">{xl} →</text><text x="14" y="{my}" class="lbl" transform="rotate(-90 14 {my})" text-anchor="middle">{yl} (lower is fairer)</text>"##).unwrap();
+    for (i, se) in series.iter().enumerate() {
+        let c = PALETTE[i % PALETTE.len()];
+        for p in &se.points {
+            write!(
+                s,
+                r##"<circle cx="{}" cy="{}" r="3" fill="{c}" fill-opacity="0.55"/>"##,
+                x(p[0]),
+                y(p[1])
+            )
+            .unwrap();
+        }
+        if !se.points.is_empty() {
+            let (m, sd) = centre(&se.points);
+            let (cx, cy) = (x(m[0]), y(m[1]));
+            let (x0, x1) = (x(m[0] - sd[0]), x(m[0] + sd[0]));
+            let (y0, y1) = (y(m[1] - sd[1]), y(m[1] + sd[1]));
+            write!(s, r##"<path d="M{x0} {cy}H{x1}M{cx} {y0}V{y1}" stroke="{c}" stroke-width="2" fill="none"/><circle cx="{cx}" cy="{cy}" r="4.5" fill="{c}"/>"##).unwrap();
+        }
+        if let Some(p) = se.paper {
+            let (px, py) = (x(p[0]), y(p[1]));
+            write!(s, r##"<path d="M{px} {}L{} {py}L{px} {}L{} {py}Z" stroke="{c}" stroke-width="1.6" fill="white"/>"##, py - 6.0, px + 6.0, py + 6.0, px - 6.0).unwrap();
+        }
+        let ly = top + 8.0 + 18.0 * i as f64;
+        write!(s, r##"<circle cx="{}" cy="{ly}" r="4.5" fill="{c}"/><text x="{}" y="{}" class="lbl">{}</text>"##, left + w + 26.0, left + w + 36.0, ly + 4.0, esc(&se.label)).unwrap();
+    }
+    // The marks: a seed, the mean ± std over seeds, the paper.
+    let (lx, ly) = (left + w + 26.0, top + 22.0 + 18.0 * series.len() as f64);
+    let (tx, d) = (lx + 10.0, 6.0);
+    write!(s, r##"<circle cx="{lx}" cy="{ly}" r="3" fill="#1d232a" fill-opacity="0.55"/><text x="{tx}" y="{}" class="tick">a seed</text>"##, ly + 4.0).unwrap();
+    let ly = ly + 18.0;
+    write!(s, r##"<path d="M{} {ly}H{}M{lx} {}V{}" stroke="#1d232a" stroke-width="2"/><text x="{tx}" y="{}" class="tick">mean ± std</text>"##, lx - d, lx + d, ly - d, ly + d, ly + 4.0).unwrap();
+    let ly = ly + 18.0;
+    write!(s, r##"<path d="M{lx} {}L{} {ly}L{lx} {}L{} {ly}Z" stroke="#1d232a" stroke-width="1.4" fill="white"/><text x="{tx}" y="{}" class="tick">the paper</text>"##, ly - d, lx + d, ly + d, lx - d, ly + 4.0).unwrap();
+    s.push_str("</svg>");
+    s
+}

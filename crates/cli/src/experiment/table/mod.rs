@@ -11,14 +11,19 @@ use crate::experiment::CellResult;
 mod paper_a;
 mod paper_b;
 
+use super::cell_dir;
+use crate::experiment::spec::PaperRows;
 use anyhow::{Context as _, Result};
 use fairrec_data::sample::write_set;
-use fairrec_metrics::report::svg::{hbars, Bar};
-use fairrec_metrics::report::{html, markdown, Block};
+use fairrec_metrics::compare::{
+    of_table, read_pairs, refresh, write_pairs, TableCells, TablePairs,
+};
+use fairrec_metrics::report::svg::{tradeoff, Series};
+use fairrec_metrics::report::{html, markdown, mean_std, mean_std_text as fmt, with_ci, Block};
 use fairrec_metrics::MetricsFile;
 use fairrec_train::fit::TrainRecord;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The numbers of one audit's `metrics.json` that the table uses
 /// ([`fairrec_metrics::audit::Metrics::figures`]) and, from the training run's `run.json`
@@ -77,33 +82,6 @@ pub fn read_cells(dir: &Path) -> Result<Finished> {
     }
     out.stale.sort();
     Ok(out)
-}
-
-/// Mean and sample standard deviation (`None` with one value).
-pub(super) fn mean_std(xs: &[f64]) -> (f64, Option<f64>) {
-    let n = xs.len() as f64;
-    let m = xs.iter().sum::<f64>() / n;
-    let sd = (xs.len() > 1)
-        .then(|| (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
-    (m, sd)
-}
-
-/// `scale` turns a fraction into the printed unit (100 for %, 100 for x10^-2, ...).
-/// Mean ± std of `xs` times `scale`; `(k/n)` after it when only `k` of the row's `n`
-/// cells define the figure (the others left it undefined, e.g. no Yes answer).
-pub(super) fn fmt(xs: &[f64], scale: f64, n: usize) -> String {
-    if xs.is_empty() {
-        return "–".into();
-    }
-    let figure = match mean_std(xs) {
-        (m, Some(s)) => format!("{:.2} ± {:.2}", m * scale, s * scale),
-        (m, None) => format!("{:.2}", m * scale),
-    };
-    if xs.len() < n {
-        format!("{figure} ({}/{n})", xs.len())
-    } else {
-        figure
-    }
 }
 
 /// The cells of one method in a section, in the order of the experiment's methods.
@@ -174,18 +152,13 @@ pub(super) fn answer_notes(rows: &[Row], all_yes_means: &str) -> Vec<Block> {
 /// One figure of one cell with its bootstrap interval, `x [lo, hi]` (times `scale`): `x`
 /// alone where the cell has no interval for it, `–` where it has no figure.
 pub(super) fn with_interval(c: &CellResult, metric: &str, scale: f64) -> String {
-    let m = &c.metrics;
-    match (
-        m.get(metric),
-        m.get(&format!("ci_lo/{metric}")),
-        m.get(&format!("ci_hi/{metric}")),
-    ) {
-        (Some(x), Some(lo), Some(hi)) => {
-            format!("{:.2} [{:.2}, {:.2}]", x * scale, lo * scale, hi * scale)
-        }
-        (Some(x), _, _) => format!("{:.2}", x * scale),
-        _ => "–".into(),
-    }
+    let (m, f) = (&c.metrics, |v: f64| format!("{:.2}", v * scale));
+    let ci = m
+        .get(&format!("ci_lo/{metric}"))
+        .zip(m.get(&format!("ci_hi/{metric}")));
+    m.get(metric).map_or("–".into(), |x| {
+        with_ci(f(*x), ci.map(|(a, b)| [*a, *b]).as_ref(), &f)
+    })
 }
 
 /// Each cell's figures with the audit's bootstrap intervals (over test users): one row per
@@ -225,43 +198,39 @@ pub(super) fn interval_table(rows: &[Row], columns: &[(String, String, f64)]) ->
     ]
 }
 
-/// A horizontal bar chart of mean ± std over seeds of `metric` (times `scale`) per row.
-pub(super) fn bars_chart(title: &str, rows: &[Row], metric: &str, scale: f64) -> Option<Block> {
-    let bars: Vec<Bar> = rows
+/// One axis of a trade-off chart: our key and scale, the paper's key and scale, the label.
+pub(super) type Axis<'a> = (&'a str, f64, &'a str, f64, &'a str);
+
+/// Accuracy (`x`) against a fairness figure (`y`) per method, every seed a dot, beside the
+/// paper's point ([`fairrec_metrics::report::svg::tradeoff`]).
+pub(super) fn tradeoff_chart(
+    title: &str,
+    rows: &[Row],
+    paper: Option<&PaperRows>,
+    x: Axis,
+    y: Axis,
+) -> Option<Block> {
+    let get = |m: &BTreeMap<String, f64>, (k, sc): (&str, f64)| m.get(k).map(|v| v * sc);
+    let series: Vec<Series> = rows
         .iter()
-        .filter_map(|r| {
-            let v = r.vals(metric);
-            if v.is_empty() {
-                return None;
-            }
-            let (m, s) = mean_std(&v);
-            Some(Bar {
-                label: r.method.to_string(),
-                value: Some(m * scale),
-                ci: s.map(|s| [(m - s) * scale, (m + s) * scale]),
-            })
+        .map(|r| Series {
+            label: r.method.to_string(),
+            points: (r.cells.iter())
+                .filter_map(|c| Some([get(&c.metrics, (x.0, x.1))?, get(&c.metrics, (y.0, y.1))?]))
+                .collect(),
+            paper: paper
+                .and_then(|p| p.get(r.method))
+                .and_then(|p| Some([get(p, (x.2, x.3))?, get(p, (y.2, y.3))?])),
         })
+        .filter(|s| !s.points.is_empty())
         .collect();
-    if bars.is_empty() {
-        return None;
-    }
-    let hi = bars
-        .iter()
-        .filter_map(|b| b.ci.map_or(b.value, |c| Some(c[1])))
-        .fold(0.1, f64::max);
-    Some(Block::Chart(hbars(
-        title,
-        &bars,
-        None,
-        0.0,
-        hi * 1.1,
-        &|v| format!("{v:.2}"),
-    )))
+    let chart = tradeoff(title, [x.4, y.4], &series, &|v| format!("{v:.1}"));
+    (!series.is_empty()).then_some(Block::Chart(chart))
 }
 
 /// A published figure as the paper prints it (`–` when the file has none).
 pub(super) fn paper_value(
-    paper: Option<&crate::experiment::spec::PaperRows>,
+    paper: Option<&PaperRows>,
     method: &str,
     metric: &str,
     scale: f64,
@@ -275,17 +244,63 @@ pub(super) fn paper_value(
         })
 }
 
-/// Write the tables of the finished cells of `spec`'s grid (its methods and seeds; other
-/// cells in `dir` are left out).
-pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
-    let cells: Vec<CellResult> = cells
+/// The finished cells of `spec`'s grid (its methods and seeds) among `cells`.
+fn of_grid(spec: &Spec, cells: &[CellResult]) -> Vec<CellResult> {
+    cells
         .iter()
         .filter(|c| {
             spec.methods.contains(&c.method) && c.seed.is_none_or(|s| spec.seeds.contains(&s))
         })
         .cloned()
+        .collect()
+}
+
+/// The (dataset, model, scenario) tables of `cells`, in order of first appearance.
+fn sections(cells: &[CellResult]) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for c in cells {
+        let k = (c.dataset.clone(), c.model.clone(), c.scenario.clone());
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+/// Compare the methods of every table of `spec`'s grid in `dir` into `pairs.json`
+/// ([`fairrec_metrics::compare::refresh`]); `data`: each dataset's prepared directory.
+pub fn update_pairs(dir: &Path, spec: &Spec, data: &BTreeMap<String, PathBuf>) -> Result<()> {
+    let cells = of_grid(spec, &read_cells(dir)?.cells);
+    let tables: Vec<TableCells> = sections(&cells)
+        .into_iter()
+        .map(|(ds, model, sc)| TableCells {
+            cells: (cells.iter())
+                .filter(|c| (&c.dataset, &c.model, &c.scenario) == (&ds, &model, &sc))
+                .map(|c| {
+                    (
+                        c.method.clone(),
+                        c.seed,
+                        c.hash.clone(),
+                        cell_dir(dir, c).join("audit"),
+                    )
+                })
+                .collect(),
+            data: data.get(&ds).cloned(),
+            paper_b: cells
+                .iter()
+                .any(|c| c.dataset == ds && c.protocol.as_deref() == Some("mos")),
+            key: [ds, model, sc],
+        })
         .collect();
-    let cells = &cells[..];
+    let out = refresh(&read_pairs(dir)?, &tables, &spec.methods)?;
+    Ok(write_pairs(dir, &out)?)
+}
+
+/// Write the tables of the finished cells of `spec`'s grid (its methods and seeds; other
+/// cells in `dir` are left out), with the paired comparisons of `pairs.json`.
+pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
+    let cells = &of_grid(spec, cells)[..];
+    let pairs = read_pairs(dir)?;
     let mut seeds: Vec<u64> = cells.iter().filter_map(|c| c.seed).collect();
     seeds.sort_unstable();
     seeds.dedup();
@@ -305,14 +320,7 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
         if cells.len() == 1 { "" } else { "s" },
     )));
     let mut csv = String::from("dataset,model,scenario,method,metric,n,mean,std\n");
-    let mut sections: Vec<(String, String, String)> = Vec::new();
-    for c in cells {
-        let k = (c.dataset.clone(), c.model.clone(), c.scenario.clone());
-        if !sections.contains(&k) {
-            sections.push(k);
-        }
-    }
-    for (ds, model, sc) in &sections {
+    for (ds, model, sc) in &sections(cells) {
         blocks.push(Block::Heading(2, format!("{ds} · {model} · scenario {sc}")));
         let rows: Vec<Row> = spec
             .methods
@@ -341,6 +349,11 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
         } else {
             paper_a::section_a(&mut blocks, &mut csv, &name, sc, &rows, paper);
         }
+        let ids = rows
+            .iter()
+            .flat_map(|r| r.cells.iter().map(|c| c.hash.as_str()));
+        let t = of_table(&pairs, [ds, model, sc], ids.collect());
+        blocks.extend(t.map(TablePairs::blocks).unwrap_or_default());
     }
     if !spec.paper.is_empty() && !spec.paper_source.is_empty() {
         blocks.push(Block::Note(format!(
@@ -362,42 +375,22 @@ pub fn write(dir: &Path, spec: &Spec, cells: &[CellResult]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{cell_metrics, fmt, interval_table, with_interval, Row};
+    use super::{interval_table, with_interval, Row};
     use fairrec_metrics::report::Block;
 
-    /// The audit's intervals reach the cell (`ci_lo/k`, `ci_hi/k`) for the figures the
-    /// tables take, and are printed beside the figure.
+    /// The audit's intervals (`ci_lo/k`, `ci_hi/k`) are printed beside the figure.
     #[test]
-    fn a_cells_bootstrap_intervals_come_from_its_audit() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = dir.path().join("metrics.json");
-        std::fs::write(
-            &m,
-            r#"{"bootstrap": {"confidence": 0.9, "resamples": 10, "seed": 0, "unit": "user", "units": 4},
-                "threshold": 0.5, "n_predictions": 4, "variants": {}, "fairness": {}, "inputs": {},
-                "original": {"f1": 0.5, "auc": 0.6, "precision": 0.4, "recall": 0.7, "n": 4, "positives": 2},
-                "neutral": {"f1": null, "auc": null, "precision": null, "recall": null, "n": 0, "positives": 0},
-                "ci": {"original.f1": [0.25, 0.75], "original.recall": [0.5, 0.875]},
-                "stereotype": {"gender": {"z_threshold": 1.0, "normalize": true, "item_groups": {},
-                    "n_items": 0, "performance": {},
-                    "settings": {"explicit": {"total": 25.0, "same_group": 10.0, "other_group": null, "pairs": {}}},
-                    "ci": {"explicit.total": [16.5, 52.0]}}}}"#,
-        )
-        .unwrap();
-        let c = cell_metrics(&m, &dir.path().join("none.json"), true).unwrap();
-        assert_eq!(c["ci_level"], 0.9);
-        assert_eq!((c["ci_lo/f1"], c["ci_hi/f1"]), (0.25, 0.75));
-        assert_eq!((c["ci_lo/recall"], c["ci_hi/recall"]), (0.5, 0.875));
-        assert!(!c.contains_key("ci_lo/auc") && !c.contains_key("ci_lo/precision"));
-        let k = "stereo/gender/explicit";
-        assert_eq!(
-            (c[k], c[&format!("ci_lo/{k}")], c[&format!("ci_hi/{k}")]),
-            (25.0, 16.5, 52.0)
-        );
-        // same_group has a figure but no interval in this audit.
-        assert!(c.contains_key("stereo_same/gender/explicit"));
-        assert!(!c.contains_key("ci_lo/stereo_same/gender/explicit"));
-
+    fn a_cells_bootstrap_intervals_are_printed_beside_its_figures() {
+        // The figures of the audit in `fairrec_metrics`'s `figures_carry_the_audits_intervals`.
+        let c: std::collections::BTreeMap<String, f64> = [
+            ("ci_level", 0.9),
+            ("f1", 0.5),
+            ("ci_lo/f1", 0.25),
+            ("ci_hi/f1", 0.75),
+            ("precision", 0.4),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .into();
         let cell = |seed, metrics| super::CellResult {
             hash: String::new(),
             dataset: "d".into(),
@@ -443,15 +436,5 @@ mod tests {
             cells: vec![&b],
         }];
         assert!(interval_table(&rows, &cols).is_empty());
-    }
-
-    #[test]
-    fn a_figure_defined_in_some_cells_says_in_how_many() {
-        // 0.1 and 0.3 (x100): mean 20, sample std sqrt(((10)^2 + (10)^2) / 1) = 14.142...
-        assert_eq!(fmt(&[0.1, 0.3], 100.0, 3), "20.00 ± 14.14 (2/3)");
-        assert_eq!(fmt(&[0.1, 0.3], 100.0, 2), "20.00 ± 14.14");
-        assert_eq!(fmt(&[0.5], 1.0, 1), "0.50");
-        assert_eq!(fmt(&[0.5], 1.0, 3), "0.50 (1/3)");
-        assert_eq!(fmt(&[], 1.0, 3), "–");
     }
 }

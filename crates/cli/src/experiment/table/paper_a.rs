@@ -1,7 +1,7 @@
 //! Paper A's section of an experiment's table: F1, AUC, and GD and Rate of the joint
 //! scenario and each attribute, with the paper's "Imp. (%)" against LLM Rec.
 
-use super::{answer_notes, bars_chart, interval_table, paper_value, Row};
+use super::{answer_notes, interval_table, paper_value, tradeoff_chart, Row};
 use fairrec_metrics::report::Block;
 
 /// The table's fairness columns for a scenario: the joint key first (several attributes),
@@ -119,9 +119,14 @@ pub(super) fn section_a(
             .map(|k| (format!("gd/{k}"), format!("GD ×10⁻² ({k})"), 100.0)),
     );
     blocks.extend(interval_table(rows, &columns));
-    let title = format!(
-        "GD ({}) ×10⁻², mean ± std over seeds; lower is fairer",
-        keys[0]
-    );
-    blocks.extend(bars_chart(&title, rows, &format!("gd/{}", keys[0]), 100.0));
+    let title = format!("F1 against GD ({})", keys[0]);
+    let (f1, gd) = ("F1 %", format!("GD ×10⁻² ({})", keys[0]));
+    let y = (gd0.as_str(), 100.0, "gd", 100.0, gd.as_str());
+    blocks.extend(tradeoff_chart(
+        &title,
+        rows,
+        paper,
+        ("f1", 100.0, "f1", 1.0, f1),
+        y,
+    ));
 }

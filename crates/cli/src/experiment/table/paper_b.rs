@@ -4,7 +4,7 @@
 //! then the user-side / item-side breakdown (Figure 5) with the neutral items below the
 //! z threshold (Figure 6).
 
-use super::{answer_notes, bars_chart, fmt, interval_table, paper_value, Row};
+use super::{answer_notes, fmt, interval_table, paper_value, tradeoff_chart, Row};
 use crate::experiment::spec::PaperRows;
 use fairrec_metrics::report::Block;
 
@@ -114,14 +114,15 @@ pub(super) fn section(
             blocks.extend(intervals);
             blocks.push(Block::Note("Read the intervals as the spread that a test sample of this size allows: two methods differ only where their intervals are apart. Σ|Δ| adds absolute values, which resampling inflates, so its intervals lie mostly above the figure.".into()));
         }
-        let title = format!(
-            "Stereotype-aware fairness, explicit setting ({attr}), mean ± std over seeds; lower is fairer"
-        );
-        blocks.extend(bars_chart(
+        let title = format!("AUC against stereotype-aware fairness ({attr}, explicit)");
+        let y = format!("stereo_avg/{attr}/explicit");
+        let y = (y.as_str(), 1.0, "explicit", 1.0, "explicit setting");
+        blocks.extend(tradeoff_chart(
             &title,
             rows,
-            &format!("stereo_avg/{attr}/explicit"),
-            1.0,
+            paper,
+            ("auc", 100.0, "auc", 1.0, "AUC %"),
+            y,
         ));
         side_table(blocks, csv, name, attr, rows);
     }
