@@ -276,7 +276,7 @@ fn paper_b_grid_reports_stereotype_fairness_per_setting_and_side() {
         "| lora@fair | 1 |",
         "By side (gender, explicit setting)",
         "| mos | users=",
-        "| A − B | Seeds | F1 % | counterfactual (gender) | explicit (gender) | implicit (gender) | What the data supports |",
+        "| A − B | Seeds | F1 % | implicit (gender) | explicit (gender) | counterfactual (gender) | What the data supports |",
         "| sequential − lora | 1 |",
         "items=neutral",
     ] {

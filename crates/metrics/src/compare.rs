@@ -214,6 +214,7 @@ pub fn compare(
             if matched.is_empty() {
                 continue;
             }
+            matched.sort_by_key(|&(x, y)| cells[x].seed.or(cells[y].seed));
             let figs: Vec<_> = matched
                 .iter()
                 .map(|&(x, y)| (&shared.figures[x], &shared.figures[y]))
@@ -360,7 +361,20 @@ impl TablePairs {
     pub fn blocks(&self) -> Vec<crate::report::Block> {
         use crate::report::Block;
         let mut keys: Vec<&String> = self.pairs.iter().flat_map(|p| p.figures.keys()).collect();
-        keys.sort_by_key(|k| (!k.starts_with("f1"), k.starts_with("stereo"), k.to_string()));
+        // F1, then the joint GD before each attribute's, then the settings in paper B's order.
+        let setting = |k: &str| {
+            ["implicit", "explicit", "counterfactual"]
+                .iter()
+                .position(|s| k.ends_with(s))
+        };
+        keys.sort_by_key(|k| {
+            (
+                k.as_str() != "f1",
+                !k.contains(','),
+                setting(k),
+                k.to_string(),
+            )
+        });
         keys.dedup();
         let mut head = vec!["A − B".to_string(), "Seeds".into()];
         head.extend(keys.iter().map(|k| column(k).0));
@@ -371,7 +385,8 @@ impl TablePairs {
             // (what, who, than) -> figures: one sentence per order, naming its figures.
             let mut says: BTreeMap<(bool, &String, &String), Vec<String>> = BTreeMap::new();
             for k in &keys {
-                let (name, scale, fairness) = column(k);
+                let (_, scale, fairness) = column(k);
+                let name = k.replace("stereo_avg/", "").replace("gd/", "GD ");
                 let Some(d) = p.figures.get(*k) else {
                     row.push("–".into());
                     continue;
@@ -410,15 +425,23 @@ impl TablePairs {
             });
             rows.push(row);
         }
+        let n = rows.len();
+        let ordered: Vec<Vec<String>> = rows
+            .iter()
+            .filter(|r| r.last().is_some_and(|v| v != "no order"))
+            .cloned()
+            .collect();
         vec![
             Block::Para(format!(
-                "Paired comparisons (ours): A − B of each figure, the mean over the seeds both methods have, with its {:.0} % paired bootstrap interval over the {} test users every audit of this table shares ({} resamples, seed {}; each resample draws the same users for every method and seed, so the users' shared difficulty cancels in the difference). The interval is the test sample's uncertainty, not the spread over seeds: `*` marks a difference whose interval excludes 0 **and** whose sign every seed's own difference shares, the only differences this table calls an order. Lower GD and stereotype figures are fairer.",
+                "Paired comparisons (ours): the pairs of methods that the data orders ({} of {n}; all of them below). A − B of each figure, the mean over the seeds both methods have, with its {:.0} % paired bootstrap interval over the {} test users every audit of this table shares ({} resamples, seed {}; each resample draws the same users for every method and seed, so the users' shared difficulty cancels in the difference). The interval is the test sample's uncertainty, not the spread over seeds: `*` marks a difference whose interval excludes 0 **and** whose sign every seed's own difference shares, the only differences this table calls an order. Lower GD and stereotype figures are fairer.",
+                ordered.len(),
                 100.0 * self.confidence,
                 self.units,
                 self.resamples,
                 self.seed
             )),
-            Block::Table(head, rows),
+            Block::Table(head.clone(), ordered),
+            Block::Details(format!("All {n} pairs of methods"), vec![Block::Table(head, rows)]),
         ]
     }
 }

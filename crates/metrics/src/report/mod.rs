@@ -16,6 +16,9 @@ pub enum Block {
     Table(Vec<String>, Vec<Vec<String>>),
     /// HTML only (the Markdown report has the same numbers in tables).
     Chart(String),
+    /// Blocks shown on request: a collapsed `<details>` section with its summary line, in
+    /// HTML and in the Markdown (which GitHub renders the same way).
+    Details(String, Vec<Block>),
 }
 
 /// Where the audited numbers came from.
@@ -541,6 +544,13 @@ pub fn markdown(blocks: &[Block]) -> String {
                 s += "\n";
             }
             Block::Chart(_) => {}
+            Block::Details(summary, inner) => {
+                s += &format!(
+                    "<details><summary>{}</summary>\n\n{}</details>\n\n",
+                    html_text(summary),
+                    markdown(inner)
+                )
+            }
         }
     }
     s
@@ -566,14 +576,23 @@ fn html_text(t: &str) -> String {
 /// Self-contained HTML rendering; the footer points to `numbers`, the file with the same
 /// figures for machines.
 pub fn html(blocks: &[Block], title: &str, numbers: &str) -> String {
-    let mut s = format!("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{}</style></head><body>\n", html_text(title), svg::CSS);
+    let s = format!("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{}</style></head><body>\n", html_text(title), svg::CSS);
+    html_blocks(blocks, s)
+        + &format!(
+            "<p class=\"muted\">Written by fairrec. The numbers are also in {}.</p>\n</body></html>\n",
+            html_text(numbers)
+        )
+}
+
+/// `blocks` in HTML after `s`; a table scrolls sideways inside the page when it is wider.
+fn html_blocks(blocks: &[Block], mut s: String) -> String {
     for b in blocks {
         match b {
             Block::Heading(l, t) => s += &format!("<h{l}>{}</h{l}>\n", html_text(t)),
             Block::Para(t) => s += &format!("<p>{}</p>\n", html_text(t)),
             Block::Note(t) => s += &format!("<div class=\"note\">{}</div>\n", html_text(t)),
             Block::Table(h, rows) => {
-                s += "<table><thead><tr>";
+                s += "<div class=\"tw\"><table><thead><tr>";
                 for c in h {
                     s += &format!("<th>{}</th>", html_text(c));
                 }
@@ -585,15 +604,16 @@ pub fn html(blocks: &[Block], title: &str, numbers: &str) -> String {
                     }
                     s += "</tr>";
                 }
-                s += "</tbody></table>\n";
+                s += "</tbody></table></div>\n";
             }
             Block::Chart(svg) => s += &format!("{svg}\n"),
+            Block::Details(summary, inner) => {
+                s += &format!("<details><summary>{}</summary>\n", html_text(summary));
+                s = html_blocks(inner, s) + "</details>\n";
+            }
         }
     }
-    s + &format!(
-        "<p class=\"muted\">Written by fairrec. The numbers are also in {}.</p>\n</body></html>\n",
-        html_text(numbers)
-    )
+    s
 }
 
 #[cfg(test)]

@@ -189,13 +189,12 @@ pub(super) fn interval_table(rows: &[Row], columns: &[(String, String, f64)]) ->
             table.push(row);
         }
     }
-    vec![
-        Block::Para(format!(
-            "Each cell with its {:.0} % bootstrap interval (the audit's, resampling test users; `audit/metrics.json`). The ± above is the spread over seeds; an interval is one seed's uncertainty from its finite test sample.",
-            100.0 * level
-        )),
-        Block::Table(head, table),
-    ]
+    let text = format!("Each cell with its {:.0} % bootstrap interval (the audit's, resampling test users; `audit/metrics.json`). The ± above is the spread over seeds; an interval is one seed's uncertainty from its finite test sample.", 100.0 * level);
+    let title = "Every cell with its bootstrap interval".to_string();
+    vec![Block::Details(
+        title,
+        vec![Block::Para(text), Block::Table(head, table)],
+    )]
 }
 
 /// One axis of a trade-off chart: our key and scale, the paper's key and scale, the label.
@@ -413,7 +412,9 @@ mod tests {
             cells: vec![&a, &b],
         }];
         let cols = [("f1".to_string(), "F1 %".to_string(), 100.0)];
-        let blocks = interval_table(&rows, &cols);
+        let Some(Block::Details(_, blocks)) = interval_table(&rows, &cols).pop() else {
+            panic!("the intervals are a details section")
+        };
         let Some(Block::Para(p)) = blocks.first() else {
             panic!("the interval table starts with its paragraph")
         };
