@@ -63,7 +63,7 @@ pub struct AuditArgs {
     pub raw_counts: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output directory (predictions.jsonl, run.json, metrics.json, report.md, report.html).
+    /// Output directory (predictions.jsonl, run.json, metrics.json, metrics.csv, report.md, report.html).
     #[arg(long)]
     pub out: PathBuf,
     /// Replace an audit already in --out (a served audit's response cache is kept).

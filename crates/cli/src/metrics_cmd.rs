@@ -50,7 +50,7 @@ pub struct MetricsArgs {
     /// Stereotype degrees from raw interaction counts instead of rates per group size.
     #[arg(long)]
     pub raw_counts: bool,
-    /// Output directory (metrics.json, report.md, report.html).
+    /// Output directory (metrics.json, metrics.csv, report.md, report.html).
     #[arg(long)]
     pub out: PathBuf,
     /// Replace the reports already in --out.
@@ -114,6 +114,9 @@ pub fn run_with(a: &MetricsArgs, extra: Vec<Block>, set: &Staged) -> Result<()> 
         fairllm: lists.as_ref().map(|l| l.0.clone()),
     };
     file.write(&set.path("metrics.json"))?;
+    if let Some(m) = &file.metrics {
+        write_atomic(&set.path("metrics.csv"), m.to_long_csv().as_bytes())?;
+    }
     write_atomic(&set.path("report.md"), markdown(&doc).as_bytes())?;
     write_atomic(
         &set.path("report.html"),

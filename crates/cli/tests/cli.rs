@@ -402,6 +402,27 @@ fn metrics_writes_json_markdown_and_self_contained_html() {
             assert!(m["fairness"][set].get(k).is_some(), "fairness.{set}.{k}");
         }
     }
+    // metrics.csv beside it, in long format, with the same figures.
+    let csv = std::fs::read_to_string(audit.join("metrics.csv")).unwrap();
+    let gd = m["fairness"]["gender"]["gd"].as_f64().unwrap();
+    let ci = &m["fairness"]["gender"]["ci"]["gd"];
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with("fairness:gender,,gd,"))
+        .unwrap();
+    let x: Vec<f64> = row
+        .split(',')
+        .skip(3)
+        .take(3)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let want = [gd, ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap()];
+    // serde_json reads floats to within an ulp of what was written.
+    assert!(
+        x.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+        "{row} {want:?}"
+    );
+    assert!(csv.starts_with("scope,group,metric,"));
     assert!(
         m["fairness"]["gender"]["gd"].as_f64().unwrap() > 0.01,
         "the planted gender lean shows"

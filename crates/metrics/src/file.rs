@@ -22,7 +22,7 @@ pub struct Inputs {
 /// The files `fairrec metrics` writes into its directory.
 pub const OUTPUTS: fairrec_core::fs::Outputs<'static> = fairrec_core::fs::Outputs {
     what: "an audit report",
-    files: &["metrics.json", "report.md", "report.html"],
+    files: &["metrics.json", "metrics.csv", "report.md", "report.html"],
     whole_dir: false,
 };
 

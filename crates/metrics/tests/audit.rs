@@ -340,6 +340,17 @@ fn stereotype_through_the_audit() {
     assert_eq!(ex.average, Some(50.0));
     assert_eq!(ex.average_other, None);
     assert_eq!(ex.recommendations.consistent, 2.0);
+    // metrics.csv carries paper B's figures by setting, and the pairs quoted.
+    let csv = m.to_long_csv();
+    assert!(
+        csv.contains("\nstereotype:gender,explicit,average,50,,,\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("\nstereotype:gender,explicit,\"users=female,items=female\",0.5,,,\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("\nside:gender,users=female,f1,"), "{csv}");
     // The explicit predictions by side: t1 (female user, item a of the female group), t2
     // (female user, c neutral), t3 (male user, b of the male group).
     let perf = &s.performance;
@@ -465,4 +476,93 @@ fn figures_carry_the_audits_intervals() {
     // same_group has a figure but no interval in this audit.
     assert!(c.contains_key("stereo_same/gender/explicit"));
     assert!(!c.contains_key("ci_lo/stereo_same/gender/explicit"));
+}
+
+/// A CSV line's fields (RFC 4180 quoting), as `pandas.read_csv` reads them.
+fn csv_fields(line: &str) -> Vec<String> {
+    let (mut out, mut cur, mut quoted, mut chars) =
+        (Vec::new(), String::new(), false, line.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// `metrics.csv` holds every figure of `metrics.json` in long format: the same estimates,
+/// intervals and counts, one row per scope x group x metric, names with commas quoted.
+#[test]
+fn the_long_csv_has_the_audits_figures() {
+    let mut preds = Vec::new();
+    let mut r = Rng::new(3);
+    for i in 0..60 {
+        let label = r.below(2) == 1;
+        for (v, b) in [
+            ("neutral", 0.0),
+            ("original", 0.05),
+            ("age=young,gender=female", 0.2),
+            ("age=old,gender=male", -0.2),
+        ] {
+            let p = if label { 0.6 } else { 0.4 } + b + 0.3 * (r.f64() - 0.5);
+            preds.push(pred(&format!("s{i}"), v, label, p.clamp(0.0, 1.0)));
+        }
+    }
+    let cfg = AuditConfig {
+        bootstrap: 50,
+        ..Default::default()
+    };
+    let m = audit(&preds, &HashMap::new(), &[], &cfg).unwrap();
+    let csv = m.to_long_csv();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("scope,group,metric,estimate,ci_low,ci_high,n")
+    );
+    let rows: BTreeMap<(String, String, String), Vec<String>> = lines
+        .map(|l| {
+            let f = csv_fields(l);
+            assert_eq!(f.len(), 7, "{l}");
+            ((f[0].clone(), f[1].clone(), f[2].clone()), f[3..].to_vec())
+        })
+        .collect();
+    let num = |s: &str| (!s.is_empty()).then(|| s.parse::<f64>().unwrap());
+    let row = |scope: &str, group: &str, metric: &str| {
+        let r = &rows[&(scope.to_string(), group.to_string(), metric.to_string())];
+        (
+            num(&r[0]),
+            num(&r[1]).zip(num(&r[2])).map(|(a, b)| [a, b]),
+            num(&r[3]),
+        )
+    };
+    assert_eq!(
+        row("original", "", "f1"),
+        (m.original.f1, m.ci.get("original.f1").copied(), Some(60.0))
+    );
+    assert_eq!(row("neutral", "", "auc").0, m.neutral.auc);
+    let v = &m.variants["age=young,gender=female"];
+    assert_eq!(
+        row("variant", "age=young,gender=female", "recall"),
+        (v.recall, None, Some(60.0))
+    );
+    let f = &m.fairness["age,gender"];
+    assert!(f.ci.contains_key("gd"));
+    assert_eq!(
+        row("fairness:age,gender", "", "gd"),
+        (f.point.gd, f.ci.get("gd").copied(), None)
+    );
+    let g = &f.point.groups["age=old,gender=male"];
+    let (x, ci, n) = row("fairness:age,gender", "age=old,gender=male", "diff");
+    assert_eq!(x, g.f1.zip(f.point.neutral_f1).map(|(a, b)| a - b));
+    assert_eq!(ci, f.ci.get("groups.age=old,gender=male.diff").copied());
+    assert_eq!(n, Some(g.n));
+    // 2 scopes x 4 + 4 variants x 4 + one set x (3 + 2 groups x 2).
+    assert_eq!(rows.len(), 8 + 16 + 7, "{csv}");
 }

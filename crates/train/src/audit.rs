@@ -142,6 +142,7 @@ pub const OUTPUTS: fairrec_core::fs::Outputs<'static> = fairrec_core::fs::Output
         "predictions.jsonl",
         "run.json",
         "metrics.json",
+        "metrics.csv",
         "report.md",
         "report.html",
     ],

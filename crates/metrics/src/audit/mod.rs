@@ -9,6 +9,7 @@
 //! (1-c)/2 and (1+c)/2 percentiles over the resamples where the figure is defined.
 
 mod figures;
+mod long;
 pub mod paired;
 pub(crate) mod resample;
 mod units;
