@@ -162,7 +162,8 @@ fn compared(key: &str, paper_b: bool) -> bool {
 
 /// Compare every pair of `methods` (in that order: `a` before `b`) over `cells`, the cells
 /// of table `[dataset, model, scenario]` (paper B's: `paper_b`), with the first cell's
-/// bootstrap settings (resamples, seed, confidence), drawn over the users all cells have.
+/// resamples and confidence and the smallest of the cells' bootstrap seeds, drawn over the
+/// users all cells have; the result does not depend on the order of `cells`.
 pub fn compare(
     table: [&str; 3],
     cells: &[CellAudit],
@@ -176,11 +177,10 @@ pub fn compare(
             table.join(" · ")
         )));
     };
-    let (resamples, seed, confidence) = (
-        first.config.bootstrap,
-        first.config.seed,
-        first.config.confidence,
-    );
+    // Whatever order the cells come in: the smallest of their bootstrap seeds (an
+    // experiment's audits differ only in the seed, which is the cell's).
+    let seed = cells.iter().map(|c| c.config.seed).min().unwrap_or(0);
+    let (resamples, confidence) = (first.config.bootstrap, first.config.confidence);
     let stereo: Vec<Vec<StereotypeInput>> = cells
         .iter()
         .map(|c| stereotype_inputs(&data.train, &c.stereo))
@@ -433,7 +433,7 @@ impl TablePairs {
             .collect();
         vec![
             Block::Para(format!(
-                "Paired comparisons (ours): the pairs of methods that the data orders ({} of {n}; all of them below). A − B of each figure, the mean over the seeds both methods have, with its {:.0} % paired bootstrap interval over the {} test users every audit of this table shares ({} resamples, seed {}; each resample draws the same users for every method and seed, so the users' shared difficulty cancels in the difference). The interval is the test sample's uncertainty, not the spread over seeds: `*` marks a difference whose interval excludes 0 **and** whose sign every seed's own difference shares, the only differences this table calls an order. Lower GD and stereotype figures are fairer.",
+                "Paired comparisons (ours): the pairs of methods that the data orders ({} of {n}; all of them below). A − B of each figure, the mean over the seeds both methods have, with its {:.0} % paired bootstrap interval over the {} test users every audit of this table shares ({} resamples, seed {}; each resample draws the same users for every method and seed, so the users' shared difficulty cancels in the difference). The interval is the test sample's uncertainty, not the spread over seeds: `*` marks a difference whose interval excludes 0 and whose sign every seed's own difference shares, the only differences this table calls an order. Lower GD and stereotype figures are fairer.",
                 ordered.len(),
                 100.0 * self.confidence,
                 self.units,

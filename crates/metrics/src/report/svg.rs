@@ -189,9 +189,9 @@ fn draw_rows(
 
 /// The CSS the charts use (inlined in every report).
 pub const CSS: &str = r#"
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:980px;color:#1d232a;line-height:1.45;padding:0 1rem}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#1d232a;line-height:1.45;padding:0 1rem}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #d8dee4;padding-bottom:.3rem}h3{font-size:1.05rem}
-.tw{overflow-x:auto;margin:.6rem 0 1rem}table{border-collapse:collapse;font-size:.92rem}details{margin:.6rem 0}summary{cursor:pointer;font-weight:600}th,td{border:1px solid #d8dee4;padding:.3rem .6rem;text-align:right}th{background:#f3f5f7}td:first-child,th:first-child{text-align:left}
+.tw{overflow-x:auto;margin:.6rem 0 1rem}table{border-collapse:collapse;font-size:.92rem}td{white-space:nowrap}td:last-child{white-space:normal;min-width:14rem}details{margin:.6rem 0}summary{cursor:pointer;font-weight:600}th,td{border:1px solid #d8dee4;padding:.3rem .6rem;text-align:right}th{background:#f3f5f7}td:first-child,th:first-child{text-align:left}
 .muted{color:#5b6570;font-size:.9rem}.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5rem .8rem;margin:.8rem 0}
 code{background:#f3f5f7;padding:0 .25rem;border-radius:3px}
 svg{display:block;margin:.5rem 0 1.2rem;font-size:12px}

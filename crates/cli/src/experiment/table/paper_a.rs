@@ -58,11 +58,11 @@ pub(super) fn section_a(
         "F1 %".into(),
         "AUC %".into(),
     ];
-    for k in &keys {
-        for (_, label, _) in UNITS {
-            head.push(format!("{label} ({k})"));
-        }
-    }
+    // The joint set here; each attribute's in a collapsed table after it.
+    let label = |k: &String| UNITS.map(|(_, l, _)| format!("{l} ({k})"));
+    head.extend(label(&keys[0]));
+    let mut by_attr = (vec!["Method".to_string()], Vec::new());
+    by_attr.0.extend(keys[1..].iter().flat_map(label));
     if base.is_some() {
         head.extend(["F1 Imp. %".into(), format!("GD Imp. % ({})", keys[0])]);
     }
@@ -82,11 +82,11 @@ pub(super) fn section_a(
             r.figure("f1", 100.0),
             r.figure("auc", 100.0),
         ];
-        for k in &keys {
-            for (m, _, scale) in UNITS {
-                row.push(r.figure(&format!("{m}/{k}"), scale));
-            }
-        }
+        let figures = |k: &String| UNITS.map(|(m, _, sc)| r.figure(&format!("{m}/{k}"), sc));
+        row.extend(figures(&keys[0]));
+        let mut attr_row = vec![r.method.to_string()];
+        attr_row.extend(keys[1..].iter().flat_map(figures));
+        by_attr.1.push(attr_row);
         // The baseline's own Imp. is "–", as in the paper.
         let not_base = |p: Option<(f64, f64)>| p.filter(|_| r.method != BASELINE);
         if let Some(b) = base {
@@ -112,6 +112,13 @@ pub(super) fn section_a(
         }
     }
     blocks.push(Block::Table(head, table));
+    if keys.len() > 1 {
+        let t = Block::Table(by_attr.0, by_attr.1);
+        blocks.push(Block::Details(
+            "GD and Rate of each attribute".into(),
+            vec![t],
+        ));
+    }
     blocks.extend(answer_notes(rows, "A GD near 0 then says that the stated attributes cannot move an answer that never changes, not that the model is fair."));
     let mut columns = vec![("f1".to_string(), "F1 %".to_string(), 100.0)];
     columns.extend(
