@@ -8,7 +8,18 @@
 #   3. the short form of bench/gpu.sh (SmolLM2 and Qwen2-1.5B shapes, 4x256, bf16, score and
 #      train, against PyTorch + transformers + peft on the same GPU);
 #   4. only when asked (CHECKS=4, a second call: ~3 minutes): a random-weight Qwen2-7B-shaped
-#      bf16 checkpoint written to /tmp and loaded onto the GPU, with the host's peak RSS.
+#      bf16 checkpoint written to /tmp and loaded onto the GPU, with the host's peak RSS;
+#   5. only when asked (CHECKS=5, a call of its own; issue 30): the paper-scale grids'
+#      next cells (GRIDS, default experiments/paper-b-table4-ml100k-gpu.toml then
+#      experiments/paper-a-table2-sushi3-gpu.toml) for GRID_SECONDS (default 480), resumed
+#      from RUNS (default target/cuda/runs: carry it) and brought back as $OUT/runs.tar.gz
+#      (untar it into RUNS for the next call; commit the finished cells as
+#      experiments/results/README.md says). The data and SmolLM2 come from the checkout's
+#      shared/ (FAIRREC_DATA=shared/data, FAIRREC_MODELS=shared/models), which the device
+#      tool copies and .gitignore keeps out of git: before the call,
+#        mkdir -p shared/data shared/models && cp -r ../shared/data/{sushi3,ml-100k} shared/data/ \
+#          && cp -r ../shared/models/smollm2-135m-instruct shared/models/
+#      (the datasets' licenses forbid committing them; the GGUF, 98 MB, is over carry's 64 MiB).
 # CHECKS (default "1 2 3") picks the steps. Each step has a timeout, so that steps 1-3 end
 # within the device tool's 10 minutes.
 # Everything goes to one directory ($OUT where the device tool sets it, else
@@ -127,5 +138,27 @@ if want 4; then
   timeout 120 "$BIN/fairrec" -q bench --model "$ck" --device cuda --dtype bf16 --mode score \
     --batch 1 --seq 32 --steps 1 2>&1 | tail -1 | tee -a "$SUMMARY"
   rm -rf "$ck"
+fi
+
+# 5. The paper-scale grids, resumed (issue 30, part 2). SIGKILL at the deadline: a grid run
+# killed at any instant continues exactly (guarantee 3 in the README).
+if want 5; then
+  say ""
+  say "## 5. paper-scale grids for ${GRID_SECONDS:-480}s"
+  export FAIRREC_DATA=${FAIRREC_DATA:-$PWD/shared/data}
+  export FAIRREC_MODELS=${FAIRREC_MODELS:-$PWD/shared/models}
+  RUNS=${RUNS:-target/cuda/runs}
+  mkdir -p "$RUNS"
+  end=$(($(date +%s) + ${GRID_SECONDS:-480}))
+  for f in ${GRIDS:-experiments/paper-b-table4-ml100k-gpu.toml experiments/paper-a-table2-sushi3-gpu.toml}; do
+    left=$((end - $(date +%s)))
+    [ "$left" -gt 30 ] || break
+    name=$(basename "$f" .toml)
+    timeout --signal=KILL "$left" "$BIN/fairrec" experiment run "$f" --out "$RUNS/$name" > "$OUT/$name.log" 2>&1
+    rc=$?
+    say "- $name: exit $rc (137: stopped at the deadline), $(grep -c '^done' "$OUT/$name.log") cell(s) finished in this call"
+  done
+  tar czf "$OUT/runs.tar.gz" -C "$RUNS" --exclude='./*/raw' .
+  say "runs.tar.gz: $(du -h "$OUT/runs.tar.gz" | cut -f1)"
 fi
 say "the whole check took $(elapsed)s"
