@@ -185,14 +185,14 @@ fn execute(command: Command) -> Result<()> {
     match command {
         Command::Experiment(c) => experiment::run(c),
         Command::Data(c) => data_cmd::run(c),
-        Command::Audit(a) => audit_cmd::run(&a),
+        Command::Audit(mut a) => a.model.resolve_hub().and_then(|_| audit_cmd::run(&a)),
         Command::AuditLists(a) => lists_cmd::run(&a),
         Command::Metrics(a) => metrics_cmd::run(&a),
         Command::Quickstart(a) => quickstart::run(a),
-        Command::Score(a) => score_cmd::run(&a),
+        Command::Score(mut a) => a.model.resolve_hub().and_then(|_| score_cmd::run(&a)),
         Command::Serve(a) => serve_cmd::run(&a),
         Command::Model(c) => model_cmd::run(c),
-        Command::Train(a) => train_cmd::run(&a),
+        Command::Train(mut a) => a.model.resolve_hub().and_then(|_| train_cmd::run(&a)),
         Command::Bench(a) => bench_cmd::run(&a),
     }
 }

@@ -122,33 +122,16 @@ pub fn run_with(a: &MetricsArgs, extra: Vec<Block>, set: &Staged) -> Result<()> 
         &set.path("report.html"),
         html(&doc, "fairrec audit report", "`metrics.json`").as_bytes(),
     )?;
-    if let Some((m, _)) = &audit {
-        say!("audited {} predictions", m.n_predictions);
-        say!(
-            "  original F1 {} / neutral F1 {}",
-            fmt(m.original.f1),
-            fmt(m.neutral.f1)
-        );
-        for (k, f) in &m.fairness {
-            say!(
-                "  {k:<11} GD {}  Rate {}  Rate^2 {}",
-                fmt(f.point.gd),
-                sci(f.point.rate),
-                sci(f.point.rate_sq)
-            );
-        }
-    }
-    if let Some((lf, _, _)) = &lists {
-        say!("FaiRLLM @{} over {} instructions", lf.k, lf.instructions);
-        for (set, ms) in &lf.attributes {
-            for (name, f) in ms.iter().filter(|(n, _)| *n != "serp_star_notebook") {
-                say!(
-                    "  {set:<11} {name:<10} SNSR {:.4}  SNSV {:.4}",
-                    f.snsr,
-                    f.snsv
-                );
-            }
-        }
+    let summary = audit
+        .as_ref()
+        .map(|(m, _)| m.console_lines())
+        .unwrap_or_default();
+    let list_lines = lists
+        .as_ref()
+        .map(|(lf, _, _)| lf.console_lines())
+        .unwrap_or_default();
+    for line in summary.iter().chain(&list_lines) {
+        say!("{line}");
     }
     say!(
         "done in {:.2}s; report: {}",
@@ -224,12 +207,4 @@ fn settle_beside(path: &std::path::Path) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(std::path::Path::new("."));
     fairrec_core::stage::settle(dir, false).with_context(|| format!("settling {}", dir.display()))
-}
-
-fn fmt(v: Option<f64>) -> String {
-    v.map_or("undefined".into(), |v| format!("{:.2}%", 100.0 * v))
-}
-
-fn sci(v: Option<f64>) -> String {
-    v.map_or("undefined".into(), |v| format!("{v:.3e}"))
 }

@@ -11,10 +11,14 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// A GGUF file or an HF model directory (a full fine-tune's `adapter/` directory too).
-    /// `audit` and `score` take a served model instead (`--endpoint`).
+    /// A GGUF file, an HF model directory (a full fine-tune's `adapter/` directory too) or a
+    /// Hugging Face id `org/name[@revision]` from the local HF cache. `audit` and `score`
+    /// take a served model instead (`--endpoint`).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Fetch a `--model` id that is not in the Hugging Face cache (never done otherwise).
+    #[arg(long)]
+    pub download: bool,
     /// Feed `Input: ...\nOutput:` instead of the model's chat template.
     #[arg(long)]
     pub no_chat: bool,
@@ -45,6 +49,21 @@ impl ModelArgs {
                 "--model FILE_OR_DIR is required (audit and score take --endpoint URL instead)"
             )
         })
+    }
+
+    /// Turn a Hugging Face id in `--model` into its snapshot directory in the cache (whose
+    /// path, recorded in `run.json`, names the commit), fetching it with `--download`.
+    pub fn resolve_hub(&mut self) -> Result<()> {
+        let m = self
+            .model
+            .as_ref()
+            .map(|m| m.to_string_lossy().into_owned());
+        if let Some(hub) =
+            fairrec_serve::hub::model(m.as_deref(), self.download).context("--model")?
+        {
+            self.model = Some(hub.path);
+        }
+        Ok(())
     }
 
     /// The scorer of `loaded` with these flags' prompt format and answer space.

@@ -50,13 +50,15 @@ pub struct ServeArgs {
 }
 
 pub fn run(a: &ServeArgs) -> Result<()> {
-    let margs = ModelArgs {
+    let mut margs = ModelArgs {
         model: Some(a.model.clone()),
+        download: false,
         no_chat: false,
         answer_space: "auto".into(),
         device: a.device,
         dtype: a.dtype,
     };
+    margs.resolve_hub()?;
     let (loaded, tuning) = load_with_adapter(&margs, a.adapter.as_deref())?;
     if let Some(fairrec_lm::tuning::Tuning::Mos(_)) = tuning {
         bail!("--adapter: a MoS adapter routes its soft prompt from a sample's stereotype-group inputs, which a served request does not carry");

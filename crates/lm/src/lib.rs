@@ -24,6 +24,7 @@ pub mod flops;
 pub mod gguf;
 pub mod grad;
 pub mod host;
+pub mod hub;
 pub mod kv;
 pub mod layers;
 pub mod llama;

@@ -184,6 +184,25 @@ pub struct ListFairness {
     pub notes: Vec<String>,
 }
 
+impl ListFairness {
+    /// The headline figures as the commands print them on the console.
+    pub fn console_lines(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "FaiRLLM @{} over {} instructions",
+            self.k, self.instructions
+        )];
+        for (set, ms) in &self.attributes {
+            for (name, f) in ms.iter().filter(|(n, _)| *n != "serp_star_notebook") {
+                out.push(format!(
+                    "  {set:<11} {name:<10} SNSR {:.4}  SNSV {:.4}",
+                    f.snsr, f.snsv
+                ));
+            }
+        }
+        out
+    }
+}
+
 fn snsr_snsv(values: &[f64]) -> (f64, f64) {
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);

@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod client;
 pub mod error;
+pub mod hub;
 pub mod lists;
 pub mod protocol;
 pub mod server;
