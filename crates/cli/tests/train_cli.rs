@@ -210,6 +210,10 @@ fn a_run_killed_with_sigkill_and_resumed_ends_with_the_same_adapter() {
     );
     // the log of the resumed run has each step once
     assert_eq!(log_steps(&b.join("train_log.jsonl")), total);
+    // TensorBoard's event file shows exactly the resumed log's steps.
+    let tb = std::fs::read(b.join("tb/events.out.tfevents.fairrec")).unwrap();
+    let log = std::fs::read_to_string(b.join("train_log.jsonl")).unwrap();
+    assert_eq!(tb, fairrec_train::tensorboard::events_of_log(&log).unwrap());
     let lines = |d: &Path| -> Vec<String> {
         std::fs::read_to_string(d.join("train_log.jsonl"))
             .unwrap()

@@ -208,6 +208,7 @@ impl Fit<'_> {
                 &mut **on,
             )?
         };
+        crate::tensorboard::write(s.out)?;
         let file = SummaryFile { before, summary };
         write_json(&s.out.join("summary.json"), &file)?;
         let summary = file.summary;
@@ -248,6 +249,7 @@ pub fn remove_previous(out: &Path) -> Result<()> {
         fairrec_core::fs::previous_dir(&ck),
         ck,
         trainer::log_path(out),
+        out.join("tb"),
         out.join("summary.json"),
     ] {
         if p.is_dir() {

@@ -22,6 +22,7 @@ pub mod fit;
 pub mod method;
 pub mod methods;
 pub mod run;
+pub mod tensorboard;
 
 pub use config::{RunSpec, TrainConfig};
 pub use error::{Result, TrainError};
