@@ -563,6 +563,7 @@ fn the_long_csv_has_the_audits_figures() {
     assert_eq!(x, g.f1.zip(f.point.neutral_f1).map(|(a, b)| a - b));
     assert_eq!(ci, f.ci.get("groups.age=old,gender=male.diff").copied());
     assert_eq!(n, Some(g.n));
-    // 2 scopes x 4 + 4 variants x 4 + one set x (3 + 2 groups x 2).
-    assert_eq!(rows.len(), 8 + 16 + 7, "{csv}");
+    // 2 scopes x 4 + 4 variants x 4 + one set x (3 + 2 groups x 2), and the set's group
+    // metrics: dp, eo, flip rate, 4 rates x (difference, ratio), 2 groups x 4 rates.
+    assert_eq!(rows.len(), 8 + 16 + 7 + 19, "{csv}");
 }

@@ -9,7 +9,10 @@
 //! (paper B: the group column is the setting, `implicit`/`explicit`/`counterfactual`; the
 //! metrics `total`, `same_group`, `other_group`, `average`, `average_same`,
 //! `average_other` and each pair `users=<s'>,items=<s>`) and `side:<attr>` (the explicit
-//! setting's classification by user group, item group and consistency). An undefined figure
+//! setting's classification by user group, item group and consistency) and
+//! `groups:variants:<set>` / `groups:users:<attr>` (fairlearn / Aequitas group metrics:
+//! each group's rates, and with an empty group the disparities, `dp_difference`,
+//! `eo_difference`, `flip_rate`). An undefined figure
 //! has an empty estimate; a figure without an interval has empty bounds.
 
 use super::{ClassBlock, Metrics};
@@ -129,6 +132,17 @@ impl Metrics {
             }
             for (side, c) in &e.performance {
                 r.class(&format!("side:{attr}"), side, c, &none);
+            }
+        }
+        for (scope, t) in &self.group_metrics {
+            let scope = format!("groups:{scope}");
+            for (k, v) in t.figures() {
+                let (group, metric) = match k.rsplit_once('.') {
+                    Some((g, m)) if t.groups.contains_key(g) => (g.to_string(), m.to_string()),
+                    _ => (String::new(), k.clone()),
+                };
+                let n = t.groups.get(&group).map(|r| r.n);
+                r.push(&scope, &group, &metric, v, t.ci.get(&k), n);
             }
         }
         r.0

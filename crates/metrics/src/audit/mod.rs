@@ -9,6 +9,7 @@
 //! (1-c)/2 and (1+c)/2 percentiles over the resamples where the figure is defined.
 
 mod figures;
+pub mod groups;
 mod long;
 pub mod paired;
 pub(crate) mod resample;
@@ -178,6 +179,9 @@ pub struct Metrics {
     pub fairness: BTreeMap<String, FairnessEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stereotype: Option<BTreeMap<String, StereotypeEntry>>,
+    /// fairlearn / Aequitas group metrics ([`groups`]): `variants:<set>`, `users:<attr>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_metrics: BTreeMap<String, groups::GroupTable>,
     pub bootstrap: BootstrapInfo,
     /// Intervals of the original and neutral prompts' classification figures:
     /// `original.f1`, `original.precision`, `original.recall`, `neutral.f1` -> [low, high].
@@ -266,8 +270,8 @@ impl<'a> Prepared<'a> {
             .iter()
             .map(|s| (s.attribute.clone(), item_groups(&s.train, &cfg.stereotype)))
             .collect();
-        let units = Units::collect(preds, context, &groups, &vi.of_pred, cfg.threshold);
         let sets = attribute_sets(&vi.variants);
+        let units = Units::collect(preds, context, &groups, &vi.of_pred, &sets, cfg.threshold);
         Prepared {
             vi,
             groups,
@@ -345,6 +349,17 @@ pub fn audit(
         .collect();
     let stereotype =
         (!groups.is_empty()).then(|| stereotype_entries(groups, st, &units.sides, cfg, &mut ci));
+    let mut group_metrics = ev.group_tables(&vec![1.0; units.units.len()]);
+    for (scope, t) in group_metrics.iter_mut() {
+        let keys: Vec<String> = t.figures().into_iter().map(|(k, _)| k).collect();
+        t.ci = keys
+            .into_iter()
+            .filter_map(|k| {
+                ci.get(&format!("group_metrics.{scope}.{k}"))
+                    .map(|c| (k, c))
+            })
+            .collect();
+    }
     let class_ci = [
         "original.f1",
         "original.precision",
@@ -366,6 +381,7 @@ pub fn audit(
         variants: by_name,
         fairness,
         stereotype,
+        group_metrics,
         bootstrap: BootstrapInfo {
             resamples: cfg.bootstrap,
             seed: cfg.seed,

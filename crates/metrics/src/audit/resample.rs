@@ -1,6 +1,7 @@
 //! The audit's figures under a weighting of the units ([`Evaluator`]), the bootstrap over
 //! them ([`bootstrap`]) and the percentile intervals ([`Intervals`]).
 
+use super::groups::GroupTable;
 use super::units::Unit;
 use super::{fairness_figures, record, stereo_figures, AuditConfig};
 use crate::classification::Confusion;
@@ -85,6 +86,43 @@ impl Evaluator<'_> {
     }
 }
 
+impl Evaluator<'_> {
+    /// fairlearn-style group tables ([`super::groups`]) with unit `u` counted `weights[u]`
+    /// times: `variants:<set>` for each attribute set, `users:<attr>` for each attribute
+    /// the units' true values name (original prompts).
+    pub fn group_tables(&self, weights: &[f64]) -> BTreeMap<String, GroupTable> {
+        let mut by_variant = vec![Confusion::default(); self.variants.len()];
+        let mut by_truth: BTreeMap<&str, BTreeMap<String, Confusion>> = BTreeMap::new();
+        let mut flips = vec![(0.0, 0.0); self.sets.len()];
+        for (u, &w) in self.units.iter().zip(weights).filter(|(_, w)| **w != 0.0) {
+            for (i, c) in &u.conf {
+                by_variant[*i].add_scaled(c, w);
+                if *i == self.original {
+                    for (attr, value) in &u.truth {
+                        let t = by_truth.entry(attr).or_default();
+                        t.entry(value.clone()).or_default().add_scaled(c, w);
+                    }
+                }
+            }
+            for (acc, f) in flips.iter_mut().zip(&u.flips) {
+                (acc.0, acc.1) = (acc.0 + w * f.0, acc.1 + w * f.1);
+            }
+        }
+        let mut out = BTreeMap::new();
+        for ((set, vs), f) in self.sets.iter().zip(flips) {
+            let groups = vs
+                .iter()
+                .map(|&v| (crate::fairness::group_key(&self.variants[v]), by_variant[v]))
+                .collect();
+            out.insert(format!("variants:{set}"), GroupTable::of(&groups, Some(f)));
+        }
+        for (attr, groups) in by_truth {
+            out.insert(format!("users:{attr}"), GroupTable::of(&groups, None));
+        }
+        out
+    }
+}
+
 /// Every figure of `cfg.bootstrap` resamples of the units, by key (`original.f1`,
 /// `fairness.<set>.gd`, `stereotype.<attr>.<setting>.total`, ...). Resample `b` draws from
 /// its own stream, so the result does not depend on how many threads share the work.
@@ -108,6 +146,11 @@ pub(super) fn bootstrap(ev: &Evaluator, cfg: &AuditConfig) -> BTreeMap<String, V
                         }
                         found.clear();
                         figures_of(ev.evaluate(&w), ev.groups, &mut found);
+                        for (scope, t) in ev.group_tables(&w) {
+                            for (k, v) in t.figures() {
+                                super::record(&mut found, format!("group_metrics.{scope}.{k}"), v);
+                            }
+                        }
                         for (k, v) in &found {
                             all.entry(k.clone()).or_default().extend(v);
                         }

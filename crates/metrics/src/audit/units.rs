@@ -54,6 +54,11 @@ pub(super) struct Unit {
     pub conf: Vec<(usize, Confusion)>,
     /// Paper B's counts, one per attribute with item groups.
     pub stereo: Vec<Counts>,
+    /// The user's true attribute values (from the context or the predictions).
+    pub truth: BTreeMap<String, String>,
+    /// Per attribute set (in the order of the sets given): samples whose answer changes
+    /// across the set's variants, and samples with at least two of them.
+    pub flips: Vec<(f64, f64)>,
 }
 
 /// Every unit, and what the point figures need besides.
@@ -77,8 +82,15 @@ impl Units {
         context: &HashMap<String, Context>,
         groups: &[(String, ItemGroups)],
         of_pred: &[usize],
+        sets: &BTreeMap<String, Vec<usize>>,
         threshold: f64,
     ) -> Units {
+        // Each variant's attribute set; per (unit, sample, set): (saw Yes, saw No, prompts).
+        let mut set_of: HashMap<usize, usize> = HashMap::new();
+        for (k, vs) in sets.values().enumerate() {
+            set_of.extend(vs.iter().map(|&v| (v, k)));
+        }
+        let mut answers: BTreeMap<(usize, &str, usize), (bool, bool, usize)> = BTreeMap::new();
         let empty = Context::default();
         let ctx = |p: &Prediction| context.get(&p.sample_id).unwrap_or(&empty);
         let by_user = preds
@@ -112,9 +124,23 @@ impl Units {
                         .iter()
                         .map(|(_, g)| Counts::new(g.groups.len()))
                         .collect(),
+                    truth: BTreeMap::new(),
+                    flips: vec![(0.0, 0.0); sets.len()],
                 });
             }
             let yes = p.p_yes >= threshold;
+            if let Some(&k) = set_of.get(&vi) {
+                let a = answers.entry((u, &p.sample_id, k)).or_default();
+                (a.0, a.1, a.2) = (a.0 || yes, a.1 || !yes, a.2 + 1);
+            }
+            if out.units[u].truth.is_empty() {
+                let attrs = if c.attributes.is_empty() {
+                    p.attributes.as_ref()
+                } else {
+                    Some(&c.attributes)
+                };
+                out.units[u].truth = attrs.cloned().unwrap_or_default();
+            }
             let unit = &mut out.units[u];
             match unit.conf.iter_mut().find(|(i, _)| *i == vi) {
                 Some((_, c)) => c.add(p.label, yes, 1.0),
@@ -125,6 +151,13 @@ impl Units {
                 }
             }
             out.missing_context += add_stereo(p, c, groups, &mut unit.stereo, &mut out.sides, yes);
+        }
+        for ((u, _, k), (y, n, count)) in answers {
+            if count >= 2 {
+                let f = &mut out.units[u].flips[k];
+                f.0 += f64::from(u8::from(y && n));
+                f.1 += 1.0;
+            }
         }
         out
     }

@@ -1,6 +1,7 @@
 //! Audit reports for people: `report.md` and a self-contained `report.html` (inline CSS and
 //! SVG, no scripts, readable offline). Both render the same list of blocks.
 
+mod groups;
 pub mod svg;
 
 use crate::audit::{ClassBlock, FairnessEntry, StereotypeEntry};
@@ -446,6 +447,7 @@ pub fn blocks(m: &Metrics, p: &Provenance) -> Vec<Block> {
             stereotype_blocks(attr, s, &mut out);
         }
     }
+    groups::group_blocks(m, &mut out);
     if !m.notes.is_empty() {
         out.push(Block::Heading(2, "Notes".into()));
         for n in &m.notes {
