@@ -208,7 +208,7 @@ impl Fit<'_> {
                 &mut **on,
             )?
         };
-        crate::tensorboard::write(s.out)?;
+        crate::tensorboard::write(s.out, &trainer::log_path(s.out))?;
         let file = SummaryFile { before, summary };
         write_json(&s.out.join("summary.json"), &file)?;
         let summary = file.summary;

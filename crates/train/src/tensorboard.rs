@@ -142,11 +142,10 @@ pub fn events_of_log(log: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Write the event file of run directory `dir` from its `train_log.jsonl` (whole, through a
-/// temporary file).
-pub fn write(dir: &Path) -> Result<()> {
-    let log_path = crate::engine::trainer::log_path(dir);
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+/// Write the event file of run directory `dir` from its log `log_path` (`train_log.jsonl`;
+/// whole, through a temporary file).
+pub fn write(dir: &Path, log_path: &Path) -> Result<()> {
+    let log = std::fs::read_to_string(log_path).unwrap_or_default();
     let bytes = events_of_log(&log)?;
     let path = events_path(dir);
     std::fs::create_dir_all(path.parent().unwrap_or(dir)).map_err(io_err(&path))?;

@@ -324,7 +324,7 @@ pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Sum
             on(Event::Step(&rec));
             if s.step % cfg.checkpoint_every == 0 && s.step_in_epoch < groups.len() {
                 checkpoint::save(&ck_dir, &s, &opt)?;
-                crate::tensorboard::write(run.dir)?;
+                crate::tensorboard::write(run.dir, &log)?;
             }
         }
         // End of the epoch (possibly cut short by max_steps).
@@ -359,7 +359,7 @@ pub fn train<O: Objective>(run: Run<O>, on: &mut dyn FnMut(Event)) -> Result<Sum
             evals.push(e);
         }
         checkpoint::save(&ck_dir, &s, &opt)?;
-        crate::tensorboard::write(run.dir)?;
+        crate::tensorboard::write(run.dir, &log)?;
         if cfg.early_stopping.is_some_and(|p| s.stale_epochs >= p) {
             stopped_early = true;
             break;
