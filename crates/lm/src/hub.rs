@@ -88,7 +88,7 @@ pub fn resolve(cache: &Path, id: &str, revision: &str) -> Result<HubModel> {
     };
     if !repo.is_dir() {
         return Err(missing(format!(
-            "{id} is not in the Hugging Face cache {} (HF_HUB_CACHE, HF_HOME): fetch it with `huggingface-cli download {id}` or pass --download",
+            "{id} is not in the Hugging Face cache {} (HF_HUB_CACHE, HF_HOME): fetch it with `huggingface-cli download {id}`, or give audit, score or train --download",
             cache.display()
         )));
     }

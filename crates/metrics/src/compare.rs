@@ -13,7 +13,7 @@ use crate::join::{contexts, stereotype_inputs};
 use crate::predictions::{parse_predictions_bytes, Prediction};
 use crate::stereotype::{StereotypeConfig, ZThreshold};
 use crate::MetricsFile;
-use fairrec_data::pipeline::{read_manifest, read_split};
+use fairrec_data::pipeline::read_split;
 use fairrec_data::sample::Sample;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -28,7 +28,6 @@ impl DataContext {
     /// Read the prepared dataset in `dir` (every split joins; `train` defines paper B's
     /// item groups).
     pub fn read(dir: &Path) -> Result<Self> {
-        read_manifest(dir)?;
         let train = read_split(dir, "train")?;
         let mut rest = read_split(dir, "valid")?;
         rest.extend(read_split(dir, "test")?);

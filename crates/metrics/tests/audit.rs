@@ -1,5 +1,8 @@
 //! The audit over whole prediction sets, checked against arithmetic written out here.
 
+mod common;
+
+use common::pred;
 use fairrec_core::Rng;
 use fairrec_metrics::stereotype::Interactions;
 use fairrec_metrics::{
@@ -8,20 +11,6 @@ use fairrec_metrics::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-
-fn pred(id: &str, variant: &str, label: bool, p: f64) -> Prediction {
-    Prediction {
-        sample_id: id.into(),
-        variant: variant.parse().unwrap(),
-        label,
-        p_yes: p,
-        attributes: None,
-        user_id: None,
-        target: None,
-        history: None,
-        censored: false,
-    }
-}
 
 /// F1 written out: 2TP / (2TP + FP + FN).
 fn f1(rows: &[(bool, f64)]) -> f64 {

@@ -1,21 +1,10 @@
 //! fairlearn / Aequitas group metrics of the audit, against arithmetic written out here.
 
+mod common;
+
+use common::pred;
 use fairrec_metrics::{audit, AuditConfig, Context, Prediction};
 use std::collections::{BTreeMap, HashMap};
-
-fn pred(id: &str, variant: &str, label: bool, p: f64) -> Prediction {
-    Prediction {
-        sample_id: id.into(),
-        variant: variant.parse().unwrap(),
-        label,
-        p_yes: p,
-        attributes: None,
-        user_id: None,
-        target: None,
-        history: None,
-        censored: false,
-    }
-}
 
 /// Four users, one sample each: (user, true gender, label, P(Yes) stated female, stated
 /// male, original).

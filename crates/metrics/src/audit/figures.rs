@@ -73,3 +73,29 @@ impl Metrics {
         out
     }
 }
+
+impl Metrics {
+    /// The audit's headline figures as the commands print them on the console.
+    pub fn console_lines(&self) -> Vec<String> {
+        let pct = |v: Option<f64>| v.map_or("undefined".into(), |v| format!("{:.2}%", 100.0 * v));
+        let sci = |v: Option<f64>| v.map_or("undefined".into(), |v| format!("{v:.3e}"));
+        let mut out = vec![
+            format!("audited {} predictions", self.n_predictions),
+            format!(
+                "  original F1 {} / neutral F1 {}",
+                pct(self.original.f1),
+                pct(self.neutral.f1)
+            ),
+        ];
+        for (k, f) in &self.fairness {
+            let p = &f.point;
+            out.push(format!(
+                "  {k:<11} GD {}  Rate {}  Rate^2 {}",
+                pct(p.gd),
+                sci(p.rate),
+                sci(p.rate_sq)
+            ));
+        }
+        out
+    }
+}

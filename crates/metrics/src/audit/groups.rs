@@ -127,7 +127,7 @@ impl GroupTable {
                 difference_to_overall: o
                     .filter(|_| defined)
                     .map(|o| vals.iter().map(|v| (v - o).abs()).fold(0.0, f64::max)),
-                ratio_to_overall: o.filter(|&o| defined && o > 0.0 && lo > 0.0).map(|o| {
+                ratio_to_overall: o.filter(|&o| defined && o > 0.0).map(|o| {
                     vals.iter()
                         .map(|&v| (v / o).min(o / v))
                         .fold(f64::INFINITY, f64::min)
