@@ -3,15 +3,13 @@
 use anyhow::{Context as _, Result};
 use clap::Args;
 use fairrec_core::stage::Staged;
-use fairrec_data::pipeline::{read_manifest, read_split};
 use fairrec_data::raw::sha256_hex;
 use fairrec_data::sample::write_atomic;
-use fairrec_metrics::join::{check_against_data, contexts, stereotype_inputs};
+use fairrec_metrics::join::audit_file;
 use fairrec_metrics::lists::{list_fairness, parse_lists};
-use fairrec_metrics::predictions::parse_numbered_bytes;
 use fairrec_metrics::report::{blocks, html, list_blocks, markdown, Block, Provenance};
 use fairrec_metrics::stereotype::{StereotypeConfig, ZThreshold};
-use fairrec_metrics::{audit, AuditConfig, Inputs, MetricsFile};
+use fairrec_metrics::{AuditConfig, Inputs, MetricsFile};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -167,31 +165,13 @@ fn audit_predictions(
     settle_beside(path)?;
     let bytes =
         std::fs::read(set.resolve(path)).with_context(|| format!("reading {}", path.display()))?;
-    let numbered = parse_numbered_bytes(path, &bytes)?;
-    // The train split joins as context and defines the stereotype groups; the others join.
-    let (mut train, mut rest, mut attributes) = (Vec::new(), Vec::new(), Vec::new());
-    if let Some(dir) = &a.data {
-        attributes = read_manifest(dir)?.attributes();
-        train = read_split(dir, "train")?;
-        for split in ["valid", "test"] {
-            rest.extend(read_split(dir, split)?);
-        }
-        let n = train.len() + rest.len();
-        tracing::info!(samples = n, "joined prepared data from {}", dir.display());
+    let (m, unjoined) = audit_file(path, &bytes, a.data.as_deref(), a.allow_partial, cfg)?;
+    if let (true, Some(dir)) = (unjoined > 0, &a.data) {
+        tracing::warn!(
+            "{unjoined} predictions have no sample in {} (--allow-partial)",
+            dir.display()
+        );
     }
-    let context = contexts(train.iter().chain(&rest));
-    if let Some(dir) = &a.data {
-        let unjoined = check_against_data(path, &numbered, &context, dir, a.allow_partial)?;
-        if unjoined > 0 {
-            tracing::warn!(
-                "{unjoined} predictions have no sample in {} (--allow-partial)",
-                dir.display()
-            );
-        }
-    }
-    let preds: Vec<_> = numbered.into_iter().map(|(_, p)| p).collect();
-    let stereo = stereotype_inputs(&train, &attributes);
-    let m = audit(&preds, &context, &stereo, cfg)?;
     let prov = Provenance {
         predictions: path.display().to_string(),
         predictions_sha256: sha256_hex(&bytes),

@@ -2,13 +2,12 @@
 //! sensitive attribute, and the group sizes at the usual thresholds (paper B's Figure 3),
 //! to choose `--z-threshold` ([`fairrec_metrics::stereo_dist`]).
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use fairrec_core::fs::{claim_output, write_atomic, write_json, Outputs, RunLock};
 use fairrec_core::stage::Staged;
-use fairrec_data::pipeline::{read_manifest, read_split};
 use fairrec_metrics::report::{html, markdown};
-use fairrec_metrics::stereo_dist::{distributions, Distribution};
+use fairrec_metrics::stereo_dist::{of_dataset, Distribution};
 use std::path::PathBuf;
 
 /// What `--out` receives.
@@ -37,18 +36,8 @@ pub struct StereotypesArgs {
 }
 
 pub fn run(a: &StereotypesArgs) -> Result<()> {
-    let manifest = read_manifest(&a.dir)?;
-    let known: Vec<String> = manifest.attribute_values.keys().cloned().collect();
-    let attributes = a.attributes.clone().unwrap_or_else(|| known.clone());
-    for attr in &attributes {
-        if !known.contains(attr) {
-            bail!(
-                "--attributes: `{attr}` is not an attribute of {} (it has: {})",
-                a.dir.display(),
-                known.join(", ")
-            );
-        }
-    }
+    // The inputs are checked before --out is claimed.
+    let (manifest, dists) = of_dataset(&a.dir, a.attributes.as_deref(), !a.raw_counts)?;
     let lock = a
         .out
         .as_ref()
@@ -58,8 +47,6 @@ pub fn run(a: &StereotypesArgs) -> Result<()> {
         Some(out) => claim_output(out, OUTPUTS, a.force)?,
         None => Vec::new(),
     };
-    let train = read_split(&a.dir, "train")?;
-    let dists = distributions(&train, &attributes, !a.raw_counts);
     let mut blocks = vec![fairrec_metrics::report::Block::Heading(
         1,
         format!(

@@ -126,3 +126,36 @@ pub fn check_against_data(
     }
     Ok(unjoined.len())
 }
+
+/// Audit a predictions file's bytes (`path` names it in errors), joined to the prepared
+/// dataset `data` when given: its train split defines paper B's stereotype groups and
+/// every split joins as context, checked by [`check_against_data`]. Returns the audit and
+/// how many predictions joined no sample (non-zero only with `allow_partial`). The one
+/// audit of `fairrec metrics`, `fairrec audit` and the Python package.
+pub fn audit_file(
+    path: &Path,
+    bytes: &[u8],
+    data: Option<&Path>,
+    allow_partial: bool,
+    cfg: &crate::AuditConfig,
+) -> Result<(crate::Metrics, usize)> {
+    let numbered = crate::predictions::parse_numbered_bytes(path, bytes)?;
+    let (mut train, mut rest, mut attributes) = (Vec::new(), Vec::new(), Vec::new());
+    if let Some(dir) = data {
+        attributes = fairrec_data::pipeline::read_manifest(dir)?.attributes();
+        train = fairrec_data::pipeline::read_split(dir, "train")?;
+        for split in ["valid", "test"] {
+            rest.extend(fairrec_data::pipeline::read_split(dir, split)?);
+        }
+        let n = train.len() + rest.len();
+        tracing::info!(samples = n, "joined prepared data from {}", dir.display());
+    }
+    let context = contexts(train.iter().chain(&rest));
+    let unjoined = match data {
+        Some(dir) => check_against_data(path, &numbered, &context, dir, allow_partial)?,
+        None => 0,
+    };
+    let preds: Vec<Prediction> = numbered.into_iter().map(|(_, p)| p).collect();
+    let stereo = stereotype_inputs(&train, &attributes);
+    Ok((crate::audit(&preds, &context, &stereo, cfg)?, unjoined))
+}

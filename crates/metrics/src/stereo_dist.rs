@@ -8,6 +8,29 @@ use crate::stereotype::{auto_threshold, Degrees, AUTO_CANDIDATES, AUTO_MIN_ITEMS
 use fairrec_data::sample::{History, Sample};
 use std::collections::{BTreeMap, HashMap};
 
+/// The distributions of the prepared dataset `dir`'s train split for `attributes` (all of
+/// the dataset's when `None`; one it lacks is an error naming those it has), with its
+/// manifest: what `fairrec data stereotypes` and the Python package show.
+pub fn of_dataset(
+    dir: &std::path::Path,
+    attributes: Option<&[String]>,
+    normalize: bool,
+) -> crate::Result<(fairrec_data::pipeline::Manifest, Vec<Distribution>)> {
+    let manifest = fairrec_data::pipeline::read_manifest(dir)?;
+    let known: Vec<String> = manifest.attribute_values.keys().cloned().collect();
+    let attributes = attributes.map_or_else(|| known.clone(), <[String]>::to_vec);
+    if let Some(attr) = attributes.iter().find(|a| !known.contains(a)) {
+        return Err(crate::MetricsError::Invalid(format!(
+            "attributes: `{attr}` is not an attribute of {} (it has: {})",
+            dir.display(),
+            known.join(", ")
+        )));
+    }
+    let train = fairrec_data::pipeline::read_split(dir, "train")?;
+    let dists = distributions(&train, &attributes, normalize);
+    Ok((manifest, dists))
+}
+
 /// The distribution of every attribute of `attributes` over the train split `train`, with
 /// the items' titles as the samples give them.
 pub fn distributions(

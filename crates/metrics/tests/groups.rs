@@ -120,3 +120,48 @@ fn counterfactual_and_true_groups_match_fairlearn_and_aequitas_by_hand() {
         "{csv}"
     );
 }
+
+#[test]
+fn users_joint_groups_are_counted_by_hand() {
+    // (user, gender, age, label, P(Yes) of the original prompt).
+    let users = [
+        ("u1", "female", "young", true, 0.9),
+        ("u2", "female", "young", false, 0.2),
+        ("u3", "female", "old", true, 0.6),
+        ("u4", "male", "young", false, 0.8),
+        ("u5", "male", "old", true, 0.3),
+    ];
+    let (mut preds, mut ctx) = (Vec::new(), HashMap::new());
+    for (u, g, a, label, p) in users {
+        preds.push(pred(u, "original", label, p));
+        preds.push(pred(u, "neutral", label, 0.5));
+        let attributes = BTreeMap::from([
+            ("age".to_string(), a.to_string()),
+            ("gender".to_string(), g.to_string()),
+        ]);
+        let c = Context {
+            user: Some(u.into()),
+            attributes,
+            target: None,
+            history: Vec::new(),
+        };
+        ctx.insert(u.to_string(), c);
+    }
+    let cfg = AuditConfig {
+        bootstrap: 0,
+        ..AuditConfig::default()
+    };
+    let m = audit(&preds, &ctx, &[], &cfg).unwrap();
+    let t = &m.group_metrics["users:age,gender"];
+    let rate = |g: &str| t.groups[g].selection_rate.unwrap();
+    // Yes answers: u1 (young female), u3 (old female), u4 (young male).
+    assert_eq!(rate("age=young,gender=female"), 0.5);
+    assert_eq!(rate("age=old,gender=female"), 1.0);
+    assert_eq!(rate("age=young,gender=male"), 1.0);
+    assert_eq!(rate("age=old,gender=male"), 0.0);
+    assert_eq!(t.groups.len(), 4);
+    // Demographic parity: max - min selection rate over the joint groups.
+    assert_eq!(t.demographic_parity_difference, Some(1.0));
+    // The single attributes keep their own tables, keyed by value.
+    assert_eq!(m.group_metrics["users:gender"].groups["female"].n, 3.0);
+}

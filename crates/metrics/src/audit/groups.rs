@@ -4,7 +4,8 @@
 //! Two kinds of groups, each a [`GroupTable`] in `metrics.json` → `group_metrics`:
 //! * `variants:<set>`: the counterfactual groups, the prompts stating each value of an
 //!   attribute set (`gender=female`, ... over the same users);
-//! * `users:<attr>`: the users' true groups, on the original prompts.
+//! * `users:<attr>`: the users' true groups, on the original prompts (and `users:<a>,<b>`
+//!   for the joint groups of several attributes, keyed `a=x,b=y`).
 //!
 //! Per group: selection rate (share answered Yes), TPR (recall), FPR and precision, from
 //! the group's confusion counts. Disparities as fairlearn defines them

@@ -10,7 +10,7 @@
 //! metrics `total`, `same_group`, `other_group`, `average`, `average_same`,
 //! `average_other` and each pair `users=<s'>,items=<s>`) and `side:<attr>` (the explicit
 //! setting's classification by user group, item group and consistency) and
-//! `groups:variants:<set>` / `groups:users:<attr>` (fairlearn / Aequitas group metrics:
+//! `groups:variants:<set>` / `groups:users:<attr or set>` (fairlearn / Aequitas group metrics:
 //! each group's rates, and with an empty group the disparities, `dp_difference`,
 //! `eo_difference`, `flip_rate`). An undefined figure
 //! has an empty estimate; a figure without an interval has empty bounds.

@@ -179,7 +179,7 @@ pub struct Metrics {
     pub fairness: BTreeMap<String, FairnessEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stereotype: Option<BTreeMap<String, StereotypeEntry>>,
-    /// fairlearn / Aequitas group metrics ([`groups`]): `variants:<set>`, `users:<attr>`.
+    /// fairlearn / Aequitas group metrics ([`groups`]): `variants:<set>`, `users:<attr>`, `users:<a>,<b>` (joint).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub group_metrics: BTreeMap<String, groups::GroupTable>,
     pub bootstrap: BootstrapInfo,

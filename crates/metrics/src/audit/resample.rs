@@ -89,18 +89,27 @@ impl Evaluator<'_> {
 impl Evaluator<'_> {
     /// fairlearn-style group tables ([`super::groups`]) with unit `u` counted `weights[u]`
     /// times: `variants:<set>` for each attribute set, `users:<attr>` for each attribute
-    /// the units' true values name (original prompts).
+    /// the units' true values name and `users:<a>,<b>` for their joint groups (keys
+    /// `a=x,b=y`, as the variants' joint groups), on the original prompts.
     pub fn group_tables(&self, weights: &[f64]) -> BTreeMap<String, GroupTable> {
         let mut by_variant = vec![Confusion::default(); self.variants.len()];
-        let mut by_truth: BTreeMap<&str, BTreeMap<String, Confusion>> = BTreeMap::new();
+        let mut by_truth: BTreeMap<String, BTreeMap<String, Confusion>> = BTreeMap::new();
         let mut flips = vec![(0.0, 0.0); self.sets.len()];
         for (u, &w) in self.units.iter().zip(weights).filter(|(_, w)| **w != 0.0) {
             for (i, c) in &u.conf {
                 by_variant[*i].add_scaled(c, w);
                 if *i == self.original {
                     for (attr, value) in &u.truth {
-                        let t = by_truth.entry(attr).or_default();
+                        let t = by_truth.entry(attr.clone()).or_default();
                         t.entry(value.clone()).or_default().add_scaled(c, w);
+                    }
+                    if u.truth.len() > 1 {
+                        // The joint group, named as the variants' joint groups are.
+                        let set = u.truth.keys().cloned().collect::<Vec<_>>().join(",");
+                        let key = u.truth.iter().map(|(a, v)| format!("{a}={v}"));
+                        let key = key.collect::<Vec<_>>().join(",");
+                        let t = by_truth.entry(set).or_default();
+                        t.entry(key).or_default().add_scaled(c, w);
                     }
                 }
             }
