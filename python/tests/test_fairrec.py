@@ -243,6 +243,12 @@ def test_prepare_writes_the_commands_files(world, tmp_path):
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
     assert list(manifest["attribute_values"]) == ["gender"] and manifest["config"]["split"] == [8.0, 1.0, 1.0]
     assert "attributes.age" not in again["train"].columns or again["train"]["attributes.age"].isna().all()
+    stated = fairrec.prepare("ml-100k", world / "raw", tmp_path / "profiled", profile=["occupation"])
+    assert json.loads((tmp_path / "profiled" / "manifest.json").read_text())["config"]["profile"] == ["occupation"]
+    first = stated["train"].iloc[0]
+    assert first["stated_profile"] == [["occupation", first["profile.occupation"]]]
+    shown = run("data", "show", tmp_path / "profiled", "--split", "train", "--n", 1).stdout
+    assert f"occupation {first['profile.occupation']} user's" in shown
     with pytest.raises(fairrec.FairrecError, match="`colour` is not a setting"):
         fairrec.prepare("ml-100k", world / "raw", tmp_path / "other", colour="red")
     with pytest.raises(fairrec.FairrecError, match="dataset"):

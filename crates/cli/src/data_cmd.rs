@@ -85,6 +85,9 @@ pub struct PrepareArgs {
     /// Book-Crossing: ages above are read as missing [default: 100].
     #[arg(long)]
     pub bx_max_age: Option<u32>,
+    /// Non-sensitive profile fields every prompt states, in every variant (e.g. occupation,zip; ours, none by default; `fairrec_data::prompt` words them).
+    #[arg(long, value_delimiter = ',')]
+    pub profile: Vec<String>,
     /// Overwrite an existing prepared dataset in --out.
     #[arg(long)]
     pub force: bool,
@@ -115,6 +118,7 @@ impl PrepareArgs {
             };
             c.split = arr;
         }
+        c.profile = self.profile.iter().map(|p| p.trim().to_string()).collect();
         c.max_liked = self.max_liked.unwrap_or(c.max_liked);
         c.max_disliked = self.max_disliked.unwrap_or(c.max_disliked);
         c.sequences = self.sequences.unwrap_or(c.sequences);

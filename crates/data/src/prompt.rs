@@ -10,6 +10,12 @@
 //!   `, `, oldest first; an empty list renders as `none` (our choice);
 //! * `item_type`: `movie`, `sushi`, `book`; `target_item`: the target's title.
 //!
+//! Non-sensitive profile fields chosen at `fairrec data prepare --profile occupation,zip`
+//! (ours; none by default) follow the stated values in `user_info` in every variant,
+//! `neutral` included, as `<field> <value>` (`female young occupation student zip 01002`;
+//! `Given a/an occupation student zip 01002 user's ...` in `neutral`): they never change
+//! across variants, so a difference between variants is still the sensitive values' alone.
+//!
 //! Paper B's example prompt is lost from our copy of the paper, so the `sequential`
 //! template is **ours**: `Given the user's {item_type} history in chronological order,
 //! answer "Yes" or "No". [User Profile: {user_info}. ]User History: {history_lst}. Whether
@@ -141,6 +147,19 @@ pub fn user_info(stated: &BTreeMap<String, String>) -> String {
         .join(" ")
 }
 
+/// `info` followed by the stated profile fields, each as `<field> <value>` with `_` read as
+/// a space (`female young occupation student zip 01002`; ours: the papers word none).
+fn with_profile(info: String, profile: &[(String, String)]) -> String {
+    profile.iter().fold(info, |acc, (k, v)| {
+        let words = format!("{} {v}", k.replace('_', " "));
+        if acc.is_empty() {
+            words
+        } else {
+            format!("{acc} {words}")
+        }
+    })
+}
+
 fn quoted_list(titles: &[String]) -> String {
     if titles.is_empty() {
         return "none".into();
@@ -162,7 +181,7 @@ pub fn render(
     scenario: &[String],
 ) -> Result<String> {
     let stated = variant.resolve(&sample.attributes, scenario);
-    let info = user_info(&stated);
+    let info = with_profile(user_info(&stated), &sample.stated_profile);
     let mut text = template.text();
     match (&sample.history, template) {
         (History::Sequence { history, .. }, Template::Sequential) => {

@@ -53,6 +53,12 @@ pub struct ProtocolConfig {
     pub stride: usize,
     /// Loader options (Sushi3 order, Book-Crossing quirks).
     pub load: LoadOptions,
+    /// Non-sensitive profile fields (`occupation`, `zip`, Sushi3's `prefecture_now`, ...)
+    /// that every prompt states, in every variant (paper A's "user groups with and without
+    /// sensitive attributes"; ours, off by default): each sample carries them in
+    /// [`Sample::stated_profile`] and [`crate::prompt::render`] words them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profile: Vec<String>,
 }
 
 impl ProtocolConfig {
@@ -80,6 +86,7 @@ impl ProtocolConfig {
             seq_len: 11,
             stride: 1,
             load,
+            profile: Vec::new(),
         }
     }
 
@@ -183,6 +190,7 @@ pub fn grouped_split(sizes: &[usize], ratios: [f64; 3], rng: &mut Rng) -> Vec<u8
 /// Apply `protocol` to a loaded dataset.
 pub fn prepare(raw: &RawDataset, cfg: &ProtocolConfig) -> Result<Prepared> {
     cfg.validate()?;
+    check_profile(raw, cfg)?;
     let by_user = raw.ratings_by_user();
     let mut dropped: BTreeMap<String, usize> = BTreeMap::new();
     // Per user: the samples it yields, in output order.
@@ -298,6 +306,26 @@ fn titles_ids(raw: &RawDataset, rs: &[Rating]) -> (Vec<String>, Vec<String>) {
         .unzip()
 }
 
+/// Every field of `cfg.profile` must be a profile field of the dataset's users.
+fn check_profile(raw: &RawDataset, cfg: &ProtocolConfig) -> Result<()> {
+    let known: std::collections::BTreeSet<&str> = raw
+        .users
+        .iter()
+        .flat_map(|u| u.profile.keys().map(String::as_str))
+        .collect();
+    match cfg.profile.iter().find(|k| !known.contains(k.as_str())) {
+        None => Ok(()),
+        Some(k) => Err(DataError::Config {
+            option: "profile".into(),
+            message: format!(
+                "`{k}` is not a profile field of {} (it has: {})",
+                raw.kind.name(),
+                known.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        }),
+    }
+}
+
 fn base_sample(
     raw: &RawDataset,
     cfg: &ProtocolConfig,
@@ -314,6 +342,12 @@ fn base_sample(
         user_id: user.id.clone(),
         attributes,
         profile: user.profile.clone(),
+        stated_profile: cfg
+            .profile
+            .iter()
+            .filter_map(|k| Some((k.clone(), user.profile.get(k)?.clone())))
+            .filter(|(_, v)| !v.is_empty())
+            .collect(),
         item_type: raw.kind.item_type().to_string(),
         target: item.title.clone(),
         target_id: item.id.clone(),

@@ -35,6 +35,10 @@ pub struct Sample {
     /// Non-sensitive attributes (occupation, zip, ...); not used by the papers' prompts.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub profile: BTreeMap<String, String>,
+    /// The profile fields every prompt of this sample states, in the order of `fairrec data
+    /// prepare --profile` (empty by default: the papers' prompts state none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stated_profile: Vec<(String, String)>,
     /// The noun for an item (`movie`, `sushi`, `book`).
     pub item_type: String,
     /// Target item title.

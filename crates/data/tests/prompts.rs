@@ -20,6 +20,7 @@ fn sample_a() -> Sample {
             ("gender".into(), "female".into()),
         ]),
         profile: BTreeMap::new(),
+        stated_profile: Vec::new(),
         item_type: "movie".into(),
         target: "Heat (1995)".into(),
         target_id: "9".into(),
@@ -40,6 +41,7 @@ fn sample_b() -> Sample {
         user_id: "2".into(),
         attributes: BTreeMap::from([("gender".into(), "male".into())]),
         profile: BTreeMap::new(),
+        stated_profile: Vec::new(),
         item_type: "movie".into(),
         target: "Fargo (1996)".into(),
         target_id: "3".into(),
@@ -266,5 +268,63 @@ fn augmentation_kinds_and_ablations() {
             "counterfactual:gender=male",
             "neutral:neutral"
         ]
+    );
+}
+
+#[test]
+fn a_stated_profile_is_in_every_variant_and_off_by_default() {
+    use fairrec_data::loaders::load;
+    use fairrec_data::protocol::{prepare, Protocol, ProtocolConfig};
+    use fairrec_data::raw::DatasetKind;
+    use fairrec_data::synth::{write_world, SynthConfig};
+    let t = tempfile::tempdir().unwrap();
+    let world = SynthConfig {
+        users: 200,
+        items: 80,
+        ..Default::default()
+    };
+    write_world(&world, t.path()).unwrap();
+    let raw = load(DatasetKind::Ml100k, t.path(), &Default::default()).unwrap();
+    let plain = ProtocolConfig::new(Protocol::ClMoe, DatasetKind::Ml100k, 3);
+    let mut cfg = plain.clone();
+    cfg.profile = vec!["occupation".into(), "zip".into()];
+    let (a, b) = (prepare(&raw, &plain).unwrap(), prepare(&raw, &cfg).unwrap());
+    // Off by default: no sample names a stated profile, and the JSON has no such key.
+    assert!(a.train.iter().all(|s| s.stated_profile.is_empty()));
+    let json = serde_json::to_string(&a.train[0]).unwrap();
+    assert!(!json.contains("stated_profile"), "{json}");
+    let s = &b.train[0];
+    let (occ, zip) = (&s.profile["occupation"], &s.profile["zip"]);
+    let words = format!("occupation {occ} zip {zip}");
+    assert_eq!(
+        s.stated_profile,
+        vec![
+            ("occupation".to_string(), occ.clone()),
+            ("zip".to_string(), zip.clone())
+        ]
+    );
+    let scenario = scenario();
+    for v in audit_variants(Protocol::ClMoe, &scenario).unwrap() {
+        let with = render(Template::LlmRec, s, &v, &scenario).unwrap();
+        let without = render(Template::LlmRec, &a.train[0], &v, &scenario).unwrap();
+        assert!(with.contains(&words), "{v}: {with}");
+        assert!(!without.contains("occupation"), "{v}: {without}");
+        // The profile words come after the sensitive ones and change nothing else.
+        let info = fairrec_data::prompt::user_info(&v.resolve(&s.attributes, &scenario));
+        let stated = format!("{info} {words}");
+        let back = with.replacen(stated.trim(), &info, 1);
+        assert_eq!(back.replace("a/an  user", "a/an user"), without, "{v}");
+    }
+    let neutral = render(Template::LlmRec, s, &Variant::Neutral, &scenario).unwrap();
+    assert!(
+        neutral.starts_with(&format!("Given a/an {words} user's")),
+        "{neutral}"
+    );
+    // A field the dataset does not have names the option and the fields it has.
+    cfg.profile = vec!["income".into()];
+    let e = prepare(&raw, &cfg).unwrap_err().to_string();
+    assert!(
+        e.contains("profile: `income` is not a profile field of ml-100k (it has: occupation, zip)"),
+        "{e}"
     );
 }

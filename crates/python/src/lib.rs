@@ -192,13 +192,19 @@ fn configure(cfg: ProtocolConfig, options: Option<String>) -> PyResult<ProtocolC
     let given: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&options).map_err(|e| invalid(format!("options: {e}")))?;
     let mut value = serde_json::to_value(&cfg).map_err(|e| fail(&e))?;
+    // Every setting's name, those left out of the JSON when empty included.
+    let mut probe = cfg.clone();
+    probe.profile = vec![String::new()];
+    let probe = serde_json::to_value(&probe).map_err(|e| fail(&e))?;
+    let names: Vec<&String> = probe
+        .as_object()
+        .expect("a config is an object")
+        .keys()
+        .filter(|n| !matches!(n.as_str(), "protocol" | "seed"))
+        .collect();
     let known = value.as_object_mut().expect("a config is an object");
     for (k, v) in given {
-        if matches!(k.as_str(), "protocol" | "seed") || !known.contains_key(&k) {
-            let names: Vec<&String> = known
-                .keys()
-                .filter(|n| !matches!(n.as_str(), "protocol" | "seed"))
-                .collect();
+        if !names.contains(&&k) {
             return Err(invalid(format!(
                 "options: `{k}` is not a setting of the protocol (one of: {})",
                 names
