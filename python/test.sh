@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Python package's tests: a fresh virtualenv, the wheel built into it (build-wheel.sh),
-# then pytest on python/tests. fairlearn is installed when the package index has it (its
-# comparison is skipped, and says so, when not).
+# then pytest on python/tests. fairlearn and tensorboard are installed when the package
+# index has them (the tests comparing with them are skipped, and say so, when not).
 #   python/test.sh          (PROFILE=dev for the quicker unoptimised build; VENV=DIR)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -10,8 +10,10 @@ venv="${VENV:-$root/target/python-venv}"
 rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check maturin pytest pandas
-"$venv/bin/pip" install --quiet --disable-pip-version-check fairlearn \
-  || echo "SKIPPED: fairlearn is not installable here; the comparison with MetricFrame is skipped"
+for optional in fairlearn tensorboard; do
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$optional" \
+    || echo "SKIPPED: $optional is not installable here; the tests that compare with it are skipped"
+done
 PATH="$venv/bin:$PATH" "$here/build-wheel.sh" "$root/target/wheels"
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall "$root"/target/wheels/fairrec-*.whl
 cd "$here/tests"

@@ -265,3 +265,27 @@ def test_real_ml100k_prepares_as_the_command(tmp_path):
     for name in ("train", "valid", "test"):
         assert (tmp_path / "py" / f"{name}.jsonl").read_bytes() == (tmp_path / "cli" / f"{name}.jsonl").read_bytes()
     assert len(splits["test"]) == 189
+
+
+def test_tensorboard_reads_the_training_events(world, tmp_path):
+    ea = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator", reason="tensorboard is not installed"
+    )
+    run("model", "init", "--data", world / "data", "--out", tmp_path / "tiny", "--hidden", 32, "--layers", 1, "--vocab-size", 400)
+    run(
+        "train", "--model", tmp_path / "tiny", "--data", world / "data", "--out", tmp_path / "run", "--method", "lora",
+        "--limit-train", 24, "--limit-valid", 8, "--epochs", 2, "--batch-size", 4,
+    )
+    log = [json.loads(l) for l in open(tmp_path / "run" / "train_log.jsonl")]
+    steps = [l for l in log if "step" in l and "loss" in l]
+    evals = [l["eval"] for l in log if "eval" in l]
+    acc = ea.EventAccumulator(str(tmp_path / "run" / "tb"))
+    acc.Reload()
+    loss = acc.Scalars("train/loss")
+    assert [e.step for e in loss] == [s["step"] for s in steps] == list(range(1, 13))
+    for e, s in zip(loss, steps):
+        assert e.value == pytest.approx(s["loss"], rel=1e-6)  # stored as float32
+    assert [e.value for e in acc.Scalars("train/lr")] == pytest.approx([s["lr"] for s in steps], rel=1e-6)
+    auc = acc.Scalars("valid/auc")
+    assert len(auc) == len(evals) == 2
+    assert [e.value for e in auc] == pytest.approx([v["auc"] for v in evals], rel=1e-6)
