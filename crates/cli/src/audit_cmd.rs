@@ -6,6 +6,7 @@ use crate::metrics_cmd::{self, MetricsArgs};
 use crate::model_args::{load_with_adapter, ModelArgs};
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
+use fairrec_core::cache::Cache;
 use fairrec_core::Variant;
 use fairrec_data::pipeline::read_manifest;
 use fairrec_data::prompt::{audit_variants, Template};
@@ -14,7 +15,8 @@ use fairrec_lm::batch::ScoreEvent;
 use fairrec_metrics::predictions::to_jsonl;
 use fairrec_metrics::stereotype::ZThreshold;
 use fairrec_serve::audit::{score_remote, served_record};
-use fairrec_train::audit::{score_variants, AuditPlan, AuditRecord};
+use fairrec_train::audit::{score_variants, AuditPlan, AuditRecord, CotRecord};
+use fairrec_train::cot::CotGenerate;
 use fairrec_train::encode::{samples, scenario};
 use fairrec_train::methods::stereo::audit_grouping;
 use std::path::PathBuf;
@@ -63,12 +65,60 @@ pub struct AuditArgs {
     pub raw_counts: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub cot: CotArgs,
     /// Output directory (predictions.jsonl, run.json, metrics.json, metrics.csv, report.md, report.html).
     #[arg(long)]
     pub out: PathBuf,
     /// Replace an audit already in --out (a served audit's response cache is kept).
     #[arg(long)]
     pub force: bool,
+}
+
+/// Paper A's CoT with real reasoning ([`fairrec_train::cot`]).
+#[derive(Args, Debug)]
+pub struct CotArgs {
+    /// With --template cot: `generate` lets the model write its reasoning first (kept in OUT/generations.jsonl, reused by a rerun) and reads P(Yes) after it; `none` reads P(Yes) right after the prompt.
+    #[arg(long, default_value = "none", value_parser = ["none", "generate"])]
+    pub cot: String,
+    /// With --cot generate: tokens of reasoning at most.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// With --cot generate: 0 is greedy; otherwise the sampling temperature (seeded by --seed).
+    #[arg(long, default_value_t = 0.0)]
+    pub cot_temperature: f64,
+    /// With --cot generate: nucleus sampling's probability mass.
+    #[arg(long, default_value_t = 1.0)]
+    pub cot_top_p: f64,
+    /// With --cot generate: a string that ends the reasoning (repeatable).
+    #[arg(long)]
+    pub cot_stop: Vec<String>,
+}
+
+impl CotArgs {
+    /// The generation settings, checked against the template and the scoring route.
+    fn settings(&self, template: Template, served: bool, seed: u64) -> Result<Option<CotGenerate>> {
+        if self.cot == "none" {
+            return Ok(None);
+        }
+        if template != Template::Cot {
+            bail!("--cot generate: needs --template cot (the template that asks for reasoning)");
+        }
+        if served {
+            bail!("--cot generate: runs fairrec's own engine; a served model (--endpoint) is audited without it");
+        }
+        let top_p = self.cot_top_p > 0.0 && self.cot_top_p <= 1.0;
+        if !(0.0..=2.0).contains(&self.cot_temperature) || !top_p {
+            bail!("--cot-temperature must be in [0, 2] and --cot-top-p in (0, 1]");
+        }
+        Ok(Some(CotGenerate {
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.cot_temperature,
+            top_p: self.cot_top_p,
+            stop: self.cot_stop.clone(),
+            seed,
+        }))
+    }
 }
 
 pub fn run(a: &AuditArgs) -> Result<()> {
@@ -120,6 +170,13 @@ pub fn run(a: &AuditArgs) -> Result<()> {
             bail!("--variants: the audit's metrics need the `{need}` variant; add it");
         }
     }
+    let cot = a
+        .cot
+        .settings(template, a.remote.server.endpoint.is_some(), a.seed)?;
+    let cache = match &cot {
+        Some(_) => Cache::open(&a.out.join(fairrec_train::cot::FILE))?,
+        None => Cache::none(),
+    };
     let plan = AuditPlan {
         data: &a.data,
         samples: &samples,
@@ -127,6 +184,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         template,
         scenario: &scenario,
         batch: a.batch_size,
+        cot: cot.as_ref().map(|c| (c, &cache)),
     };
     let what = format!("{} samples x {} variants", samples.len(), variants.len());
     let s = match a.remote.server.endpoint {
@@ -159,6 +217,16 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         mos_routes: s.mos_routes,
         served: s.served,
         placement: s.placement,
+        cot: cot.map(|settings| CotRecord {
+            settings,
+            reasoning: s.reasoning.as_ref().map_or(0, Vec::len),
+            stopped: s
+                .reasoning
+                .iter()
+                .flatten()
+                .filter(|r| r.finish == "stop")
+                .count(),
+        }),
     };
     fairrec_core::fs::write_json(&set.path("run.json"), &record)
         .with_context(|| format!("writing {}", a.out.join("run.json").display()))?;
@@ -185,6 +253,7 @@ struct Scoring {
     tokens: usize,
     seconds: f64,
     mos_routes: Option<std::collections::BTreeMap<String, Vec<f64>>>,
+    reasoning: Option<Vec<fairrec_train::cot::Reasoning>>,
     served: Option<serde_json::Value>,
     /// Where a local model ran.
     placement: Option<fairrec_lm::device::Placement>,
@@ -229,6 +298,7 @@ fn score_local(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> {
         tokens: scored.tokens,
         seconds: scored.seconds,
         mos_routes: scores.mos_routes,
+        reasoning: scores.reasoning,
         served: None,
         placement: Some(fairrec_lm::device::Placement::of_model(scorer.backbone)),
         batch: scored.batch,
@@ -276,6 +346,7 @@ fn score_served(a: &AuditArgs, plan: &AuditPlan, what: &str) -> Result<Scoring> 
         tokens,
         seconds: t0.elapsed().as_secs_f64(),
         mos_routes: None,
+        reasoning: None,
         served: Some(serde_json::to_value(&served)?),
         placement: None,
         batch: 0,

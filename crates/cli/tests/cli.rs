@@ -627,3 +627,66 @@ fn audit_scores_every_variant_and_reports() {
     ]);
     assert!(e.contains("loading the model") && e.contains("nope"), "{e}");
 }
+
+#[test]
+fn cot_generate_reads_the_answer_after_the_models_reasoning_and_a_rerun_reuses_it() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, model) = data_and_model(t.path(), "60");
+    let (plain, cot) = (t.path().join("plain"), t.path().join("cot"));
+    let with = |out: &Path| -> Vec<String> {
+        let mut a = audit_argv(&model, &data, "3", out);
+        a.extend(["--template", "cot"]);
+        a.iter().map(|s| s.to_string()).collect()
+    };
+    let args = |v: &[String], extra: &[&str]| -> String {
+        let all: Vec<&str> = v
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+            .collect();
+        ok(&all)
+    };
+    args(&with(&plain), &[]);
+    let generate = ["--cot", "generate", "--max-new-tokens", "6"];
+    args(&with(&cot), &generate);
+    let lines = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let gens = lines(&cot.join("generations.jsonl"));
+    let record = json(&cot.join("run.json"));
+    let distinct = record["distinct_prompts"].as_u64().unwrap() as usize;
+    assert_eq!(
+        gens.lines().count(),
+        distinct,
+        "each distinct prompt reasoned once"
+    );
+    assert_eq!(
+        record["cot"]["reasoning"].as_u64().unwrap() as usize,
+        distinct
+    );
+    assert_eq!(record["cot"]["settings"]["max_new_tokens"], 6);
+    for l in gens.lines() {
+        let r: serde_json::Value = serde_json::from_str(l).unwrap();
+        let n = r["response"]["tokens"].as_array().unwrap().len();
+        assert!(
+            n <= 6 && (n == 6 || r["response"]["finish"] == "stop"),
+            "{l}"
+        );
+    }
+    // The answer is read after the reasoning: the scores move.
+    let (a, b) = (
+        lines(&plain.join("predictions.jsonl")),
+        lines(&cot.join("predictions.jsonl")),
+    );
+    assert_eq!(a.lines().count(), b.lines().count());
+    assert_ne!(a, b);
+    // A rerun generates nothing (every prompt's reasoning is in the file) and gives the
+    // same predictions.
+    args(&with(&cot), &[&generate[..], &["--force"]].concat());
+    assert_eq!(lines(&cot.join("generations.jsonl")), gens);
+    assert_eq!(lines(&cot.join("predictions.jsonl")), b);
+    // Reasoning needs the template that asks for it.
+    let wrong_out = t.path().join("wrong");
+    let mut wrong = audit_argv(&model, &data, "3", &wrong_out);
+    wrong.extend(generate);
+    let e = fails(&wrong);
+    assert!(e.contains("--cot generate: needs --template cot"), "{e}");
+}

@@ -10,6 +10,7 @@
 //! * [`stage`]: a set of output files that lands in a directory as one.
 
 mod atomic;
+pub mod cache;
 pub mod fs;
 mod rng;
 pub mod stage;

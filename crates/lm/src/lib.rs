@@ -21,6 +21,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod flops;
+pub mod generate;
 pub mod gguf;
 pub mod grad;
 pub mod host;

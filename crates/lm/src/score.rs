@@ -103,6 +103,12 @@ impl<'a> Scorer<'a> {
         self.backbone.device()
     }
 
+    /// Whether prompts go through the model's chat template (else the raw
+    /// `Input: ...\nOutput:` form).
+    pub fn has_template(&self) -> bool {
+        self.template.is_some()
+    }
+
     /// The exact text fed to the model for a prompt.
     pub fn render(&self, prompt: &str) -> Result<String> {
         render_prompt(self.template.as_ref(), prompt)

@@ -254,3 +254,41 @@ fn pooling_ignores_padding() {
         assert!((got[0][j] - want).abs() < 1e-5);
     }
 }
+
+#[test]
+fn kv_cached_generation_equals_the_uncached_token_by_token() {
+    use fairrec_lm::generate::{generate, Work};
+    let (cfg, tok, w) = tiny();
+    let m = model(&cfg, &w);
+    let s = Scorer::new(&m, &tok, PromptFormat::Chat, AnswerSpace::Auto).unwrap();
+    let prompts = s
+        .encode(&["a short one".into(), "and a somewhat longer prompt".into()])
+        .unwrap();
+    let work = Work {
+        prompts: prompts.clone(),
+        max_tokens: 12,
+        temperature: 0.0,
+        top_p: 1.0,
+        n: 1,
+        seed: 0,
+        stop: Vec::new(),
+        top: None,
+        echo_logprobs: false,
+    };
+    // Batched (both sequences in one decode step) and one at a time.
+    for batch in [2, 1] {
+        let gens = generate(&s, &[&work], batch).unwrap().remove(0);
+        for (g, ids) in gens.iter().zip(&prompts) {
+            let cached: Vec<u32> = g.steps.iter().map(|st| st.token).collect();
+            // Llama::greedy runs the whole sequence again for every token (no cache).
+            let stop: Vec<u32> = tok.eos.into_iter().collect();
+            let uncached = m.greedy(ids, 12, &stop).unwrap();
+            assert_eq!(cached, uncached, "batch {batch}");
+            assert_eq!(
+                cached.len(),
+                12,
+                "random weights rarely say EOS: the budget ends it"
+            );
+        }
+    }
+}

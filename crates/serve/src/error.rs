@@ -23,8 +23,9 @@ pub enum ServeError {
     /// A response fairrec cannot use.
     #[error("{url}: {message}")]
     Response { url: String, message: String },
-    #[error("{path}: {message}")]
-    Cache { path: PathBuf, message: String },
+    /// The response cache could not be read or written.
+    #[error(transparent)]
+    Cache(#[from] fairrec_core::cache::CacheError),
     /// An output that cannot be written.
     #[error("{}: cannot write: {message}", path.display())]
     Write { path: PathBuf, message: String },

@@ -28,6 +28,9 @@ pub struct AuditPlan<'a> {
     pub scenario: &'a [String],
     /// Prompts per forward pass (`auto`: sized from the device's free memory).
     pub batch: BatchSize,
+    /// `--cot generate`: the model writes its reasoning first ([`crate::cot`]), kept in
+    /// this cache (the audit's `generations.jsonl`).
+    pub cot: Option<(&'a crate::cot::CotGenerate, &'a fairrec_core::cache::Cache)>,
 }
 
 /// Score every sample of `plan` in every variant with `scorer` (and the trained `tuning`
@@ -52,6 +55,18 @@ pub fn score_variants(
         ids.iter().map(Vec::len).max().unwrap_or(1),
         model.dtype().size_in_bytes(),
     );
+    let (ids, reasoning) = match plan.cot {
+        Some(_) if matches!(tuning, Some(Tuning::Mos(_))) => {
+            return Err(crate::TrainError::Input(
+                "--cot generate: a MoS adapter's mixed prompts are not used in generation; audit MoS without it".into(),
+            ))
+        }
+        Some((cfg, cache)) => {
+            let (full, r) = crate::cot::reason(scorer, &ids, cfg, cache, batch)?;
+            (full, Some(r))
+        }
+        None => (ids, None),
+    };
     let (prefixes, routes) = match tuning {
         Some(Tuning::Mos(m)) => {
             let (prompts, routes) = crate::methods::mos::sample_prompts(
@@ -78,6 +93,7 @@ pub fn score_variants(
         AuditScores {
             scored,
             mos_routes: routes,
+            reasoning,
         },
     ))
 }
@@ -132,6 +148,8 @@ pub struct AuditScores {
     pub scored: Scored,
     /// Group -> the mean routed probability of each expert over the samples (MoS only).
     pub mos_routes: Option<BTreeMap<String, Vec<f64>>>,
+    /// `--cot generate`: each distinct prompt's reasoning.
+    pub reasoning: Option<Vec<crate::cot::Reasoning>>,
 }
 
 /// The files `fairrec audit` writes into its directory (besides a served audit's response
@@ -189,4 +207,18 @@ pub struct AuditRecord {
     /// name, driver and CUDA versions (absent for a served model and before 2026-12-05).
     #[serde(flatten)]
     pub placement: Option<fairrec_lm::device::Placement>,
+    /// `--cot generate`: how the reasoning was generated and how much of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cot: Option<CotRecord>,
+}
+
+/// `run.json`'s account of `--cot generate`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CotRecord {
+    pub settings: crate::cot::CotGenerate,
+    /// Distinct prompts with reasoning (in `generations.jsonl`).
+    pub reasoning: usize,
+    /// Of those, the reasoning that ended at EOS or a stop string (the others ran out of
+    /// `max_new_tokens`).
+    pub stopped: usize,
 }

@@ -42,6 +42,9 @@ pub enum TrainError {
     /// The run's data or flags do not fit the method (the message names the flag).
     #[error("{0}")]
     Input(String),
+    /// A run's cache (an audit's `generations.jsonl`) could not be read or written.
+    #[error(transparent)]
+    Cache(#[from] fairrec_core::cache::CacheError),
     /// A configuration value out of range.
     #[error("invalid training configuration: {0}")]
     Config(String),

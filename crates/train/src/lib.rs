@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod cot;
 pub mod encode;
 pub mod engine;
 pub mod error;

@@ -15,11 +15,10 @@
 //! starting with "yes" or "no" (case and leading spaces ignored); censored, at 0.5, when
 //! none does (ours).
 
-mod cache;
 mod http;
 
 use crate::error::{Result, ServeError};
-pub use cache::Cache;
+pub use fairrec_core::cache::{self, Cache};
 use http::Http;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

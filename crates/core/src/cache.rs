@@ -1,10 +1,20 @@
-//! The client's response cache: one JSON line per answered request,
-//! `{"key": sha256 hex, "response": {...}}`, appended (and flushed) as each answer
-//! arrives. The key hashes the endpoint URL and the request body (which names the served
-//! model): a rerun of the same audit finds every answer the killed one received and sends
-//! only the rest. A line cut short by a kill is ignored (and the next line starts fresh).
+//! A run's cache of finished work: one JSON line per answer, `{"key": sha256 hex,
+//! "response": {...}}`, appended (and flushed) as each answer arrives, so that a rerun of
+//! a killed run finds everything the killed one finished and does only the rest. A line cut
+//! short by a kill is ignored (and the next line starts fresh). Used for a served model's
+//! answers (`responses.jsonl`: the key hashes the endpoint URL and the request body, which
+//! names the served model) and for an audit's generated reasoning (`generations.jsonl`).
 
-use crate::error::{Result, ServeError};
+/// The cache file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct CacheError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+type Result<T> = std::result::Result<T, CacheError>;
+
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -24,7 +34,8 @@ struct Line {
     response: serde_json::Value,
 }
 
-/// The cache key of a request: sha256 of the URL and the body.
+/// The cache key of a request: sha256 of the URL (or what else names the source) and the
+/// body.
 pub fn key(url: &str, body: &str) -> String {
     let mut h = Sha256::new();
     h.update(url.as_bytes());
@@ -36,7 +47,7 @@ pub fn key(url: &str, body: &str) -> String {
 impl Cache {
     /// Open (or start) the cache file at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let err = |e: std::io::Error| ServeError::Cache {
+        let err = |e: std::io::Error| CacheError {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
@@ -105,7 +116,7 @@ impl Cache {
         let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
         f.write_all(line.as_bytes())
             .and_then(|()| f.flush())
-            .map_err(|e| ServeError::Cache {
+            .map_err(|e| CacheError {
                 path: self.path.clone(),
                 message: e.to_string(),
             })
