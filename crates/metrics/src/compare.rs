@@ -439,7 +439,10 @@ impl TablePairs {
                 self.resamples,
                 self.seed
             )),
-            Block::Table(head.clone(), ordered),
+            match ordered.is_empty() {
+                true => Block::Para("No pair is ordered: in every pair each difference's interval includes 0 or a seed's own difference has the other sign.".into()),
+                false => Block::Table(head.clone(), ordered),
+            },
             Block::Details(format!("All {n} pairs of methods"), vec![Block::Table(head, rows)]),
         ]
     }

@@ -659,6 +659,20 @@ mod tests {
         );
         assert!(!svg.contains(">-"), "no negative tick: {svg}");
         assert!(svg.contains("GD (lower is fairer)"));
+        // Every point on one value (all-Yes cells): the axes still have distinct ticks.
+        let flat = tradeoff(
+            "flat",
+            ["F1 %", "GD"],
+            &[s("a", vec![[69.66, 0.0], [69.66, 0.0]], None)],
+            &|v| format!("{v:.1}"),
+        );
+        let ticks: Vec<&str> = flat
+            .split(r#"class="tick" text-anchor="middle">"#)
+            .skip(1)
+            .map(|t| t.split('<').next().unwrap())
+            .collect();
+        assert_eq!(ticks, ["69.2", "69.4", "69.7", "69.9", "70.2"]);
+        assert!(flat.contains(">0.5<") && !flat.contains(">-"), "{flat}");
     }
 
     #[test]

@@ -248,7 +248,12 @@ pub fn tradeoff(
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
                 (a.min(p[k]), b.max(p[k]))
             });
-        let pad = ((hi - lo) * 0.08).max(1e-3);
+        // Every point on one value (a table of all-Yes answers): half a unit each side,
+        // so that the ticks stay apart.
+        let pad = match hi - lo < 1e-9 {
+            true => 0.5,
+            false => ((hi - lo) * 0.08).max(1e-3),
+        };
         match lo.is_finite() {
             // A figure that cannot be negative keeps its axis at or above 0.
             true if lo >= 0.0 => [(lo - pad).max(0.0), hi + pad],
