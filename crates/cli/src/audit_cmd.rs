@@ -7,15 +7,14 @@ use crate::model_args::{load_with_adapter, ModelArgs};
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use fairrec_core::cache::Cache;
-use fairrec_core::Variant;
 use fairrec_data::pipeline::read_manifest;
-use fairrec_data::prompt::{audit_variants, Template};
+use fairrec_data::prompt::Template;
 use fairrec_data::sample::write_atomic;
 use fairrec_lm::batch::ScoreEvent;
 use fairrec_metrics::predictions::to_jsonl;
 use fairrec_metrics::stereotype::ZThreshold;
 use fairrec_serve::audit::{score_remote, served_record};
-use fairrec_train::audit::{score_variants, AuditPlan, AuditRecord, CotRecord};
+use fairrec_train::audit::{audit_variants_of, score_variants, AuditPlan, AuditRecord, CotRecord};
 use fairrec_train::cot::CotGenerate;
 use fairrec_train::encode::{samples, scenario};
 use fairrec_train::methods::stereo::audit_grouping;
@@ -96,28 +95,19 @@ pub struct CotArgs {
 }
 
 impl CotArgs {
-    /// The generation settings, checked against the template and the scoring route.
+    /// The generation settings (checked against the template and the scoring route).
     fn settings(&self, template: Template, served: bool, seed: u64) -> Result<Option<CotGenerate>> {
-        if self.cot == "none" {
-            return Ok(None);
-        }
-        if template != Template::Cot {
-            bail!("--cot generate: needs --template cot (the template that asks for reasoning)");
-        }
-        if served {
-            bail!("--cot generate: runs fairrec's own engine; a served model (--endpoint) is audited without it");
-        }
-        let top_p = self.cot_top_p > 0.0 && self.cot_top_p <= 1.0;
-        if !(0.0..=2.0).contains(&self.cot_temperature) || !top_p {
-            bail!("--cot-temperature must be in [0, 2] and --cot-top-p in (0, 1]");
-        }
-        Ok(Some(CotGenerate {
+        let c = CotGenerate {
             max_new_tokens: self.max_new_tokens,
             temperature: self.cot_temperature,
             top_p: self.cot_top_p,
             stop: self.cot_stop.clone(),
             seed,
-        }))
+        };
+        Ok(match self.cot.as_str() {
+            "none" => None,
+            _ => Some(c.checked(template, served)?),
+        })
     }
 }
 
@@ -152,24 +142,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     let template = a
         .template
         .unwrap_or(Template::default_for(manifest.protocol));
-    let variants: Vec<Variant> = match a.variants.as_deref().filter(|v| v.trim() != "all") {
-        Some(v) => v
-            .split(';')
-            .map(|s| {
-                s.trim()
-                    .parse()
-                    .with_context(|| format!("--variants: `{s}`"))
-            })
-            .collect::<Result<_>>()?,
-        None => audit_variants(manifest.protocol, &scenario)?,
-    };
-    // The metrics compare with the original and the neutral prompts: without them the
-    // audit would fail only after all the scoring.
-    for need in [Variant::Original, Variant::Neutral] {
-        if !variants.contains(&need) {
-            bail!("--variants: the audit's metrics need the `{need}` variant; add it");
-        }
-    }
+    let variants = audit_variants_of(a.variants.as_deref(), manifest.protocol, &scenario)?;
     let cot = a
         .cot
         .settings(template, a.remote.server.endpoint.is_some(), a.seed)?;

@@ -101,22 +101,10 @@ impl PrepareArgs {
             c.like_threshold = t;
         }
         if let Some(a) = &self.attributes {
-            c.attributes = a
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
+            c.attributes = fairrec_data::protocol::parse_list(a);
         }
-        if let Some(s) = &self.split {
-            let parts: Vec<f64> = s
-                .split([':', ','])
-                .map(|p| p.trim().parse::<f64>())
-                .collect::<Result<_, _>>()
-                .with_context(|| format!("--split `{s}`: expected three numbers like 7:1:2"))?;
-            let Ok(arr) = <[f64; 3]>::try_from(parts) else {
-                bail!("--split `{s}`: expected three numbers like 7:1:2")
-            };
-            c.split = arr;
+        if let Some(split) = &self.split {
+            c.split = fairrec_data::protocol::parse_split(split)?;
         }
         c.profile = self.profile.iter().map(|p| p.trim().to_string()).collect();
         c.max_liked = self.max_liked.unwrap_or(c.max_liked);

@@ -61,6 +61,28 @@ pub struct ProtocolConfig {
     pub profile: Vec<String>,
 }
 
+/// A comma-separated list (`--attributes age,gender`), items trimmed, empty ones dropped.
+pub fn parse_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// `--split` ratios, `7:1:2` (or `7,1,2`).
+pub fn parse_split(s: &str) -> Result<[f64; 3]> {
+    let bad = || DataError::Config {
+        option: "split".into(),
+        message: format!("`{s}`: expected three numbers like 7:1:2"),
+    };
+    let parts: Vec<f64> = s
+        .split([':', ','])
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| bad())?;
+    <[f64; 3]>::try_from(parts).map_err(|_| bad())
+}
+
 impl ProtocolConfig {
     /// The papers' settings for `protocol` on `dataset`.
     pub fn new(protocol: Protocol, dataset: DatasetKind, seed: u64) -> Self {

@@ -98,6 +98,36 @@ pub fn score_variants(
     ))
 }
 
+/// The variants `fairrec audit --variants` names (separated by `;`), or, for `None` or
+/// `all`, every variant of the scenario ([`fairrec_data::prompt::audit_variants`]). The
+/// metrics compare with the original and the neutral prompts, so a list without them is
+/// refused before any scoring.
+pub fn audit_variants_of(
+    spec: Option<&str>,
+    protocol: fairrec_data::protocol::Protocol,
+    scenario: &[String],
+) -> Result<Vec<Variant>> {
+    let variants: Vec<Variant> = match spec.filter(|v| v.trim() != "all") {
+        Some(v) => v
+            .split(';')
+            .map(|s| {
+                s.trim()
+                    .parse()
+                    .map_err(|e| crate::TrainError::Input(format!("--variants: `{s}`: {e}")))
+            })
+            .collect::<Result<_>>()?,
+        None => fairrec_data::prompt::audit_variants(protocol, scenario)?,
+    };
+    for need in [Variant::Original, Variant::Neutral] {
+        if !variants.contains(&need) {
+            return Err(crate::TrainError::Input(format!(
+                "--variants: the audit's metrics need the `{need}` variant; add it"
+            )));
+        }
+    }
+    Ok(variants)
+}
+
 /// Each prompt's sample (an index into the plan's samples) and variant.
 pub type Jobs<'a> = Vec<(usize, &'a Variant)>;
 

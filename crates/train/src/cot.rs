@@ -35,6 +35,27 @@ pub struct CotGenerate {
     pub seed: u64,
 }
 
+impl CotGenerate {
+    /// These settings, checked: reasoning needs the template that asks for it and
+    /// fairrec's own engine (`served`: a model behind `--endpoint`).
+    pub fn checked(self, template: fairrec_data::prompt::Template, served: bool) -> Result<Self> {
+        let bad = |m: &str| Err(TrainError::Input(format!("--cot generate: {m}")));
+        if template != fairrec_data::prompt::Template::Cot {
+            return bad("needs --template cot (the template that asks for reasoning)");
+        }
+        if served {
+            return bad(
+                "runs fairrec's own engine; a served model (--endpoint) is audited without it",
+            );
+        }
+        let top_p = self.top_p > 0.0 && self.top_p <= 1.0;
+        if !(0.0..=2.0).contains(&self.temperature) || !top_p {
+            return bad("--cot-temperature must be in [0, 2] and --cot-top-p in (0, 1]");
+        }
+        Ok(self)
+    }
+}
+
 /// One prompt's reasoning as `generations.jsonl` keeps it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reasoning {
