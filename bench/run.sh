@@ -41,7 +41,12 @@ done
 "$PYTHON" - "$log" <<'PY'
 import json, sys
 peak, *rows = [json.loads(l) for l in open(sys.argv[1])]
-print(f"f32 FMA peak: {peak['gflops']:.1f} GFLOP/s with {peak['threads']} threads")
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
+simd = [f for f in flags if f.startswith(("avx", "fma", "amx"))]
+print(f"host: {cpu}; {' '.join(simd)}")
+bf16 = f", bf16 dot products {peak['bf16_dot']:.1f}" if peak.get('bf16_dot') else ""
+print(f"f32 FMA peak: {peak['gflops']:.1f} GFLOP/s with {peak['threads']} threads{bf16}")
 runs = {}
 for r in rows:
     runs.setdefault((r['model'], r['batch'], r['seq'], r['mode']), {}).setdefault(r['program'], []).append(r)

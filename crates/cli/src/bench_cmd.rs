@@ -2,7 +2,8 @@
 //! shape asked (batch x seq), for a real model or a named architecture with random weights.
 //! Train mode is LoRA r 8 (alpha 16) on q_proj/v_proj with the answer-token loss at the
 //! last position and an AdamW step, as `bench/torch_bench.py` does in PyTorch + peft.
-//! Peak mode measures the CPU's f32 FMA throughput ([`fairrec_lm::flops`]); every step's
+//! Peak mode measures the CPU's f32 FMA and bf16 dot-product throughput
+//! ([`fairrec_lm::flops::peaks`]); every step's
 //! line carries its model FLOPs, so GFLOP/s can be set against that ceiling.
 
 use anyhow::{bail, Result};
@@ -24,7 +25,7 @@ pub struct BenchArgs {
     /// A named architecture with random weights: smollm2-135m, qwen2-0.5b, qwen2-1.5b, qwen2-7b.
     #[arg(long)]
     pub shape: Option<String>,
-    /// score, train, or peak (the CPU's f32 FMA throughput with every core; no model).
+    /// score, train, or peak (the CPU's f32 FMA and bf16 dot-product throughput with every core; no model).
     #[arg(long, default_value = "score")]
     pub mode: String,
     #[arg(long, default_value_t = 4)]
@@ -71,12 +72,11 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         if a.device != fairrec_lm::device::DeviceSpec::Cpu {
             bail!("--mode peak measures the CPU; drop --device {}", a.device);
         }
-        let gflops = fairrec_lm::flops::fma_peak_gflops(threads())?;
-        say!(
-            "{}",
-            serde_json::json!({"program": "fairrec", "mode": "peak", "threads": threads(), "gflops": gflops,
-                "kernel": "12 independent vfmadd231ps chains on ymm registers (f32, AVX2 FMA)"})
-        );
+        // f32 FMA on ymm and (AVX-512F) zmm, bf16 dot products (AVX512_BF16); `gflops` is
+        // the widest f32 FMA's (`fairrec_lm::flops::Peak`).
+        let mut v = serde_json::to_value(fairrec_lm::flops::peaks(threads())?)?;
+        (v["program"], v["mode"]) = ("fairrec".into(), "peak".into());
+        say!("{v}");
         return Ok(());
     }
     let device = a.device.resolve()?;

@@ -292,6 +292,13 @@ fn bench_reports_throughput_and_memory() {
         let v: serde_json::Value = serde_json::from_str(s.lines().last().unwrap()).unwrap();
         assert_eq!(v["mode"], "peak");
         assert!(v["gflops"].as_f64().unwrap() > 1.0, "{v}");
+        assert!(
+            v["f32_avx2"].as_f64().unwrap() <= v["gflops"].as_f64().unwrap(),
+            "{v}"
+        );
+        let bf16 = std::arch::is_x86_feature_detected!("avx512bf16")
+            && std::arch::is_x86_feature_detected!("avx512f");
+        assert_eq!(v["bf16_dot"].is_f64(), bf16, "{v}");
         return;
     }
     assert!(fails(&["bench", "--mode", "peak"]).contains("AVX2"));

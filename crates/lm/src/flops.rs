@@ -41,43 +41,54 @@ pub fn step_flops(c: &LlamaConfig, b: usize, t: usize, train: bool) -> f64 {
     2.0 * linear + 3.0 * attention + 2.0 * head + 3.0 * lora
 }
 
-/// Iterations of the FMA loop per thread and repetition (12 FMAs of 8 lanes each).
+/// Iterations of a peak loop per thread and repetition (12 instructions each).
 const PEAK_ITERS: u64 = 50_000_000;
 
-/// The CPU's f32 FMA throughput in GFLOP/s with `threads` threads: each runs twelve
-/// independent `vfmadd231ps` chains on 256-bit registers (no memory access, enough chains
-/// to cover the FMA latency), best of three repetitions. This is the ceiling of any f32
-/// gemm on the machine; `bench/run.sh` divides both programs' GFLOP/s by it.
-pub fn fma_peak_gflops(threads: usize) -> Result<f64> {
+/// The CPU's arithmetic ceilings in GFLOP/s with every thread asked for, each the best of
+/// three repetitions of twelve independent register-only chains (enough to cover the
+/// instruction latency; no memory access): what `fairrec bench --mode peak` prints and
+/// `bench/run.sh` divides both programs' GFLOP/s by.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Peak {
+    pub threads: usize,
+    /// f32 FMA on 256-bit registers (`vfmadd231ps ymm`, AVX2 + FMA).
+    pub f32_avx2: f64,
+    /// f32 FMA on 512-bit registers (`vfmadd231ps zmm`), where the CPU has AVX-512F. Zen 4
+    /// runs a 512-bit FMA as two 256-bit halves, so it matches `f32_avx2` there.
+    pub f32_avx512: Option<f64>,
+    /// bf16 pair dot products into f32 (`vdpbf16ps zmm`: 16 lanes x 2 products and 2 adds
+    /// = 64 FLOP an instruction), where the CPU has AVX512_BF16: the ceiling of a bf16
+    /// matmul with f32 accumulation.
+    pub bf16_dot: Option<f64>,
+    /// The widest f32 FMA's figure: the f32 ceiling ("% of peak" columns).
+    pub gflops: f64,
+}
+
+/// [`Peak`] with `threads` threads; an error on a CPU without AVX2 and FMA.
+pub fn peaks(threads: usize) -> Result<Peak> {
     #[cfg(target_arch = "x86_64")]
     {
-        if !(std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma"))
-        {
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx2") && has!("fma")) {
             return Err(LmError::Invalid(
                 "--mode peak measures AVX2 FMA throughput; this CPU has no AVX2/FMA".into(),
             ));
         }
         let threads = threads.max(1);
-        let mut best = 0.0f64;
-        for _ in 0..3 {
-            let start = std::sync::Barrier::new(threads + 1);
-            let t0 = std::thread::scope(|s| {
-                for _ in 0..threads {
-                    s.spawn(|| {
-                        start.wait();
-                        // SAFETY: AVX2 and FMA were detected above.
-                        unsafe { fma_chains(PEAK_ITERS) }
-                    });
-                }
-                start.wait();
-                Instant::now()
-            });
-            let secs = t0.elapsed().as_secs_f64();
-            let flop = PEAK_ITERS as f64 * 12.0 * 16.0 * threads as f64;
-            best = best.max(flop / secs / 1e9);
-        }
-        Ok(best)
+        // SAFETY (each call): the kernel's features were detected just before.
+        let f32_avx2 = measure(threads, 12.0 * 16.0, || unsafe { fma_ymm(PEAK_ITERS) });
+        let f32_avx512 = has!("avx512f")
+            .then(|| measure(threads, 12.0 * 32.0, || unsafe { fma_zmm(PEAK_ITERS) }));
+        let bf16_dot = (has!("avx512f") && has!("avx512bf16"))
+            .then(|| measure(threads, 12.0 * 64.0, || unsafe { dpbf16_zmm(PEAK_ITERS) }));
+        let gflops = f32_avx2.max(f32_avx512.unwrap_or(0.0));
+        Ok(Peak {
+            threads,
+            f32_avx2,
+            f32_avx512,
+            bf16_dot,
+            gflops,
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -88,39 +99,79 @@ pub fn fma_peak_gflops(threads: usize) -> Result<f64> {
     }
 }
 
-/// `n` iterations of twelve independent 256-bit FMAs (ymm0..ymm11 += ymm14 * ymm15).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fma_chains(n: u64) {
-    // SAFETY: register-only arithmetic; every register written is declared clobbered.
-    unsafe {
-        std::arch::asm!(
-            "vxorps ymm14, ymm14, ymm14",
-            "vxorps ymm15, ymm15, ymm15",
-            "2:",
-            "vfmadd231ps ymm0, ymm14, ymm15",
-            "vfmadd231ps ymm1, ymm14, ymm15",
-            "vfmadd231ps ymm2, ymm14, ymm15",
-            "vfmadd231ps ymm3, ymm14, ymm15",
-            "vfmadd231ps ymm4, ymm14, ymm15",
-            "vfmadd231ps ymm5, ymm14, ymm15",
-            "vfmadd231ps ymm6, ymm14, ymm15",
-            "vfmadd231ps ymm7, ymm14, ymm15",
-            "vfmadd231ps ymm8, ymm14, ymm15",
-            "vfmadd231ps ymm9, ymm14, ymm15",
-            "vfmadd231ps ymm10, ymm14, ymm15",
-            "vfmadd231ps ymm11, ymm14, ymm15",
-            "dec {n}",
-            "jnz 2b",
-            n = inout(reg) n => _,
-            out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
-            out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
-            out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
-            out("ymm14") _, out("ymm15") _,
-            options(nostack, nomem),
-        );
-    }
+/// The f32 ceiling alone ([`Peak::gflops`]).
+pub fn fma_peak_gflops(threads: usize) -> Result<f64> {
+    peaks(threads).map(|p| p.gflops)
 }
+
+/// GFLOP/s of `kernel` (`flop_per_iter` FLOP in each of its [`PEAK_ITERS`] iterations) on
+/// `threads` threads started together, best of three.
+#[cfg(target_arch = "x86_64")]
+fn measure(threads: usize, flop_per_iter: f64, kernel: impl Fn() + Sync) -> f64 {
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let start = std::sync::Barrier::new(threads + 1);
+        let t0 = std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    start.wait();
+                    kernel();
+                });
+            }
+            start.wait();
+            Instant::now()
+        });
+        let secs = t0.elapsed().as_secs_f64();
+        best = best.max(PEAK_ITERS as f64 * flop_per_iter * threads as f64 / secs / 1e9);
+    }
+    best
+}
+
+/// `unsafe fn $name(n)`: `n` iterations of twelve independent `$op`s on the `$r`
+/// registers (r0..r11 += r14 * r15, zeros), with the target features `$features`.
+macro_rules! chains {
+    ($name:ident, $features:literal, $zero:literal, $op:literal, $r:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(n: u64) {
+            // SAFETY: register-only arithmetic; every vector register is clobbered.
+            unsafe {
+                std::arch::asm!(
+                    concat!($zero, " ", $r, "14, ", $r, "14, ", $r, "14"),
+                    concat!($zero, " ", $r, "15, ", $r, "15, ", $r, "15"),
+                    "2:",
+                    concat!($op, " ", $r, "0, ", $r, "14, ", $r, "15"),
+                    concat!($op, " ", $r, "1, ", $r, "14, ", $r, "15"),
+                    concat!($op, " ", $r, "2, ", $r, "14, ", $r, "15"),
+                    concat!($op, " ", $r, "3, ", $r, "14, ", $r, "15"),
+                    concat!($op, " ", $r, "4, ", $r, "14, ", $r, "15"),
+                    concat!($op, " ", $r, "5, ", $r, "14, ", $r, "15"),
+                    concat!($op, " ", $r, "6, ", $r, "14, ", $r, "15"),
+                    concat!($op, " ", $r, "7, ", $r, "14, ", $r, "15"),
+                    concat!($op, " ", $r, "8, ", $r, "14, ", $r, "15"),
+                    concat!($op, " ", $r, "9, ", $r, "14, ", $r, "15"),
+                    concat!($op, " ", $r, "10, ", $r, "14, ", $r, "15"),
+                    concat!($op, " ", $r, "11, ", $r, "14, ", $r, "15"),
+                    "dec r11",
+                    "jnz 2b",
+                    inout("r11") n => _,
+                    clobber_abi("C"),
+                    options(nostack, nomem),
+                );
+            }
+        }
+    };
+}
+
+chains!(fma_ymm, "avx2,fma", "vxorps", "vfmadd231ps", "ymm");
+chains!(fma_zmm, "avx512f", "vpxord", "vfmadd231ps", "zmm");
+chains!(
+    dpbf16_zmm,
+    "avx512f,avx512bf16",
+    "vpxord",
+    "vdpbf16ps",
+    "zmm"
+);
 
 #[cfg(test)]
 mod tests {
@@ -162,8 +213,18 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2")
         {
-            let one = fma_peak_gflops(1).unwrap();
-            assert!(one.is_finite() && one > 0.5, "{one}");
+            use std::arch::is_x86_feature_detected as has;
+            let p = peaks(1).unwrap();
+            assert!(p.f32_avx2.is_finite() && p.f32_avx2 > 0.5, "{p:?}");
+            // Each kernel is measured exactly where its features are.
+            assert_eq!(p.f32_avx512.is_some(), has!("avx512f"), "{p:?}");
+            assert_eq!(p.bf16_dot.is_some(), has!("avx512f") && has!("avx512bf16"));
+            assert_eq!(p.gflops, p.f32_avx2.max(p.f32_avx512.unwrap_or(0.0)));
+            // A bf16 dot product is two f32 FMAs' arithmetic in one instruction: where the
+            // CPU has it, it is not slower than f32 (it is ~2x on Zen 4 and Sapphire Rapids).
+            if let Some(bf16) = p.bf16_dot {
+                assert!(bf16 > 0.9 * p.f32_avx2, "{p:?}");
+            }
             return;
         }
         assert!(fma_peak_gflops(1).is_err());
