@@ -6,7 +6,6 @@ use crate::metrics_cmd::{self, MetricsArgs};
 use crate::model_args::{load_with_adapter, ModelArgs};
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use fairrec_core::cache::Cache;
 use fairrec_data::pipeline::read_manifest;
 use fairrec_data::prompt::Template;
 use fairrec_data::sample::write_atomic;
@@ -15,7 +14,7 @@ use fairrec_metrics::predictions::to_jsonl;
 use fairrec_metrics::stereotype::ZThreshold;
 use fairrec_serve::audit::{score_remote, served_record};
 use fairrec_train::audit::{audit_variants_of, score_variants, AuditPlan, AuditRecord, CotRecord};
-use fairrec_train::cot::CotGenerate;
+use fairrec_train::cot::{CotGenerate, CotRun};
 use fairrec_train::encode::{samples, scenario};
 use fairrec_train::methods::stereo::audit_grouping;
 use std::path::PathBuf;
@@ -95,19 +94,27 @@ pub struct CotArgs {
 }
 
 impl CotArgs {
-    /// The generation settings (checked against the template and the scoring route).
-    fn settings(&self, template: Template, served: bool, seed: u64) -> Result<Option<CotGenerate>> {
+    /// The audit's reasoning, if asked for (settings checked; cache keyed by the model too).
+    fn open(&self, a: &AuditArgs, template: Template) -> Result<Option<CotRun>> {
+        if self.cot == "none" {
+            return Ok(None);
+        }
         let c = CotGenerate {
             max_new_tokens: self.max_new_tokens,
             temperature: self.cot_temperature,
             top_p: self.cot_top_p,
             stop: self.cot_stop.clone(),
-            seed,
+            seed: a.seed,
         };
-        Ok(match self.cot.as_str() {
-            "none" => None,
-            _ => Some(c.checked(template, served)?),
-        })
+        let c = c.checked(template, a.remote.server.endpoint.is_some())?;
+        let (m, place) = (&a.model, format!("{} {}", a.model.device, a.model.dtype));
+        Ok(Some(CotRun::open(
+            c,
+            &a.out,
+            m.path()?,
+            a.adapter.as_deref(),
+            &place,
+        )?))
     }
 }
 
@@ -143,13 +150,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         .template
         .unwrap_or(Template::default_for(manifest.protocol));
     let variants = audit_variants_of(a.variants.as_deref(), manifest.protocol, &scenario)?;
-    let cot = a
-        .cot
-        .settings(template, a.remote.server.endpoint.is_some(), a.seed)?;
-    let cache = match &cot {
-        Some(_) => Cache::open(&a.out.join(fairrec_train::cot::FILE))?,
-        None => Cache::none(),
-    };
+    let cot = a.cot.open(a, template)?;
     let plan = AuditPlan {
         data: &a.data,
         samples: &samples,
@@ -157,7 +158,7 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         template,
         scenario: &scenario,
         batch: a.batch_size,
-        cot: cot.as_ref().map(|c| (c, &cache)),
+        cot: cot.as_ref(),
     };
     let what = format!("{} samples x {} variants", samples.len(), variants.len());
     let s = match a.remote.server.endpoint {
@@ -190,8 +191,8 @@ pub fn run(a: &AuditArgs) -> Result<()> {
         mos_routes: s.mos_routes,
         served: s.served,
         placement: s.placement,
-        cot: cot.map(|settings| CotRecord {
-            settings,
+        cot: cot.map(|c| CotRecord {
+            settings: c.settings,
             reasoning: s.reasoning.as_ref().map_or(0, Vec::len),
             stopped: s
                 .reasoning

@@ -683,6 +683,22 @@ fn cot_generate_reads_the_answer_after_the_models_reasoning_and_a_rerun_reuses_i
     args(&with(&cot), &[&generate[..], &["--force"]].concat());
     assert_eq!(lines(&cot.join("generations.jsonl")), gens);
     assert_eq!(lines(&cot.join("predictions.jsonl")), b);
+    // Another model in the same directory reuses none of it: its reasoning is its own.
+    let other = t.path().join("other-model");
+    std::fs::create_dir(&other).unwrap();
+    for f in std::fs::read_dir(&model).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, other.join(f.file_name().unwrap())).unwrap();
+    }
+    let mut again = audit_argv(&other, &data, "3", &cot);
+    again.extend(["--template", "cot", "--force"]);
+    ok(&[&again[..], &generate[..]].concat());
+    let both = lines(&cot.join("generations.jsonl"));
+    assert_eq!(
+        both.lines().count(),
+        2 * distinct,
+        "the other model reasoned anew"
+    );
     // Reasoning needs the template that asks for it.
     let wrong_out = t.path().join("wrong");
     let mut wrong = audit_argv(&model, &data, "3", &wrong_out);

@@ -330,6 +330,9 @@ fn titles_ids(raw: &RawDataset, rs: &[Rating]) -> (Vec<String>, Vec<String>) {
 
 /// Every field of `cfg.profile` must be a profile field of the dataset's users.
 fn check_profile(raw: &RawDataset, cfg: &ProtocolConfig) -> Result<()> {
+    if cfg.profile.is_empty() {
+        return Ok(());
+    }
     let known: std::collections::BTreeSet<&str> = raw
         .users
         .iter()

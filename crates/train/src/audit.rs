@@ -28,9 +28,8 @@ pub struct AuditPlan<'a> {
     pub scenario: &'a [String],
     /// Prompts per forward pass (`auto`: sized from the device's free memory).
     pub batch: BatchSize,
-    /// `--cot generate`: the model writes its reasoning first ([`crate::cot`]), kept in
-    /// this cache (the audit's `generations.jsonl`).
-    pub cot: Option<(&'a crate::cot::CotGenerate, &'a fairrec_core::cache::Cache)>,
+    /// `--cot generate`: the model writes its reasoning first ([`crate::cot`]).
+    pub cot: Option<&'a crate::cot::CotRun>,
 }
 
 /// Score every sample of `plan` in every variant with `scorer` (and the trained `tuning`
@@ -61,8 +60,8 @@ pub fn score_variants(
                 "--cot generate: a MoS adapter's mixed prompts are not used in generation; audit MoS without it".into(),
             ))
         }
-        Some((cfg, cache)) => {
-            let (full, r) = crate::cot::reason(scorer, &ids, cfg, cache, batch)?;
+        Some(run) => {
+            let (full, r) = crate::cot::reason(scorer, &ids, run, batch)?;
             (full, Some(r))
         }
         None => (ids, None),

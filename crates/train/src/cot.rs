@@ -8,14 +8,16 @@
 //!
 //! Each distinct prompt is generated once; the reasoning is appended to
 //! `OUT/generations.jsonl` as it is written ([`fairrec_core::cache`], keyed by the prompt's
-//! tokens and the generation settings), so a rerun of the audit generates nothing it
-//! already has, and the file stays beside the predictions for reading.
+//! tokens, the generation settings and the model that wrote it: [`CotRun::open`]), so a
+//! rerun of the audit generates nothing it already has, another model or adapter in the
+//! same directory reuses nothing, and the file stays beside the predictions for reading.
 
 use crate::error::{Result, TrainError};
 use fairrec_core::cache::{key, Cache};
 use fairrec_lm::generate::{generate, Work};
 use fairrec_lm::score::Scorer;
 use std::collections::HashMap;
+use std::path::Path;
 
 /// The file in the audit's directory that holds the reasoning.
 pub const FILE: &str = "generations.jsonl";
@@ -56,6 +58,57 @@ impl CotGenerate {
     }
 }
 
+/// An audit's reasoning: its settings, the model it comes from and its cache.
+pub struct CotRun {
+    pub settings: CotGenerate,
+    /// The model, adapter and placement, as [`source_stamp`] names them.
+    pub source: String,
+    pub cache: Cache,
+}
+
+impl CotRun {
+    /// The reasoning of the audit in `out` with `settings`, by the model at `model` (with
+    /// `adapter`) placed as `place` (`--device`/`--dtype`): the cache `out/`[`FILE`] opened.
+    pub fn open(
+        settings: CotGenerate,
+        out: &Path,
+        model: &Path,
+        adapter: Option<&Path>,
+        place: &str,
+    ) -> Result<Self> {
+        Ok(CotRun {
+            settings,
+            source: source_stamp(model, adapter, place),
+            cache: Cache::open(&out.join(FILE))?,
+        })
+    }
+}
+
+/// What names the model that writes the reasoning (ours): its path and the adapter's, each
+/// file's size and modification time (the files of a directory, not recursive), and
+/// `place`. Retraining an adapter into the same directory changes it; reading the weights
+/// would cost a hash of gigabytes on every audit.
+pub fn source_stamp(model: &Path, adapter: Option<&Path>, place: &str) -> String {
+    let mut out = format!("place {place}\n");
+    for p in std::iter::once(model).chain(adapter) {
+        let mut files: Vec<std::path::PathBuf> = match std::fs::read_dir(p) {
+            Ok(d) => d.flatten().map(|e| e.path()).collect(),
+            Err(_) => vec![p.to_path_buf()],
+        };
+        files.sort();
+        for f in files {
+            let m = std::fs::metadata(&f).ok();
+            let len = m.as_ref().map_or(0, |m| m.len());
+            let time = m.and_then(|m| m.modified().ok());
+            let nanos = time
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            out.push_str(&format!("{} {len} {nanos}\n", f.display()));
+        }
+    }
+    out
+}
+
 /// One prompt's reasoning as `generations.jsonl` keeps it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reasoning {
@@ -79,17 +132,18 @@ pub fn cue(scorer: &Scorer) -> &'static str {
 }
 
 /// Every prompt `ids[k]` with its reasoning and the answer cue after it, and the
-/// reasoning of each distinct prompt in first-seen order. Reasoning already in `cache` is
-/// reused; the rest is generated `batch` prompts at a time and appended to it.
+/// reasoning of each distinct prompt in first-seen order. Reasoning already in the run's
+/// cache (same prompt, settings and source) is reused; the rest is generated `batch`
+/// prompts at a time and appended to it.
 pub fn reason(
     scorer: &Scorer,
     ids: &[Vec<u32>],
-    cfg: &CotGenerate,
-    cache: &Cache,
+    run: &CotRun,
     batch: usize,
 ) -> Result<(Vec<Vec<u32>>, Vec<Reasoning>)> {
     scorer.model("--cot generate")?;
-    let settings = serde_json::to_string(cfg).expect("settings serialize");
+    let (cfg, cache) = (&run.settings, &run.cache);
+    let settings = serde_json::to_string(cfg).expect("settings serialize") + "\n" + &run.source;
     let keys: Vec<String> = ids
         .iter()
         .map(|p| key(&settings, &format!("{p:?}")))
