@@ -15,7 +15,7 @@ use fairrec_metrics::stereotype::ZThreshold;
 use fairrec_train::engine::optim::AdafactorConfig;
 use fairrec_train::engine::schedule::Decay;
 use fairrec_train::methods::mos::loss::{MosSettings, MosWeights};
-use fairrec_train::methods::paper_a::curriculum::{Curriculum, TauSource};
+use fairrec_train::methods::paper_a::curriculum::TauSource;
 use fairrec_train::methods::stereo::StereotypeSettings;
 use fairrec_train::{Method, TrainConfig};
 use std::path::PathBuf;
@@ -153,6 +153,9 @@ pub struct TrainArgs {
     /// How L_diff pools a prompt's states: last (token) or mean [default: last].
     #[arg(long)]
     pub diff_pooling: Option<Pooling>,
+    /// T5: L_diff reads the decoder's first-step state or the encoder's output [default: decoder].
+    #[arg(long)]
+    pub diff_stack: Option<fairrec_lm::pool::Stack>,
     /// Which stated copies L_diff covers: all (Eq. 6 over every stated value) or original [default: all].
     #[arg(long)]
     pub diff_over: Option<fairrec_train::methods::paper_a::loss::DiffOver>,
@@ -279,25 +282,16 @@ impl TrainArgs {
         objective.diff_weight = self.diff_weight.unwrap_or(objective.diff_weight);
         objective.capture.layer = self.diff_layer;
         objective.capture.pooling = self.diff_pooling.unwrap_or(objective.capture.pooling);
+        objective.capture.stack = self.diff_stack.unwrap_or(objective.capture.stack);
         objective.ntp_neutral = self.ntp_neutral;
         objective.diff_over = self.diff_over.unwrap_or(objective.diff_over);
         objective.balance_weight = self.balance_weight.unwrap_or(objective.balance_weight);
-        if self.no_curriculum {
-            objective.curriculum = None;
-        }
-        if let Some(c) = &mut objective.curriculum {
-            *c = Curriculum {
-                lambda: self.curriculum_lambda.unwrap_or(c.lambda),
-                delta: self.curriculum_delta.unwrap_or(c.delta),
-                tau_source: self.tau_source.unwrap_or(c.tau_source),
-                ..*c
-            };
-        } else if self.curriculum_lambda.is_some()
-            || self.curriculum_delta.is_some()
-            || self.tau_source.is_some()
-        {
-            bail!("--curriculum-* and --tau-source need --method cl-moe");
-        }
+        objective.set_curriculum(
+            self.no_curriculum,
+            self.curriculum_lambda,
+            self.curriculum_delta,
+            self.tau_source,
+        )?;
         let c = TrainConfig {
             method: self.method,
             lr: self.lr.unwrap_or(d.lr),

@@ -150,49 +150,7 @@ fn t5_trains_mos_p_tuning_and_lora_and_audit_routes_as_training_did() {
     let base = run["base_parameters"].as_u64().unwrap();
     assert!(base > 0 && run["trainable_parameters"].as_u64().unwrap() < base);
     // audit routes each sample's prompt in front of T5's encoder as training's validation did
-    let audit = tmp.path().join("audit");
-    ok(&[
-        "audit",
-        "--model",
-        p(&model),
-        "--adapter",
-        p(&mos.join("adapter")),
-        "--data",
-        p(&data),
-        "--split",
-        "valid",
-        "--limit",
-        "6",
-        "--attributes",
-        "gender",
-        "--variants",
-        "original;neutral",
-        "--answer-space",
-        "none",
-        "--bootstrap",
-        "0",
-        "--out",
-        p(&audit),
-    ]);
-    let preds = std::fs::read_to_string(audit.join("predictions.jsonl")).unwrap();
-    let original: Vec<f64> = preds
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["variant"] == "original")
-        .map(|v| v["p_yes"].as_f64().unwrap())
-        .collect();
-    assert_eq!(original.len(), 6);
-    let eval: serde_json::Value = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .rfind(|v| v["event"] == "eval")
-        .unwrap();
-    let mean = original.iter().sum::<f64>() / 6.0;
-    let logged = eval["eval"]["mean_p_yes"].as_f64().unwrap();
-    assert!(
-        (mean - logged).abs() < 1e-5,
-        "audit {mean} vs training {logged}"
-    );
+    audit_as_trained(&model, &mos, &data, 6, &tmp.path().join("audit"));
     // p-tuning on T5, saved as PEFT saves a seq2seq prompt: two blocks by default
     let pt = tmp.path().join("pt");
     ok(&strs(&train("p-tuning", &pt, &[])));
@@ -285,9 +243,172 @@ fn t5_trains_mos_p_tuning_and_lora_and_audit_routes_as_training_did() {
         v["p_yes"].as_f64().unwrap()
     };
     assert_ne!(tuned, scored(None));
-    // paper A's methods need a decoder
-    let e = fails(&strs(&train("cf-diff", &tmp.path().join("cfd"), &[])));
-    assert!(e.contains("decoder-only") && e.contains("T5"), "{e}");
+}
+
+#[test]
+fn t5_trains_every_paper_a_method_and_audits_lora_moe_as_training_scored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = char_t5_dir(tmp.path());
+    let data = common::prepared_world(tmp.path(), "40", "30", &["--protocol", "cl-moe"]);
+    let train = |method: &str, extra: &[&str]| -> (String, PathBuf) {
+        let out = tmp.path().join(format!("{method}{}", extra.len()));
+        let mut a = vec![
+            "train",
+            "--method",
+            method,
+            "--model",
+            p(&model),
+            "--data",
+            p(&data),
+            "--out",
+            p(&out),
+            "--max-steps",
+            "2",
+            "--limit-train",
+            "4",
+            "--limit-valid",
+            "4",
+            "--batch-size",
+            "2",
+            "--no-eval-before",
+            "--answer-space",
+            "none",
+        ];
+        a.extend_from_slice(extra);
+        (ok(&a), out)
+    };
+    let step = |out: &Path| -> serde_json::Value {
+        let log = std::fs::read_to_string(out.join("train_log.jsonl")).unwrap();
+        serde_json::from_str(log.lines().next().unwrap()).unwrap()
+    };
+    for method in ["ins-tuning", "cf", "diff", "cf-diff", "moe"] {
+        let (s, out) = train(method, &[]);
+        assert!(s.contains("prompts)"), "{method}: {s}");
+        let adapter = json(&out.join("adapter/adapter_config.json"));
+        assert_eq!(adapter["task_type"], "SEQ_2_SEQ_LM", "{method}");
+        let has_diff = step(&out)["diff"].as_f64().is_some_and(|d| d > 0.0);
+        assert_eq!(
+            has_diff,
+            method.contains("diff") || method == "moe",
+            "{method}"
+        );
+    }
+    // CL-MoE: LoRA-MoE on T5's feed-forward, the curriculum's tau and sigmas logged
+    let (_, clmoe) = train("cl-moe", &[]);
+    let adapter = json(&clmoe.join("adapter/adapter_config.json"));
+    assert_eq!(
+        adapter["target_modules"],
+        serde_json::json!(["wi_0", "wi", "wi_1", "wo"])
+    );
+    let first = step(&clmoe);
+    for k in ["tau", "diff", "expert/2", "sigma/counterfactual"] {
+        assert!(first[k].is_number(), "no `{k}` in {first}");
+    }
+    // the encoder reading of L_diff is another state, recorded in the run's config
+    let (_, enc) = train(
+        "cf-diff",
+        &["--diff-stack", "encoder", "--diff-pooling", "mean"],
+    );
+    let cfg = std::fs::read_to_string(enc.join("train_config.json")).unwrap();
+    assert!(cfg.contains("\"stack\": \"encoder\""), "{cfg}");
+    let dec = tmp.path().join("cf-diff0"); // the decoder reading, trained above
+    assert_ne!(step(&enc)["diff"], step(&dec)["diff"]);
+    let e = fails(&[
+        "train",
+        "--method",
+        "cf-diff",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--out",
+        p(&tmp.path().join("refused")),
+        "--diff-layer",
+        "1",
+        "--limit-train",
+        "2",
+        "--answer-space",
+        "none",
+    ]);
+    assert!(e.contains("--diff-stack encoder"), "{e}");
+    // the audit reloads the experts on T5 and scores the validation prompts as training did
+    let preds = audit_as_trained(&model, &clmoe, &data, 4, &tmp.path().join("audit"));
+    let base = tmp.path().join("base");
+    ok(&[
+        "audit",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--split",
+        "valid",
+        "--limit",
+        "4",
+        "--variants",
+        "original;neutral",
+        "--answer-space",
+        "none",
+        "--bootstrap",
+        "0",
+        "--out",
+        p(&base),
+    ]);
+    assert_ne!(
+        std::fs::read_to_string(base.join("predictions.jsonl")).unwrap(),
+        preds,
+        "the adapter changes the scores"
+    );
+}
+
+/// Audit `n` validation samples with `run`'s adapter (into `out`): the mean P(Yes) of the
+/// original prompts equals the one training's last validation logged. Returns the
+/// predictions file.
+fn audit_as_trained(model: &Path, run: &Path, data: &Path, n: usize, out: &Path) -> String {
+    let limit = n.to_string();
+    ok(&[
+        "audit",
+        "--model",
+        p(model),
+        "--adapter",
+        p(&run.join("adapter")),
+        "--data",
+        p(data),
+        "--split",
+        "valid",
+        "--limit",
+        &limit,
+        "--attributes",
+        "gender",
+        "--variants",
+        "original;neutral",
+        "--answer-space",
+        "none",
+        "--bootstrap",
+        "0",
+        "--out",
+        p(out),
+    ]);
+    let preds = std::fs::read_to_string(out.join("predictions.jsonl")).unwrap();
+    let original: Vec<f64> = preds
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["variant"] == "original")
+        .map(|v| v["p_yes"].as_f64().unwrap())
+        .collect();
+    assert_eq!(original.len(), n);
+    let log = std::fs::read_to_string(run.join("train_log.jsonl")).unwrap();
+    let eval: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|v| v["event"] == "eval")
+        .unwrap();
+    let mean = original.iter().sum::<f64>() / n as f64;
+    let logged = eval["eval"]["mean_p_yes"].as_f64().unwrap();
+    assert!(
+        (mean - logged).abs() < 1e-5,
+        "audit {mean} vs training {logged}"
+    );
+    preds
 }
 
 fn strs(a: &[String]) -> Vec<&str> {

@@ -5,9 +5,10 @@
 //! (tokenizers' pattern: one trait, one wrapper enum).
 
 use crate::adapter::AdapterConfig;
-use crate::error::Result;
+use crate::error::{LmError, Result};
 use crate::host::PromptHost;
 use crate::llama::Llama;
+use crate::pool::{Capture, Stack};
 use crate::t5::T5;
 use crate::tokenizer::Tok;
 use crate::tuning::AdapterSet;
@@ -55,6 +56,14 @@ pub trait Backbone: Send + Sync {
         prefix: Option<&Tensor>,
         tokens: &[u32],
     ) -> Result<Tensor>;
+    /// The full-vocabulary logits at the answer position `[B, V]` (f32) and, when `capture`
+    /// is given, the hidden states it names pooled to `[B, H]` (f32): paper A's `L_diff`
+    /// state (Eq. 5-6). Differentiable.
+    fn answer_capture(
+        &self,
+        batch: &Batch,
+        capture: Option<Capture>,
+    ) -> Result<(Tensor, Option<Tensor>)>;
     /// The decoder-only model, for what reads hidden states at decoder positions.
     fn decoder(&self) -> Option<&Llama> {
         None
@@ -125,6 +134,14 @@ impl Backbone for Model {
         self.inner().answer_logits(batch, prefix, tokens)
     }
 
+    fn answer_capture(
+        &self,
+        batch: &Batch,
+        c: Option<Capture>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        self.inner().answer_capture(batch, c)
+    }
+
     fn decoder(&self) -> Option<&Llama> {
         self.inner().decoder()
     }
@@ -177,6 +194,12 @@ impl Backbone for Llama {
         self.token_logits(&self.forward_at(&b.x, prefix, &b.last)?, tokens)
     }
 
+    fn answer_capture(&self, b: &Batch, c: Option<Capture>) -> Result<(Tensor, Option<Tensor>)> {
+        let f = self.forward_prefixed(&b.x, None, c.and_then(|c| c.layer))?;
+        let state = c.map(|c| c.pool(&f, &b.last)).transpose()?;
+        Ok((self.logits_at(&f.last, &b.last)?, state))
+    }
+
     fn decoder(&self) -> Option<&Llama> {
         Some(self)
     }
@@ -227,6 +250,37 @@ impl Backbone for T5 {
 
     fn answer_logits(&self, b: &Batch, prefix: Option<&Tensor>, tokens: &[u32]) -> Result<Tensor> {
         self.first_step_logits(&b.x, &b.mask()?, prefix, tokens)
+    }
+
+    /// `L_diff`'s state on T5 (ours; [`Stack`]): the decoder's first-step state, or the
+    /// encoder's output (block `layer`'s, or the final one after its norm) pooled over the
+    /// prompt's real tokens.
+    fn answer_capture(&self, b: &Batch, c: Option<Capture>) -> Result<(Tensor, Option<Tensor>)> {
+        let encoder = c.filter(|c| c.stack == Stack::Encoder);
+        if let Some(l) = c
+            .filter(|c| c.stack == Stack::Decoder)
+            .and_then(|c| c.layer)
+        {
+            return Err(LmError::Invalid(format!(
+                "L_diff at block {l} of T5's decoder: the decoder runs one step; --diff-layer indexes the encoder's blocks with --diff-stack encoder"
+            )));
+        }
+        let (enc, enc_mask, captured) =
+            self.encode_capturing(&b.x, &b.mask()?, None, encoder.and_then(|c| c.layer))?;
+        let h = self.decoded_answer_state(b.x.dim(0)?, &enc, &enc_mask)?;
+        let logits = self.logits(&h.unsqueeze(1)?)?.squeeze(1)?;
+        let state = match c {
+            None => None,
+            Some(c) if c.stack == Stack::Decoder => Some(h.to_dtype(DType::F32)?),
+            Some(c) => {
+                let states = captured.unwrap_or(enc);
+                // An attached soft prompt's positions are in front: cut them off.
+                let t = b.x.dim(1)?;
+                let states = states.narrow(1, states.dim(1)? - t, t)?;
+                Some(crate::pool::pool(&states, &b.last, c.pooling)?)
+            }
+        };
+        Ok((logits, state))
     }
 
     fn host(&self) -> &dyn PromptHost {

@@ -29,18 +29,60 @@ impl std::str::FromStr for Pooling {
     }
 }
 
+/// Which stack's states an encoder-decoder (T5) gives `L_diff` (paper A, Eq. 5-6; ours:
+/// paper A has decoder-only backbones only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stack {
+    /// The decoder's states: a decoder-only model's prompt positions; on T5, the decoder's
+    /// first step after its final norm, the state the answer logits are read from (one
+    /// position: both poolings give it). The default.
+    #[default]
+    Decoder,
+    /// T5's encoder: its output after the final norm, or block `layer`'s output, at the
+    /// prompt's real tokens (a soft prompt's positions cut off), pooled.
+    Encoder,
+}
+
+impl Stack {
+    pub fn is_decoder(&self) -> bool {
+        *self == Stack::Decoder
+    }
+}
+
+impl std::str::FromStr for Stack {
+    type Err = LmError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "decoder" => Ok(Stack::Decoder),
+            "encoder" => Ok(Stack::Encoder),
+            o => Err(LmError::Invalid(format!(
+                "stack `{o}`: expected decoder or encoder"
+            ))),
+        }
+    }
+}
+
 /// Which hidden states to capture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Capture {
     /// Block index (0-based); `None` for the final hidden states after the last norm.
     pub layer: Option<usize>,
     pub pooling: Pooling,
+    /// The stack read (encoder-decoders only; absent from runs before 2026-12-06: decoder).
+    #[serde(default, skip_serializing_if = "Stack::is_decoder")]
+    pub stack: Stack,
 }
 
 impl Capture {
     /// Pool the captured states of a forward pass over right-padded prompts whose last
     /// real positions are `last` -> `[B, H]`.
     pub fn pool(&self, f: &Forward, last: &[usize]) -> Result<Tensor> {
+        if !self.stack.is_decoder() {
+            return Err(LmError::Invalid(
+                "L_diff on the encoder's states (--diff-stack encoder) needs an encoder-decoder (T5)".into(),
+            ));
+        }
         let h = match self.layer {
             None => &f.last,
             Some(l) => f.captured.as_ref().ok_or_else(|| {

@@ -420,6 +420,25 @@ impl T5Stack {
         mask: Option<&Tensor>,
         enc: Option<(&Tensor, &Tensor)>,
     ) -> Result<Tensor> {
+        Ok(self.forward_capturing(cfg, x, mask, enc, None)?.0)
+    }
+
+    /// As [`T5Stack::forward`], also returning block `capture`'s output (before the final
+    /// norm) when asked for.
+    fn forward_capturing(
+        &self,
+        cfg: &T5Config,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        enc: Option<(&Tensor, &Tensor)>,
+        capture: Option<usize>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        if let Some(l) = capture.filter(|&l| l >= self.block.len()) {
+            return Err(LmError::Invalid(format!(
+                "block {l} asked for: this stack has {} (0-based)",
+                self.block.len()
+            )));
+        }
         let t = x.dim(1)?;
         let first = self
             .block
@@ -437,10 +456,14 @@ impl T5Stack {
             None => None,
         };
         let mut x = x.clone();
-        for b in &self.block {
+        let mut captured = None;
+        for (i, b) in self.block.iter().enumerate() {
             x = b.forward(&x, &bias, enc.as_ref().map(|(e, m)| (*e, m)))?;
+            if capture == Some(i) {
+                captured = Some(x.clone());
+            }
         }
-        self.final_layer_norm.forward(&x)
+        Ok((self.final_layer_norm.forward(&x)?, captured))
     }
 }
 
@@ -555,6 +578,19 @@ impl T5 {
         mask: &Tensor,
         prefix: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
+        let (h, mask, _) = self.encode_capturing(ids, mask, prefix, None)?;
+        Ok((h, mask))
+    }
+
+    /// As [`T5::encode`], also returning encoder block `capture`'s output (before the final
+    /// norm, `[B, P + T, d]`) when asked for.
+    pub fn encode_capturing(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        prefix: Option<&Tensor>,
+        capture: Option<usize>,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let x = self.embed(ids)?;
         let x = match (&self.soft_prompt, prefix) {
             (Some(_), Some(_)) => {
@@ -579,8 +615,10 @@ impl T5 {
         } else {
             mask
         };
-        let h = self.encoder.forward(&self.cfg, &x, Some(&mask), None)?;
-        Ok((h, mask))
+        let (h, captured) =
+            self.encoder
+                .forward_capturing(&self.cfg, &x, Some(&mask), None, capture)?;
+        Ok((h, mask, captured))
     }
 
     /// Decoder output `[B, P + Td, d]` (after the final norm) for decoder inputs `dec`
@@ -598,7 +636,12 @@ impl T5 {
 
     /// The decoder's output `[B, d]` at the answer position: the step after the start
     /// token (behind the decoder prompt, if any).
-    fn answer_state(&self, b: usize, enc: &Tensor, enc_mask: &Tensor) -> Result<Tensor> {
+    pub fn decoded_answer_state(
+        &self,
+        b: usize,
+        enc: &Tensor,
+        enc_mask: &Tensor,
+    ) -> Result<Tensor> {
         let start = Tensor::from_vec(vec![self.cfg.start_token(); b], (b, 1), &self.device)?;
         let h = self.decode(&start, enc, enc_mask)?;
         let t = h.dim(1)?;
@@ -644,7 +687,7 @@ impl T5 {
         prefix: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (enc, enc_mask) = self.encode(ids, mask, prefix)?;
-        self.answer_state(ids.dim(0)?, &enc, &enc_mask)
+        self.decoded_answer_state(ids.dim(0)?, &enc, &enc_mask)
     }
 
     /// Logits `[B, tokens.len()]` (f32) of the given tokens at the first decoder step, for

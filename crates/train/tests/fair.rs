@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor, D};
 use common::{check_finite_differences, model, randomise_b, scalar, tok, toy_prompt};
 use fairrec_core::Rng;
 use fairrec_lm::adapter::{Adapter, AdapterConfig};
-use fairrec_lm::pool::{Capture, Pooling};
+use fairrec_lm::pool::{Capture, Pooling, Stack};
 use fairrec_lm::score::{AnswerSpace, PromptFormat, Scorer};
 use fairrec_lm::tuning::Tuning;
 use fairrec_train::engine::objective::balance_loss;
@@ -125,10 +125,12 @@ fn l_diff_and_the_loss_match_distances_computed_by_hand() {
         Capture {
             layer: None,
             pooling: Pooling::Last,
+            stack: Stack::Decoder,
         },
         Capture {
             layer: Some(0),
             pooling: Pooling::Mean,
+            stack: Stack::Decoder,
         },
     ] {
         let mut cfg = Method::CfDiff.defaults(true).objective;

@@ -45,9 +45,14 @@ fn examples(scorer: &Scorer, n: usize) -> Vec<Up5Example> {
 fn parts(obj: &Up5Loss, items: &[&Up5Example]) -> (Tensor, Tensor) {
     let ids: Vec<Vec<u32>> = items.iter().map(|e| e.example.ids.clone()).collect();
     let labels: Vec<bool> = items.iter().map(|e| e.example.label).collect();
-    let (nll, f, last) = obj.answer.forward(&ids, &labels, None).unwrap();
     // the final state at each prompt's last token
-    let h = fairrec_lm::layers::gather_positions(&f.last, &last).unwrap();
+    let last_token = fairrec_lm::pool::Capture {
+        layer: None,
+        pooling: fairrec_lm::pool::Pooling::Last,
+        stack: fairrec_lm::pool::Stack::Decoder,
+    };
+    let (nll, h, _) = obj.answer.forward(&ids, &labels, Some(last_token)).unwrap();
+    let h = h.unwrap();
     let groups: Vec<u32> = items.iter().map(|e| e.group as u32).collect();
     let ce = answer_nll(&obj.discriminate(&h).unwrap(), &groups).unwrap();
     (nll.mean_all().unwrap(), ce.mean_all().unwrap())

@@ -5,6 +5,8 @@
 
 use crate::error::Result;
 use candle_core::{DType, Tensor, D};
+use fairrec_lm::backbone::Batch;
+use fairrec_lm::pool::Capture;
 use fairrec_lm::score::Scorer;
 use std::collections::BTreeMap;
 
@@ -102,33 +104,23 @@ impl AnswerLoss<'_> {
             .collect()
     }
 
-    /// One forward pass over encoded prompts: the per-prompt answer NLL `[B]`, the
-    /// forward pass (with block `capture_layer` kept) and each prompt's last position.
+    /// One forward pass over encoded prompts, on either backbone: the per-prompt answer NLL
+    /// `[B]`, the hidden states `capture` names pooled to `[B, H]` (when given) and each
+    /// prompt's last position.
     pub fn forward(
         &self,
         ids: &[Vec<u32>],
         labels: &[bool],
-        capture_layer: Option<usize>,
-    ) -> Result<(Tensor, fairrec_lm::llama::Forward, Vec<usize>)> {
-        let (nll, f, last, _) = self.forward_prefixed(ids, labels, None, capture_layer)?;
-        Ok((nll, f, last))
-    }
-
-    /// As [`AnswerLoss::forward`] with one soft prompt per row in front (`prefix`
-    /// `[B, P, H]`), also returning the answer position's logits `[B, V]` (decoders only:
-    /// the forward pass carries hidden states).
-    pub fn forward_prefixed(
-        &self,
-        ids: &[Vec<u32>],
-        labels: &[bool],
-        prefix: Option<&Tensor>,
-        capture_layer: Option<usize>,
-    ) -> Result<(Tensor, fairrec_lm::llama::Forward, Vec<usize>, Tensor)> {
-        let model = self.scorer.model("training")?;
+        capture: Option<Capture>,
+    ) -> Result<(Tensor, Option<Tensor>, Vec<usize>)> {
         let (x, last) = self.scorer.batch(ids)?;
-        let f = model.forward_prefixed(&x, prefix, capture_layer)?;
-        let logits = model.logits_at(&f.last, &last)?;
-        Ok((answer_nll(&logits, &self.targets(labels))?, f, last, logits))
+        let batch = Batch { x, last };
+        let (logits, state) = self.scorer.backbone.answer_capture(&batch, capture)?;
+        Ok((
+            answer_nll(&logits, &self.targets(labels))?,
+            state,
+            batch.last,
+        ))
     }
 
     /// The (Yes, No) columns of answer logits `[B, V]` -> `[B, 2]`.

@@ -21,11 +21,11 @@
 //! The Euclidean distance is computed as `sqrt(|d|^2 + 1e-12)` so that its gradient stays
 //! finite when two states coincide.
 
-use super::curriculum::Curriculum;
+use super::curriculum::{Curriculum, TauSource};
 use crate::engine::objective::{balance_loss, AnswerLoss, Objective};
 use crate::error::{Result, TrainError};
 use candle_core::{DType, Tensor, D};
-use fairrec_lm::pool::{Capture, Pooling};
+use fairrec_lm::pool::{Capture, Pooling, Stack};
 use fairrec_lm::tuning::AdapterSet;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -86,12 +86,44 @@ impl Default for ObjectiveConfig {
             capture: Capture {
                 layer: None,
                 pooling: Pooling::Last,
+                stack: Stack::Decoder,
             },
             ntp_neutral: false,
             curriculum: None,
             balance_weight: 0.0,
             diff_over: DiffOver::All,
         }
+    }
+}
+
+impl ObjectiveConfig {
+    /// The curriculum's overrides (`--no-curriculum`, `--curriculum-lambda`,
+    /// `--curriculum-delta`, `--tau-source`; `None` keeps the method's value): an override
+    /// of a curriculum the method does not have is an error naming the flags.
+    pub fn set_curriculum(
+        &mut self,
+        off: bool,
+        lambda: Option<f64>,
+        delta: Option<f64>,
+        tau_source: Option<TauSource>,
+    ) -> Result<()> {
+        if off {
+            self.curriculum = None;
+        }
+        match &mut self.curriculum {
+            Some(c) => {
+                c.lambda = lambda.unwrap_or(c.lambda);
+                c.delta = delta.unwrap_or(c.delta);
+                c.tau_source = tau_source.unwrap_or(c.tau_source);
+            }
+            None if lambda.is_some() || delta.is_some() || tau_source.is_some() => {
+                return Err(TrainError::Input(
+                    "--curriculum-* and --tau-source need --method cl-moe".into(),
+                ))
+            }
+            None => {}
+        }
+        Ok(())
     }
 }
 
@@ -204,14 +236,13 @@ impl<'a> FairLoss<'a> {
             }
         }
         let capture = self.cfg.capture;
-        let (nll, f, last) =
-            self.answer
-                .forward(&ids, &labels, if diff { capture.layer } else { None })?;
+        let (nll, state, last) = self
+            .answer
+            .forward(&ids, &labels, diff.then_some(capture))?;
         let dev = nll.device().clone();
         let idx = |rows: &[u32]| Tensor::from_vec(rows.to_vec(), rows.len(), &dev);
         let ntp = nll.index_select(&idx(&stated_rows)?, 0)?;
-        let dist = if diff {
-            let h = capture.pool(&f, &last)?;
+        let dist = if let Some(h) = state {
             let d = (h.index_select(&idx(&stated_rows)?, 0)?
                 - h.index_select(&idx(&anchor_of)?, 0)?)?;
             let d = (d.sqr()?.sum(D::Minus1)? + 1e-12)?.sqrt()?;

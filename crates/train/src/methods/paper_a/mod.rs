@@ -15,6 +15,12 @@
 //! augmentation Jiang et al.'s frequency weights become uniform and the method "reverts to
 //! standard instruction tuning" (our reading; Sec. 5.1). The losses are in [`loss`], the
 //! curriculum in [`curriculum`].
+//!
+//! On T5 (ours: paper A has decoder-only backbones) the methods are the same: LoRA on
+//! `q`/`v`, LoRA-MoE on the feed-forward (`wi_0`, `wi_1`, `wo`; `wi`, `wo` on non-gated
+//! T5) of every encoder and decoder block, the curriculum unchanged; `L_diff` reads the
+//! decoder's first-step state (the one the answer is read from) or, with
+//! `--diff-stack encoder`, the encoder's pooled output ([`fairrec_lm::pool::Stack`]).
 
 pub mod curriculum;
 pub mod loss;
@@ -146,12 +152,6 @@ impl MethodDef for PaperA {
     }
 
     fn setup(&self, model: &mut dyn Backbone, _tok: &Tok, cfg: &TrainConfig) -> Result<Tuning> {
-        if model.decoder().is_none() {
-            return Err(TrainError::Config(format!(
-                "--method {} on T5: T5 trains full, LoRA (lora, ifairlrs, fairllm) and prompts (prompt-tuning, p-tuning, mos, up5); paper A's methods need a decoder-only model (L_diff reads decoder hidden states at prompt positions)",
-                cfg.method.name()
-            )));
-        }
         adapters(model, cfg)
     }
 
