@@ -150,7 +150,14 @@ fn t5_trains_mos_p_tuning_and_lora_and_audit_routes_as_training_did() {
     let base = run["base_parameters"].as_u64().unwrap();
     assert!(base > 0 && run["trainable_parameters"].as_u64().unwrap() < base);
     // audit routes each sample's prompt in front of T5's encoder as training's validation did
-    audit_as_trained(&model, &mos, &data, 6, &tmp.path().join("audit"));
+    audit_as_trained(
+        &model,
+        &mos,
+        &data,
+        6,
+        &["--attributes", "gender"],
+        &tmp.path().join("audit"),
+    );
     // p-tuning on T5, saved as PEFT saves a seq2seq prompt: two blocks by default
     let pt = tmp.path().join("pt");
     ok(&strs(&train("p-tuning", &pt, &[])));
@@ -332,7 +339,7 @@ fn t5_trains_every_paper_a_method_and_audits_lora_moe_as_training_scored() {
     ]);
     assert!(e.contains("--diff-stack encoder"), "{e}");
     // the audit reloads the experts on T5 and scores the validation prompts as training did
-    let preds = audit_as_trained(&model, &clmoe, &data, 4, &tmp.path().join("audit"));
+    let preds = audit_as_trained(&model, &clmoe, &data, 4, &[], &tmp.path().join("audit"));
     let base = tmp.path().join("base");
     ok(&[
         "audit",
@@ -360,25 +367,30 @@ fn t5_trains_every_paper_a_method_and_audits_lora_moe_as_training_scored() {
     );
 }
 
-/// Audit `n` validation samples with `run`'s adapter (into `out`): the mean P(Yes) of the
-/// original prompts equals the one training's last validation logged. Returns the
-/// predictions file.
-fn audit_as_trained(model: &Path, run: &Path, data: &Path, n: usize, out: &Path) -> String {
-    let limit = n.to_string();
-    ok(&[
+/// Audit `n` validation samples with `run`'s adapter (into `out`; `extra` flags as
+/// training's): the mean P(Yes) of the original prompts equals the one training's last
+/// validation logged. Returns the predictions file.
+fn audit_as_trained(
+    model: &Path,
+    run: &Path,
+    data: &Path,
+    n: usize,
+    extra: &[&str],
+    out: &Path,
+) -> String {
+    let (limit, adapter) = (n.to_string(), run.join("adapter"));
+    let mut a = vec![
         "audit",
         "--model",
         p(model),
         "--adapter",
-        p(&run.join("adapter")),
+        p(&adapter),
         "--data",
         p(data),
         "--split",
         "valid",
         "--limit",
         &limit,
-        "--attributes",
-        "gender",
         "--variants",
         "original;neutral",
         "--answer-space",
@@ -387,7 +399,9 @@ fn audit_as_trained(model: &Path, run: &Path, data: &Path, n: usize, out: &Path)
         "0",
         "--out",
         p(out),
-    ]);
+    ];
+    a.extend_from_slice(extra);
+    ok(&a);
     let preds = std::fs::read_to_string(out.join("predictions.jsonl")).unwrap();
     let original: Vec<f64> = preds
         .lines()
