@@ -1,5 +1,5 @@
-//! Typed configuration of Llama-family decoders (Llama, Qwen2, SmolLM/SmolLM2), read from
-//! an HF `config.json` or from GGUF metadata.
+//! Typed configuration of Llama-family decoders (Llama, Qwen2, SmolLM/SmolLM2, and
+//! Baichuan2-7B's layout), read from an HF `config.json` or from GGUF metadata.
 
 /// The fields of an HF `config.json` that the model uses.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -26,6 +26,15 @@ pub struct LlamaConfig {
     pub model_type: Option<String>,
     #[serde(default = "default_max_pos")]
     pub max_position_embeddings: usize,
+    /// Baichuan's positions, `rope` or `alibi` (a key of ours; absent: as vLLM tells the
+    /// checkpoints apart, rotary when `hidden_size` is 4,096 (Baichuan2-7B), ALiBi
+    /// otherwise (the 13B models)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_embedding: Option<String>,
+    /// Baichuan2's NormHead, every head row scaled to unit L2 norm (a key of ours; absent:
+    /// on when `vocab_size` is Baichuan2's 125,696, as vLLM decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm_head: Option<bool>,
 }
 
 fn default_eps() -> f64 {
@@ -69,7 +78,7 @@ impl LlamaConfig {
     }
 
     /// The architecture families this code runs (`model_type`).
-    pub const FAMILIES: [&'static str; 2] = ["llama", "qwen2"];
+    pub const FAMILIES: [&'static str; 3] = ["llama", "qwen2", "baichuan"];
 
     /// Check that the numbers describe a model this code can run: every size positive,
     /// the heads dividing evenly (query heads into key/value groups, the hidden size into
@@ -116,6 +125,18 @@ impl LlamaConfig {
                 return Err(format!("`{name}` is {v}; it must be finite and positive"));
             }
         }
+        if self.is_baichuan() {
+            let pos = self.position_embedding.as_deref();
+            match pos.unwrap_or(if self.hidden_size == 4096 { "rope" } else { "alibi" }) {
+                "rope" => {}
+                "alibi" => return Err(format!(
+                    "Baichuan with ALiBi attention (the 13B models: `hidden_size` {} is not the 7B's 4096{}) is not built yet; Baichuan2-7B's rotary layout is",
+                    self.hidden_size,
+                    if pos.is_some() { ", and `position_embedding` says alibi" } else { "" }
+                )),
+                o => return Err(format!("`position_embedding` `{o}`: expected rope or alibi")),
+            }
+        }
         match self.model_type.as_deref() {
             Some(t) if !Self::FAMILIES.contains(&t) => Err(format!(
                 "`model_type` `{t}` is not a model this code runs (it runs {})",
@@ -134,6 +155,16 @@ impl LlamaConfig {
     pub fn head_dim(&self) -> usize {
         self.head_dim
             .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// Baichuan (`model_type` `baichuan`): q, k and v in one `W_pack` projection.
+    pub fn is_baichuan(&self) -> bool {
+        self.model_type.as_deref() == Some("baichuan")
+    }
+
+    /// Whether the head's rows are scaled to unit norm before use (Baichuan2's NormHead).
+    pub fn norm_head(&self) -> bool {
+        self.is_baichuan() && self.norm_head.unwrap_or(self.vocab_size == 125_696)
     }
 
     /// Whether q/k/v have biases.
@@ -187,6 +218,8 @@ impl LlamaConfig {
             attention_bias: false,
             model_type: Some("llama".into()),
             max_position_embeddings: 2048,
+            position_embedding: None,
+            norm_head: None,
         }
     }
 

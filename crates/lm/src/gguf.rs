@@ -148,6 +148,8 @@ pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<GgufModel> {
         attention_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
         model_type: Some(arch.clone()),
         max_position_embeddings: meta_usize(md, &format!("{arch}.context_length")).unwrap_or(4096),
+        position_embedding: None,
+        norm_head: None,
     };
     config.validate().map_err(|m| err(path, m))?;
     let mut tensors = HashMap::new();

@@ -48,6 +48,18 @@ impl Linear {
         })
     }
 
+    /// A projection whose weight `[out, in]` is cut from a packed one (Baichuan's
+    /// `W_pack`), named `name` under `vb`'s path (no bias).
+    pub fn from_weight(weight: Tensor, vb: &VarBuilder, name: &str) -> Self {
+        Linear {
+            weight,
+            bias: None,
+            name: name.to_string(),
+            path: vb.pp(name).prefix(),
+            adapter: None,
+        }
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_add(x, None)
     }

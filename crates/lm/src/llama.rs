@@ -104,6 +104,27 @@ impl Attention {
             cfg.num_attention_heads,
             cfg.kv_heads(),
         );
+        if cfg.is_baichuan() && vb.contains_tensor("W_pack.weight") {
+            // Baichuan: `proj = W_pack(x)` splits into q, k, v in that order (one head
+            // count: nh * hd = h). A full fine-tune saves them apart, as Llama keys.
+            let w = vb.pp("W_pack").get((3 * nh * hd, h), "weight")?;
+            let part = |i: usize, name: &str| -> Result<Linear> {
+                Ok(Linear::from_weight(
+                    w.narrow(0, i * nh * hd, nh * hd)?.copy()?,
+                    &vb,
+                    name,
+                ))
+            };
+            return Ok(Attention {
+                q_proj: part(0, "q_proj")?,
+                k_proj: part(1, "k_proj")?,
+                v_proj: part(2, "v_proj")?,
+                o_proj: Linear::new(nh * hd, h, false, vb, "o_proj")?,
+                n_heads: nh,
+                n_kv: nkv,
+                head_dim: hd,
+            });
+        }
         let bias = cfg.qkv_bias();
         Ok(Attention {
             q_proj: Linear::new(h, nh * hd, bias, vb.clone(), "q_proj")?,
@@ -380,10 +401,10 @@ impl Llama {
         let lm_head = if cfg.tie_word_embeddings {
             None
         } else {
-            Some(
-                vb.pp("lm_head")
-                    .get((cfg.vocab_size, cfg.hidden_size), "weight")?,
-            )
+            let w = vb
+                .pp("lm_head")
+                .get((cfg.vocab_size, cfg.hidden_size), "weight")?;
+            Some(if cfg.norm_head() { unit_rows(&w)? } else { w })
         };
         let device = vb.device().clone();
         let rotary = Rotary::new(cfg, cfg.max_position_embeddings.clamp(1, 32_768), &device)?;
@@ -594,4 +615,14 @@ impl PromptHost for Llama {
             task_type: "CAUSAL_LM",
         }
     }
+}
+
+/// Baichuan2's NormHead (`F.normalize(weight)`): every row over its L2 norm (at least
+/// 1e-12), computed in f32. Baichuan's eval mode normalises the head once, in place; so
+/// does loading here, and a full fine-tune trains (and saves) the normalised head as a
+/// plain one (ours: Baichuan's training renormalises at every step).
+fn unit_rows(w: &Tensor) -> Result<Tensor> {
+    let f = w.to_dtype(DType::F32)?;
+    let norm = f.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
+    Ok(f.broadcast_div(&norm)?.to_dtype(w.dtype())?)
 }

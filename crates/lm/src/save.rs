@@ -17,6 +17,14 @@ pub fn save_hf_dir(
     tok: &Tok,
     dir: &Path,
 ) -> Result<()> {
+    // Baichuan2-7B saved apart (q, k, v) with its head normalised is a Llama.
+    let llama = cfg.is_baichuan().then(|| LlamaConfig {
+        model_type: Some("llama".into()),
+        position_embedding: None,
+        norm_head: None,
+        ..cfg.clone()
+    });
+    let cfg = llama.as_ref().unwrap_or(cfg);
     let mut cfg_json = serde_json::to_value(cfg).map_err(|e| LmError::Invalid(e.to_string()))?;
     cfg_json["architectures"] = serde_json::json!([if cfg.qkv_bias() {
         "Qwen2ForCausalLM"
