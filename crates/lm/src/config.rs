@@ -125,17 +125,13 @@ impl LlamaConfig {
                 return Err(format!("`{name}` is {v}; it must be finite and positive"));
             }
         }
-        if self.is_baichuan() {
-            let pos = self.position_embedding.as_deref();
-            match pos.unwrap_or(if self.hidden_size == 4096 { "rope" } else { "alibi" }) {
-                "rope" => {}
-                "alibi" => return Err(format!(
-                    "Baichuan with ALiBi attention (the 13B models: `hidden_size` {} is not the 7B's 4096{}) is not built yet; Baichuan2-7B's rotary layout is",
-                    self.hidden_size,
-                    if pos.is_some() { ", and `position_embedding` says alibi" } else { "" }
-                )),
-                o => return Err(format!("`position_embedding` `{o}`: expected rope or alibi")),
-            }
+        if let Some(o) = self
+            .baichuan_positions()
+            .filter(|p| !["rope", "alibi"].contains(p))
+        {
+            return Err(format!(
+                "`position_embedding` `{o}`: expected rope or alibi"
+            ));
         }
         match self.model_type.as_deref() {
             Some(t) if !Self::FAMILIES.contains(&t) => Err(format!(
@@ -160,6 +156,24 @@ impl LlamaConfig {
     /// Baichuan (`model_type` `baichuan`): q, k and v in one `W_pack` projection.
     pub fn is_baichuan(&self) -> bool {
         self.model_type.as_deref() == Some("baichuan")
+    }
+
+    /// Baichuan's positions: `position_embedding`, else rotary at the 7B's `hidden_size`
+    /// 4,096 and ALiBi otherwise (the 13B models), as vLLM decides; `None` for others.
+    fn baichuan_positions(&self) -> Option<&str> {
+        self.is_baichuan().then(|| {
+            let by_size = if self.hidden_size == 4096 {
+                "rope"
+            } else {
+                "alibi"
+            };
+            self.position_embedding.as_deref().unwrap_or(by_size)
+        })
+    }
+
+    /// Whether attention takes ALiBi biases instead of rotary positions (Baichuan-13B).
+    pub fn alibi(&self) -> bool {
+        self.baichuan_positions() == Some("alibi")
     }
 
     /// Whether the head's rows are scaled to unit norm before use (Baichuan2's NormHead).

@@ -119,6 +119,7 @@ impl Attention {
             // The query heads of one key/value head side by side: [1, kv heads, group, d].
             let q = q.get(r)?.reshape((1, nkv, nh / nkv, hd))?;
             let att = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+            let att = self.add_alibi(att, true)?;
             let att = candle_nn::ops::softmax(&att, D::Minus1)?.to_dtype(v.dtype())?;
             ys.push(att.matmul(&v)?.reshape((1, 1, nh * hd))?);
         }

@@ -13,6 +13,7 @@
 //!    key/value cache ([`kv`], `fairrec serve`).
 
 pub mod adapter;
+pub mod alibi;
 pub mod backbone;
 pub mod batch;
 pub mod builtin;

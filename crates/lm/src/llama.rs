@@ -26,6 +26,8 @@ use std::sync::Arc;
 pub struct Rotary {
     cos: Tensor,
     sin: Tensor,
+    /// No rotation (ALiBi models: positions enter as attention biases).
+    off: bool,
 }
 
 impl Rotary {
@@ -42,6 +44,7 @@ impl Rotary {
         Ok(Rotary {
             cos: freqs.cos()?,
             sin: freqs.sin()?,
+            off: cfg.alibi(),
         })
     }
 
@@ -52,6 +55,9 @@ impl Rotary {
 
     /// Rotate `x` of shape `[B, T, H, D]` for positions `0..T` (the fused kernel).
     fn apply_bthd(&self, x: &Tensor) -> Result<Tensor> {
+        if self.off {
+            return Ok(x.clone());
+        }
         Ok(ops::rope(x, &self.cos, &self.sin)?)
     }
 
@@ -59,6 +65,9 @@ impl Rotary {
     /// `positions[b]`, composed as in `rope_slow` (half-split layout: the first half gets
     /// `x1 cos - x2 sin`, the second `x2 cos + x1 sin`).
     pub fn apply_at(&self, x: &Tensor, positions: &[usize]) -> Result<Tensor> {
+        if self.off {
+            return Ok(x.clone());
+        }
         let (b, _, d) = x.dims3()?;
         let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
         let idx = Tensor::from_vec(idx, b, x.device())?;
@@ -74,6 +83,9 @@ impl Rotary {
 
     /// Rotate `x` of shape `[B, H, T, D]` for positions `0..T`.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        if self.off {
+            return Ok(x.clone());
+        }
         let t = x.dim(2)?;
         let table = |c: &Tensor| c.narrow(0, 0, t)?.to_dtype(x.dtype());
         Ok(candle_nn::rotary_emb::rope_slow(
@@ -94,6 +106,8 @@ pub struct Attention {
     pub(crate) n_heads: usize,
     pub(crate) n_kv: usize,
     pub(crate) head_dim: usize,
+    /// ALiBi's slopes per head (Baichuan-13B), when positions enter as biases.
+    pub(crate) alibi: Option<Vec<f32>>,
 }
 
 impl Attention {
@@ -104,6 +118,9 @@ impl Attention {
             cfg.num_attention_heads,
             cfg.kv_heads(),
         );
+        let alibi = cfg
+            .alibi()
+            .then(|| crate::alibi::slopes(nh).iter().map(|&s| s as f32).collect());
         if cfg.is_baichuan() && vb.contains_tensor("W_pack.weight") {
             // Baichuan: `proj = W_pack(x)` splits into q, k, v in that order (one head
             // count: nh * hd = h). A full fine-tune saves them apart, as Llama keys.
@@ -123,6 +140,7 @@ impl Attention {
                 n_heads: nh,
                 n_kv: nkv,
                 head_dim: hd,
+                alibi,
             });
         }
         let bias = cfg.qkv_bias();
@@ -134,7 +152,25 @@ impl Attention {
             n_heads: nh,
             n_kv: nkv,
             head_dim: hd,
+            alibi,
         })
+    }
+
+    /// `att` (f32 scores whose last dimension is `keys` key positions, the heads in the two
+    /// dimensions before the query's: `[.., heads, q, keys]` or `[.., kv heads, group,
+    /// keys]`) with ALiBi's biases added, when the model has them.
+    pub(crate) fn add_alibi(&self, att: Tensor, grouped: bool) -> Result<Tensor> {
+        let Some(s) = &self.alibi else {
+            return Ok(att);
+        };
+        let keys = att.dim(D::Minus1)?;
+        let b = crate::alibi::bias(s, keys, att.device())?;
+        let b = if grouped {
+            b.reshape((self.n_kv, self.n_heads / self.n_kv, keys))?
+        } else {
+            b.reshape((self.n_heads, 1, keys))?
+        };
+        Ok(att.broadcast_add(&b)?)
     }
 
     fn heads(&self, x: Tensor, n: usize) -> Result<Tensor> {
@@ -195,7 +231,7 @@ impl Attention {
         // The query heads of one key/value head side by side: [B, kv heads, group, d].
         let q = q.reshape((b, nkv, nh / nkv, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let att = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let att = self.add_alibi((q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?, true)?;
         let mask: Vec<f32> = rows
             .iter()
             .flat_map(|&r| (0..t).map(move |j| if j > r { f32::NEG_INFINITY } else { 0.0 }))
@@ -241,7 +277,7 @@ impl Attention {
         };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         // Scores and softmax in f32 (a no-op for f32 models), as transformers does.
-        let att = (q.matmul(&kx.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let att = self.add_alibi((q.matmul(&kx.t()?)? * scale)?.to_dtype(DType::F32)?, false)?;
         let att = candle_nn::ops::softmax(&att.broadcast_add(mask)?, D::Minus1)?;
         let att = att.to_dtype(vx.dtype())?;
         let y = att
@@ -315,7 +351,8 @@ impl DecoderLayer {
     }
 
     pub fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &Tensor) -> Result<Tensor> {
-        if ops::fused(x) {
+        // The fused attention kernel has no ALiBi biases: those models run composed.
+        if ops::fused(x) && self.self_attn.alibi.is_none() {
             let a = &self.self_attn;
             let h = a.forward_fused(&self.input_layernorm.forward(x)?, rotary, x)?;
             let m = &self.mlp;

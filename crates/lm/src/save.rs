@@ -17,11 +17,13 @@ pub fn save_hf_dir(
     tok: &Tok,
     dir: &Path,
 ) -> Result<()> {
-    // Baichuan2-7B saved apart (q, k, v) with its head normalised is a Llama.
+    // Baichuan saved apart (q, k, v) with its head normalised: the 7B layout is a Llama;
+    // the 13B one stays Baichuan (ALiBi) with its NormHead off (the head is already
+    // normalised, and trained as it is), read back by `load`, not by transformers.
     let llama = cfg.is_baichuan().then(|| LlamaConfig {
-        model_type: Some("llama".into()),
-        position_embedding: None,
-        norm_head: None,
+        model_type: Some(if cfg.alibi() { "baichuan" } else { "llama" }.into()),
+        position_embedding: cfg.alibi().then(|| "alibi".into()),
+        norm_head: cfg.alibi().then_some(false),
         ..cfg.clone()
     });
     let cfg = llama.as_ref().unwrap_or(cfg);
