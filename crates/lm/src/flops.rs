@@ -217,10 +217,10 @@ mod tests {
             assert_eq!(p.bf16_dot.is_some(), has!("avx512f") && has!("avx512bf16"));
             assert_eq!(p.gflops, p.f32_avx2.max(p.f32_avx512.unwrap_or(0.0)));
             // A 512-bit FMA does at least a 256-bit one's arithmetic per instruction. A bf16
-            // dot product does twice a 512-bit FMA's arithmetic: at the same rate on Zen 4
-            // (measured 2x), at a quarter of it on Intel's Sapphire Rapids (one
-            // `vdpbf16ps zmm` per two cycles against two FMAs a cycle: measured 0.50x on
-            // 2026-12-06). A FLOP count off by a factor of two fails these.
+            // dot product does twice a 512-bit FMA's arithmetic: at the same instruction rate
+            // on Zen 4 (measured 2x the FLOP/s), at a quarter of it on an Intel Sapphire
+            // Rapids-class Xeon (measured 0.50x the FLOP/s on 2026-12-06). A FLOP count off
+            // by a factor of two fails these.
             if let Some(zmm) = p.f32_avx512 {
                 assert!(zmm > 0.7 * p.f32_avx2, "{p:?}");
             }

@@ -121,33 +121,27 @@ impl Attention {
         let alibi = cfg
             .alibi()
             .then(|| crate::alibi::slopes(nh).iter().map(|&s| s as f32).collect());
-        if cfg.is_baichuan() && vb.contains_tensor("W_pack.weight") {
+        let (q_proj, k_proj, v_proj) = if cfg.is_baichuan() && vb.contains_tensor("W_pack.weight") {
             // Baichuan: `proj = W_pack(x)` splits into q, k, v in that order (one head
             // count: nh * hd = h). A full fine-tune saves them apart, as Llama keys.
             let w = vb.pp("W_pack").get((3 * nh * hd, h), "weight")?;
             let part = |i: usize, name: &str| -> Result<Linear> {
-                Ok(Linear::from_weight(
-                    w.narrow(0, i * nh * hd, nh * hd)?.copy()?,
-                    &vb,
-                    name,
-                ))
+                let wi = w.narrow(0, i * nh * hd, nh * hd)?.copy()?;
+                Ok(Linear::from_weight(wi, &vb, name))
             };
-            return Ok(Attention {
-                q_proj: part(0, "q_proj")?,
-                k_proj: part(1, "k_proj")?,
-                v_proj: part(2, "v_proj")?,
-                o_proj: Linear::new(nh * hd, h, false, vb, "o_proj")?,
-                n_heads: nh,
-                n_kv: nkv,
-                head_dim: hd,
-                alibi,
-            });
-        }
-        let bias = cfg.qkv_bias();
+            (part(0, "q_proj")?, part(1, "k_proj")?, part(2, "v_proj")?)
+        } else {
+            let bias = cfg.qkv_bias();
+            (
+                Linear::new(h, nh * hd, bias, vb.clone(), "q_proj")?,
+                Linear::new(h, nkv * hd, bias, vb.clone(), "k_proj")?,
+                Linear::new(h, nkv * hd, bias, vb.clone(), "v_proj")?,
+            )
+        };
         Ok(Attention {
-            q_proj: Linear::new(h, nh * hd, bias, vb.clone(), "q_proj")?,
-            k_proj: Linear::new(h, nkv * hd, bias, vb.clone(), "k_proj")?,
-            v_proj: Linear::new(h, nkv * hd, bias, vb.clone(), "v_proj")?,
+            q_proj,
+            k_proj,
+            v_proj,
             o_proj: Linear::new(nh * hd, h, false, vb, "o_proj")?,
             n_heads: nh,
             n_kv: nkv,

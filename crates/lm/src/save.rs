@@ -20,13 +20,13 @@ pub fn save_hf_dir(
     // Baichuan saved apart (q, k, v) with its head normalised: the 7B layout is a Llama;
     // the 13B one stays Baichuan (ALiBi) with its NormHead off (the head is already
     // normalised, and trained as it is), read back by `load`, not by transformers.
-    let llama = cfg.is_baichuan().then(|| LlamaConfig {
+    let saved = cfg.is_baichuan().then(|| LlamaConfig {
         model_type: Some(if cfg.alibi() { "baichuan" } else { "llama" }.into()),
         position_embedding: cfg.alibi().then(|| "alibi".into()),
         norm_head: cfg.alibi().then_some(false),
         ..cfg.clone()
     });
-    let cfg = llama.as_ref().unwrap_or(cfg);
+    let cfg = saved.as_ref().unwrap_or(cfg);
     let mut cfg_json = serde_json::to_value(cfg).map_err(|e| LmError::Invalid(e.to_string()))?;
     cfg_json["architectures"] = serde_json::json!([if cfg.qkv_bias() {
         "Qwen2ForCausalLM"
