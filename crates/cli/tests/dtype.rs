@@ -1,9 +1,10 @@
-//! `--dtype` (issue 24), CPU side: a bf16 base runs candle's composed ops on the CPU, the
-//! same ops a GPU runs, so the mixed-precision policy is checked here: trainable variables
-//! stay f32 whatever the base's dtype, a few training steps of each kind of method over a
-//! bf16 base move its variables as the f32 run does, and audits over the two bases agree
-//! within bf16's precision. Full fine-tuning refuses a half-precision base before writing
-//! anything.
+//! `--dtype` (issues 24 and 28), CPU side: a bf16 base on the CPU keeps its weights in bf16
+//! and its hidden states in f32 (the fused kernels, each product's input rounded to bf16;
+//! the composed path that a GPU runs is checked against f32 in `fairrec-lm`'s `half.rs`):
+//! trainable variables stay f32 whatever the base's dtype, a few training steps of each
+//! kind of method over a bf16 base move its variables as the f32 run does, and audits over
+//! the two bases agree within bf16's precision. Full fine-tuning refuses a half-precision
+//! base before writing anything.
 
 mod common;
 use common::parity::{compare, Place, CPU_F32};

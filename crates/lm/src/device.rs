@@ -107,7 +107,7 @@ impl std::fmt::Display for DTypeSpec {
 impl DTypeSpec {
     /// The dtype on `device`: `auto` is bf16 on a CUDA device whose kernels compute in it
     /// (probed with one small product, so a GPU without bf16 falls back to f32), f32 on the
-    /// CPU (its fused kernels are f32; bf16 there runs candle's composed ops, slower).
+    /// CPU (bf16 there is asked for: weights in bf16, hidden states in f32, `ops::bf16`).
     pub fn resolve(self, device: &Device) -> DType {
         match self {
             DTypeSpec::F32 => DType::F32,

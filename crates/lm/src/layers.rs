@@ -72,13 +72,15 @@ impl Linear {
             (Some(a), None) => Some(a.forward(x)?),
             (None, r) => r.cloned(),
         };
+        // A bias in the activations' dtype (a bf16 base on the CPU computes in f32).
+        let bias = |b: &Tensor| weight(b).to_dtype(x.dtype());
         if ops::fused(x) && !w.track_op() {
             let extra = match (extra, &self.bias) {
-                (Some(e), Some(b)) => Some(e.broadcast_add(&weight(b))?),
+                (Some(e), Some(b)) => Some(e.broadcast_add(&bias(b)?)?),
                 (None, Some(b)) => {
                     let mut dims = x.dims().to_vec();
                     *dims.last_mut().expect("rank >= 1") = b.dim(0)?;
-                    Some(weight(b).broadcast_as(dims)?)
+                    Some(bias(b)?.broadcast_as(dims)?)
                 }
                 (e, None) => e,
             };
@@ -90,10 +92,10 @@ impl Linear {
         let y = if ops::frozen_on_device(x) && !w.track_op() {
             ops::frozen_linear(x, &w)?
         } else {
-            x.broadcast_matmul(&w.t()?)?
+            x.broadcast_matmul(&w.to_dtype(x.dtype())?.t()?)?
         };
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(&weight(b))?,
+            Some(b) => y.broadcast_add(&bias(b)?)?,
             None => y,
         };
         Ok(match extra {
@@ -122,8 +124,10 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // The weight in the activations' dtype (a bf16 base on the CPU computes in f32).
+        let w = weight(&self.weight).to_dtype(x.dtype())?;
         if ops::fused(x) {
-            return Ok(ops::rms_norm(x, &weight(&self.weight), self.eps)?);
+            return Ok(ops::rms_norm(x, &w, self.eps)?);
         }
         // Half-precision inputs are normalised in f32, as transformers does.
         let dt = x.dtype();
@@ -132,7 +136,7 @@ impl RmsNorm {
         Ok(xf
             .broadcast_div(&(ms + self.eps)?.sqrt()?)?
             .to_dtype(dt)?
-            .broadcast_mul(&weight(&self.weight))?)
+            .broadcast_mul(&w)?)
     }
 }
 

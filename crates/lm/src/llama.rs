@@ -467,12 +467,25 @@ impl Llama {
         Ok(Tensor::from_vec(m, (t, t), &self.device)?)
     }
 
-    /// Token embeddings of `ids` (`[B, T]`) -> `[B, T, H]`.
+    /// Token embeddings of `ids` (`[B, T]`) -> `[B, T, H]`, in [`Llama::hidden_dtype`].
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         Ok(weight(&self.embed_tokens)
             .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, self.cfg.hidden_size))?)
+            .reshape((b, t, self.cfg.hidden_size))?
+            .to_dtype(self.hidden_dtype())?)
+    }
+
+    /// The dtype of the hidden states: the weights' on a GPU; f32 on the CPU for f32 and
+    /// bf16 weights, where a bf16 base keeps only its weights in bf16 and its products
+    /// round their inputs to bf16 (`ops::bf16`; ours: the CPU's fused kernels, norms and
+    /// attention compute in f32). f16 weights, and everything inside [`ops::reference`],
+    /// compute in the weights' dtype with the composed ops, as on a GPU.
+    pub fn hidden_dtype(&self) -> DType {
+        match self.embed_tokens.dtype() {
+            DType::BF16 if ops::fused_on(&self.device) => DType::F32,
+            dtype => dtype,
+        }
     }
 
     /// Embed `ids` (`[B, T]`, right-padded), prepend the soft prompt if one is attached,

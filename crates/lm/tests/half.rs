@@ -1,8 +1,10 @@
-//! Half-precision models (the composed path that GPUs run, here on the CPU): bf16 weights
-//! give the f32 model's logits within bf16's precision, LoRA variables stay f32 and get the
-//! f32 model's gradients, and a fresh adapter is still exactly the identity. The loaders put
-//! each tensor straight into the dtype asked for: the same tensors as a load in f32 then a
-//! cast.
+//! Half-precision models, both ways a bf16 base computes: the composed candle ops that GPUs
+//! run (bf16 hidden states; selected here on the CPU with `ops::reference`) and the CPU's
+//! fused kernels (f32 hidden states, bf16 weights, each product's input rounded to bf16:
+//! `ops::bf16`). Either way bf16 weights give the f32 model's logits within bf16's
+//! precision, LoRA variables stay f32 and get the f32 model's gradients, and a fresh adapter
+//! is still exactly the identity. The loaders put each tensor straight into the dtype asked
+//! for: the same tensors as a load in f32 then a cast.
 
 mod common;
 use candle_core::{DType, Device, Tensor, Var};
@@ -19,8 +21,19 @@ fn logits(m: &Llama) -> Tensor {
     )
     .unwrap();
     let f = m.forward(&ids, None).unwrap();
-    assert_eq!(f.last.dtype(), m.embed_tokens.dtype());
+    assert_eq!(f.last.dtype(), m.hidden_dtype());
     m.logits_at(&f.last, &[5, 5]).unwrap()
+}
+
+/// Run `check` on the composed path (hidden states in the weights' dtype) and on the CPU's
+/// fused one (hidden states in f32), naming the path.
+fn on_both_paths(check: impl Fn(&str)) {
+    fairrec_lm::ops::reference(|| {
+        assert_eq!(tiny(DType::BF16).hidden_dtype(), DType::BF16);
+        check("composed");
+    });
+    assert_eq!(tiny(DType::BF16).hidden_dtype(), DType::F32);
+    check("cpu-fused");
 }
 
 /// LoRA r 4 on q/v with B drawn N(0, 0.3^2) from a fixed stream (so the update is not zero).
@@ -43,6 +56,10 @@ fn with_lora(m: &mut Llama) -> Vec<(String, Var)> {
 
 #[test]
 fn bf16_weights_give_the_f32_logits_within_bf16_precision() {
+    on_both_paths(bf16_logits);
+}
+
+fn bf16_logits(path: &str) {
     let (full, half) = (logits(&tiny(DType::F32)), logits(&tiny(DType::BF16)));
     assert_eq!(half.dtype(), DType::F32, "logits come back in f32");
     let scale = max_abs(&full);
@@ -52,25 +69,28 @@ fn bf16_weights_give_the_f32_logits_within_bf16_precision() {
     assert!(scale > 0.1, "logits too small to compare: {scale}");
     assert!(
         err < 0.03 * scale,
-        "bf16 vs f32: max diff {err} at scale {scale}"
+        "{path}: bf16 vs f32: max diff {err} at scale {scale}"
     );
-    assert!(
-        err > 0.0,
-        "the bf16 model should not be bit-identical to f32"
-    );
+    assert!(err > 0.0, "{path}: the bf16 model is bit-identical to f32");
 }
 
 #[test]
 fn a_fresh_adapter_is_the_identity_on_a_bf16_model() {
-    let mut m = tiny(DType::BF16);
-    let base = logits(&m);
-    m.attach_adapters(&AdapterConfig::lora(4, 8.0, &["q_proj", "v_proj"]), 3)
-        .unwrap();
-    assert_eq!(max_abs(&(&base - &logits(&m)).unwrap()), 0.0);
+    on_both_paths(|path| {
+        let mut m = tiny(DType::BF16);
+        let base = logits(&m);
+        m.attach_adapters(&AdapterConfig::lora(4, 8.0, &["q_proj", "v_proj"]), 3)
+            .unwrap();
+        assert_eq!(max_abs(&(&base - &logits(&m)).unwrap()), 0.0, "{path}");
+    });
 }
 
 #[test]
 fn lora_on_bf16_keeps_f32_variables_and_gets_the_f32_gradients() {
+    on_both_paths(lora_gradients);
+}
+
+fn lora_gradients(path: &str) {
     let mut full = tiny(DType::F32);
     let mut half = tiny(DType::BF16);
     let (vf, vh) = (with_lora(&mut full), with_lora(&mut half));
@@ -91,18 +111,18 @@ fn lora_on_bf16_keeps_f32_variables_and_gets_the_f32_gradients() {
     );
     assert_eq!(vf.len(), 8, "2 layers x (q, v) x (A, B)");
     for ((name, a), (_, b)) in vf.iter().zip(&vh) {
-        assert_eq!(b.dtype(), DType::F32, "{name} should stay f32");
+        assert_eq!(b.dtype(), DType::F32, "{path}: {name} should stay f32");
         let ga = gf.get(a.as_tensor()).expect("f32 gradient");
         let gb = gh
             .get(b.as_tensor())
-            .unwrap_or_else(|| panic!("no gradient reached {name} on the bf16 model"));
+            .unwrap_or_else(|| panic!("{path}: no gradient reached {name} on the bf16 model"));
         assert_eq!(gb.dtype(), DType::F32);
         let scale = max_abs(ga);
         let err = max_abs(&(ga - gb).unwrap());
-        assert!(scale > 0.0, "{name}: zero gradient");
+        assert!(scale > 0.0, "{path}: {name}: zero gradient");
         assert!(
             err < 0.1 * scale,
-            "{name}: bf16 grad off by {err} at scale {scale}"
+            "{path}: {name}: bf16 grad off by {err} at scale {scale}"
         );
     }
 }

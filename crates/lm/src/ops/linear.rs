@@ -1,9 +1,10 @@
 //! `y = x W^T` for a frozen weight `W` (`[out, in]`): backward returns `dL/dx = g W` only.
 //! candle's matmul backward would also form `x^T g` for `W` (as large a product as the
-//! forward) and keep it in the gradient store, though `W` is not trained.
+//! forward) and keep it in the gradient store, though `W` is not trained. On the CPU `W` is
+//! f32, or bf16 ([`super::bf16`]: `--dtype bf16`, f32 activations).
 
-use super::{cpu_slice, matmul, msg, threads, with_f32, View};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use super::{bf16, cpu_slice, matmul, msg, threads, with_elems, with_f32, View};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 
 /// `x W^T (+ addend)` for `x` of shape `dims` (`[..., in]`, contiguous) and `W` of shape
 /// `[out, in]`: the result has shape `[..., out]`. Also the fused SwiGLU's down projection.
@@ -24,13 +25,20 @@ pub(super) fn project(
         Some(a) => return Err(msg(op, format!("addend of {} for {m} x {n}", a.len()))),
         None => vec![0f32; m * n],
     };
-    with_f32(w, op, |w| {
-        // y[m, n] (+)= x[m, k] * W^T, where W^T(l, j) = W[j, l].
-        let (xv, wt) = (View::new(x, 0, k, 1), View::new(w, 0, k, 1).t());
-        let acc = addend.is_some();
-        matmul(&mut y, n, xv, wt, (m, n, k), 1.0, acc, threads());
-        Ok(())
-    })?;
+    let acc = addend.is_some();
+    if w.dtype() == DType::BF16 {
+        with_elems(w, op, |w| {
+            bf16::xwt(&mut y, x, w, (m, n, k), acc);
+            Ok(())
+        })?;
+    } else {
+        with_f32(w, op, |w| {
+            // y[m, n] (+)= x[m, k] * W^T, where W^T(l, j) = W[j, l].
+            let (xv, wt) = (View::new(x, 0, k, 1), View::new(w, 0, k, 1).t());
+            matmul(&mut y, n, xv, wt, (m, n, k), 1.0, acc, threads());
+            Ok(())
+        })?;
+    }
     let mut out = dims.to_vec();
     *out.last_mut().expect("checked above") = n;
     Ok((CpuStorage::F32(y), Shape::from(out)))
@@ -38,8 +46,18 @@ pub(super) fn project(
 
 /// The input gradient `g W` of [`project`], shaped like the input `x`.
 pub(super) fn project_back(w: &Tensor, x: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
-    let n = w.dim(0)?;
+    let (n, k) = w.dims2()?;
     let rows = grad.elem_count() / n;
+    if w.dtype() == DType::BF16 && w.device().is_cpu() {
+        let mut dx = vec![0f32; rows * k];
+        with_f32(grad, "frozen-linear-back", |g| {
+            with_elems(w, "frozen-linear-back", |w| {
+                bf16::gw(&mut dx, g, w, (rows, n, k));
+                Ok(())
+            })
+        })?;
+        return Tensor::from_vec(dx, x.shape(), x.device());
+    }
     grad.reshape((rows, n))?.matmul(w)?.reshape(x.shape())
 }
 

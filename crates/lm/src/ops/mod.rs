@@ -18,12 +18,15 @@
 //!   scores is never computed (blocked), and backward recomputes the probabilities
 //!   instead of keeping them.
 //!
-//! They run on CPU for f32 tensors. Everywhere else (CUDA, other dtypes), and inside
+//! They run on CPU for f32 tensors; the frozen weights of [`frozen_linear`] may also be
+//! bf16 there ([`bf16`], `--dtype bf16`: a bf16 base keeps f32 hidden states on the CPU).
+//! Everywhere else (CUDA, other dtypes), and inside
 //! [`reference`], the model uses the composed candle ops, which are the reference the tests
 //! compare these kernels with (values and gradients, plus finite differences); on CUDA the
 //! frozen projections still go through [`frozen_linear`] ([`frozen_on_device`]).
 
 mod attention;
+pub mod bf16;
 pub mod fastexp;
 mod linear;
 mod norm;
@@ -51,7 +54,12 @@ pub fn reference<T>(f: impl FnOnce() -> T) -> T {
 
 /// Whether the fused kernels serve `x`: CPU, f32, and not inside [`reference`].
 pub fn fused(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32 && !REFERENCE.with(|c| c.get())
+    x.dtype() == DType::F32 && fused_on(x.device())
+}
+
+/// Whether the fused kernels serve f32 tensors on `device`: the CPU, outside [`reference`].
+pub fn fused_on(device: &candle_core::Device) -> bool {
+    device.is_cpu() && !REFERENCE.with(|c| c.get())
 }
 
 /// Whether [`frozen_linear`] (without the other kernels) serves `x` off the fused path:
@@ -67,7 +75,16 @@ fn msg(op: &str, what: impl std::fmt::Display) -> candle_core::Error {
 
 /// The f32 elements of a contiguous CPU storage.
 fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
+    cpu_elems(s, l, op)
+}
+
+/// The elements of a contiguous CPU storage of `T`.
+fn cpu_elems<'a, T: candle_core::WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [T]> {
+    let data = s.as_slice::<T>()?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
         None => Err(msg(op, "input must be contiguous")),
@@ -80,10 +97,19 @@ fn with_f32<R>(
     op: &str,
     f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
 ) -> candle_core::Result<R> {
+    with_elems(t, op, f)
+}
+
+/// Call `f` with the elements (of `T`) of `t` (made contiguous first), on CPU.
+fn with_elems<T: candle_core::WithDType, R>(
+    t: &Tensor,
+    op: &str,
+    f: impl FnOnce(&[T]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
     let t = t.contiguous()?;
     let (s, l) = t.storage_and_layout();
     match &*s {
-        Storage::Cpu(c) => f(cpu_slice(c, l, op)?),
+        Storage::Cpu(c) => f(cpu_elems(c, l, op)?),
         _ => Err(msg(op, "CPU kernel given a tensor on another device")),
     }
 }
