@@ -216,6 +216,11 @@ pub struct Placement {
     pub driver: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cuda: Option<String>,
+    /// bf16 weights on the CPU: which products ran, `avx512_bf16` (the dot-product
+    /// kernels) or `widened` (the weights widened to f32): the same arithmetic, summed in
+    /// another order (`ops::bf16`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bf16_kernels: Option<String>,
 }
 
 impl Placement {
@@ -231,7 +236,12 @@ impl Placement {
             gpu: None,
             driver: None,
             cuda: None,
+            bf16_kernels: None,
         };
+        if device.is_cpu() && dtype == DType::BF16 {
+            let avx = crate::ops::bf16::avx512_bf16();
+            p.bf16_kernels = Some(if avx { "avx512_bf16" } else { "widened" }.into());
+        }
         if let candle_core::DeviceLocation::Cuda { gpu_id } = device.location() {
             (p.gpu, p.driver) = nvidia_smi(gpu_id).unwrap_or_default();
             p.cuda = cuda_version();
@@ -305,6 +315,14 @@ mod tests {
         let p = Placement::of(&Device::Cpu, DType::F32);
         assert_eq!((p.device.as_str(), p.dtype.as_str()), ("cpu", "f32"));
         assert!(p.gpu.is_none() && p.driver.is_none() && p.cuda.is_none());
+        assert!(p.bf16_kernels.is_none());
+        assert!(!serde_json::to_string(&p).unwrap().contains("bf16_kernels"));
+        let b = Placement::of(&Device::Cpu, DType::BF16);
+        let path = match crate::ops::bf16::avx512_bf16() {
+            true => "avx512_bf16",
+            false => "widened",
+        };
+        assert_eq!(b.bf16_kernels.as_deref(), Some(path));
         if !CUDA_BUILD {
             assert_eq!(name(&DeviceSpec::Auto.resolve().unwrap()), "cpu");
             let e = DeviceSpec::Cuda(1).resolve().unwrap_err().to_string();
