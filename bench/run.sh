@@ -57,7 +57,7 @@ print(f"host: {cpu}; {' '.join(simd)}")
 bf16 = f", bf16 dot products {peak['bf16_dot']:.1f}" if peak.get('bf16_dot') else ""
 print(f"f32 FMA peak: {peak['gflops']:.1f} GFLOP/s with {peak['threads']} threads{bf16}")
 # bf16 runs are measured against the bf16 dot-product peak where the CPU has one.
-ceiling = peak.get('bf16_dot') or peak['gflops'] if dtype == 'bf16' else peak['gflops']
+ceiling = (peak.get('bf16_dot') or peak['gflops']) if dtype == 'bf16' else peak['gflops']
 print(f"weights: {dtype}; % of peak against {ceiling:.1f} GFLOP/s")
 runs = {}
 for r in rows:

@@ -15,11 +15,11 @@
 //!   gemm (the same rounded inputs, the sums in another order).
 
 use super::{matmul, threads, View};
-use half::bf16;
+use half::{bf16, slice::HalfFloatSliceExt};
 use rayon::prelude::*;
 
 /// Rows of `W` widened at a time on the portable path (256 ran at 0.8x the f32 model's
-/// scoring speed, 1,024 at 0.94-0.99x: fewer, larger gemm calls).
+/// scoring speed, 1,024 at about 0.9x: fewer, larger gemm calls).
 const WIDEN_ROWS: usize = 1024;
 
 /// Whether the AVX512_BF16 kernels serve this CPU (`FAIRREC_NO_AVX512BF16` set turns them
@@ -62,20 +62,9 @@ pub fn xwt(y: &mut [f32], x: &[f32], w: &[bf16], mnk: (usize, usize, usize), acc
 fn xwt_widened(y: &mut [f32], x: &[f32], w: &[bf16], mnk: (usize, usize, usize), acc: bool) {
     let (m, n, k) = mnk;
     let x = rounded(&x[..m * k]);
-    for (b, rows) in w[..n * k].chunks(WIDEN_ROWS * k).enumerate() {
-        let nb = rows.len() / k;
-        let wf: Vec<f32> = rows.iter().map(|v| v.to_f32()).collect();
+    for (r0, nb, wf) in widened(&w[..n * k], k) {
         let (xv, wt) = (View::new(&x, 0, k, 1), View::new(&wf, 0, k, 1).t());
-        matmul(
-            &mut y[b * WIDEN_ROWS..],
-            n,
-            xv,
-            wt,
-            (m, nb, k),
-            1.0,
-            acc,
-            threads(),
-        );
+        matmul(&mut y[r0..], n, xv, wt, (m, nb, k), 1.0, acc, threads());
     }
 }
 
@@ -101,10 +90,8 @@ pub fn gw(dx: &mut [f32], g: &[f32], w: &[bf16], (m, n, k): (usize, usize, usize
 /// [`gw`] on any CPU (`n > 0`): the first block of rows overwrites `dx`, the rest add.
 fn gw_widened(dx: &mut [f32], g: &[f32], w: &[bf16], (m, n, k): (usize, usize, usize)) {
     let g = rounded(&g[..m * n]);
-    for (b, rows) in w[..n * k].chunks(WIDEN_ROWS * k).enumerate() {
-        let nb = rows.len() / k;
-        let wf: Vec<f32> = rows.iter().map(|v| v.to_f32()).collect();
-        let gv = View::new(&g, b * WIDEN_ROWS, n, 1);
+    for (r0, nb, wf) in widened(&w[..n * k], k) {
+        let gv = View::new(&g, r0, n, 1);
         matmul(
             dx,
             k,
@@ -112,10 +99,17 @@ fn gw_widened(dx: &mut [f32], g: &[f32], w: &[bf16], (m, n, k): (usize, usize, u
             View::new(&wf, 0, k, 1),
             (m, k, nb),
             1.0,
-            b > 0,
+            r0 > 0,
             threads(),
         );
     }
+}
+
+/// `w`'s rows (`k` each) in blocks of [`WIDEN_ROWS`] widened to f32: (first row, rows, values).
+fn widened(w: &[bf16], k: usize) -> impl Iterator<Item = (usize, usize, Vec<f32>)> + '_ {
+    w.chunks(WIDEN_ROWS * k)
+        .enumerate()
+        .map(move |(b, rows)| (b * WIDEN_ROWS, rows.len() / k, rows.to_f32_vec()))
 }
 
 /// A pointer that threads writing disjoint columns of one output share.
@@ -154,7 +148,7 @@ mod avx {
         unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
     }
 
-    /// Round 32 f32 (fewer with `mask`, the rest zero) to 16 pairs of bf16.
+    /// Round the 32 f32 at `src` (the first `len` when fewer, the rest zero) to 16 bf16 pairs.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     unsafe fn pairs(src: *const f32, len: usize) -> __m512i {
         let (m0, m1) = (mask16(len), mask16(len.saturating_sub(16)));
