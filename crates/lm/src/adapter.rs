@@ -246,6 +246,19 @@ impl Adapter {
     }
 
     fn forward_f32(&self, x: &Tensor) -> Result<Tensor> {
+        let (code, b) = self.factors(x)?;
+        let y = code.matmul(&b.t()?)?;
+        let mut out = x.dims().to_vec();
+        *out.last_mut().expect("non-empty") = y.dim(1)?;
+        Ok(y.reshape(out)?)
+    }
+
+    /// The adapter's contribution as two factors, `code b^T`: `code` `[rows, R]` (the
+    /// rank-r codes `A_j x` of every row, each expert's scaled by its router weight) and
+    /// `b` `[out, R]` (the `s B_j` side by side), for f32 `x` `[.., in]` (rows = every
+    /// position). A fused frozen projection adds `code b^T` itself
+    /// ([`crate::ops::frozen_linear_lowrank`]), so the `[rows, out]` product is not kept.
+    pub fn factors(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let xd = if self.training.load(Ordering::Relaxed) && self.dropout > 0.0 {
             self.dropout(x)?
         } else {
@@ -256,16 +269,13 @@ impl Adapter {
         let dims = x.dims().to_vec();
         let rows = x.elem_count() / dims[dims.len() - 1];
         let x2 = xd.reshape((rows, dims[dims.len() - 1]))?;
-        let expert = |e: &LoraExpert| -> Result<Tensor> {
-            // The scale goes on B (out x r), not on the output (rows x out).
-            let b = (weight(&e.b) * self.scale)?;
-            let y = x2.matmul(&weight(&e.a).t()?)?.matmul(&b.t()?)?;
-            let mut out = dims.clone();
-            *out.last_mut().expect("non-empty") = y.dim(1)?;
-            Ok(y.reshape(out)?)
-        };
+        // The scale goes on B (out x r), not on the output (rows x out).
+        let scaled_b = |e: &LoraExpert| weight(&e.b) * self.scale;
         match self.route(x)? {
-            None => expert(&self.experts[0]),
+            None => {
+                let e = &self.experts[0];
+                Ok((x2.matmul(&weight(&e.a).t()?)?, scaled_b(e)?))
+            }
             Some(w) => {
                 if self.record.load(Ordering::Relaxed) && self.training.load(Ordering::Relaxed) {
                     self.routes
@@ -283,12 +293,9 @@ impl Adapter {
                 for (j, e) in self.experts.iter().enumerate() {
                     let code = x2.matmul(&weight(&e.a).t()?)?;
                     codes.push(code.broadcast_mul(&w.narrow(1, j, 1)?)?);
-                    bs.push((weight(&e.b) * self.scale)?);
+                    bs.push(scaled_b(e)?);
                 }
-                let y = Tensor::cat(&codes, 1)?.matmul(&Tensor::cat(&bs, 1)?.t()?)?;
-                let mut out = dims.clone();
-                *out.last_mut().expect("non-empty") = y.dim(1)?;
-                Ok(y.reshape(out)?)
+                Ok((Tensor::cat(&codes, 1)?, Tensor::cat(&bs, 1)?))
             }
         }
     }

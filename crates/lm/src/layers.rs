@@ -67,28 +67,27 @@ impl Linear {
     /// `x W^T (+ b) + adapter(x) + residual`.
     pub fn forward_add(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
         let w = weight(&self.weight);
+        // A bias in the activations' dtype (a bf16 base on the CPU computes in f32).
+        let bias = |b: &Tensor| weight(b).to_dtype(x.dtype());
+        let frozen_bias = self.bias.as_ref().is_none_or(|b| !weight(b).track_op());
+        if ops::fused(x) && !w.track_op() && frozen_bias {
+            // Bias, adapter and residual are added inside the projection's op.
+            let b = self.bias.as_ref().map(bias).transpose()?;
+            let wb = (&w, b.as_ref());
+            return Ok(match (&self.adapter, residual) {
+                (Some(a), None) => {
+                    let (code, up) = a.factors(x)?;
+                    ops::frozen_linear_lowrank(x, wb, &code, &up)?
+                }
+                (Some(a), Some(r)) => ops::frozen_affine(x, wb, Some(&(a.forward(x)? + r)?))?,
+                (None, r) => ops::frozen_affine(x, wb, r)?,
+            });
+        }
         let extra = match (&self.adapter, residual) {
             (Some(a), Some(r)) => Some((a.forward(x)? + r)?),
             (Some(a), None) => Some(a.forward(x)?),
             (None, r) => r.cloned(),
         };
-        // A bias in the activations' dtype (a bf16 base on the CPU computes in f32).
-        let bias = |b: &Tensor| weight(b).to_dtype(x.dtype());
-        if ops::fused(x) && !w.track_op() {
-            let extra = match (extra, &self.bias) {
-                (Some(e), Some(b)) => Some(e.broadcast_add(&bias(b)?)?),
-                (None, Some(b)) => {
-                    let mut dims = x.dims().to_vec();
-                    *dims.last_mut().expect("rank >= 1") = b.dim(0)?;
-                    Some(bias(b)?.broadcast_as(dims)?)
-                }
-                (e, None) => e,
-            };
-            return Ok(match extra {
-                Some(e) => ops::frozen_linear_add(x, &w, &e)?,
-                None => ops::frozen_linear(x, &w)?,
-            });
-        }
         let y = if ops::frozen_on_device(x) && !w.track_op() {
             ops::frozen_linear(x, &w)?
         } else {

@@ -174,21 +174,14 @@ impl Attention {
             .contiguous()?)
     }
 
-    /// The fused path: rotary and attention kernels on the projections' own layout.
+    /// The fused path: the attention kernel, rotating Q and K itself, on the projections'
+    /// own layout.
     /// `residual` is added to the output in place.
     fn forward_fused(&self, x: &Tensor, rotary: &Rotary, residual: &Tensor) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        let hd = self.head_dim;
-        let rotate = |y: Tensor, n: usize| -> Result<Tensor> {
-            rotary
-                .apply_bthd(&y.reshape((b, t, n, hd))?)?
-                .reshape((b, t, n * hd))
-                .map_err(Into::into)
-        };
-        let q = rotate(self.q_proj.forward(x)?, self.n_heads)?;
-        let k = rotate(self.k_proj.forward(x)?, self.n_kv)?;
+        let (q, k) = (self.q_proj.forward(x)?, self.k_proj.forward(x)?);
         let v = self.v_proj.forward(x)?;
-        let y = ops::causal_attention(&q, &k, &v, self.n_heads, self.n_kv)?;
+        let tables = (!rotary.off).then_some((&rotary.cos, &rotary.sin));
+        let y = ops::causal_attention(&q, &k, &v, self.n_heads, self.n_kv, tables)?;
         self.o_proj.forward_add(&y, Some(residual))
     }
 
@@ -300,8 +293,15 @@ impl Mlp {
         })
     }
 
-    /// The fused path, `residual + down(silu(gate(x)) * up(x))`.
+    /// The fused path, `residual + down(silu(gate(x)) * up(x))`; with three plain frozen
+    /// bf16 projections, one op that keeps `g` and `u` in bf16 ([`ops::frozen_mlp_bf16`]).
     fn forward_fused(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let projs = [&self.gate_proj, &self.up_proj, &self.down_proj];
+        let plain = |l: &&Linear| l.adapter.is_none() && l.bias.is_none();
+        let ws = projs.map(|l| weight(&l.weight));
+        if projs.iter().all(plain) && ws.iter().all(|w| w.dtype() == DType::BF16 && !w.track_op()) {
+            return Ok(ops::frozen_mlp_bf16(x, residual, &ws[0], &ws[1], &ws[2])?);
+        }
         let (g, u) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
         let d = &self.down_proj;
         let w = weight(&d.weight);

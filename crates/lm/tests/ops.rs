@@ -143,7 +143,7 @@ fn attention_matches_the_composed_ops_across_block_edges_and_head_groups() {
         let inputs: &[&Var] = if t == 1 { &[&v] } else { &[&q, &k, &v] };
         compare(
             inputs,
-            || ops::causal_attention(&q, &k, &v, nh, nkv).unwrap(),
+            || ops::causal_attention(&q, &k, &v, nh, nkv, None).unwrap(),
             || attention_reference(&q, &k, &v, nh, nkv),
             2e-5,
             &format!("attention t={t} heads={nh}/{nkv}"),
@@ -159,9 +159,9 @@ fn untracked_attention_keeps_nothing_and_equals_the_tracked_one() {
         randn(&[1, 5, 8], 5),
         randn(&[1, 5, 8], 6),
     );
-    let a = ops::causal_attention(&q, &k, &v, 2, 1).unwrap();
+    let a = ops::causal_attention(&q, &k, &v, 2, 1, None).unwrap();
     let vq = Var::from_tensor(&q).unwrap();
-    let b = ops::causal_attention(vq.as_tensor(), &k, &v, 2, 1).unwrap();
+    let b = ops::causal_attention(vq.as_tensor(), &k, &v, 2, 1, None).unwrap();
     assert_close(&a, &b, 1e-6, "kept vs not kept");
     assert_close(
         &a,
@@ -263,7 +263,11 @@ fn kernels_agree_with_finite_differences() {
         var(&[1, 6, 4], 22),
     );
     for (x, name) in [(&q, "dq"), (&k, "dk"), (&v, "dv")] {
-        finite_differences(x, || ops::causal_attention(&q, &k, &v, 2, 1).unwrap(), name);
+        finite_differences(
+            x,
+            || ops::causal_attention(&q, &k, &v, 2, 1, None).unwrap(),
+            name,
+        );
     }
     let (x, w) = (var(&[3, 8], 23), var(&[8], 24));
     finite_differences(&x, || ops::rms_norm(&x, &w, 1e-5).unwrap(), "rms-norm dx");

@@ -13,6 +13,7 @@
 //! so a layer's attention keeps no `[B, H, T, T]` tensor alive between the passes.
 
 use super::fastexp::softmax_in_place;
+use super::rope::rotate;
 use super::{cpu_slice, cpu_tensor, matmul, msg, with_f32, View};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -219,7 +220,80 @@ fn merge_heads(src: &[f32], (b, t, h, d): (usize, usize, usize, usize), group: u
     out
 }
 
-impl CustomOp3 for Attention {
+impl Attention {
+    /// The output `[B, T, H*d]` for `b` batch rows of Q, K, V slices.
+    fn forward(&self, (q, k, v): (&[f32], &[f32], &[f32]), b: usize) -> Vec<f32> {
+        let (g, t, hd) = (*self, self.t, self.hd);
+        let mut oh = vec![0f32; b * g.nh * t * hd];
+        oh.par_chunks_mut(t * hd).enumerate().for_each_init(
+            || vec![0f32; t * t],
+            |p, (bh, o)| g.head_fwd(q, k, v, bh, p, o),
+        );
+        merge_heads(&oh, (b, t, g.nh, hd), 1)
+    }
+
+    /// `(dQ, dK, dV)` (`[B, T, heads * d]` each) from the inputs, the output `o` and its
+    /// gradient `dout`.
+    fn backward(
+        &self,
+        (q, k, v): (&[f32], &[f32], &[f32]),
+        (o, dout): (&[f32], &[f32]),
+        b: usize,
+    ) -> [Vec<f32>; 3] {
+        let (g, t, hd, nh) = (*self, self.t, self.hd, self.nh);
+        let len = b * nh * t * hd;
+        let (mut dq, mut dk, mut dv) = (vec![0f32; len], vec![0f32; len], vec![0f32; len]);
+        dq.par_chunks_mut(t * hd)
+            .zip(dk.par_chunks_mut(t * hd))
+            .zip(dv.par_chunks_mut(t * hd))
+            .enumerate()
+            .for_each_init(
+                || (vec![0f32; t * t], vec![0f32; t * t]),
+                |(p, ds), (bh, ((dq, dk), dv))| {
+                    g.head_probs(q, k, bh, p);
+                    g.head_bwd((q, k, v), (o, dout), bh, p, ds, (dq, dk, dv));
+                },
+            );
+        let rep = nh / g.nkv;
+        [
+            merge_heads(&dq, (b, t, nh, hd), 1),
+            merge_heads(&dk, (b, t, nh, hd), rep),
+            merge_heads(&dv, (b, t, nh, hd), rep),
+        ]
+    }
+}
+
+/// The op, with the rotary tables `(cos, sin)` (`[max_len, d/2]`) when it rotates Q and K
+/// itself: then the rotated Q and K are formed again in backward instead of being kept
+/// (ours: two `[B, T, heads * d]` tensors fewer per layer between the passes).
+struct Op {
+    att: Attention,
+    rotary: Option<(Tensor, Tensor)>,
+}
+
+impl Op {
+    /// `f` on Q and K, rotated first when the op rotates.
+    fn rotated<R>(
+        &self,
+        (q, k): (&[f32], &[f32]),
+        f: impl FnOnce(&[f32], &[f32]) -> candle_core::Result<R>,
+    ) -> candle_core::Result<R> {
+        let Some((cos, sin)) = &self.rotary else {
+            return f(q, k);
+        };
+        let (t, hd) = (self.att.t, self.att.hd);
+        with_f32(cos, "causal-attention", |cos| {
+            with_f32(sin, "causal-attention", |sin| {
+                let tables = (cos, sin);
+                let q = rotate(q, (t, self.att.nh, hd), tables, 1.0);
+                let k = rotate(k, (t, self.att.nkv, hd), tables, 1.0);
+                f(&q, &k)
+            })
+        })
+    }
+}
+
+impl CustomOp3 for Op {
     fn name(&self) -> &'static str {
         "causal-attention"
     }
@@ -233,20 +307,13 @@ impl CustomOp3 for Attention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let b = self.check([l1, l2, l3])?;
-        let g = *self;
+        let b = self.att.check([l1, l2, l3])?;
         let (q, k, v) = (
             cpu_slice(s1, l1, self.name())?,
             cpu_slice(s2, l2, self.name())?,
             cpu_slice(s3, l3, self.name())?,
         );
-        let (t, hd) = (g.t, g.hd);
-        let mut oh = vec![0f32; b * g.nh * t * hd];
-        oh.par_chunks_mut(t * hd).enumerate().for_each_init(
-            || vec![0f32; t * t],
-            |p, (bh, o)| g.head_fwd(q, k, v, bh, p, o),
-        );
-        let out = merge_heads(&oh, (b, t, g.nh, hd), 1);
+        let out = self.rotated((q, k), |q, k| Ok(self.att.forward((q, k, v), b)))?;
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -258,59 +325,49 @@ impl CustomOp3 for Attention {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = *self;
         let (b, t, _) = qt.dims3()?;
-        let (hd, nh) = (g.hd, g.nh);
-        let n = self.name();
-        with_f32(qt, n, |q| {
+        let (a, n) = (self.att, self.name());
+        let [mut dq, mut dk, dv] = with_f32(qt, n, |q| {
             with_f32(kt, n, |k| {
                 with_f32(vt, n, |v| {
                     with_f32(res, n, |o| {
                         with_f32(grad, n, |dout| {
-                            let len = b * nh * t * hd;
-                            let (mut dq, mut dk, mut dv) =
-                                (vec![0f32; len], vec![0f32; len], vec![0f32; len]);
-                            dq.par_chunks_mut(t * hd)
-                                .zip(dk.par_chunks_mut(t * hd))
-                                .zip(dv.par_chunks_mut(t * hd))
-                                .enumerate()
-                                .for_each_init(
-                                    || (vec![0f32; t * t], vec![0f32; t * t]),
-                                    |(p, ds), (bh, ((dq, dk), dv))| {
-                                        g.head_probs(q, k, bh, p);
-                                        g.head_bwd((q, k, v), (o, dout), bh, p, ds, (dq, dk, dv));
-                                    },
-                                );
-                            let rep = nh / g.nkv;
-                            let shape = |w: usize| [b, t, w * hd];
-                            Ok((
-                                Some(cpu_tensor(merge_heads(&dq, (b, t, nh, hd), 1), &shape(nh))?),
-                                Some(cpu_tensor(
-                                    merge_heads(&dk, (b, t, nh, hd), rep),
-                                    &shape(g.nkv),
-                                )?),
-                                Some(cpu_tensor(
-                                    merge_heads(&dv, (b, t, nh, hd), rep),
-                                    &shape(g.nkv),
-                                )?),
-                            ))
+                            self.rotated((q, k), |q, k| Ok(a.backward((q, k, v), (o, dout), b)))
                         })
                     })
                 })
             })
-        })
+        })?;
+        if let Some((cos, sin)) = &self.rotary {
+            with_f32(cos, n, |cos| {
+                with_f32(sin, n, |sin| {
+                    dq = rotate(&dq, (t, a.nh, a.hd), (cos, sin), -1.0);
+                    dk = rotate(&dk, (t, a.nkv, a.hd), (cos, sin), -1.0);
+                    Ok(())
+                })
+            })?;
+        }
+        let shape = |w: usize| [b, t, w * a.hd];
+        Ok((
+            Some(cpu_tensor(dq, &shape(a.nh))?),
+            Some(cpu_tensor(dk, &shape(a.nkv))?),
+            Some(cpu_tensor(dv, &shape(a.nkv))?),
+        ))
     }
 }
 
 /// Causal attention `softmax(Q K^T / sqrt(d) + causal) V` of `q` (`[B, T, heads * d]`)
 /// over `k`, `v` (`[B, T, kv_heads * d]`), each query head `h` reading key/value head
-/// `h / (heads / kv_heads)`; returns `[B, T, heads * d]`. CPU, f32.
+/// `h / (heads / kv_heads)`; returns `[B, T, heads * d]`. With `rotary` (`cos`, `sin`,
+/// `[max_len, d/2]`), Q and K are rotated first ([`super::rope`]'s arithmetic for
+/// positions `0..T`) inside the op, which keeps them unrotated for backward. CPU, f32.
 pub fn causal_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     heads: usize,
     kv_heads: usize,
+    rotary: Option<(&Tensor, &Tensor)>,
 ) -> candle_core::Result<Tensor> {
     let (_, t, w) = q.dims3()?;
     if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) || !w.is_multiple_of(heads) {
@@ -320,13 +377,27 @@ pub fn causal_attention(
         ));
     }
     let hd = w / heads;
-    let op = Attention {
+    let att = Attention {
         t,
         nh: heads,
         nkv: kv_heads,
         hd,
         scale: 1.0 / (hd as f32).sqrt(),
     };
+    let rotary = match rotary {
+        Some((cos, sin)) => {
+            let (max_len, half) = cos.dims2()?;
+            if 2 * half != hd || t > max_len || sin.dims() != cos.dims() {
+                let dims = (cos.dims(), sin.dims());
+                return Err(msg(
+                    "causal-attention",
+                    format!("rotary tables {dims:?} for {t} positions of head width {hd}"),
+                ));
+            }
+            Some((cos.contiguous()?, sin.contiguous()?))
+        }
+        None => None,
+    };
     q.contiguous()?
-        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+        .apply_op3(&k.contiguous()?, &v.contiguous()?, Op { att, rotary })
 }

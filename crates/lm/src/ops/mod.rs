@@ -7,7 +7,9 @@
 //!
 //! - [`frozen_linear`]: `x W^T` whose backward returns only `dL/dx = g W` (W is not a
 //!   variable, so its gradient would be discarded anyway); [`frozen_linear_add`] adds a
-//!   second input (an adapter's output, a residual) in place;
+//!   second input (an adapter's output, a residual) in place, [`frozen_affine`] a frozen
+//!   bias too, and [`frozen_linear_lowrank`] a LoRA update `c B^T` from its factors, so
+//!   that no `[B, T, out]` addend is kept for backward;
 //! - [`rms_norm`]: `x / sqrt(mean(x^2) + eps) * w`;
 //! - [`rope`]: rotary embedding on `[B, T, H, D]` (half-split layout), backward = the
 //!   inverse rotation;
@@ -16,7 +18,14 @@
 //! - [`causal_attention`]: `softmax(Q K^T / sqrt(d) + causal) V` with grouped-query heads
 //!   read in place from the projections' `[B, T, H*D]` layout; the upper triangle of the
 //!   scores is never computed (blocked), and backward recomputes the probabilities
-//!   instead of keeping them.
+//!   instead of keeping them; given the rotary tables it rotates Q and K itself (and
+//!   again in backward), so the rotated copies are not kept either;
+//! - [`frozen_mlp_bf16`]: the whole SwiGLU MLP over frozen bf16 weights, keeping its gate
+//!   and up activations in bf16 (`--dtype bf16`).
+//!
+//! What a training step keeps between its passes (issue 28): per block, the two norms'
+//! inputs and outputs, Q, K, V before rotation, the attention output and the MLP's `g`,
+//! `u` (in bf16 on a bf16 base); every other intermediate is formed inside an op and freed.
 //!
 //! They run on CPU for f32 tensors; the frozen weights of [`frozen_linear`] may also be
 //! bf16 there ([`bf16`], `--dtype bf16`: a bf16 base keeps f32 hidden states on the CPU).
@@ -29,12 +38,14 @@ mod attention;
 pub mod bf16;
 pub mod fastexp;
 mod linear;
+mod mlp;
 mod norm;
 mod rope;
 mod swiglu;
 
 pub use attention::causal_attention;
-pub use linear::{frozen_linear, frozen_linear_add};
+pub use linear::{frozen_affine, frozen_linear, frozen_linear_add, frozen_linear_lowrank};
+pub use mlp::frozen_mlp_bf16;
 pub use norm::rms_norm;
 pub use rope::rope;
 pub use swiglu::{swiglu, swiglu_down};

@@ -30,29 +30,9 @@ impl CustomOp1 for Rope {
                 format!("input {:?} against tables [{max_len}, {half}]", l.dims()),
             ));
         }
-        let sign = self.sign;
         let y = with_f32(&self.cos, self.name(), |cos| {
             with_f32(&self.sin, self.name(), |sin| {
-                let mut y = vec![0f32; x.len()];
-                // One chunk per (b, t): all heads of one position share the angles.
-                y.par_chunks_mut(nh * d)
-                    .zip(x.par_chunks(nh * d))
-                    .enumerate()
-                    .with_min_len(4)
-                    .for_each(|(bt, (y, x))| {
-                        let p = bt % t;
-                        let (c, s) = (&cos[p * half..][..half], &sin[p * half..][..half]);
-                        for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
-                            let (x1, x2) = x.split_at(half);
-                            let (y1, y2) = y.split_at_mut(half);
-                            for i in 0..half {
-                                let s = sign * s[i];
-                                y1[i] = x1[i] * c[i] - x2[i] * s;
-                                y2[i] = x2[i] * c[i] + x1[i] * s;
-                            }
-                        }
-                    });
-                Ok(y)
+                Ok(rotate(x, (t, nh, d), (cos, sin), self.sign))
             })
         })?;
         Ok((CpuStorage::F32(y), l.shape().clone()))
@@ -70,6 +50,37 @@ impl CustomOp1 for Rope {
             sign: -self.sign,
         })?))
     }
+}
+
+/// `x` (`[B, T, H, D]`, row-major) rotated for positions `0..T` with the tables
+/// `(cos, sin)` (`[max_len, D/2]` row-major); `sign` -1 rotates backward.
+pub(super) fn rotate(
+    x: &[f32],
+    (t, nh, d): (usize, usize, usize),
+    (cos, sin): (&[f32], &[f32]),
+    sign: f32,
+) -> Vec<f32> {
+    let half = d / 2;
+    let mut y = vec![0f32; x.len()];
+    // One chunk per (b, t): all heads of one position share the angles.
+    y.par_chunks_mut(nh * d)
+        .zip(x.par_chunks(nh * d))
+        .enumerate()
+        .with_min_len(4)
+        .for_each(|(bt, (y, x))| {
+            let p = bt % t;
+            let (c, s) = (&cos[p * half..][..half], &sin[p * half..][..half]);
+            for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
+                let (x1, x2) = x.split_at(half);
+                let (y1, y2) = y.split_at_mut(half);
+                for i in 0..half {
+                    let s = sign * s[i];
+                    y1[i] = x1[i] * c[i] - x2[i] * s;
+                    y2[i] = x2[i] * c[i] + x1[i] * s;
+                }
+            }
+        });
+    y
 }
 
 /// Rotate `x` of shape `[B, T, H, D]` for positions `0..T` with tables `cos`, `sin` of shape

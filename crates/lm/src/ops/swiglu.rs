@@ -12,11 +12,11 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Elements per parallel task.
-const CHUNK: usize = 1 << 14;
+pub(super) const CHUNK: usize = 1 << 14;
 
 wide_fn! {
     /// `y = silu(g) * u` on one chunk.
-    fn gate_chunk(y: &mut [f32], g: &[f32], u: &[f32]) {
+    pub(super) fn gate_chunk(y: &mut [f32], g: &[f32], u: &[f32]) {
         for ((y, g), u) in y.iter_mut().zip(g).zip(u) {
             *y = g * sigmoid(*g) * u;
         }
@@ -25,7 +25,7 @@ wide_fn! {
 
 wide_fn! {
     /// [`gate_bwd`] on one chunk.
-    fn gate_bwd_chunk(dg: &mut [f32], du: &mut [f32], g: &[f32], u: &[f32], dy: &[f32]) {
+    pub(super) fn gate_bwd_chunk(dg: &mut [f32], du: &mut [f32], g: &[f32], u: &[f32], dy: &[f32]) {
         let rows = dg.iter_mut().zip(du.iter_mut()).zip(g.iter().zip(u).zip(dy));
         for ((dg, du), ((&g, &u), &dy)) in rows {
             let s = sigmoid(g);
