@@ -197,6 +197,15 @@ fn the_frozen_bf16_mlp_equals_its_composition_with_g_and_u_rounded() {
     };
     let fused = ops::frozen_mlp_bf16(&x, &r, &wg, &wu, &wd).unwrap();
     assert_close(&fused, &exact, 3e-2, "frozen bf16 mlp against f32");
+    // Untracked inputs (scoring) keep nothing and give the same values.
+    let plain = ops::frozen_mlp_bf16(
+        &x.as_detached_tensor(),
+        &r.as_detached_tensor(),
+        &wg,
+        &wu,
+        &wd,
+    );
+    assert_close(&plain.unwrap(), &fused, 0.0, "untracked frozen bf16 mlp");
     // Weights that do not fit each other are refused.
     assert!(ops::frozen_mlp_bf16(&x, &r, &wg, &wu, &wg).is_err());
 }

@@ -24,6 +24,8 @@ struct FrozenMlp {
     up: Tensor,
     down: Tensor,
     kept: Mutex<Option<(Vec<bf16>, Vec<bf16>)>>,
+    /// Whether backward can run (an input is tracked): otherwise nothing is kept.
+    keep: bool,
 }
 
 impl FrozenMlp {
@@ -46,8 +48,16 @@ fn bf16_weight(w: &Tensor, f: impl FnOnce(&[bf16])) -> candle_core::Result<()> {
     })
 }
 
-/// `v` rounded to bf16 in place (nearest even), and the bf16 values.
-fn round_in_place(v: &mut [f32]) -> Vec<bf16> {
+/// `v` rounded to bf16 in place (nearest even); the bf16 values too when `keep`.
+fn round_in_place(v: &mut [f32], keep: bool) -> Option<Vec<bf16>> {
+    if !keep {
+        v.par_chunks_mut(CHUNK).for_each(|v| {
+            let mut o = vec![bf16::ZERO; v.len()];
+            o.convert_from_f32_slice(v);
+            o.convert_to_f32_slice(v);
+        });
+        return None;
+    }
     let mut out = vec![bf16::ZERO; v.len()];
     out.par_chunks_mut(CHUNK)
         .zip(v.par_chunks_mut(CHUNK))
@@ -55,7 +65,7 @@ fn round_in_place(v: &mut [f32]) -> Vec<bf16> {
             o.convert_from_f32_slice(v);
             o.convert_to_f32_slice(v);
         });
-    out
+    Some(out)
 }
 
 impl CustomOp2 for FrozenMlp {
@@ -86,7 +96,10 @@ impl CustomOp2 for FrozenMlp {
         let (mut g, mut u) = (vec![0f32; m * i], vec![0f32; m * i]);
         bf16_weight(&self.gate, |w| xwt(&mut g, x, w, (m, i, h), false))?;
         bf16_weight(&self.up, |w| xwt(&mut u, x, w, (m, i, h), false))?;
-        let kept = (round_in_place(&mut g), round_in_place(&mut u));
+        let kept = (
+            round_in_place(&mut g, self.keep),
+            round_in_place(&mut u, self.keep),
+        );
         let mut y = vec![0f32; m * i];
         y.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
@@ -94,7 +107,9 @@ impl CustomOp2 for FrozenMlp {
         drop((g, u));
         let mut z = r.to_vec();
         bf16_weight(&self.down, |w| xwt(&mut z, &y, w, (m, h, i), true))?;
-        *self.kept.lock().map_err(|_| msg(self.name(), "poisoned"))? = Some(kept);
+        if let (Some(g), Some(u)) = kept {
+            *self.kept.lock().map_err(|_| msg(self.name(), "poisoned"))? = Some((g, u));
+        }
         Ok((CpuStorage::F32(z), l1.shape().clone()))
     }
 
@@ -150,6 +165,7 @@ pub fn frozen_mlp_bf16(
         up: up.contiguous()?,
         down: down.contiguous()?,
         kept: Mutex::new(None),
+        keep: x.track_op() || r.track_op(),
     };
     x.contiguous()?.apply_op2(&r.contiguous()?, op)
 }
